@@ -1,0 +1,108 @@
+--[[
+  enqueue — create a job, deduplicated by its idempotency record in the same atomic step.
+
+  KEYS[1]  job hash             <prefix>:{<queue>}:job:<id>
+  KEYS[2]  idempotency record   <prefix>:{<queue>}:idem:<client>:<key>  (untouched when ARGV[2] is '')
+  KEYS[3]  ready list           <prefix>:{<queue>}:ready:<priority>
+  KEYS[4]  scheduled zset       <prefix>:{<queue>}:scheduled
+  KEYS[5]  events stream        <prefix>:{<queue>}:events
+  KEYS[6]  wake list            <prefix>:{<queue>}:wake
+  KEYS[7]  stats hash           <prefix>:{<queue>}:stats
+
+  ARGV[1]  job id (the id in KEYS[1])
+  ARGV[2]  request fingerprint; '' when the request has no idempotency key
+  ARGV[3]  idempotency retention, ms
+  ARGV[4]  delay, ms (0 = none)
+  ARGV[5]  run_at, epoch ms (0 = use the delay)
+  ARGV[6]  time to live from now, ms (0 = never expires)
+  ARGV[7]  maximum queue depth, queued + scheduled (0 = unlimited)
+  ARGV[8]  approximate maximum length of the events stream
+  ARGV[9]  queue key prefix <prefix>:{<queue>}:
+  ARGV[10] ... job fields as name, value pairs, stored verbatim (queue, type, payload, ...)
+
+  Returns
+  {'CREATED', state, created_at, run_at, expires_at}   expires_at is '' when the job never expires
+  {'REPLAYED', job_id, field1, value1, ...}              the existing job record (HGETALL order)
+  {'CONFLICT', job_id}                                   the key was first used for another request
+  {'QUEUE_FULL', depth}                                  queued + scheduled jobs already at the maximum
+
+  Time comes from the Redis server clock, so every gateway and worker shares one clock per queue.
+]]
+
+local job_key, idem_key, ready_key, scheduled_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events_key, wake_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
+local id, fingerprint, idem_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local delay, run_at, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local max_depth, events_max, prefix = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+
+if fingerprint ~= '' then
+  local record = redis.call('GET', idem_key)
+  if record then
+    local separator = string.find(record, ':', 1, true)
+    local first_fingerprint = string.sub(record, 1, separator - 1)
+    local first_id = string.sub(record, separator + 1)
+    -- A record whose job is gone (purged) no longer protects anything: the key is free again.
+    if redis.call('EXISTS', prefix .. 'job:' .. first_id) == 1 then
+      if first_fingerprint ~= fingerprint then
+        return {'CONFLICT', first_id}
+      end
+      local existing = redis.call('HGETALL', prefix .. 'job:' .. first_id)
+      table.insert(existing, 1, first_id)
+      table.insert(existing, 1, 'REPLAYED')
+      return existing
+    end
+  end
+end
+
+if max_depth > 0 then
+  local depth = redis.call('ZCARD', scheduled_key)
+  for priority = 0, 9 do
+    depth = depth + redis.call('LLEN', prefix .. 'ready:' .. priority)
+  end
+  if depth >= max_depth then
+    return {'QUEUE_FULL', depth}
+  end
+end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local due = now + delay
+if run_at > 0 then due = run_at end
+local expires_at = ''
+if ttl > 0 then expires_at = now + ttl end
+
+local state = 'queued'
+if due > now then state = 'scheduled' else due = now end
+
+local fields = {
+  'id', id, 'state', state, 'attempts', 0, 'created_at', now, 'run_at', due, 'updated_at', now,
+  'hn', 1, 'h:1', cjson.encode({at = now, state = state}),
+}
+if expires_at ~= '' then
+  table.insert(fields, 'expires_at')
+  table.insert(fields, expires_at)
+end
+for i = 10, #ARGV, 2 do
+  table.insert(fields, ARGV[i])
+  table.insert(fields, ARGV[i + 1])
+end
+redis.call('HSET', job_key, unpack(fields))
+
+if state == 'queued' then
+  redis.call('LPUSH', ready_key, id)
+  redis.call('LPUSH', wake_key, 1)
+else
+  redis.call('ZADD', scheduled_key, due, id)
+  -- A blocked worker sleeps until the earliest due job; wake one if this job is now the earliest.
+  if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
+    redis.call('LPUSH', wake_key, 1)
+  end
+end
+
+if fingerprint ~= '' then
+  redis.call('SET', idem_key, fingerprint .. ':' .. id, 'PX', idem_ttl)
+end
+redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', state, 'at', now)
+redis.call('HINCRBY', stats_key, 'enqueued', 1)
+
+return {'CREATED', state, now, due, expires_at}

@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs'
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js'
+import formatsPlugin from 'ajv-formats'
+import type { FastifySchema, FastifySchemaCompiler } from 'fastify'
+import { parse } from 'yaml'
+import type { FieldError } from './errors.js'
+import { OPENAPI_PATH } from './paths.js'
+
+/**
+ * `openapi.yaml` is the single source of the HTTP contract: routes validate their params,
+ * query and body against the schemas it declares, so the document cannot drift from the code.
+ */
+
+export type JsonSchema = { [keyword: string]: unknown }
+
+interface Parameter {
+  name: string
+  in: 'path' | 'query' | 'header' | 'cookie'
+  required?: boolean
+  schema: JsonSchema
+}
+
+interface Operation {
+  operationId: string
+  parameters?: Parameter[]
+  requestBody?: { content: Record<string, { schema: JsonSchema }> }
+  responses: Record<string, unknown>
+}
+
+export interface OpenApiDocument {
+  paths: Record<string, Record<string, unknown>>
+  components: Record<string, Record<string, unknown>>
+  [member: string]: unknown
+}
+
+export const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'] as const
+
+/** Replaces every local `$ref` with the schema it points to (the document has no cycles). */
+export function dereference<T>(node: T, root: unknown, trail: string[] = []): T {
+  if (Array.isArray(node)) return node.map((item) => dereference(item, root, trail)) as T
+  if (node === null || typeof node !== 'object') return node
+  const object = node as Record<string, unknown>
+  const ref = object.$ref
+  const out: Record<string, unknown> = {}
+  if (typeof ref === 'string') {
+    if (trail.includes(ref)) throw new Error(`openapi.yaml: circular $ref ${ref}`)
+    Object.assign(out, dereference(resolvePointer(root, ref), root, [...trail, ref]))
+  }
+  for (const [key, value] of Object.entries(object)) {
+    if (key !== '$ref') out[key] = dereference(value, root, trail)
+  }
+  return out as T
+}
+
+function resolvePointer(root: unknown, ref: string): unknown {
+  if (!ref.startsWith('#/')) throw new Error(`openapi.yaml: only local $ref is supported (${ref})`)
+  let target = root
+  for (const segment of ref.slice(2).split('/')) {
+    const key = segment.replaceAll('~1', '/').replaceAll('~0', '~')
+    target = (target as Record<string, unknown> | undefined)?.[key]
+    if (target === undefined) throw new Error(`openapi.yaml: unresolved $ref ${ref}`)
+  }
+  return target
+}
+
+export function loadOpenApi(path = OPENAPI_PATH): OpenApiDocument {
+  return parse(readFileSync(path, 'utf8')) as OpenApiDocument
+}
+
+export class Contract {
+  private readonly operations = new Map<string, Operation>()
+
+  constructor(readonly document: OpenApiDocument = loadOpenApi()) {
+    for (const item of Object.values(document.paths)) {
+      for (const method of HTTP_METHODS) {
+        const operation = item[method] as Operation | undefined
+        if (operation) this.operations.set(operation.operationId, dereference(operation, document))
+      }
+    }
+  }
+
+  /** The Fastify route schema (params, querystring, body) of one operation. */
+  routeSchema(operationId: string): FastifySchema {
+    const operation = this.operations.get(operationId)
+    if (!operation) throw new Error(`openapi.yaml has no operation ${operationId}`)
+    const schema: FastifySchema = {}
+    const params = this.parameterSchema(operation, 'path')
+    const query = this.parameterSchema(operation, 'query')
+    if (params) schema.params = params
+    if (query) schema.querystring = query
+    const body = operation.requestBody?.content['application/json']?.schema
+    if (body) schema.body = body
+    return schema
+  }
+
+  private parameterSchema(operation: Operation, location: 'path' | 'query'): JsonSchema | null {
+    const parameters = (operation.parameters ?? []).filter((p) => p.in === location)
+    if (parameters.length === 0) return null
+    return {
+      type: 'object',
+      additionalProperties: location === 'path',
+      required: parameters.filter((p) => p.required).map((p) => p.name),
+      properties: Object.fromEntries(parameters.map((p) => [p.name, p.schema])),
+    }
+  }
+}
+
+/** An Ajv for JSON Schema 2020-12 (the dialect of OpenAPI 3.1), with formats. */
+export function createAjv(options: { coerceTypes: boolean; useDefaults: boolean }): Ajv2020 {
+  const ajv = new Ajv2020({
+    allErrors: true,
+    verbose: true,
+    strict: true,
+    // `not: { required: [...] }` names properties declared by the parent schema, not by `not`.
+    strictRequired: false,
+    removeAdditional: false,
+    coerceTypes: options.coerceTypes,
+    useDefaults: options.useDefaults,
+  })
+  formatsPlugin.default(ajv)
+  // A readable message for a subschema whose own failure says little (`not`, `oneOf`).
+  ajv.addKeyword({ keyword: 'x-error-message', schemaType: 'string' })
+  return ajv
+}
+
+/**
+ * Bodies are validated strictly (no type coercion, defaults filled in); path and query
+ * parameters arrive as strings and are coerced to their declared types.
+ */
+export function validatorCompiler(): FastifySchemaCompiler<JsonSchema> {
+  const strict = createAjv({ coerceTypes: false, useDefaults: true })
+  const coercing = createAjv({ coerceTypes: true, useDefaults: true })
+  return ({ schema, httpPart }) => {
+    const ajv = httpPart === 'body' ? strict : coercing
+    return ajv.compile(schema) as ValidateFunction
+  }
+}
+
+/** Ajv errors as RFC 9457 `errors` members. */
+export function fieldErrors(errors: readonly ErrorObject[], part: FieldError['in']): FieldError[] {
+  const seen = new Set<string>()
+  const out: FieldError[] = []
+  for (const error of errors) {
+    // `allOf`/`oneOf`/`if` wrappers repeat what their subschema already reported.
+    if (error.keyword === 'allOf' || error.keyword === 'if') continue
+    const field = fieldError(error, part)
+    const key = `${field.pointer} ${field.detail}`
+    if (!seen.has(key)) {
+      seen.add(key)
+      out.push(field)
+    }
+  }
+  return out
+}
+
+function fieldError(error: ErrorObject, part: FieldError['in']): FieldError {
+  const custom = (error.parentSchema as JsonSchema | undefined)?.['x-error-message']
+  const params = error.params as Record<string, unknown>
+  let pointer = error.instancePath
+  let detail = typeof custom === 'string' ? custom : (error.message ?? 'is not valid')
+  if (error.keyword === 'additionalProperties') {
+    pointer = `${pointer}/${String(params.additionalProperty)}`
+    detail = 'is not a known property'
+  } else if (error.keyword === 'required') {
+    pointer = `${pointer}/${String(params.missingProperty)}`
+    detail = 'is required'
+  }
+  return { in: part, pointer, detail }
+}

@@ -1,0 +1,98 @@
+/**
+ * Every error the gateway can answer with, each under one stable code.
+ * Responses are RFC 9457 problem details (`application/problem+json`).
+ */
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
+
+const catalogue = {
+  VALIDATION_FAILED: { status: 400, title: 'The request is not valid' },
+  INVALID_JSON: { status: 400, title: 'The request body is not valid JSON' },
+  IDEMPOTENCY_KEY_INVALID: { status: 400, title: 'The idempotency key is not valid' },
+  IDEMPOTENCY_KEY_REQUIRED: { status: 400, title: 'An idempotency key is required' },
+  ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
+  JOB_NOT_FOUND: { status: 404, title: 'No such job' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    title: 'The idempotency key was already used for a different request',
+  },
+  INTERNAL_ERROR: { status: 500, title: 'Internal error' },
+  NOT_READY: { status: 503, title: 'The gateway is not ready' },
+  QUEUE_FULL: { status: 503, title: 'The queue is full' },
+  REDIS_UNAVAILABLE: { status: 503, title: 'The job store is unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>
+
+export type ProblemCode = keyof typeof catalogue
+
+export interface FieldError {
+  /** JSON pointer into the request part named by `in`. */
+  pointer: string
+  in: 'body' | 'params' | 'querystring' | 'headers'
+  detail: string
+}
+
+export interface ProblemDocument {
+  type: string
+  title: string
+  status: number
+  detail: string
+  code: ProblemCode
+  instance?: string
+  request_id?: string
+  errors?: FieldError[]
+  [extension: string]: unknown
+}
+
+export function problemType(code: ProblemCode): string {
+  return `tag:jobgate,2026:problems:${code.toLowerCase().replaceAll('_', '-')}`
+}
+
+export function problemStatus(code: ProblemCode): number {
+  return catalogue[code].status
+}
+
+export function problemCodes(): ProblemCode[] {
+  return Object.keys(catalogue) as ProblemCode[]
+}
+
+export interface ProblemOptions {
+  /** Extra members of the problem document. */
+  extensions?: Record<string, unknown>
+  /** Response headers that belong to this problem (Retry-After, WWW-Authenticate, ...). */
+  headers?: Record<string, string>
+  cause?: unknown
+}
+
+/** An error that is answered as a problem document. Throw it from anywhere in a request. */
+export class ProblemError extends Error {
+  readonly status: number
+  readonly extensions: Record<string, unknown>
+  readonly headers: Record<string, string>
+
+  constructor(
+    readonly code: ProblemCode,
+    readonly detail: string,
+    options: ProblemOptions = {},
+  ) {
+    super(detail, { cause: options.cause })
+    this.name = 'ProblemError'
+    this.status = catalogue[code].status
+    this.extensions = options.extensions ?? {}
+    this.headers = options.headers ?? {}
+  }
+
+  toDocument(instance?: string, requestId?: string): ProblemDocument {
+    return {
+      type: problemType(this.code),
+      title: catalogue[this.code].title,
+      status: this.status,
+      detail: this.detail,
+      code: this.code,
+      ...(instance === undefined ? {} : { instance }),
+      ...(requestId === undefined ? {} : { request_id: requestId }),
+      ...this.extensions,
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import type { HistoryEntry, JobRecord, JobState } from './queue/records.js'
+
+/** The HTTP representation of a job (the `Job` schema of openapi.yaml). */
+export interface JobView {
+  id: string
+  queue: string
+  type: string
+  state: JobState
+  payload: unknown
+  priority: number
+  attempts: number
+  max_attempts: number
+  timeout_ms: number | null
+  backoff: { type: string; delay_ms: number; max_delay_ms: number; jitter: boolean }
+  created_at: string
+  run_at: string
+  updated_at: string
+  expires_at: string | null
+  started_at: string | null
+  finished_at: string | null
+  lease_deadline: string | null
+  worker: string | null
+  progress: unknown
+  result: unknown
+  last_error: { message: string; class: string; at: string } | null
+  request_id: string | null
+  idempotency_key: string | null
+  history: { at: string; state: JobState; [detail: string]: unknown }[]
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString()
+}
+
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : iso(ms)
+}
+
+function jsonOrNull(text: string | null): unknown {
+  return text === null ? null : JSON.parse(text)
+}
+
+function historyView({ at, ...rest }: HistoryEntry): JobView['history'][number] {
+  return { ...rest, at: iso(at) }
+}
+
+function lastErrorView(text: string | null): JobView['last_error'] {
+  if (text === null) return null
+  const error = JSON.parse(text) as { message: string; class: string; at: number }
+  return { message: error.message, class: error.class, at: iso(error.at) }
+}
+
+export function jobView(job: JobRecord): JobView {
+  return {
+    id: job.id,
+    queue: job.queue,
+    type: job.type,
+    state: job.state,
+    payload: JSON.parse(job.payload),
+    priority: job.priority,
+    attempts: job.attempts,
+    max_attempts: job.maxAttempts,
+    timeout_ms: job.timeoutMs,
+    backoff: {
+      type: job.backoff.type,
+      delay_ms: job.backoff.delayMs,
+      max_delay_ms: job.backoff.maxDelayMs,
+      jitter: job.backoff.jitter,
+    },
+    created_at: iso(job.createdAt),
+    run_at: iso(job.runAt),
+    updated_at: iso(job.updatedAt),
+    expires_at: isoOrNull(job.expiresAt),
+    started_at: isoOrNull(job.startedAt),
+    finished_at: isoOrNull(job.finishedAt),
+    lease_deadline: job.state === 'active' ? isoOrNull(job.leaseDeadline) : null,
+    worker: job.worker,
+    progress: jsonOrNull(job.progress),
+    result: jsonOrNull(job.result),
+    last_error: lastErrorView(job.lastError),
+    request_id: job.requestId,
+    idempotency_key: job.idempotencyKey,
+    history: job.history.map(historyView),
+  }
+}
+
+/** The status URL of a job, also its `Location`. */
+export function jobLocation(queue: string, id: string): string {
+  return `/v1/queues/${queue}/jobs/${id}`
+}

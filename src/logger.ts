@@ -1,0 +1,54 @@
+import {
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify'
+import type { LogLevel } from './config.js'
+
+function prettyAvailable(): boolean {
+  try {
+    import.meta.resolve('pino-pretty')
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** pino JSON lines; pretty-printed only when stdout is a terminal and pino-pretty is installed. */
+export function loggerOptions(level: LogLevel): NonNullable<FastifyServerOptions['logger']> {
+  const base = { level, base: { service: 'jobgate' } }
+  if (process.stdout.isTTY && prettyAvailable()) {
+    return {
+      ...base,
+      transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } },
+    }
+  }
+  return base
+}
+
+/** One access-log line per request, every line labelled with `request_id`. */
+export class AccessLog extends LogController {
+  constructor() {
+    super({ requestIdLogLabel: 'request_id' })
+  }
+
+  override incomingRequest(request: FastifyRequest): void {
+    request.log.debug({ method: request.method, url: request.url }, 'request received')
+  }
+
+  override requestCompleted(
+    error: Error | null,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    const line = {
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+    }
+    if (error) reply.log.error({ ...line, err: error }, 'request failed')
+    else reply.log.info(line, 'request completed')
+  }
+}

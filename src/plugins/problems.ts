@@ -1,0 +1,82 @@
+import type { ErrorObject } from 'ajv'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { fieldErrors } from '../contract.js'
+import { type FieldError, PROBLEM_CONTENT_TYPE, type ProblemCode, ProblemError } from '../errors.js'
+
+/**
+ * Turns every error — ours, Fastify's (404, 413, 415, bad JSON, validation) and unexpected
+ * ones — into an RFC 9457 problem document with a stable code.
+ */
+
+const FASTIFY_CODES: Record<string, { code: ProblemCode; detail: string }> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+    detail: 'Send the body as application/json.',
+  },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', detail: '' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'INVALID_JSON', detail: 'The body is not valid JSON.' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    code: 'INVALID_JSON',
+    detail: 'The body is empty but Content-Type says application/json.',
+  },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    code: 'VALIDATION_FAILED',
+    detail: 'Content-Length does not match the body.',
+  },
+}
+
+function validationProblem(error: FastifyError): ProblemError {
+  const part = (error.validationContext ?? 'body') as FieldError['in']
+  const errors = fieldErrors((error.validation ?? []) as ErrorObject[], part)
+  const first = errors[0]
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''
+  const detail = !first
+    ? `The ${part} is not valid.`
+    : first.pointer === ''
+      ? `${first.detail}${more}`
+      : `${part}${first.pointer.replaceAll('/', '.')} ${first.detail}${more}`
+  return new ProblemError('VALIDATION_FAILED', detail, { extensions: { errors } })
+}
+
+function toProblem(error: FastifyError, bodyLimit: number): ProblemError {
+  if (error instanceof ProblemError) return error
+  if (error.validation) return validationProblem(error)
+  const known = error.code ? FASTIFY_CODES[error.code] : undefined
+  if (known?.code === 'PAYLOAD_TOO_LARGE') {
+    return new ProblemError('PAYLOAD_TOO_LARGE', `The body is larger than ${bodyLimit} bytes.`)
+  }
+  if (known) return new ProblemError(known.code, known.detail)
+  const status = error.statusCode ?? 500
+  if (status >= 400 && status < 500) return new ProblemError('VALIDATION_FAILED', error.message)
+  return new ProblemError('INTERNAL_ERROR', 'The request failed unexpectedly.', { cause: error })
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: ProblemError) {
+  return reply
+    .code(problem.status)
+    .headers(problem.headers)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(problem.toDocument(request.url, request.id))
+}
+
+export default fp(
+  async function problems(app: FastifyInstance, options: { bodyLimit: number }) {
+    app.setErrorHandler((error: FastifyError, request, reply) => {
+      const problem = toProblem(error, options.bodyLimit)
+      if (problem.status >= 500)
+        request.log.error({ err: error, code: problem.code }, problem.detail)
+      else request.log.info({ code: problem.code }, problem.detail)
+      return sendProblem(request, reply, problem)
+    })
+
+    app.setNotFoundHandler((request, reply) =>
+      sendProblem(
+        request,
+        reply,
+        new ProblemError('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url}.`),
+      ),
+    )
+  },
+  { name: 'jobgate-problems' },
+)

@@ -1,0 +1,54 @@
+import { Redis } from 'ioredis'
+import { defineScripts, type RedisClient } from './scripts.js'
+
+export interface RedisOptions {
+  url: string
+  /** A command that has not answered within this many ms fails instead of hanging. */
+  commandTimeoutMs?: number
+  connectTimeoutMs?: number
+}
+
+/**
+ * A client for the request path: no offline queue (a command while disconnected fails at once),
+ * a command timeout, and automatic pipelining of the commands issued in one event-loop tick.
+ */
+export function createRedisClient(options: RedisOptions): RedisClient {
+  const client = new Redis(options.url, {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 0,
+    commandTimeout: options.commandTimeoutMs ?? 2000,
+    connectTimeout: options.connectTimeoutMs ?? 2000,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000),
+  })
+  defineScripts(client)
+  return client
+}
+
+/** Resolves once the client is ready, or after `timeoutMs`; reports which. */
+export function waitUntilReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const done = (ready: boolean) => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      resolve(ready)
+    }
+    const onReady = () => done(true)
+    const timer = setTimeout(() => done(false), timeoutMs)
+    client.on('ready', onReady)
+  })
+}
+
+const UNAVAILABLE_REPLIES =
+  /^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS)\b/
+
+/**
+ * True when an error means "Redis cannot serve this now" (connection down, timeout, failover,
+ * out of memory) rather than a bug in a command or script.
+ */
+export function isUnavailableError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false
+  if (error.name === 'ReplyError') return UNAVAILABLE_REPLIES.test(error.message)
+  return true
+}

@@ -1,0 +1,47 @@
+/**
+ * The Redis key layout. Every key of one queue carries the queue's hash tag, so each script
+ * touches a single cluster slot: `<prefix>:{<queue>}:<part>`.
+ */
+
+export const PRIORITIES = 10
+
+export class QueueKeys {
+  /** `<prefix>:{<queue>}:`, the stem every key of this queue starts with. */
+  readonly base: string
+  readonly scheduled: string
+  readonly active: string
+  readonly dead: string
+  readonly events: string
+  readonly wake: string
+  readonly stats: string
+
+  constructor(
+    readonly prefix: string,
+    readonly queue: string,
+  ) {
+    this.base = `${prefix}:{${queue}}:`
+    this.scheduled = `${this.base}scheduled`
+    this.active = `${this.base}active`
+    this.dead = `${this.base}dead`
+    this.events = `${this.base}events`
+    this.wake = `${this.base}wake`
+    this.stats = `${this.base}stats`
+  }
+
+  job(id: string): string {
+    return `${this.base}job:${id}`
+  }
+
+  ready(priority: number): string {
+    return `${this.base}ready:${priority}`
+  }
+
+  idempotency(client: string, key: string): string {
+    return `${this.base}idem:${client}:${key}`
+  }
+}
+
+/** The set of queue names: the only key outside a queue's slot. */
+export function registryKey(prefix: string): string {
+  return `${prefix}:queues`
+}

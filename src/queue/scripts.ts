@@ -1,0 +1,82 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Cluster, Redis } from 'ioredis'
+import { LUA_DIR } from '../paths.js'
+
+/**
+ * The protocol scripts in `lua/`, loaded unchanged and registered on a client with
+ * `defineCommand` (EVALSHA, falling back to EVAL after a NOSCRIPT reply).
+ * A file is named `<name>-<number of keys>.lua`.
+ */
+
+export const SCRIPT_NAMES = ['enqueue', 'status'] as const
+export type ScriptName = (typeof SCRIPT_NAMES)[number]
+export type RedisClient = Redis | Cluster
+type ScriptArg = string | number
+
+interface ScriptSource {
+  name: ScriptName
+  numberOfKeys: number
+  lua: string
+}
+
+const FILE_NAME = /^([a-z][a-z-]*)-(\d+)\.lua$/
+
+function isScriptName(name: string): name is ScriptName {
+  return (SCRIPT_NAMES as readonly string[]).includes(name)
+}
+
+function loadSources(dir: string): Map<ScriptName, ScriptSource> {
+  const sources = new Map<ScriptName, ScriptSource>()
+  for (const file of readdirSync(dir)) {
+    const match = FILE_NAME.exec(file)
+    if (!match?.[1] || !match[2] || !isScriptName(match[1])) continue
+    sources.set(match[1], {
+      name: match[1],
+      numberOfKeys: Number(match[2]),
+      lua: readFileSync(join(dir, file), 'utf8'),
+    })
+  }
+  const missing = SCRIPT_NAMES.filter((name) => !sources.has(name))
+  if (missing.length > 0)
+    throw new Error(`jobgate: missing Lua scripts in ${dir}: ${missing.join(', ')}`)
+  return sources
+}
+
+const sources = loadSources(LUA_DIR)
+
+function commandName(name: ScriptName): string {
+  return `jobgate_${name.replaceAll('-', '_')}`
+}
+
+/** Registers every protocol script on the client. Call once per client. */
+export function defineScripts(client: RedisClient): void {
+  for (const source of sources.values()) {
+    client.defineCommand(commandName(source.name), {
+      numberOfKeys: source.numberOfKeys,
+      lua: source.lua,
+    })
+  }
+}
+
+type ScriptCommand = (...args: ScriptArg[]) => Promise<unknown>
+
+/** Runs one protocol script. `keys` must have exactly the script's number of keys. */
+export function runScript(
+  client: RedisClient,
+  name: ScriptName,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+): Promise<unknown> {
+  const source = sources.get(name)
+  if (source === undefined || keys.length !== source.numberOfKeys) {
+    throw new Error(
+      `jobgate: script ${name} takes ${source?.numberOfKeys} keys, got ${keys.length}`,
+    )
+  }
+  const command = (client as unknown as Record<string, ScriptCommand | undefined>)[
+    commandName(name)
+  ]
+  if (command === undefined) throw new Error(`jobgate: scripts are not defined on this client`)
+  return command.call(client, ...keys, ...args)
+}

@@ -1,0 +1,253 @@
+import t from 'tap'
+import { startGateway } from './helpers/gateway.js'
+
+/**
+ * Every rejected request gets a problem document with a stable code, and Redis stays empty:
+ * the keyspace is asserted after each one.
+ */
+
+interface BadRequest {
+  label: string
+  method?: 'POST' | 'GET'
+  url?: string
+  headers?: Record<string, string>
+  body?: string
+  status: number
+  code: string
+  /** JSON pointers the problem's `errors` must name. */
+  pointers?: string[]
+}
+
+const json = (value: unknown) => JSON.stringify(value)
+const HUGE = json({ type: 't', payload: { blob: 'x'.repeat(4096) } })
+
+const cases: BadRequest[] = [
+  { label: 'invalid JSON', body: '{"type": "t",', status: 400, code: 'INVALID_JSON' },
+  {
+    label: 'empty JSON body',
+    body: '',
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: 'text/plain body',
+    headers: { 'content-type': 'text/plain' },
+    body: 'type=t',
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+  },
+  {
+    label: 'form body',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'type=t',
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+  },
+  { label: 'body over the limit', body: HUGE, status: 413, code: 'PAYLOAD_TOO_LARGE' },
+  {
+    label: 'missing type',
+    body: json({ payload: {} }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/type'],
+  },
+  {
+    label: 'payload not an object',
+    body: json({ type: 't', payload: [1, 2] }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/payload'],
+  },
+  {
+    label: 'payload a string',
+    body: json({ type: 't', payload: 'hello' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/payload'],
+  },
+  {
+    label: 'unknown extra field',
+    body: json({ type: 't', colour: 'blue' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/colour'],
+  },
+  {
+    label: 'unknown backoff field',
+    body: json({ type: 't', backoff: { kind: 'linear' } }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/backoff/kind'],
+  },
+  {
+    label: 'bad queue name',
+    url: '/v1/queues/bad%20name!/jobs',
+    body: json({ type: 't' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/queue'],
+  },
+  {
+    label: 'queue name with a hash-tag brace',
+    url: '/v1/queues/a%7Bb%7D/jobs',
+    body: json({ type: 't' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'queue name over 64 characters',
+    url: `/v1/queues/${'q'.repeat(65)}/jobs`,
+    body: json({ type: 't' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'max_attempts: 0',
+    body: json({ type: 't', max_attempts: 0 }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/max_attempts'],
+  },
+  {
+    label: 'max_attempts as a string (no coercion of bodies)',
+    body: json({ type: 't', max_attempts: '3' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/max_attempts'],
+  },
+  {
+    label: 'delay_ms: -1',
+    body: json({ type: 't', delay_ms: -1 }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/delay_ms'],
+  },
+  {
+    label: 'delay_ms and run_at together',
+    body: json({ type: 't', delay_ms: 10, run_at: '2030-01-01T00:00:00Z' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'run_at not a date-time',
+    body: json({ type: 't', run_at: 'tomorrow' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/run_at'],
+  },
+  {
+    label: 'priority out of range',
+    body: json({ type: 't', priority: 10 }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/priority'],
+  },
+  {
+    label: 'type with a space',
+    body: json({ type: 'send email' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/type'],
+  },
+  {
+    label: 'timeout_ms below the minimum',
+    body: json({ type: 't', timeout_ms: 10 }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/timeout_ms'],
+  },
+  {
+    label: 'body is a JSON array',
+    body: json([{ type: 't' }]),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'prototype pollution attempt',
+    body: '{"type":"t","__proto__":{"polluted":true}}',
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: 'idempotency key of 256 characters',
+    headers: { 'idempotency-key': 'k'.repeat(256) },
+    body: json({ type: 't' }),
+    status: 400,
+    code: 'IDEMPOTENCY_KEY_INVALID',
+  },
+  {
+    label: 'unknown route',
+    url: '/v1/nowhere',
+    body: json({ type: 't' }),
+    status: 404,
+    code: 'ROUTE_NOT_FOUND',
+  },
+  {
+    label: 'unknown job id',
+    method: 'GET',
+    url: '/v1/queues/q/jobs/does-not-exist',
+    status: 404,
+    code: 'JOB_NOT_FOUND',
+  },
+  {
+    label: 'malformed job id',
+    method: 'GET',
+    url: '/v1/queues/q/jobs/not*an*id',
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/id'],
+  },
+]
+
+t.test('bad input → problem document, nothing written to Redis', async (t) => {
+  const { app, client } = await startGateway(t, { env: { BODY_LIMIT: '2kb' } })
+  for (const bad of cases) {
+    const method = bad.method ?? 'POST'
+    const res = await app.inject({
+      method,
+      url: bad.url ?? '/v1/queues/q/jobs',
+      headers:
+        method === 'POST' ? { 'content-type': 'application/json', ...bad.headers } : bad.headers,
+      ...(bad.body === undefined ? {} : { payload: bad.body }),
+    })
+    t.equal(res.statusCode, bad.status, `${bad.label}: status`)
+    t.match(
+      res.headers['content-type'],
+      /^application\/problem\+json/,
+      `${bad.label}: content type`,
+    )
+    const problem = res.json()
+    t.equal(problem.code, bad.code, `${bad.label}: code`)
+    t.equal(problem.status, bad.status, `${bad.label}: status member`)
+    t.type(problem.title, 'string')
+    t.type(problem.detail, 'string')
+    t.equal(
+      problem.type,
+      `tag:jobgate,2026:problems:${bad.code.toLowerCase().replaceAll('_', '-')}`,
+    )
+    t.equal(problem.request_id, res.headers['x-request-id'], `${bad.label}: request id`)
+    for (const pointer of bad.pointers ?? []) {
+      t.ok(
+        problem.errors?.some((error: { pointer: string }) => error.pointer === pointer),
+        `${bad.label}: errors name ${pointer}`,
+      )
+    }
+    t.strictSame(await client.keys('*'), [], `${bad.label}: nothing written`)
+  }
+})
+
+t.test('validation reports every failing field at once', async (t) => {
+  const { app } = await startGateway(t)
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { payload: 1, max_attempts: 0, delay_ms: -5, extra: true },
+  })
+  t.equal(res.statusCode, 400)
+  const pointers = res
+    .json()
+    .errors.map((error: { pointer: string }) => error.pointer)
+    .sort()
+  t.strictSame(pointers, ['/delay_ms', '/extra', '/max_attempts', '/payload', '/type'])
+  t.match(res.json().detail, /and 4 more/)
+})

@@ -1,0 +1,75 @@
+import t from 'tap'
+import { ConfigError, loadConfig } from '../src/config.js'
+
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn()
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected an error')
+}
+
+t.test('defaults', async (t) => {
+  const config = loadConfig({})
+  t.equal(config.port, 3000)
+  t.equal(config.host, '127.0.0.1')
+  t.equal(config.redisUrl, 'redis://127.0.0.1:6379')
+  t.equal(config.keyPrefix, 'jobgate')
+  t.equal(config.logLevel, 'info')
+  t.equal(config.bodyLimit, 1024 * 1024)
+  t.equal(config.idempotencyTtlMs, 86_400_000)
+  t.equal(config.idempotencyRequired, false)
+  t.equal(config.jobRetentionMs, 86_400_000)
+  t.equal(config.deadRetentionMs, 7 * 86_400_000)
+  t.equal(config.maxQueueDepth, 1_000_000)
+  t.ok(Object.isFrozen(config))
+})
+
+t.test('units for durations and sizes', async (t) => {
+  const config = loadConfig({
+    IDEMPOTENCY_TTL: '90m',
+    JOB_RETENTION: '2d',
+    DEAD_RETENTION: '3600000',
+    BODY_LIMIT: '512kb',
+    SHUTDOWN_TIMEOUT: '30s',
+    IDEMPOTENCY_REQUIRED: 'yes',
+    LOG_LEVEL: 'DEBUG',
+  })
+  t.equal(config.idempotencyTtlMs, 90 * 60_000)
+  t.equal(config.jobRetentionMs, 2 * 86_400_000)
+  t.equal(config.deadRetentionMs, 3_600_000)
+  t.equal(config.bodyLimit, 512 * 1024)
+  t.equal(config.shutdownTimeoutMs, 30_000)
+  t.equal(config.idempotencyRequired, true)
+  t.equal(config.logLevel, 'debug')
+})
+
+t.test('a bad value names its variable', async (t) => {
+  const bad: [Record<string, string>, string, RegExp][] = [
+    [{ PORT: 'eighty' }, 'PORT', /integer from 0 to 65535/],
+    [{ PORT: '70000' }, 'PORT', /got "70000"/],
+    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /must use one of redis:, rediss:/],
+    [{ REDIS_URL: 'not a url' }, 'REDIS_URL', /must be a URL/],
+    [{ KEY_PREFIX: 'job{gate}' }, 'KEY_PREFIX', /must match/],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /must be one of/],
+    [{ BODY_LIMIT: '1gb' }, 'BODY_LIMIT', /must be a size/],
+    [{ IDEMPOTENCY_TTL: '1 week' }, 'IDEMPOTENCY_TTL', /must be a duration/],
+    [{ IDEMPOTENCY_REQUIRED: 'sometimes' }, 'IDEMPOTENCY_REQUIRED', /true or false/],
+    [{ IDEMPOTENCY_TTL: '2d', JOB_RETENTION: '1d' }, 'JOB_RETENTION', /at least IDEMPOTENCY_TTL/],
+    [{ MAX_QUEUE_DEPTH: '-1' }, 'MAX_QUEUE_DEPTH', /integer from 0/],
+  ]
+  for (const [env, variable, message] of bad) {
+    const error = thrown(() => loadConfig(env))
+    const label = `${JSON.stringify(env)} → ${variable}`
+    t.ok(error instanceof ConfigError, label)
+    t.equal((error as ConfigError).variable, variable, label)
+    t.match((error as ConfigError).message, `Invalid configuration: ${variable} `, label)
+    t.match((error as ConfigError).message, message, label)
+  }
+})
+
+t.test('empty values fall back to defaults', async (t) => {
+  t.equal(loadConfig({ PORT: '', HOST: '  ' }).port, 3000)
+  t.equal(loadConfig({ HOST: '' }).host, '127.0.0.1')
+})

@@ -1,0 +1,132 @@
+import { Validator } from '@seriousme/openapi-schema-validator'
+import type { FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
+import { createAjv, dereference, HTTP_METHODS, loadOpenApi } from '../src/contract.js'
+import { problemCodes } from '../src/errors.js'
+import { idempotencyKeyOf } from '../src/idempotency.js'
+import { ContractChecker, openApiPath } from './helpers/contract-check.js'
+import { RedisServer } from './helpers/redis-server.js'
+
+const document = loadOpenApi()
+
+t.test('openapi.yaml is a valid OpenAPI 3.1 document', async (t) => {
+  const validator = new Validator()
+  const result = await validator.validate(structuredClone(document))
+  t.same(result.errors ?? [], [], 'no schema errors')
+  t.equal(result.valid, true)
+  t.match(String(document.openapi), /^3\.1\./)
+})
+
+t.test('every component schema compiles under strict JSON Schema 2020-12', async (t) => {
+  const resolved = dereference(document, document)
+  const ajv = createAjv({ coerceTypes: false, useDefaults: false })
+  for (const [name, schema] of Object.entries(resolved.components.schemas ?? {})) {
+    t.doesNotThrow(() => ajv.compile(schema as object), name)
+  }
+})
+
+async function registeredRoutes(t: Test): Promise<{ routes: Set<string>; app: FastifyInstance }> {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const app = buildApp(loadConfig({ REDIS_URL: redis.url, LOG_LEVEL: 'silent' }))
+  const routes = new Set<string>()
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    for (const method of methods) {
+      // HEAD twins of GET routes are Fastify's, answered like the GET.
+      if (method !== 'HEAD') routes.add(`${method} ${openApiPath(route.url)}`)
+    }
+  })
+  await app.ready()
+  t.teardown(() => app.close())
+  return { routes, app }
+}
+
+t.test('registered routes and documented operations are the same set', async (t) => {
+  const { routes } = await registeredRoutes(t)
+  const documented = new Set<string>()
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const method of HTTP_METHODS) {
+      if (item[method]) documented.add(`${method.toUpperCase()} ${path}`)
+    }
+  }
+  t.strictSame(
+    [...routes].filter((r) => !documented.has(r)),
+    [],
+    'every route is in openapi.yaml',
+  )
+  t.strictSame(
+    [...documented].filter((r) => !routes.has(r)),
+    [],
+    'every operation is served',
+  )
+})
+
+t.test('the Problem code enum lists exactly the error catalogue', async (t) => {
+  const problem = (
+    document.components.schemas as Record<string, { properties: { code: { enum: string[] } } }>
+  ).Problem
+  t.strictSame([...(problem?.properties.code.enum ?? [])].sort(), problemCodes().sort())
+})
+
+t.test('the documented idempotency key pattern and the gateway agree', async (t) => {
+  const schemas = document.components.schemas as Record<string, { pattern: string }>
+  const pattern = new RegExp(schemas.IdempotencyKeyHeader?.pattern ?? '', 'u')
+  const samples = [
+    'abc',
+    '"abc"',
+    'k'.repeat(255),
+    `"${'k'.repeat(255)}"`,
+    'k'.repeat(256),
+    '""',
+    '"',
+    'a b',
+    'a"b',
+    'a\\b',
+    'tab\there',
+    'ünïcode',
+    '~!#$%&()*+,-./:;<=>?@[]^_`{|}',
+  ]
+  for (const sample of samples) {
+    let accepted = true
+    try {
+      idempotencyKeyOf({ 'idempotency-key': sample })
+    } catch {
+      accepted = false
+    }
+    t.equal(accepted, pattern.test(sample), JSON.stringify(sample))
+  }
+})
+
+t.test('the documented idempotency retention is the default', async (t) => {
+  const policy = document['x-idempotency'] as { 'retention-default': string }
+  t.equal(policy['retention-default'], 'PT24H')
+  t.equal(loadConfig({}).idempotencyTtlMs, 24 * 3_600_000)
+  t.match(String((document.info as { description: string }).description), /24 hours by default/)
+})
+
+t.test('the contract checker catches a response that breaks the contract', async (t) => {
+  const checker = new ContractChecker()
+  const ok = {
+    method: 'GET',
+    route: '/healthz',
+    status: 200,
+    headers: { 'content-type': 'application/json; charset=utf-8', 'x-request-id': 'r' },
+    body: '{"status":"ok"}',
+  }
+  t.strictSame(checker.check(ok), [])
+  t.equal(checker.check({ ...ok, body: '{"status":"fine"}' }).length, 1, 'wrong body')
+  t.equal(checker.check({ ...ok, status: 418 }).length, 1, 'undocumented status')
+  t.equal(
+    checker.check({ ...ok, headers: { 'content-type': 'application/json' } }).length,
+    1,
+    'missing header',
+  )
+  t.equal(
+    checker.check({ ...ok, headers: { ...ok.headers, 'content-type': 'text/html' } }).length,
+    1,
+  )
+  t.equal(checker.check({ ...ok, route: '/nope' }).length, 1, 'undocumented route')
+})

@@ -1,0 +1,78 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { loadOpenApi } from '../src/contract.js'
+import { problemCodes, problemStatus } from '../src/errors.js'
+import { LUA_DIR, ROOT } from '../src/paths.js'
+
+const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+const protocol = readFileSync(join(ROOT, 'PROTOCOL.md'), 'utf8')
+
+function section(markdown: string, heading: string): string {
+  const start = markdown.indexOf(`\n## ${heading}\n`)
+  if (start < 0) return ''
+  const end = markdown.indexOf('\n## ', start + 1)
+  return markdown.slice(start, end < 0 ? undefined : end)
+}
+
+t.test('the quick start has exactly two commands: stack up and the test suite', async (t) => {
+  const quickStart = section(readme, 'Quick start')
+  const block = /```sh\n([\s\S]*?)```/.exec(quickStart)?.[1] ?? ''
+  const commands = block
+    .split('\n')
+    .map((line) => line.replace(/#.*/, '').trim())
+    .filter(Boolean)
+  t.strictSame(commands, ['./dev up', './dev test'])
+  t.match(
+    readFileSync(join(ROOT, '.ci/run'), 'utf8'),
+    /\n(exec )?\.\/dev test\n/,
+    '.ci/run runs it',
+  )
+})
+
+t.test('the README configuration table lists exactly the variables config.ts reads', async (t) => {
+  const source = readFileSync(join(ROOT, 'src/config.ts'), 'utf8')
+  const read = new Set([...source.matchAll(/read\.\w+\(\s*'([A-Z_]+)'/g)].map((m) => m[1]))
+  const table = section(readme, 'Configuration')
+  const documented = new Set([...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]))
+  t.ok(read.size > 5)
+  t.strictSame([...read].sort(), [...documented].sort())
+})
+
+t.test('the README error table lists every problem code with its status', async (t) => {
+  const table = section(readme, 'Errors')
+  for (const code of problemCodes()) {
+    t.match(table, new RegExp(`\\| ${problemStatus(code)} \\| \`${code}\` \\|`), code)
+  }
+})
+
+t.test('the README API table lists every route of openapi.yaml', async (t) => {
+  const table = section(readme, 'HTTP API')
+  for (const [path, item] of Object.entries(loadOpenApi().paths)) {
+    for (const method of Object.keys(item)) {
+      if (['get', 'post', 'put', 'patch', 'delete'].includes(method)) {
+        t.match(table, `\`${method.toUpperCase()} ${path}\``, `${method} ${path}`)
+      }
+    }
+  }
+})
+
+t.test('PROTOCOL.md documents every Lua script and its keys', async (t) => {
+  for (const file of readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua'))) {
+    const keys = Number(/-(\d+)\.lua$/.exec(file)?.[1])
+    const lua = readFileSync(join(LUA_DIR, file), 'utf8')
+    const header = /^--\[\[([\s\S]*?)\]\]/.exec(lua)?.[1] ?? ''
+    t.ok(header, `${file} opens with a header comment`)
+    t.equal(header.match(/^\s*KEYS\[\d+\]/gm)?.length, keys, `${file}: header lists ${keys} KEYS`)
+    t.match(header, /^\s*Returns/m, `${file}: header lists its replies`)
+    const start = protocol.indexOf(`### \`${file}\``)
+    t.ok(start >= 0, `PROTOCOL.md has a section for ${file}`)
+    const end = protocol.indexOf('\n### ', start + 1)
+    const doc = protocol.slice(start, end < 0 ? undefined : end)
+    for (let i = 1; i <= keys; i++) t.match(doc, `\`KEYS[${i}]\``, `${file}: KEYS[${i}] documented`)
+    t.notMatch(doc, `\`KEYS[${keys + 1}]\``, `${file}: no extra KEYS documented`)
+    for (const reply of new Set(lua.match(/return \{'([A-Z_]+)'/g)?.map((r) => r.slice(9, -1)))) {
+      t.match(doc, `'${reply}'`, `${file}: reply ${reply} documented`)
+    }
+  }
+})

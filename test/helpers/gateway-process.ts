@@ -1,0 +1,77 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { ROOT } from '../../src/paths.js'
+import { freePort } from './redis-server.js'
+
+export interface LogLine {
+  level: number
+  msg: string
+  request_id?: string
+  [field: string]: unknown
+}
+
+/** The gateway as a real process (`src/server.ts`), its JSON log lines collected. */
+export class GatewayProcess {
+  readonly lines: LogLine[] = []
+  readonly stderr: string[] = []
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly url: string,
+  ) {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      try {
+        this.lines.push(JSON.parse(line) as LogLine)
+      } catch {
+        this.lines.push({ level: 0, msg: `(not JSON) ${line}` })
+      }
+    })
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => {
+      this.stderr.push(line)
+    })
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }))
+    })
+  }
+
+  /** Spawns the gateway; with `waitForListening`, resolves once it serves HTTP. */
+  static async start(
+    env: Record<string, string>,
+    waitForListening = true,
+  ): Promise<GatewayProcess> {
+    const port = env.PORT ?? String(await freePort())
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '',
+        LOG_LEVEL: 'info',
+        ...env,
+        PORT: port,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const gateway = new GatewayProcess(child, `http://127.0.0.1:${port}`)
+    if (waitForListening) await gateway.waitForLog((line) => /listening/i.test(line.msg), 20_000)
+    return gateway
+  }
+
+  async waitForLog(match: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const found = this.lines.find(match)
+      if (found) return found
+      if (this.child.exitCode !== null) {
+        throw new Error(`gateway exited (${this.child.exitCode}): ${this.stderr.join('\n')}`)
+      }
+      if (Date.now() > deadline) throw new Error('timed out waiting for a gateway log line')
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM') {
+    if (this.child.exitCode === null) this.child.kill(signal)
+    return this.exited
+  }
+}

@@ -1,0 +1,125 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+
+/** A free TCP port on 127.0.0.1, as the OS hands it out. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => {
+        if (address && typeof address === 'object') resolve(address.port)
+        else reject(new Error('no port'))
+      })
+    })
+  })
+}
+
+export interface RedisServerOptions {
+  /** Extra `redis-server` arguments, e.g. `['--appendonly', 'yes']`. */
+  args?: string[]
+  /** Reuse this data directory (and port) — for restarting a server that was stopped. */
+  dir?: string
+  port?: number
+}
+
+/** A private `redis-server` process on a free port, with its own data directory. */
+export class RedisServer {
+  private process: ChildProcess | null = null
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+    private readonly args: string[],
+  ) {}
+
+  static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
+    const port = options.port ?? (await freePort())
+    const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'jobgate-redis-'))
+    const server = new RedisServer(port, dir, options.args ?? [])
+    await server.spawn()
+    return server
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  /** A plain client for assertions (not the gateway's). */
+  client(): Redis {
+    return new Redis(this.url, { maxRetriesPerRequest: 1, lazyConnect: false })
+  }
+
+  async spawn(): Promise<void> {
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        this.dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--loglevel',
+        'warning',
+        ...this.args,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    )
+    this.process = child
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
+      const probe = new Redis(this.url, {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      })
+      probe.on('error', () => {})
+      try {
+        await probe.connect()
+        await probe.ping()
+        return
+      } catch {
+        if (Date.now() > deadline) throw new Error(`redis-server on ${this.port} did not start`)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      } finally {
+        probe.disconnect()
+      }
+    }
+  }
+
+  /** Stops the process (SIGKILL: like a crash, nothing is flushed). */
+  async kill(): Promise<void> {
+    await this.signal('SIGKILL')
+  }
+
+  async stop(): Promise<void> {
+    await this.signal('SIGTERM')
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    const child = this.process
+    this.process = null
+    if (!child || child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill(signal)
+    await exited
+  }
+
+  async destroy(): Promise<void> {
+    await this.kill()
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,69 @@
+import t from 'tap'
+import { GatewayProcess } from './helpers/gateway-process.js'
+import { RedisServer } from './helpers/redis-server.js'
+
+t.test('a bad variable stops the process at boot with a message naming it', async (t) => {
+  const gateway = await GatewayProcess.start({ PORT: 'eighty' }, false)
+  const { code } = await gateway.exited
+  t.equal(code, 78)
+  t.match(gateway.stderr.join('\n'), /Invalid configuration: PORT must be an integer/)
+})
+
+t.test('serves over HTTP, logs JSON with the request id, exits 0 on SIGTERM', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const gateway = await GatewayProcess.start({ REDIS_URL: redis.url })
+  t.teardown(() => gateway.stop('SIGKILL'))
+
+  const res = await fetch(`${gateway.url}/v1/queues/q/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-request-id': 'trace-123' },
+    body: JSON.stringify({ type: 't' }),
+  })
+  t.equal(res.status, 202)
+  t.equal(res.headers.get('x-request-id'), 'trace-123')
+  const line = await gateway.waitForLog((l) => l.msg === 'request completed')
+  t.match(line, { request_id: 'trace-123', method: 'POST', status: 202, url: '/v1/queues/q/jobs' })
+  t.ok(
+    gateway.lines.every((l) => !l.msg.startsWith('(not JSON)')),
+    'every stdout line is a JSON log line',
+  )
+
+  const { code, signal } = await gateway.stop('SIGTERM')
+  t.equal(code, 0)
+  t.equal(signal, null)
+  t.ok(gateway.lines.some((l) => l.msg === 'stopped'))
+  const client = redis.client()
+  t.teardown(() => client.disconnect())
+  const clients = await client.client('LIST')
+  t.equal(String(clients).trim().split('\n').length, 1, 'the gateway closed its Redis connection')
+})
+
+t.test('starts without Redis and reports not ready, then ready once Redis is up', async (t) => {
+  const redis = await RedisServer.start()
+  await redis.stop()
+  t.teardown(() => redis.destroy())
+  const gateway = await GatewayProcess.start({ REDIS_URL: redis.url })
+  t.teardown(() => gateway.stop('SIGKILL'))
+  const down = await fetch(`${gateway.url}/readyz`)
+  t.equal(down.status, 503)
+  t.match(await down.json(), { code: 'NOT_READY', checks: { redis: 'down' } })
+  const job = await fetch(`${gateway.url}/v1/queues/q/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 't' }),
+  })
+  t.equal(job.status, 503)
+  t.equal(job.headers.get('retry-after'), '1')
+  t.match(await job.json(), { code: 'REDIS_UNAVAILABLE' })
+
+  await redis.spawn()
+  const deadline = Date.now() + 10_000
+  let status = 0
+  while (Date.now() < deadline) {
+    status = (await fetch(`${gateway.url}/readyz`)).status
+    if (status === 200) break
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.equal(status, 200)
+})
