@@ -104,5 +104,7 @@ if fingerprint ~= '' then
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', state, 'at', now)
 redis.call('HINCRBY', stats_key, 'enqueued', 1)
+local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
+if redis.call('HINCRBY', bucket, 'enqueued', 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
 
 return {'CREATED', state, now, due, expires_at}

@@ -14,7 +14,7 @@ export default async function healthRoutes(
 
   app.get('/readyz', { schema: contract.routeSchema('getReadiness') }, async () => {
     try {
-      await app.jobs.ping()
+      await app.store.ping()
     } catch (error) {
       throw new ProblemError('NOT_READY', 'Redis does not answer PING.', {
         extensions: { checks: { redis: 'down' } },

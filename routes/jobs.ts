@@ -6,6 +6,7 @@ import { ProblemError } from '../src/errors.js'
 import { fingerprint, idempotencyKeyOf } from '../src/idempotency.js'
 import { jobLocation, jobView } from '../src/job-view.js'
 import type { BackoffType, NewJob } from '../src/queue/records.js'
+import type { JobParams, QueueParams } from './params.js'
 
 export interface JobsRoutesOptions {
   contract: Contract
@@ -23,14 +24,6 @@ interface EnqueueBody {
   priority: number
   timeout_ms?: number
   backoff: { type: BackoffType; delay_ms: number; max_delay_ms: number; jitter: boolean }
-}
-
-interface QueueParams {
-  queue: string
-}
-
-interface JobParams extends QueueParams {
-  id: string
 }
 
 /** Until API keys exist every caller shares one identity, which scopes idempotency keys. */
@@ -74,7 +67,7 @@ export default async function jobsRoutes(
         client: ANONYMOUS_CLIENT,
         idempotency: idempotency && { key: idempotency.key, fingerprint: fingerprint(body) },
       }
-      const result = await app.jobs.enqueue(job)
+      const result = await app.store.jobs.enqueue(job)
       switch (result.outcome) {
         case 'created':
         case 'replayed':
@@ -103,11 +96,28 @@ export default async function jobsRoutes(
     { schema: contract.routeSchema('getJob') },
     async (request) => {
       const { queue, id } = request.params
-      const snapshot = await app.jobs.get(queue, id)
-      if (snapshot === null) {
+      const job = await app.store.jobs.get(queue, id)
+      if (job === null) throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+      return jobView(job)
+    },
+  )
+
+  app.delete<{ Params: JobParams }>(
+    '/v1/queues/:queue/jobs/:id',
+    { schema: contract.routeSchema('cancelJob') },
+    async ({ params: { queue, id } }) => {
+      const outcome = await app.store.jobs.cancel(queue, id)
+      if (outcome.outcome === 'not_found') {
         throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
       }
-      return jobView(snapshot.job)
+      if (outcome.outcome === 'not_cancelable') {
+        throw new ProblemError(
+          'JOB_NOT_CANCELABLE',
+          `Job ${id} is ${outcome.state}: only queued and scheduled jobs can be canceled.`,
+          { extensions: { state: outcome.state } },
+        )
+      }
+      return jobView(outcome.job)
     },
   )
 }

@@ -1,6 +1,9 @@
 import Fastify, { type FastifyInstance } from 'fastify'
+import deadLettersRoutes from '../routes/dead-letters.js'
 import healthRoutes from '../routes/health.js'
 import jobsRoutes from '../routes/jobs.js'
+import queuesRoutes from '../routes/queues.js'
+import workersRoutes from '../routes/workers.js'
 import type { Config } from './config.js'
 import { Contract, validatorCompiler } from './contract.js'
 import { AccessLog, loggerOptions } from './logger.js'
@@ -38,6 +41,9 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(problems, { bodyLimit: config.bodyLimit })
   app.register(store, { config, ...(options.redis ? { client: options.redis } : {}) })
   app.register(healthRoutes, { contract })
+  app.register(queuesRoutes, { contract })
   app.register(jobsRoutes, { contract, config })
+  app.register(workersRoutes, { contract })
+  app.register(deadLettersRoutes, { contract })
   return app
 }

@@ -23,6 +23,8 @@ export interface Config {
   deadRetentionMs: number
   /** Queued + scheduled jobs one queue may hold before submissions get 503 (0 = no limit). */
   maxQueueDepth: number
+  /** Redis connections reserved for workers long-polling over HTTP. */
+  longPollConnections: number
   /** Approximate cap of each queue's event stream. */
   eventsMaxLen: number
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
@@ -178,6 +180,7 @@ export function loadConfig(env: Env = process.env): Config {
     jobRetentionMs,
     deadRetentionMs: read.duration('DEAD_RETENTION', 7 * DAY, 1000, 365 * DAY),
     maxQueueDepth: read.integer('MAX_QUEUE_DEPTH', 1_000_000, 0, 1_000_000_000),
+    longPollConnections: read.integer('LONG_POLL_CONNECTIONS', 64, 1, 10_000),
     eventsMaxLen: read.integer('EVENTS_MAX_LEN', 10_000, 100, 10_000_000),
     shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 0, 10 * 60_000),
   })

@@ -12,6 +12,10 @@ const catalogue = {
   IDEMPOTENCY_KEY_REQUIRED: { status: 400, title: 'An idempotency key is required' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
   JOB_NOT_FOUND: { status: 404, title: 'No such job' },
+  QUEUE_NOT_FOUND: { status: 404, title: 'No such queue' },
+  LEASE_LOST: { status: 409, title: 'The lease on this job is no longer held' },
+  JOB_NOT_CANCELABLE: { status: 409, title: 'The job can no longer be canceled' },
+  JOB_NOT_DEAD: { status: 409, title: 'The job is not dead' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
   IDEMPOTENCY_KEY_REUSED: {

@@ -1,3 +1,4 @@
+import type { ReservedJob, Settled } from './queue/lease-store.js'
 import type { HistoryEntry, JobRecord, JobState } from './queue/records.js'
 
 /** The HTTP representation of a job (the `Job` schema of openapi.yaml). */
@@ -28,7 +29,7 @@ export interface JobView {
   history: { at: string; state: JobState; [detail: string]: unknown }[]
 }
 
-function iso(ms: number): string {
+export function iso(ms: number): string {
   return new Date(ms).toISOString()
 }
 
@@ -87,4 +88,38 @@ export function jobView(job: JobRecord): JobView {
 /** The status URL of a job, also its `Location`. */
 export function jobLocation(queue: string, id: string): string {
   return `/v1/queues/${queue}/jobs/${id}`
+}
+
+/** A job as `jobs:reserve` hands it to a worker (the `Reservation` schema). */
+export function reservationView(job: ReservedJob) {
+  return {
+    job: {
+      id: job.id,
+      queue: job.queue,
+      type: job.type,
+      payload: JSON.parse(job.payload),
+      attempts: job.attempts,
+      max_attempts: job.maxAttempts,
+      timeout_ms: job.timeoutMs,
+      request_id: job.requestId,
+      created_at: iso(job.createdAt),
+      priority: job.priority,
+    },
+    lease: { token: job.leaseToken, deadline: iso(job.leaseDeadline) },
+  }
+}
+
+/** The state after a worker operation (the `Settlement` schema). */
+export function settlementView(
+  id: string,
+  settled: Settled | { state: 'active'; leaseDeadline: number },
+) {
+  const finished = settled.state === 'succeeded' || settled.state === 'dead'
+  return {
+    id,
+    state: settled.state,
+    run_at: 'at' in settled && !finished ? iso(settled.at) : null,
+    finished_at: 'at' in settled && finished ? iso(settled.at) : null,
+    lease_deadline: 'leaseDeadline' in settled ? iso(settled.leaseDeadline) : null,
+  }
 }

@@ -2,12 +2,12 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { createRedisClient, waitUntilReady } from '../queue/connection.js'
-import { JobStore } from '../queue/job-store.js'
 import type { RedisClient } from '../queue/scripts.js'
+import { Store } from '../queue/store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    jobs: JobStore
+    store: Store
   }
 }
 
@@ -19,7 +19,7 @@ export interface StoreOptions {
 
 const LOG_EVERY_MS = 5000
 
-/** Connects to Redis and decorates the app with the job store; closes the client on shutdown. */
+/** Connects to Redis and decorates the app with the store; closes it on shutdown. */
 export default fp(
   async function store(app: FastifyInstance, { config, client: given }: StoreOptions) {
     const client = given ?? createRedisClient({ url: config.redisUrl })
@@ -33,18 +33,21 @@ export default fp(
     if (!(await waitUntilReady(client, 2000))) {
       app.log.warn('Redis is not reachable yet; requests get 503 until it is')
     }
-    app.decorate(
-      'jobs',
-      new JobStore(client, {
+    const store = new Store(
+      client,
+      {
         keyPrefix: config.keyPrefix,
         idempotencyTtlMs: config.idempotencyTtlMs,
+        jobRetentionMs: config.jobRetentionMs,
+        deadRetentionMs: config.deadRetentionMs,
         eventsMaxLen: config.eventsMaxLen,
         maxQueueDepth: config.maxQueueDepth,
-      }),
+      },
+      config.longPollConnections,
     )
-    app.addHook('onClose', async () => {
-      await client.quit().catch(() => client.disconnect())
-    })
+    app.decorate('store', store)
+    app.addHook('preClose', async () => store.interruptWaits())
+    app.addHook('onClose', () => store.close())
   },
   { name: 'jobgate-store' },
 )

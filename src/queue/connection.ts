@@ -52,3 +52,15 @@ export function isUnavailableError(error: unknown): boolean {
   if (error.name === 'ReplyError') return UNAVAILABLE_REPLIES.test(error.message)
   return true
 }
+
+/**
+ * A connection for blocking commands (BLPOP on wake lists): a blocked command holds its whole
+ * connection, so it must never share the request path's. Its timeout is the command's own
+ * plus a grace period, not the request path's command timeout.
+ */
+export function duplicateForBlocking(client: RedisClient): RedisClient {
+  const options = { commandTimeout: undefined, blockingTimeout: 60_000, blockingTimeoutGrace: 1000 }
+  return client instanceof Redis
+    ? client.duplicate(options)
+    : client.duplicate(undefined, { redisOptions: options })
+}

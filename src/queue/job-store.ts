@@ -1,16 +1,6 @@
-import { ProblemError } from '../errors.js'
-import { isUnavailableError } from './connection.js'
-import { QueueKeys, registryKey } from './keys.js'
+import { registryKey } from './keys.js'
 import { decodeJob, type JobRecord, type JobState, type NewJob, newJobFields } from './records.js'
-import { type RedisClient, runScript, type ScriptName } from './scripts.js'
-
-export interface JobStoreSettings {
-  keyPrefix: string
-  idempotencyTtlMs: number
-  eventsMaxLen: number
-  /** Queued + scheduled jobs a queue may hold; 0 = unlimited. */
-  maxQueueDepth: number
-}
+import { replyStrings, type ScriptRunner } from './runner.js'
 
 export type EnqueueResult =
   | { outcome: 'created'; job: JobRecord }
@@ -18,34 +8,12 @@ export type EnqueueResult =
   | { outcome: 'conflict'; jobId: string }
   | { outcome: 'queue_full'; depth: number }
 
-export interface JobSnapshot {
-  /** Redis server time when the record was read, epoch ms. */
-  now: number
-  job: JobRecord
-}
+export type CancelResult =
+  | { outcome: 'canceled'; job: JobRecord }
+  | { outcome: 'not_found' }
+  | { outcome: 'not_cancelable'; state: string }
 
-const KEY_CACHE_LIMIT = 10_000
-
-function asStrings(reply: unknown): string[] {
-  if (!Array.isArray(reply)) throw new Error('jobgate: unexpected script reply')
-  return reply.map((item) => String(item))
-}
-
-const UNAVAILABLE_DETAIL =
-  'Redis did not answer. Retry shortly; a job submission is safe to retry with the same Idempotency-Key.'
-
-/** Redis being unreachable is a 503 for the caller, never a 500 or a hanging request. */
-async function unavailableAsProblem<T>(pending: Promise<T>): Promise<T> {
-  try {
-    return await pending
-  } catch (error) {
-    if (!isUnavailableError(error)) throw error
-    throw new ProblemError('REDIS_UNAVAILABLE', UNAVAILABLE_DETAIL, {
-      headers: { 'retry-after': '1' },
-      cause: error,
-    })
-  }
-}
+const REGISTERED_LIMIT = 10_000
 
 /** The record of a job the enqueue script just created, without reading it back. */
 function createdRecord(
@@ -83,38 +51,22 @@ function createdRecord(
   }
 }
 
-/** The job operations of the gateway, one protocol script each. The only code that knows keys. */
+/** Producer-side job operations: submit, read, cancel. */
 export class JobStore {
-  private readonly keysByQueue = new Map<string, QueueKeys>()
   private readonly registered = new Set<string>()
 
-  constructor(
-    private readonly client: RedisClient,
-    private readonly settings: JobStoreSettings,
-  ) {}
-
-  keys(queue: string): QueueKeys {
-    let keys = this.keysByQueue.get(queue)
-    if (keys === undefined) {
-      if (this.keysByQueue.size >= KEY_CACHE_LIMIT) this.keysByQueue.clear()
-      keys = new QueueKeys(this.settings.keyPrefix, queue)
-      this.keysByQueue.set(queue, keys)
-    }
-    return keys
-  }
+  constructor(private readonly runner: ScriptRunner) {}
 
   async enqueue(job: NewJob): Promise<EnqueueResult> {
-    const keys = this.keys(job.queue)
-    const idempotencyKey = job.idempotency
-      ? keys.idempotency(job.client, job.idempotency.key)
-      : keys.idempotency(job.client, '')
+    const { settings } = this.runner
+    const keys = this.runner.keys(job.queue)
     const [, reply] = await Promise.all([
       this.register(job.queue),
-      this.script(
+      this.runner.run(
         'enqueue',
         [
           keys.job(job.id),
-          idempotencyKey,
+          keys.idempotency(job.client, job.idempotency?.key ?? ''),
           keys.ready(job.priority),
           keys.scheduled,
           keys.events,
@@ -124,18 +76,18 @@ export class JobStore {
         [
           job.id,
           job.idempotency?.fingerprint ?? '',
-          this.settings.idempotencyTtlMs,
+          settings.idempotencyTtlMs,
           job.delayMs,
           job.runAt ?? 0,
           job.ttlMs ?? 0,
-          this.settings.maxQueueDepth,
-          this.settings.eventsMaxLen,
+          settings.maxQueueDepth,
+          settings.eventsMaxLen,
           keys.base,
           ...newJobFields(job),
         ],
       ),
     ])
-    const [status, ...rest] = asStrings(reply)
+    const [status, ...rest] = replyStrings(reply)
     switch (status) {
       case 'CREATED': {
         const [state, createdAt, runAt, expiresAt] = rest
@@ -145,9 +97,9 @@ export class JobStore {
         }
       }
       case 'REPLAYED': {
-        const job = decodeJob(rest.slice(1))
-        if (job === null) throw new Error('jobgate: replayed job has no record')
-        return { outcome: 'replayed', job }
+        const existing = decodeJob(rest.slice(1))
+        if (existing === null) throw new Error('jobgate: replayed job has no record')
+        return { outcome: 'replayed', job: existing }
       }
       case 'CONFLICT':
         return { outcome: 'conflict', jobId: rest[0] ?? '' }
@@ -158,29 +110,35 @@ export class JobStore {
     }
   }
 
-  async get(queue: string, id: string): Promise<JobSnapshot | null> {
-    const [now, ...flat] = asStrings(await this.script('status', [this.keys(queue).job(id)], []))
-    const job = decodeJob(flat)
-    return job === null ? null : { now: Number(now), job }
+  async get(queue: string, id: string): Promise<JobRecord | null> {
+    const [, ...flat] = replyStrings(
+      await this.runner.run('status', [this.runner.keys(queue).job(id)], []),
+    )
+    return decodeJob(flat)
   }
 
-  private async script(
-    name: ScriptName,
-    keys: readonly string[],
-    args: readonly (string | number)[],
-  ): Promise<unknown> {
-    return unavailableAsProblem(runScript(this.client, name, keys, args))
+  async cancel(queue: string, id: string): Promise<CancelResult> {
+    const keys = this.runner.keys(queue)
+    const [status, state] = replyStrings(
+      await this.runner.run(
+        'cancel',
+        [keys.job(id), keys.scheduled, keys.events, keys.stats],
+        [id, keys.base, this.runner.settings.jobRetentionMs, this.runner.settings.eventsMaxLen],
+      ),
+    )
+    if (status === 'NOT_FOUND') return { outcome: 'not_found' }
+    if (status === 'NOT_CANCELABLE') return { outcome: 'not_cancelable', state: state ?? '' }
+    const job = await this.get(queue, id)
+    if (job === null) return { outcome: 'not_found' }
+    return { outcome: 'canceled', job }
   }
 
   /** Adds the queue to the cross-queue registry, once per process and queue. */
   private async register(queue: string): Promise<void> {
     if (this.registered.has(queue)) return
-    await unavailableAsProblem(this.client.sadd(registryKey(this.settings.keyPrefix), queue))
-    if (this.registered.size >= KEY_CACHE_LIMIT) this.registered.clear()
+    const key = registryKey(this.runner.settings.keyPrefix)
+    await this.runner.command(this.runner.client.sadd(key, queue))
+    if (this.registered.size >= REGISTERED_LIMIT) this.registered.clear()
     this.registered.add(queue)
-  }
-
-  async ping(): Promise<void> {
-    await unavailableAsProblem(this.client.ping())
   }
 }

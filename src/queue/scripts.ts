@@ -9,7 +9,20 @@ import { LUA_DIR } from '../paths.js'
  * A file is named `<name>-<number of keys>.lua`.
  */
 
-export const SCRIPT_NAMES = ['enqueue', 'status'] as const
+export const SCRIPT_NAMES = [
+  'enqueue',
+  'status',
+  'reserve',
+  'ack',
+  'fail',
+  'retry',
+  'heartbeat',
+  'cancel',
+  'dead-list',
+  'redrive',
+  'purge',
+  'counts',
+] as const
 export type ScriptName = (typeof SCRIPT_NAMES)[number]
 export type RedisClient = Redis | Cluster
 type ScriptArg = string | number

@@ -43,7 +43,7 @@ export interface ObservedResponse {
 export function openApiPath(fastifyPath: string): string {
   return fastifyPath
     .replaceAll('::', '\u0000')
-    .replace(/:([A-Za-z0-9_]+)/g, '{$1}')
+    .replace(/:([A-Za-z0-9_]+)(\([^)]*\))?/g, '{$1}')
     .replaceAll('\u0000', ':')
 }
 

@@ -1,0 +1,47 @@
+--[[
+  ack — a worker finished a job: it succeeded.
+
+  KEYS[1]  job hash        <prefix>:{<queue>}:job:<id>
+  KEYS[2]  active zset     <prefix>:{<queue>}:active
+  KEYS[3]  events stream   <prefix>:{<queue>}:events
+  KEYS[4]  stats hash      <prefix>:{<queue>}:stats
+
+  ARGV[1]  job id
+  ARGV[2]  lease token from reserve
+  ARGV[3]  result: JSON text, '' for none
+  ARGV[4]  retention of the finished record, ms
+  ARGV[5]  approximate maximum length of the events stream
+  ARGV[6]  queue key prefix <prefix>:{<queue>}:
+
+  Returns
+  {'OK', finished_at}
+  {'NOT_FOUND'}            no such job
+  {'LEASE_LOST', state}    the job is not active under this token (the lease ran out and the
+                           job was re-queued, re-leased or finished): nothing was changed
+]]
+
+local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, token, result, retention, events_max, prefix =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+
+local state, lease_token, attempts = unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts'))
+if not state then return {'NOT_FOUND'} end
+if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+redis.call('HSET', job_key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
+if result ~= '' then redis.call('HSET', job_key, 'result', result) end
+redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
+redis.call('ZREM', active_key, id)
+redis.call('PEXPIRE', job_key, retention)
+
+local n = redis.call('HINCRBY', job_key, 'hn', 1)
+redis.call('HSET', job_key, 'h:' .. n, cjson.encode({at = now, state = 'succeeded', attempt = tonumber(attempts)}))
+redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'succeeded', 'at', now)
+redis.call('HINCRBY', stats_key, 'succeeded', 1)
+local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
+if redis.call('HINCRBY', bucket, 'succeeded', 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
+
+return {'OK', now}

@@ -1,0 +1,52 @@
+--[[
+  fail — a worker gives up on a job for good: it goes to the dead-letter set now,
+  whatever attempts remain.
+
+  KEYS[1]  job hash        <prefix>:{<queue>}:job:<id>
+  KEYS[2]  active zset     <prefix>:{<queue>}:active
+  KEYS[3]  dead zset       <prefix>:{<queue>}:dead
+  KEYS[4]  events stream   <prefix>:{<queue>}:events
+  KEYS[5]  stats hash      <prefix>:{<queue>}:stats
+
+  ARGV[1]  job id
+  ARGV[2]  lease token from reserve
+  ARGV[3]  error message
+  ARGV[4]  error class (the exception's class name, or any short label)
+  ARGV[5]  retention of dead records, ms
+  ARGV[6]  approximate maximum length of the events stream
+  ARGV[7]  queue key prefix <prefix>:{<queue>}:
+
+  Returns
+  {'DEAD', finished_at}
+  {'NOT_FOUND'}
+  {'LEASE_LOST', state}    as for ack: nothing was changed
+]]
+
+local job_key, active_key, dead_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local dead_retention, events_max, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+
+local state, lease_token, attempts = unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts'))
+if not state then return {'NOT_FOUND'} end
+if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now, 'updated_at', now,
+  'last_error', cjson.encode({message = message, class = class, at = now}))
+redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
+redis.call('ZREM', active_key, id)
+redis.call('PEXPIRE', job_key, dead_retention)
+redis.call('ZADD', dead_key, now, id)
+redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+
+local n = redis.call('HINCRBY', job_key, 'hn', 1)
+redis.call('HSET', job_key, 'h:' .. n,
+  cjson.encode({at = now, state = 'dead', attempt = tonumber(attempts), error = message}))
+redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'dead', 'at', now)
+redis.call('HINCRBY', stats_key, 'dead', 1)
+local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
+if redis.call('HINCRBY', bucket, 'dead', 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
+
+return {'DEAD', now}

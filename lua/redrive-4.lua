@@ -1,0 +1,58 @@
+--[[
+  redrive — put dead jobs back in their ready list with their attempts reset.
+
+  KEYS[1]  dead zset        <prefix>:{<queue>}:dead
+  KEYS[2]  wake list        <prefix>:{<queue>}:wake
+  KEYS[3]  events stream    <prefix>:{<queue>}:events
+  KEYS[4]  stats hash       <prefix>:{<queue>}:stats
+
+  ARGV[1]  queue key prefix <prefix>:{<queue>}:
+  ARGV[2]  job id, or '' for the oldest dead jobs
+  ARGV[3]  with ARGV[2] = '': how many at most
+  ARGV[4]  approximate maximum length of the events stream
+
+  A redriven job is queued again with attempts = 0, keeps its last_error, and no longer expires.
+
+  Returns
+  {'REDRIVEN', count}
+  {'NOT_FOUND'}           (one id) no such job
+  {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
+]]
+
+local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local prefix, one, limit, events_max = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+
+local ids
+if one ~= '' then
+  local state = redis.call('HGET', prefix .. 'job:' .. one, 'state')
+  if not state then return {'NOT_FOUND'} end
+  if state ~= 'dead' then return {'NOT_DEAD', state} end
+  ids = {one}
+else
+  ids = redis.call('ZRANGE', dead_key, 0, limit - 1)
+end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+local count = 0
+for _, id in ipairs(ids) do
+  redis.call('ZREM', dead_key, id)
+  local key = prefix .. 'job:' .. id
+  local state, priority = unpack(redis.call('HMGET', key, 'state', 'priority'))
+  if state == 'dead' then
+    redis.call('HSET', key, 'state', 'queued', 'attempts', 0, 'run_at', now, 'updated_at', now)
+    redis.call('HDEL', key, 'finished_at')
+    redis.call('PERSIST', key)
+    redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
+    local n = redis.call('HINCRBY', key, 'hn', 1)
+    redis.call('HSET', key, 'h:' .. n, cjson.encode({at = now, state = 'queued', reason = 'redrive'}))
+    redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'queued', 'at', now)
+    count = count + 1
+  end
+end
+if count > 0 then
+  redis.call('HINCRBY', stats_key, 'redriven', count)
+  for _ = 1, math.min(count, 100) do redis.call('LPUSH', wake_key, 1) end
+end
+return {'REDRIVEN', count}

@@ -1,0 +1,167 @@
+--[[
+  reserve — lease the next job of a queue to a worker.
+
+  KEYS[1]  active zset      <prefix>:{<queue>}:active     (score = lease deadline)
+  KEYS[2]  scheduled zset   <prefix>:{<queue>}:scheduled  (score = due time)
+  KEYS[3]  dead zset        <prefix>:{<queue>}:dead       (score = time of death)
+  KEYS[4]  wake list        <prefix>:{<queue>}:wake
+  KEYS[5]  events stream    <prefix>:{<queue>}:events
+  KEYS[6]  stats hash       <prefix>:{<queue>}:stats
+
+  ARGV[1]  queue key prefix <prefix>:{<queue>}:
+  ARGV[2]  worker id
+  ARGV[3]  lease token: an unguessable value chosen by the caller for this delivery
+  ARGV[4]  lease duration, ms
+  ARGV[5]  retention of finished (expired) job records, ms
+  ARGV[6]  retention of dead job records, ms
+  ARGV[7]  approximate maximum length of the events stream
+
+  In one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases (up to 100;
+  back to the front of their ready list while attempts remain, else dead), then pop the next
+  job, highest priority first, skipping (and marking `expired`) jobs past their expires_at,
+  count the attempt and lease the job.
+
+  Returns
+  {'JOB', 'id', id, 'queue', q, 'type', t, 'payload', json, 'attempts', n, 'max_attempts', m,
+   'timeout_ms', ms|'', 'request_id', r|'', 'created_at', ms, 'priority', p,
+   'lease_token', token, 'lease_deadline', ms}
+  {'EMPTY', wait_ms}   nothing to run now; wait_ms = time until the next scheduled job is due or
+                       the next lease runs out (0 = call again at once), -1 = nothing pending
+]]
+
+local active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3]
+local wake_key, events_key, stats_key = KEYS[4], KEYS[5], KEYS[6]
+local prefix, worker, token = ARGV[1], ARGV[2], ARGV[3]
+local lease_ms, retention, dead_retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local events_max = ARGV[7]
+
+local BATCH = 100
+local SKIP_LIMIT = 1000
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+local function record(key, id, entry)
+  local n = redis.call('HINCRBY', key, 'hn', 1)
+  redis.call('HSET', key, 'h:' .. n, cjson.encode(entry))
+  redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', entry.state, 'at', now)
+end
+
+local function count(field)
+  redis.call('HINCRBY', stats_key, field, 1)
+  local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
+  if redis.call('HINCRBY', bucket, field, 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
+end
+
+local function expire(key, id)
+  redis.call('HSET', key, 'state', 'expired', 'finished_at', now, 'updated_at', now)
+  redis.call('PEXPIRE', key, retention)
+  record(key, id, {at = now, state = 'expired'})
+  count('expired')
+end
+
+local function is_past(expires_at)
+  return expires_at and expires_at ~= '' and tonumber(expires_at) <= now
+end
+
+local moved = 0
+
+-- Scheduled jobs whose time has come join the back of their ready list.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', now, 'LIMIT', 0, BATCH)) do
+  redis.call('ZREM', scheduled_key, id)
+  local key = prefix .. 'job:' .. id
+  local state, priority, expires_at = unpack(redis.call('HMGET', key, 'state', 'priority', 'expires_at'))
+  if state == 'scheduled' then
+    if is_past(expires_at) then
+      expire(key, id)
+    else
+      redis.call('HSET', key, 'state', 'queued', 'updated_at', now)
+      redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
+      record(key, id, {at = now, state = 'queued'})
+      moved = moved + 1
+    end
+  end
+end
+
+-- Leases that ran out: the worker died or hung. The attempt was counted at reserve.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now, 'LIMIT', 0, BATCH)) do
+  redis.call('ZREM', active_key, id)
+  local key = prefix .. 'job:' .. id
+  local state, attempts, max_attempts, priority, holder =
+    unpack(redis.call('HMGET', key, 'state', 'attempts', 'max_attempts', 'priority', 'worker'))
+  if state == 'active' then
+    local message = 'lease expired: worker ' .. (holder or '?') .. ' neither finished nor heartbeated'
+    local last_error = cjson.encode({message = message, class = 'LeaseExpired', at = now})
+    redis.call('HDEL', key, 'lease_token', 'lease_deadline')
+    count('reclaimed')
+    if tonumber(attempts) >= tonumber(max_attempts) then
+      redis.call('HSET', key, 'state', 'dead', 'last_error', last_error, 'finished_at', now, 'updated_at', now)
+      redis.call('PEXPIRE', key, dead_retention)
+      redis.call('ZADD', dead_key, now, id)
+      redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+      record(key, id, {at = now, state = 'dead', attempt = tonumber(attempts), error = message})
+      count('dead')
+    else
+      redis.call('HSET', key, 'state', 'queued', 'last_error', last_error, 'updated_at', now)
+      -- It was taken before anything now waiting: back to the front of the line.
+      redis.call('RPUSH', prefix .. 'ready:' .. priority, id)
+      record(key, id, {at = now, state = 'queued', attempt = tonumber(attempts), error = message})
+      moved = moved + 1
+    end
+  end
+end
+
+-- The next job: priority 9 first, oldest first within a priority.
+local id, key
+local skipped = 0
+for priority = 9, 0, -1 do
+  local list = prefix .. 'ready:' .. priority
+  while skipped < SKIP_LIMIT do
+    local candidate = redis.call('RPOP', list)
+    if not candidate then break end
+    local candidate_key = prefix .. 'job:' .. candidate
+    local state, expires_at = unpack(redis.call('HMGET', candidate_key, 'state', 'expires_at'))
+    if state == 'queued' and not is_past(expires_at) then
+      id, key = candidate, candidate_key
+      break
+    end
+    if state == 'queued' then expire(candidate_key, candidate) end
+    skipped = skipped + 1
+  end
+  if id or skipped >= SKIP_LIMIT then break end
+end
+
+if not id then
+  if skipped >= SKIP_LIMIT then return {'EMPTY', 0} end
+  -- Nothing is ready: stale wake-up tokens would only cause idle wake-ups.
+  redis.call('DEL', wake_key)
+  local wait = -1
+  for _, zset in ipairs({scheduled_key, active_key}) do
+    local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+    if head[2] then
+      local until_head = math.max(0, tonumber(head[2]) - now)
+      if wait < 0 or until_head < wait then wait = until_head end
+    end
+  end
+  return {'EMPTY', wait}
+end
+
+local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+local deadline = now + lease_ms
+redis.call('HSET', key, 'state', 'active', 'lease_token', token, 'lease_deadline', deadline,
+  'worker', worker, 'started_at', now, 'updated_at', now)
+redis.call('ZADD', active_key, deadline, id)
+record(key, id, {at = now, state = 'active', attempt = attempts, worker = worker})
+
+-- Jobs this call made ready beyond the one it took: wake that many idle workers.
+for _ = 2, math.min(moved, BATCH) do
+  redis.call('LPUSH', wake_key, 1)
+end
+
+local job = redis.call('HMGET', key, 'queue', 'type', 'payload', 'max_attempts', 'timeout_ms',
+  'request_id', 'created_at', 'priority')
+return {
+  'JOB', 'id', id, 'queue', job[1], 'type', job[2], 'payload', job[3], 'attempts', attempts,
+  'max_attempts', job[4], 'timeout_ms', job[5] or '', 'request_id', job[6] or '',
+  'created_at', job[7], 'priority', job[8], 'lease_token', token, 'lease_deadline', deadline,
+}

@@ -1,0 +1,107 @@
+--[[
+  retry — a job failed transiently: run it again after a back-off while attempts remain,
+  else it is dead.
+
+  KEYS[1]  job hash         <prefix>:{<queue>}:job:<id>
+  KEYS[2]  active zset      <prefix>:{<queue>}:active
+  KEYS[3]  scheduled zset   <prefix>:{<queue>}:scheduled
+  KEYS[4]  dead zset        <prefix>:{<queue>}:dead
+  KEYS[5]  wake list        <prefix>:{<queue>}:wake
+  KEYS[6]  events stream    <prefix>:{<queue>}:events
+  KEYS[7]  stats hash       <prefix>:{<queue>}:stats
+
+  ARGV[1]  job id
+  ARGV[2]  lease token from reserve
+  ARGV[3]  error message
+  ARGV[4]  error class
+  ARGV[5]  delay the worker asks for, ms; -1 = the job's back-off policy
+  ARGV[6]  a uniformly random number in [0, 1), for jitter
+  ARGV[7]  retention of dead records, ms
+  ARGV[8]  approximate maximum length of the events stream
+  ARGV[9]  queue key prefix <prefix>:{<queue>}:
+
+  Back-off policy (job fields backoff_*), for attempt n (the attempt that just failed):
+    exponential: min(backoff_max_delay_ms, backoff_delay_ms * 2^(n-1))
+    fixed:       backoff_delay_ms
+    with backoff_jitter = 1, the delay d becomes d/2 + random * d/2 (the upper half of d).
+
+  Returns
+  {'SCHEDULED', run_at}    runs again at run_at
+  {'QUEUED', run_at}       runs again now (a delay of 0)
+  {'DEAD', finished_at}    that was the last attempt
+  {'NOT_FOUND'}
+  {'LEASE_LOST', state}    as for ack: nothing was changed
+]]
+
+local job_key, active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local wake_key, events_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
+local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
+local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+
+local job = redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'max_attempts', 'priority',
+  'backoff_type', 'backoff_delay_ms', 'backoff_max_delay_ms', 'backoff_jitter')
+local state, lease_token = job[1], job[2]
+if not state then return {'NOT_FOUND'} end
+if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+local attempts, max_attempts, priority = tonumber(job[3]), tonumber(job[4]), job[5]
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+local function record(entry)
+  local n = redis.call('HINCRBY', job_key, 'hn', 1)
+  redis.call('HSET', job_key, 'h:' .. n, cjson.encode(entry))
+  redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', entry.state, 'at', now)
+end
+
+local function count(field)
+  redis.call('HINCRBY', stats_key, field, 1)
+  local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
+  if redis.call('HINCRBY', bucket, field, 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
+end
+
+redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
+redis.call('ZREM', active_key, id)
+redis.call('HSET', job_key, 'last_error', cjson.encode({message = message, class = class, at = now}),
+  'updated_at', now)
+
+if attempts >= max_attempts then
+  redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now)
+  redis.call('PEXPIRE', job_key, dead_retention)
+  redis.call('ZADD', dead_key, now, id)
+  redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+  record({at = now, state = 'dead', attempt = attempts, error = message})
+  count('dead')
+  return {'DEAD', now}
+end
+
+local delay = requested
+if delay < 0 then
+  delay = tonumber(job[7])
+  if job[6] == 'exponential' then
+    delay = math.min(tonumber(job[8]), delay * 2 ^ (attempts - 1))
+  end
+  if job[9] == '1' then
+    delay = delay / 2 + random * delay / 2
+  end
+  delay = math.floor(delay)
+end
+
+local run_at = now + delay
+count('retried')
+if delay <= 0 then
+  redis.call('HSET', job_key, 'state', 'queued', 'run_at', now)
+  redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
+  redis.call('LPUSH', wake_key, 1)
+  record({at = now, state = 'queued', attempt = attempts, error = message, delay_ms = 0})
+  return {'QUEUED', now}
+end
+
+redis.call('HSET', job_key, 'state', 'scheduled', 'run_at', run_at)
+redis.call('ZADD', scheduled_key, run_at, id)
+if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
+  redis.call('LPUSH', wake_key, 1)
+end
+record({at = now, state = 'scheduled', attempt = attempts, error = message, delay_ms = delay})
+return {'SCHEDULED', run_at}

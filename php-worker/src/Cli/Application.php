@@ -1,0 +1,169 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Cli;
+
+use Jobgate\Worker\ConfigError;
+use Jobgate\Worker\ExitCode;
+use Jobgate\Worker\HandlerMap;
+use Jobgate\Worker\Logger;
+use Jobgate\Worker\SystemClock;
+use Jobgate\Worker\Transport\Http\CurlHttpClient;
+use Jobgate\Worker\Transport\Http\HttpTransport;
+use Jobgate\Worker\Transport\Http\HttpTransportOptions;
+use Jobgate\Worker\Transport\Redis\ClusterConnection;
+use Jobgate\Worker\Transport\Redis\RedisTransport;
+use Jobgate\Worker\Transport\Redis\RedisTransportOptions;
+use Jobgate\Worker\Transport\Redis\ScriptLibrary;
+use Jobgate\Worker\Transport\Redis\StandaloneConnection;
+use Jobgate\Worker\Transport\Retrier;
+use Jobgate\Worker\Transport\Transport;
+use Jobgate\Worker\Worker;
+use Jobgate\Worker\WorkerOptions;
+
+/**
+ * The `jobgate-worker` command: options, handlers and transport, then the worker loop.
+ */
+class Application
+{
+    private const CONNECT_TIMEOUT_SECONDS = 2.0;
+    /** Added to the longest blocking wait to give a command's reply time to arrive. */
+    private const READ_TIMEOUT_GRACE_SECONDS = 5.0;
+
+    /**
+     * @param array<string, string> $env
+     * @param resource $stdout
+     * @param resource $stderr
+     */
+    public function __construct(
+        private readonly array $env,
+        private $stdout,
+        private $stderr,
+        private readonly string $defaultLuaDir,
+    ) {
+    }
+
+    /** @param list<string> $args the arguments after the program name */
+    public function run(array $args): int
+    {
+        if (OptionParser::wantsHelp($args)) {
+            fwrite($this->stdout, Usage::TEXT);
+
+            return 0;
+        }
+        try {
+            $config = (new OptionParser($this->env, $this->defaultLuaDir, self::defaultWorkerId()))->parse($args);
+        } catch (UsageError $error) {
+            fwrite($this->stderr, "jobgate-worker: {$error->getMessage()}\n\n" . Usage::TEXT);
+
+            return ExitCode::USAGE;
+        }
+        $logger = new Logger($config->workerId, $this->stderr);
+        try {
+            $handlers = HandlerMap::fromFile($config->handlersFile);
+            $transport = $this->transport($config, $logger);
+        } catch (ConfigError $error) {
+            fwrite($this->stderr, "jobgate-worker: configuration error: {$error->getMessage()}\n");
+
+            return ExitCode::CONFIG;
+        }
+        $this->reportPhpErrorsAsLogLines($logger);
+
+        return $this->worker($transport, $handlers, $config, $logger)->run();
+    }
+
+    protected function worker(Transport $transport, HandlerMap $handlers, WorkerConfig $config, Logger $logger): Worker
+    {
+        return new Worker($transport, $handlers, new WorkerOptions(
+            queues: $config->queues,
+            timeoutSeconds: $config->timeoutSeconds,
+            leaseSeconds: $config->leaseSeconds,
+            memoryMb: $config->memoryMb,
+            maxJobs: $config->maxJobs,
+            maxTimeSeconds: $config->maxTimeSeconds,
+        ), $logger);
+    }
+
+    /** @throws ConfigError */
+    protected function transport(WorkerConfig $config, Logger $logger): Transport
+    {
+        $clock = new SystemClock();
+        if ($config->transport === 'http') {
+            if (!extension_loaded('curl')) {
+                throw new ConfigError('--transport=http needs the curl extension (apt-get install php-curl)');
+            }
+
+            return new HttpTransport(
+                new CurlHttpClient(),
+                new HttpTransportOptions(
+                    gatewayUrl: (string) $config->gatewayUrl,
+                    queues: $config->queues,
+                    workerId: $config->workerId,
+                    leaseMs: $config->leaseSeconds * 1000,
+                    blockMs: $config->blockMs(),
+                    apiKey: $config->apiKey,
+                ),
+                new Retrier($logger, $clock, 'gateway unavailable, retrying'),
+            );
+        }
+        if (!extension_loaded('redis')) {
+            throw new ConfigError('--transport=redis needs the redis extension (apt-get install php-redis)');
+        }
+        $scripts = ScriptLibrary::fromDirectory($config->luaDir);
+        $readTimeout = $config->sleepSeconds + self::READ_TIMEOUT_GRACE_SECONDS;
+        $connection = $config->clusterSeeds === null
+            ? new StandaloneConnection($config->redis, self::CONNECT_TIMEOUT_SECONDS, $readTimeout)
+            : new ClusterConnection($config->clusterSeeds, self::CONNECT_TIMEOUT_SECONDS, $readTimeout);
+
+        return new RedisTransport(
+            $connection,
+            $scripts,
+            new RedisTransportOptions(
+                queues: $config->queues,
+                workerId: $config->workerId,
+                leaseMs: $config->leaseSeconds * 1000,
+                blockMs: $config->blockMs(),
+                prefix: $config->prefix,
+                jobRetentionMs: $config->jobRetentionMs,
+                deadRetentionMs: $config->deadRetentionMs,
+                eventsMaxLen: $config->eventsMaxLen,
+            ),
+            new Retrier($logger, $clock, 'redis unavailable, reconnecting'),
+        );
+    }
+
+    /**
+     * PHP warnings and notices (a handler's, typically) become log lines instead of raw text on
+     * the same stream, so stderr stays one JSON object per line; a fatal error gets a last line.
+     */
+    protected function reportPhpErrorsAsLogLines(Logger $logger): void
+    {
+        set_error_handler(static function (int $level, string $message, string $file, int $line) use ($logger): bool {
+            if ((error_reporting() & $level) === 0) {
+                return false;
+            }
+            $logger->warn('php warning', ['error' => $message, 'error_level' => $level, 'at' => "{$file}:{$line}"]);
+
+            return true;
+        });
+        register_shutdown_function(static function () use ($logger): void {
+            $error = error_get_last();
+            if ($error !== null && ($error['type'] & (E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR)) !== 0) {
+                $logger->error('worker failed', [
+                    'error' => $error['message'],
+                    'error_class' => 'FatalError',
+                    'at' => "{$error['file']}:{$error['line']}",
+                ]);
+            }
+        });
+    }
+
+    /** `<hostname>:<pid>`, with characters a worker id may not hold replaced. */
+    private static function defaultWorkerId(): string
+    {
+        $host = preg_replace('/[^A-Za-z0-9_.-]/', '-', (string) gethostname()) ?: 'localhost';
+
+        return substr($host, 0, 100) . ':' . getmypid();
+    }
+}

@@ -1,0 +1,254 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Cli;
+
+use InvalidArgumentException;
+use Jobgate\Worker\Transport\Redis\RedisEndpoint;
+
+/**
+ * Reads the command line (`--opt=value` or `--opt value`), with environment fallbacks, into a
+ * WorkerConfig. Anything wrong is a UsageError.
+ */
+final class OptionParser
+{
+    /** Option name => true when it may be given several times. `help` takes no value. */
+    private const OPTIONS = [
+        'queue' => true,
+        'handlers' => false,
+        'transport' => false,
+        'redis' => false,
+        'cluster' => false,
+        'prefix' => false,
+        'gateway' => false,
+        'api-key' => false,
+        'timeout' => false,
+        'lease' => false,
+        'memory' => false,
+        'max-jobs' => false,
+        'max-time' => false,
+        'sleep' => false,
+        'worker-id' => false,
+        'lua-dir' => false,
+        'job-retention' => false,
+        'dead-retention' => false,
+        'events-max-len' => false,
+    ];
+
+    private const NAME_PATTERN = '/^[A-Za-z0-9_.-]{1,64}$/';
+    private const WORKER_ID_PATTERN = '/^[A-Za-z0-9_.:@\/-]{1,128}$/';
+    private const DAY_MS = 86_400_000;
+
+    /**
+     * @param array<string, string> $env
+     */
+    public function __construct(
+        private readonly array $env,
+        private readonly string $defaultLuaDir,
+        private readonly string $defaultWorkerId,
+    ) {
+    }
+
+    /** True when the arguments ask for the usage text. */
+    public static function wantsHelp(array $args): bool
+    {
+        return in_array('--help', $args, true) || in_array('-h', $args, true);
+    }
+
+    /**
+     * @param list<string> $args the arguments after the program name
+     * @throws UsageError
+     */
+    public function parse(array $args): WorkerConfig
+    {
+        $given = $this->read($args);
+        $single = fn (string $name, string $env = ''): ?string => $given[$name][0] ?? $this->env($env);
+
+        $queues = $given['queue'] ?? [];
+        if ($queues === []) {
+            throw new UsageError('--queue is required (repeat it for several queues, highest priority first)');
+        }
+        foreach ($queues as $queue) {
+            self::requirePattern('--queue', $queue, self::NAME_PATTERN, '[A-Za-z0-9_.-]{1,64}');
+        }
+        if (count(array_unique($queues)) !== count($queues)) {
+            throw new UsageError('--queue: each queue may be given once');
+        }
+        $handlers = $single('handlers')
+            ?? throw new UsageError('--handlers is required (a PHP file returning the handler map)');
+
+        $transport = $single('transport') ?? 'redis';
+        if (!in_array($transport, ['redis', 'http'], true)) {
+            throw new UsageError("--transport must be redis or http (got \"{$transport}\")");
+        }
+        $gateway = $single('gateway', 'JOBGATE_URL');
+        if ($transport === 'http') {
+            if ($gateway === null) {
+                throw new UsageError('--transport=http needs --gateway=URL (or JOBGATE_URL)');
+            }
+            if (!preg_match('#^https?://[^/\s]+#i', $gateway)) {
+                throw new UsageError("--gateway must be an http:// or https:// URL (got \"{$gateway}\")");
+            }
+        }
+
+        $prefix = $single('prefix', 'KEY_PREFIX') ?? 'jobgate';
+        self::requirePattern('--prefix', $prefix, self::NAME_PATTERN, '[A-Za-z0-9_.-]{1,64}');
+        $workerId = $single('worker-id') ?? $this->defaultWorkerId;
+        self::requirePattern('--worker-id', $workerId, self::WORKER_ID_PATTERN, '[A-Za-z0-9_.:@/-]{1,128}');
+
+        $cluster = $single('cluster', 'REDIS_CLUSTER');
+
+        return new WorkerConfig(
+            queues: array_values($queues),
+            handlersFile: $handlers,
+            transport: $transport,
+            redis: self::endpoint('--redis', $single('redis', 'REDIS_URL') ?? 'redis://127.0.0.1:6379'),
+            clusterSeeds: $cluster === null ? null : self::seeds($cluster),
+            prefix: $prefix,
+            gatewayUrl: $gateway,
+            apiKey: $single('api-key', 'JOBGATE_API_KEY'),
+            timeoutSeconds: self::integer('--timeout', $single('timeout'), 60, 0, 7 * 86_400),
+            leaseSeconds: self::integer('--lease', $single('lease'), 30, 1, 3600),
+            memoryMb: self::integer('--memory', $single('memory'), 128, 1, 1_048_576),
+            maxJobs: self::integer('--max-jobs', $single('max-jobs'), 0, 0, PHP_INT_MAX),
+            maxTimeSeconds: self::integer('--max-time', $single('max-time'), 0, 0, PHP_INT_MAX),
+            sleepSeconds: self::seconds('--sleep', $single('sleep'), 3.0, 0.001, 300.0),
+            workerId: $workerId,
+            luaDir: $single('lua-dir', 'JOBGATE_LUA_DIR') ?? $this->defaultLuaDir,
+            jobRetentionMs: self::duration('--job-retention', $single('job-retention', 'JOB_RETENTION'), self::DAY_MS),
+            deadRetentionMs: self::duration(
+                '--dead-retention',
+                $single('dead-retention', 'DEAD_RETENTION'),
+                7 * self::DAY_MS,
+            ),
+            eventsMaxLen: self::integer(
+                '--events-max-len',
+                $single('events-max-len', 'EVENTS_MAX_LEN'),
+                10_000,
+                100,
+                10_000_000,
+            ),
+        );
+    }
+
+    /**
+     * @param list<string> $args
+     * @return array<string, non-empty-list<string>> option name => the values given
+     */
+    private function read(array $args): array
+    {
+        $given = [];
+        for ($i = 0; $i < count($args); $i++) {
+            $arg = $args[$i];
+            if (!str_starts_with($arg, '--') || $arg === '--') {
+                throw new UsageError("unexpected argument \"{$arg}\"");
+            }
+            [$name, $value] = str_contains($arg, '=') ? explode('=', substr($arg, 2), 2) : [substr($arg, 2), null];
+            if (!array_key_exists($name, self::OPTIONS)) {
+                throw new UsageError("unknown option --{$name}");
+            }
+            if ($value === null) {
+                $value = $args[$i + 1] ?? null;
+                if ($value === null || str_starts_with($value, '--')) {
+                    throw new UsageError("--{$name} needs a value");
+                }
+                $i++;
+            }
+            if (trim($value) === '') {
+                throw new UsageError("--{$name} needs a value");
+            }
+            if (isset($given[$name]) && !self::OPTIONS[$name]) {
+                throw new UsageError("--{$name} may be given once");
+            }
+            $given[$name][] = trim($value);
+        }
+
+        return $given;
+    }
+
+    private function env(string $name): ?string
+    {
+        if ($name === '') {
+            return null;
+        }
+        $value = trim((string) ($this->env[$name] ?? ''));
+
+        return $value === '' ? null : $value;
+    }
+
+    private static function requirePattern(string $option, string $value, string $pattern, string $hint): void
+    {
+        if (!preg_match($pattern, $value)) {
+            throw new UsageError("{$option} must match {$hint} (got \"{$value}\")");
+        }
+    }
+
+    private static function integer(string $option, ?string $value, int $default, int $min, int $max): int
+    {
+        if ($value === null) {
+            return $default;
+        }
+        if (!preg_match('/^\d{1,18}$/', $value) || (int) $value < $min || (int) $value > $max) {
+            $range = $max === PHP_INT_MAX ? "at least {$min}" : "from {$min} to {$max}";
+            throw new UsageError("{$option} must be an integer {$range} (got \"{$value}\")");
+        }
+
+        return (int) $value;
+    }
+
+    private static function seconds(string $option, ?string $value, float $default, float $min, float $max): float
+    {
+        if ($value === null) {
+            return $default;
+        }
+        if (!preg_match('/^\d{1,6}(\.\d{1,3})?$/', $value) || (float) $value < $min || (float) $value > $max) {
+            throw new UsageError(
+                "{$option} must be a number of seconds from {$min} to {$max}, like 3 or 0.5 (got \"{$value}\")",
+            );
+        }
+
+        return (float) $value;
+    }
+
+    private static function duration(string $option, ?string $value, int $default): int
+    {
+        if ($value === null) {
+            return $default;
+        }
+        $ms = Duration::parseMs($value);
+        if ($ms === null || $ms < 1000 || $ms > 365 * self::DAY_MS) {
+            throw new UsageError(
+                "{$option} must be a duration like 500ms, 30s, 15m, 24h or 7d, from 1s to 365d (got \"{$value}\")",
+            );
+        }
+
+        return $ms;
+    }
+
+    private static function endpoint(string $option, string $url): RedisEndpoint
+    {
+        try {
+            return RedisEndpoint::fromUrl($url);
+        } catch (InvalidArgumentException $invalid) {
+            throw new UsageError("{$option}: {$invalid->getMessage()}");
+        }
+    }
+
+    /** @return non-empty-list<RedisEndpoint> */
+    private static function seeds(string $list): array
+    {
+        $seeds = [];
+        foreach (explode(',', $list) as $seed) {
+            if (trim($seed) === '') {
+                continue;
+            }
+            $seeds[] = self::endpoint('--cluster', trim($seed));
+        }
+        if ($seeds === []) {
+            throw new UsageError('--cluster needs at least one host:port');
+        }
+
+        return $seeds;
+    }
+}

@@ -1,0 +1,74 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker;
+
+use Closure;
+use Jobgate\Worker\Transport\Transport;
+
+/**
+ * Given to a handler with its job: report progress, extend the lease, learn whether the lease
+ * was lost (another worker may then be running the job: stop as soon as it is safe).
+ */
+final class JobContext
+{
+    private bool $leaseLost = false;
+    private bool $heartbeating = false;
+
+    /**
+     * @param Closure(): void $onLeaseLost called once, when a heartbeat finds the lease gone
+     * @internal created by the Worker
+     */
+    public function __construct(
+        private readonly Job $job,
+        private readonly Transport $transport,
+        private readonly int $leaseMs,
+        private readonly Closure $onLeaseLost,
+    ) {
+    }
+
+    /**
+     * Records progress (any JSON-encodable value) on the job, with a heartbeat.
+     *
+     * @throws \JsonException when the value cannot be encoded as JSON
+     */
+    public function progress(mixed $progress): void
+    {
+        $this->extendLease(Json::encode($progress));
+    }
+
+    /** Extends the lease now. The worker also does so on its own while a job runs long. */
+    public function heartbeat(): void
+    {
+        $this->extendLease(null);
+    }
+
+    public function leaseLost(): bool
+    {
+        return $this->leaseLost;
+    }
+
+    /** @internal true while a heartbeat is on the wire (the timer must not send another) */
+    public function isHeartbeating(): bool
+    {
+        return $this->heartbeating;
+    }
+
+    private function extendLease(?string $progressJson): void
+    {
+        if ($this->leaseLost || $this->heartbeating) {
+            return;
+        }
+        $this->heartbeating = true;
+        try {
+            $held = $this->transport->heartbeat($this->job, $this->leaseMs, $progressJson);
+        } finally {
+            $this->heartbeating = false;
+        }
+        if (!$held) {
+            $this->leaseLost = true;
+            ($this->onLeaseLost)();
+        }
+    }
+}

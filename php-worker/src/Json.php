@@ -1,0 +1,57 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker;
+
+use JsonException;
+
+/**
+ * JSON text as jobgate stores it: slashes and Unicode unescaped, invalid UTF-8 replaced.
+ */
+final class Json
+{
+    private const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION
+        | JSON_INVALID_UTF8_SUBSTITUTE;
+
+    /** @throws JsonException when the value cannot be represented (INF, NAN, a resource, recursion) */
+    public static function encode(mixed $value): string
+    {
+        return json_encode($value, self::FLAGS | JSON_THROW_ON_ERROR);
+    }
+
+    /** Never fails: values that cannot be represented are replaced by null (for log lines). */
+    public static function encodeLenient(mixed $value): string
+    {
+        $json = json_encode($value, self::FLAGS | JSON_PARTIAL_OUTPUT_ON_ERROR);
+
+        return $json === false ? 'null' : $json;
+    }
+
+    /** @throws JsonException */
+    public static function decode(string $json): mixed
+    {
+        return json_decode($json, true, 512, JSON_THROW_ON_ERROR);
+    }
+
+    /**
+     * Valid UTF-8 (invalid bytes become U+FFFD) of at most $maxBytes bytes, cut on a character
+     * boundary. Needs no mbstring.
+     */
+    public static function utf8Truncate(string $text, int $maxBytes): string
+    {
+        if (!preg_match('//u', $text)) {
+            $text = (string) json_decode(self::encodeLenient($text));
+        }
+        if (strlen($text) <= $maxBytes) {
+            return $text;
+        }
+        $cut = substr($text, 0, $maxBytes);
+        // A cut inside a multi-byte character leaves at most 3 stray bytes at the end.
+        for ($i = 0; $i < 3 && !preg_match('//u', $cut); $i++) {
+            $cut = substr($cut, 0, -1);
+        }
+
+        return $cut;
+    }
+}

@@ -1,0 +1,302 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Transport\Http;
+
+use DateTimeImmutable;
+use Exception;
+use Jobgate\Worker\Job;
+use Jobgate\Worker\Json;
+use Jobgate\Worker\Transport\Retrier;
+use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\Transport;
+use Jobgate\Worker\Transport\Unavailable;
+
+/**
+ * The worker protocol over the gateway's worker routes (openapi.yaml, tag `workers`), for
+ * workers that cannot reach Redis.
+ */
+final class HttpTransport implements Transport
+{
+    public function __construct(
+        private readonly HttpClient $client,
+        private readonly HttpTransportOptions $options,
+        private readonly Retrier $retrier,
+    ) {
+    }
+
+    public function name(): string
+    {
+        return 'http';
+    }
+
+    /**
+     * One queue: a single long poll. Several: a quick pass in priority order, then a long poll on
+     * each in turn with the block time split between them.
+     */
+    public function reserve(): ?Job
+    {
+        $queues = $this->options->queues;
+        $blockMs = min($this->options->blockMs, HttpTransportOptions::MAX_WAIT_MS);
+        try {
+            $job = null;
+            if (count($queues) === 1) {
+                $job = $this->reserveFrom($queues[0], $blockMs);
+            } else {
+                $job = $this->reserveFromEach($queues, 0)
+                    ?? $this->reserveFromEach($queues, intdiv($blockMs, count($queues)));
+            }
+            $this->retrier->recovered();
+
+            return $job;
+        } catch (Unavailable $unavailable) {
+            $this->retrier->pause($unavailable);
+
+            return null;
+        }
+    }
+
+    public function ack(Job $job, ?string $resultJson): bool
+    {
+        $body = ['lease_token' => Json::encode($job->leaseToken)];
+        if ($resultJson !== null) {
+            $body['result'] = $resultJson;
+        }
+
+        return $this->settle($job, 'ack', $body, ['succeeded']) !== null;
+    }
+
+    public function fail(Job $job, string $message, string $class): bool
+    {
+        $body = [
+            'lease_token' => Json::encode($job->leaseToken),
+            'error' => Json::encode(['message' => $message, 'class' => $class]),
+        ];
+
+        return $this->settle($job, 'fail', $body, ['dead']) !== null;
+    }
+
+    public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome
+    {
+        $body = [
+            'lease_token' => Json::encode($job->leaseToken),
+            'error' => Json::encode(['message' => $message, 'class' => $class]),
+        ];
+        if ($delayMs !== null) {
+            $body['delay_ms'] = (string) max(0, $delayMs);
+        }
+        $state = $this->settle($job, 'retry', $body, ['scheduled', 'queued', 'dead']);
+
+        return $state === null ? RetryOutcome::LeaseLost : RetryOutcome::fromState($state);
+    }
+
+    public function heartbeat(Job $job, int $leaseMs, ?string $progressJson = null): bool
+    {
+        $body = ['lease_token' => Json::encode($job->leaseToken), 'lease_ms' => (string) $leaseMs];
+        if ($progressJson !== null) {
+            $body['progress'] = $progressJson;
+        }
+        try {
+            $response = $this->post($this->jobUrl($job, 'heartbeat'), $body, $this->jobHeaders($job));
+        } catch (Unavailable $unavailable) {
+            $this->retrier->note($unavailable);
+
+            return true;
+        }
+
+        return $this->stateAfter($response, 'heartbeat', false, []) !== null;
+    }
+
+    /** @param non-empty-list<string> $queues */
+    private function reserveFromEach(array $queues, int $waitMs): ?Job
+    {
+        foreach ($queues as $queue) {
+            $job = $this->reserveFrom($queue, $waitMs);
+            if ($job !== null) {
+                return $job;
+            }
+        }
+
+        return null;
+    }
+
+    private function reserveFrom(string $queue, int $waitMs): ?Job
+    {
+        $response = $this->post(
+            $this->queueUrl($queue) . '/jobs:reserve',
+            [
+                'worker' => Json::encode($this->options->workerId),
+                'lease_ms' => (string) $this->options->leaseMs,
+                'wait_ms' => (string) $waitMs,
+            ],
+            [],
+            $waitMs,
+        );
+        if ($response->status === 204) {
+            return null;
+        }
+        if ($response->status !== 200) {
+            throw $this->unexpected('reserve', $response);
+        }
+
+        return self::jobOf($response);
+    }
+
+    /**
+     * Posts a lease-ending call until the gateway answers.
+     *
+     * @param array<string, string> $body
+     * @param list<string> $doneStates the states this call leaves the job in
+     * @return string|null the job's new state; null when the lease was not held
+     */
+    private function settle(Job $job, string $operation, array $body, array $doneStates): ?string
+    {
+        $url = $this->jobUrl($job, $operation);
+        $headers = $this->jobHeaders($job);
+
+        return $this->retrier->untilAvailable(
+            fn (bool $isRetry): ?string => $this->stateAfter(
+                $this->post($url, $body, $headers),
+                $operation,
+                $isRetry,
+                $doneStates,
+            ),
+        );
+    }
+
+    /**
+     * @param list<string> $doneStates
+     * @return string|null the Settlement's state; null when the lease was lost or the job is gone
+     */
+    private function stateAfter(HttpResponse $response, string $operation, bool $isRetry, array $doneStates): ?string
+    {
+        $problem = $response->json();
+        $code = $problem['code'] ?? null;
+        if ($response->status === 200) {
+            return (string) ($problem['state'] ?? 'active');
+        }
+        if ($response->status === 409 && $code === 'LEASE_LOST') {
+            $state = (string) ($problem['state'] ?? '');
+            // The earlier try reached the gateway but its answer was lost: the job is where we put it.
+            return $isRetry && in_array($state, $doneStates, true) ? $state : null;
+        }
+        if ($response->status === 404 && in_array($code, ['JOB_NOT_FOUND', 'QUEUE_NOT_FOUND'], true)) {
+            return null;
+        }
+        throw $this->unexpected($operation, $response);
+    }
+
+    /**
+     * @param array<string, string> $body member => JSON text of its value
+     * @param array<string, string> $headers
+     * @throws Unavailable on no answer, a 5xx or a 429
+     */
+    private function post(string $url, array $body, array $headers, int $waitMs = 0): HttpResponse
+    {
+        if ($this->options->apiKey !== null) {
+            $headers['Authorization'] = 'Bearer ' . $this->options->apiKey;
+        }
+        $response = $this->client->postJson(
+            $url,
+            self::jsonObject($body),
+            $headers,
+            $waitMs + $this->options->requestTimeoutMs,
+        );
+        if ($response->status >= 500 || $response->status === 429) {
+            $retryAfter = $response->header('Retry-After');
+            throw new Unavailable(
+                "{$url} answered {$response->status}: " . ($response->json()['detail'] ?? $response->body),
+                $retryAfter !== null && ctype_digit($retryAfter) ? (int) $retryAfter * 1000 : null,
+            );
+        }
+
+        return $response;
+    }
+
+    private function unexpected(string $operation, HttpResponse $response): GatewayError
+    {
+        $problem = $response->json();
+
+        return new GatewayError(sprintf(
+            '%s: the gateway answered %d %s: %s',
+            $operation,
+            $response->status,
+            $problem['code'] ?? '',
+            $problem['detail'] ?? substr($response->body, 0, 500),
+        ));
+    }
+
+    private function queueUrl(string $queue): string
+    {
+        return rtrim($this->options->gatewayUrl, '/') . '/v1/queues/' . rawurlencode($queue);
+    }
+
+    private function jobUrl(Job $job, string $operation): string
+    {
+        return $this->queueUrl($job->queue) . '/jobs/' . rawurlencode($job->id) . ':' . $operation;
+    }
+
+    /** @return array<string, string> */
+    private function jobHeaders(Job $job): array
+    {
+        $requestId = $job->requestId;
+
+        return $requestId !== null && preg_match('/^[\x21-\x7E]{1,255}$/', $requestId)
+            ? ['X-Request-ID' => $requestId]
+            : [];
+    }
+
+    /** @param array<string, string> $members name => JSON text of the value, spliced in as is */
+    private static function jsonObject(array $members): string
+    {
+        $parts = [];
+        foreach ($members as $name => $json) {
+            $parts[] = Json::encode((string) $name) . ':' . $json;
+        }
+
+        return '{' . implode(',', $parts) . '}';
+    }
+
+    private static function jobOf(HttpResponse $response): Job
+    {
+        $reservation = $response->json();
+        $objects = json_decode($response->body);
+        $job = $reservation['job'] ?? null;
+        $lease = $reservation['lease'] ?? null;
+        if (!is_array($job) || !is_array($lease) || !isset($job['id'], $lease['token'])) {
+            throw new GatewayError('reserve: the gateway answered 200 without a reservation');
+        }
+        $payload = $job['payload'] ?? [];
+
+        return new Job(
+            id: (string) $job['id'],
+            queue: (string) ($job['queue'] ?? ''),
+            type: (string) ($job['type'] ?? ''),
+            payload: is_array($payload) ? $payload : [],
+            attempts: (int) ($job['attempts'] ?? 0),
+            maxAttempts: (int) ($job['max_attempts'] ?? 0),
+            timeoutMs: isset($job['timeout_ms']) ? (int) $job['timeout_ms'] : null,
+            requestId: isset($job['request_id']) ? (string) $job['request_id'] : null,
+            createdAt: self::epochMs($job['created_at'] ?? 0),
+            priority: (int) ($job['priority'] ?? 0),
+            leaseToken: (string) $lease['token'],
+            leaseDeadline: self::epochMs($lease['deadline'] ?? 0),
+            payloadJson: Json::encodeLenient($objects->job->payload ?? new \stdClass()),
+            payloadValid: is_array($payload),
+        );
+    }
+
+    /** An RFC 3339 timestamp (or epoch ms) as epoch ms. */
+    private static function epochMs(mixed $timestamp): int
+    {
+        if (is_int($timestamp) || (is_string($timestamp) && ctype_digit($timestamp))) {
+            return (int) $timestamp;
+        }
+        try {
+            return (int) (new DateTimeImmutable((string) $timestamp))->format('Uv');
+        } catch (Exception) {
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Transport\Redis;
+
+use Redis;
+use RedisCluster;
+
+/**
+ * A Redis Cluster, found from seed nodes. Each queue lives in one slot (its hash tag), so a
+ * worker of several queues blocks on their wake lists one at a time.
+ */
+final class ClusterConnection extends PhpRedisConnection
+{
+    /** @param non-empty-list<RedisEndpoint> $seeds */
+    public function __construct(
+        private readonly array $seeds,
+        float $connectTimeout,
+        float $readTimeout,
+    ) {
+        parent::__construct($connectTimeout, $readTimeout);
+    }
+
+    protected function connect(): RedisCluster
+    {
+        $addresses = array_map(
+            static fn (RedisEndpoint $seed): string => "{$seed->address()}:{$seed->port}",
+            $this->seeds,
+        );
+
+        return new RedisCluster(
+            null,
+            $addresses,
+            $this->connectTimeout,
+            $this->readTimeout,
+            false,
+            $this->seeds[0]->credentials(),
+        );
+    }
+
+    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void
+    {
+        $share = $seconds / count($wakeKeys);
+        if ($share < 0.001) {
+            return;
+        }
+        foreach ($wakeKeys as $wakeKey) {
+            // The first argument routes the command to the node serving the key.
+            $popped = $client->rawCommand($wakeKey, 'BLPOP', $wakeKey, self::timeoutArgument($share));
+            if (is_array($popped) && $popped !== []) {
+                return;
+            }
+        }
+    }
+}

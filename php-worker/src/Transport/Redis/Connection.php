@@ -1,0 +1,34 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Transport\Redis;
+
+use Jobgate\Worker\Transport\Unavailable;
+
+/**
+ * A connection to Redis (one server or a cluster) that runs the protocol's scripts. It connects
+ * on first use and again after a failure.
+ */
+interface Connection
+{
+    /**
+     * @param list<string> $keys
+     * @param list<string> $args
+     * @return array<int, mixed> the script's reply
+     * @throws Unavailable when Redis cannot be reached or cannot serve now
+     * @throws ScriptFailed on any other error reply
+     */
+    public function runScript(Script $script, array $keys, array $args): array;
+
+    /**
+     * Blocks until a wake-up token arrives on one of the lists, or $seconds passed.
+     *
+     * @param list<string> $wakeKeys
+     * @throws Unavailable
+     */
+    public function waitForWake(array $wakeKeys, float $seconds): void;
+
+    /** Drops the connection; the next call connects again. */
+    public function reset(): void;
+}

@@ -1,0 +1,76 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Transport;
+
+use Closure;
+use Jobgate\Worker\Clock;
+use Jobgate\Worker\Logger;
+
+/**
+ * Waits out an unreachable server: logs, sleeps an exponential back-off, lets the caller try
+ * again. Shared by both transports.
+ */
+final class Retrier
+{
+    /** A server's Retry-After is honoured up to this long, so stop conditions stay responsive. */
+    private const MAX_RETRY_AFTER_MS = 30_000;
+
+    public function __construct(
+        private readonly Logger $logger,
+        private readonly Clock $clock,
+        private readonly string $unavailableMessage,
+        private readonly Backoff $backoff = new Backoff(),
+    ) {
+    }
+
+    /**
+     * Calls $call until the server answers. $call gets true when an earlier try of the same
+     * call failed, whose effect may have reached the server anyway.
+     *
+     * @template T
+     * @param Closure(bool): T $call
+     * @return T
+     */
+    public function untilAvailable(Closure $call): mixed
+    {
+        $isRetry = false;
+        for (;;) {
+            try {
+                $result = $call($isRetry);
+                $this->backoff->reset();
+
+                return $result;
+            } catch (Unavailable $unavailable) {
+                $this->pause($unavailable);
+                $isRetry = true;
+            }
+        }
+    }
+
+    /** Logs the outage and sleeps the next back-off delay. */
+    public function pause(Unavailable $unavailable): void
+    {
+        $delayMs = $this->backoff->nextDelayMs();
+        if ($unavailable->retryAfterMs !== null) {
+            $delayMs = max($delayMs, min($unavailable->retryAfterMs, self::MAX_RETRY_AFTER_MS));
+        }
+        $this->logger->warn($this->unavailableMessage, [
+            'error' => $unavailable->getMessage(),
+            'retry_in_ms' => $delayMs,
+        ]);
+        $this->clock->sleepMs($delayMs);
+    }
+
+    /** Logs the outage without waiting (for best-effort calls such as heartbeats). */
+    public function note(Unavailable $unavailable): void
+    {
+        $this->logger->warn($this->unavailableMessage, ['error' => $unavailable->getMessage()]);
+    }
+
+    public function recovered(): void
+    {
+        $this->backoff->reset();
+    }
+}

@@ -1,0 +1,44 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Transport;
+
+use Jobgate\Worker\Job;
+
+/**
+ * How a worker takes jobs and reports on them: Redis (the Lua scripts) or the gateway (HTTP).
+ *
+ * The lease operations report whether the worker still held the lease: false when the job was
+ * reclaimed, re-leased, finished by another worker or removed; then nothing was changed.
+ * An unreachable server is the transport's own business: it reconnects with back-off and never
+ * drops an ack, fail or retry.
+ */
+interface Transport
+{
+    /** A short name for the logs: `redis` or `http`. */
+    public function name(): string;
+
+    /**
+     * Leases the next job of the worker's queues (in priority order), waiting up to the block
+     * time for one. Null when none came (or the server is unreachable), so the caller can check
+     * its stop conditions before asking again.
+     */
+    public function reserve(): ?Job;
+
+    /** @param string|null $resultJson JSON text of the handler's result; null = no result */
+    public function ack(Job $job, ?string $resultJson): bool;
+
+    public function fail(Job $job, string $message, string $class): bool;
+
+    /** @param int|null $delayMs null = the job's back-off policy */
+    public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome;
+
+    /**
+     * Extends the lease to $leaseMs from now. Best effort: one try, an unreachable server counts
+     * as "still held" (the next heartbeat or the settlement will tell).
+     *
+     * @param string|null $progressJson JSON text of the progress; null = unchanged
+     */
+    public function heartbeat(Job $job, int $leaseMs, ?string $progressJson = null): bool;
+}

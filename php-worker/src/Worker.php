@@ -1,0 +1,380 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker;
+
+use JsonException;
+use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\Transport;
+use Throwable;
+
+/**
+ * The long-running loop: check the stop conditions, reserve a job, run its handler, report.
+ *
+ * Each step is a small protected method so a subclass (or a test) can change one of them.
+ * Process-level effects (signals, alarms, exit) live in their own methods for the same reason.
+ *
+ * One SIGALRM timer serves two purposes while a handler runs: it sends a heartbeat every third of
+ * the lease, and it enforces the job's timeout (the job is retried and the process exits 15,
+ * since a handler stuck mid-call cannot be unwound safely).
+ */
+class Worker
+{
+    /** Signals that ask the worker to stop after the current job. */
+    private const QUIT_SIGNALS = [SIGTERM, SIGINT, SIGQUIT];
+
+    /** Alarms tick in whole seconds but the clock counts ms: a tick a hair early still counts. */
+    private const TICK_SLACK_MS = 10;
+
+    private bool $quitRequested = false;
+    private bool $timedOut = false;
+    private bool $stopLogged = false;
+    private int $jobsDone = 0;
+    private int $startedAtMs = 0;
+    private ?Job $currentJob = null;
+    private ?JobContext $currentContext = null;
+    private int $currentStartedAtMs = 0;
+    /** The current job was already reported (by the timeout): the normal path must not report it. */
+    private bool $currentSettled = false;
+
+    public function __construct(
+        protected readonly Transport $transport,
+        protected readonly HandlerMap $handlers,
+        protected readonly WorkerOptions $options,
+        protected readonly Logger $logger,
+        protected readonly Clock $clock = new SystemClock(),
+        protected readonly MemoryGauge $memory = new SystemMemoryGauge(),
+    ) {
+    }
+
+    /** Runs until a stop condition; returns the process exit code (see ExitCode). */
+    public function run(): int
+    {
+        try {
+            $this->installSignalHandlers();
+            $this->startedAtMs = $this->clock->nowMs();
+            $this->logger->info('worker started', [
+                'queues' => $this->options->queues,
+                'transport' => $this->transport->name(),
+            ]);
+            for (;;) {
+                $code = $this->stopCode();
+                if ($code !== null) {
+                    return $this->stop($code);
+                }
+                $job = $this->nextJob();
+                if ($job !== null) {
+                    $this->process($job);
+                }
+            }
+        } catch (Throwable $error) {
+            $this->logger->error('worker failed', [
+                'error' => $error->getMessage(),
+                'error_class' => $error::class,
+                'at' => $error->getFile() . ':' . $error->getLine(),
+                'exit_code' => ExitCode::ERROR,
+            ]);
+
+            return ExitCode::ERROR;
+        }
+    }
+
+    /** Asks the loop to stop once the current job (if any) is finished and reported. */
+    public function quit(): void
+    {
+        $this->quitRequested = true;
+    }
+
+    /** Jobs this worker ran and reported while still holding their lease. */
+    public function jobsDone(): int
+    {
+        return $this->jobsDone;
+    }
+
+    /**
+     * SIGALRM: a heartbeat, or the end of a job that ran past its timeout.
+     *
+     * @internal public for the signal handler (and tests)
+     */
+    public function onAlarm(): void
+    {
+        $job = $this->currentJob;
+        $context = $this->currentContext;
+        if ($job === null || $context === null || $this->currentSettled) {
+            return;
+        }
+        $timeoutMs = $this->timeoutMs($job);
+        if ($timeoutMs > 0 && $this->elapsedMs() + self::TICK_SLACK_MS >= $timeoutMs) {
+            $this->timeOut($job, $context, $timeoutMs);
+
+            return;
+        }
+        if (!$context->isHeartbeating()) {
+            $context->heartbeat();
+        }
+        $this->armAlarm($this->secondsUntilNextTick($job));
+    }
+
+    /** The one place for every stop condition: an exit code, or null to go on. */
+    protected function stopCode(): ?int
+    {
+        return match (true) {
+            $this->timedOut => ExitCode::JOB_TIMEOUT,
+            $this->quitRequested => ExitCode::SIGNAL,
+            $this->memoryExceeded() => ExitCode::MEMORY_LIMIT,
+            $this->options->maxJobs > 0 && $this->jobsDone >= $this->options->maxJobs => ExitCode::MAX_JOBS,
+            $this->options->maxTimeSeconds > 0
+                && $this->clock->nowMs() - $this->startedAtMs >= $this->options->maxTimeSeconds * 1000
+                => ExitCode::MAX_TIME,
+            default => null,
+        };
+    }
+
+    protected function memoryExceeded(): bool
+    {
+        return $this->options->memoryMb > 0
+            && $this->memory->usedBytes() >= $this->options->memoryMb * 1024 * 1024;
+    }
+
+    protected function nextJob(): ?Job
+    {
+        $this->deferQuitSignals();
+        try {
+            return $this->transport->reserve();
+        } finally {
+            $this->resumeQuitSignals();
+        }
+    }
+
+    protected function process(Job $job): void
+    {
+        $context = new JobContext(
+            $job,
+            $this->transport,
+            $this->options->leaseSeconds * 1000,
+            fn () => $this->logger->warn('lease lost', $this->finishFields($job)),
+        );
+        $this->currentJob = $job;
+        $this->currentContext = $context;
+        $this->currentSettled = false;
+        $this->currentStartedAtMs = $this->clock->nowMs();
+        $this->logger->info('job started', Logger::jobFields($job));
+        try {
+            $outcome = $this->runHandler($job, $context);
+            if (!$this->currentSettled && !$context->leaseLost()) {
+                $this->report($job, $outcome);
+            }
+        } finally {
+            $this->currentJob = null;
+            $this->currentContext = null;
+        }
+    }
+
+    /** Runs the job's handler under the timer and tells how it ended. */
+    protected function runHandler(Job $job, JobContext $context): Outcome
+    {
+        if (!$this->handlers->has($job->type)) {
+            return Outcome::fail(new ErrorReport(
+                "no handler for job type \"{$job->type}\" in this worker",
+                'UnknownJobType',
+            ));
+        }
+        if (!$job->payloadValid) {
+            return Outcome::fail(new ErrorReport('the payload is not a JSON object', 'InvalidPayload'));
+        }
+        $this->armAlarm($this->secondsUntilNextTick($job));
+        try {
+            return Outcome::succeeded($this->handlers->get($job->type)->handle($job, $context));
+        } catch (FailJob $failure) {
+            return Outcome::fail(ErrorReport::fromThrowable($failure));
+        } catch (RetryJob $retry) {
+            return Outcome::retry(ErrorReport::fromThrowable($retry), $retry->delayMs);
+        } catch (Throwable $error) {
+            return Outcome::retry(ErrorReport::fromThrowable($error));
+        } finally {
+            $this->disarmAlarm();
+        }
+    }
+
+    /** Ends the lease as the outcome says, and logs it. */
+    protected function report(Job $job, Outcome $outcome): void
+    {
+        $error = $outcome->error ?? new ErrorReport('no error given', 'Error');
+        $this->deferQuitSignals();
+        try {
+            match ($outcome->kind) {
+                Outcome::SUCCEEDED => $this->reportSuccess($job, $outcome->result),
+                Outcome::FAIL => $this->reportFailure($job, $error),
+                default => $this->reportRetry($job, $error, $outcome->delayMs),
+            };
+        } finally {
+            $this->resumeQuitSignals();
+        }
+    }
+
+    protected function reportSuccess(Job $job, mixed $result): void
+    {
+        try {
+            $resultJson = $result === null ? null : Json::encode($result);
+        } catch (JsonException $error) {
+            $message = 'the result cannot be encoded as JSON: ' . $error->getMessage();
+            $this->reportRetry($job, new ErrorReport($message, JsonException::class), null);
+
+            return;
+        }
+        $this->settled($job, $this->transport->ack($job, $resultJson), 'info', 'job succeeded');
+    }
+
+    protected function reportFailure(Job $job, ErrorReport $error): void
+    {
+        $held = $this->transport->fail($job, $error->message, $error->class);
+        $this->settled($job, $held, 'error', 'job failed', self::errorFields($error));
+    }
+
+    protected function reportRetry(Job $job, ErrorReport $error, ?int $delayMs): void
+    {
+        $retried = $this->transport->retry($job, $error->message, $error->class, $delayMs);
+        $fields = self::errorFields($error);
+        if ($retried === RetryOutcome::Dead) {
+            $this->settled($job, true, 'error', 'job dead', $fields);
+
+            return;
+        }
+        $fields['state'] = $retried->value;
+        if ($delayMs !== null) {
+            $fields['delay_ms'] = $delayMs;
+        }
+        $this->settled($job, $retried->leaseHeld(), 'warn', 'job retried', $fields);
+    }
+
+    /**
+     * The job ran past its timeout: retry it and end the process, since the handler cannot be
+     * unwound from here. Runs inside the SIGALRM handler.
+     */
+    protected function timeOut(Job $job, JobContext $context, int $timeoutMs): void
+    {
+        $this->currentSettled = true;
+        $error = new ErrorReport('timed out after ' . self::seconds($timeoutMs) . ' s', 'JobTimeout');
+        $this->logger->error('job timed out', $this->finishFields($job) + self::errorFields($error));
+        if (!$context->leaseLost()) {
+            $this->reportRetry($job, $error, null);
+        }
+        $this->timedOut = true;
+        $this->exitProcess($this->stop(ExitCode::JOB_TIMEOUT));
+    }
+
+    /** Logs `worker stopping` (once) and returns the exit code. */
+    protected function stop(int $code): int
+    {
+        if (!$this->stopLogged) {
+            $this->stopLogged = true;
+            $this->logger->info('worker stopping', ['reason' => ExitCode::reason($code), 'exit_code' => $code]);
+        }
+
+        return $code;
+    }
+
+    /** Seconds until the next tick: the heartbeat interval, or sooner when the timeout comes first. */
+    protected function secondsUntilNextTick(Job $job): int
+    {
+        $seconds = $this->options->heartbeatIntervalSeconds();
+        $timeoutMs = $this->timeoutMs($job);
+        if ($timeoutMs > 0) {
+            $seconds = min($seconds, (int) ceil(($timeoutMs - $this->elapsedMs()) / 1000));
+        }
+
+        return max(1, $seconds);
+    }
+
+    protected function installSignalHandlers(): void
+    {
+        pcntl_async_signals(true);
+        foreach (self::QUIT_SIGNALS as $signal) {
+            pcntl_signal($signal, function (): void {
+                $this->quit();
+            });
+        }
+        pcntl_signal(SIGALRM, function (): void {
+            $this->onAlarm();
+        });
+    }
+
+    /**
+     * Holds SIGTERM/SIGINT/SIGQUIT back while the worker talks to Redis or the gateway. PHP drops
+     * a signal whose handler would run while an exception is in flight, and a connection error
+     * raised just as the signal arrives (a supervisor stopping Redis and the worker together)
+     * is exactly that: held back, the signal waits in the kernel for resumeQuitSignals().
+     */
+    protected function deferQuitSignals(): void
+    {
+        pcntl_sigprocmask(SIG_BLOCK, self::QUIT_SIGNALS);
+    }
+
+    protected function resumeQuitSignals(): void
+    {
+        $info = [];
+        while (pcntl_sigtimedwait(self::QUIT_SIGNALS, $info, 0, 0) > 0) {
+            $this->quit();
+        }
+        pcntl_sigprocmask(SIG_UNBLOCK, self::QUIT_SIGNALS);
+    }
+
+    protected function armAlarm(int $seconds): void
+    {
+        pcntl_alarm($seconds);
+    }
+
+    protected function disarmAlarm(): void
+    {
+        pcntl_alarm(0);
+    }
+
+    /** Ends the process at once (a job timed out). Tests override it. */
+    protected function exitProcess(int $code): void
+    {
+        exit($code);
+    }
+
+    /** The job's own timeout, else the worker's; 0 = none. */
+    private function timeoutMs(Job $job): int
+    {
+        return $job->timeoutMs !== null && $job->timeoutMs > 0
+            ? $job->timeoutMs
+            : $this->options->timeoutSeconds * 1000;
+    }
+
+    private function elapsedMs(): int
+    {
+        return $this->clock->nowMs() - $this->currentStartedAtMs;
+    }
+
+    /** @param array<string, mixed> $fields */
+    private function settled(Job $job, bool $leaseHeld, string $level, string $msg, array $fields = []): void
+    {
+        if (!$leaseHeld) {
+            $this->logger->warn('lease lost', $this->finishFields($job));
+
+            return;
+        }
+        $this->jobsDone++;
+        $this->logger->{$level}($msg, $this->finishFields($job) + $fields);
+    }
+
+    /** @return array<string, mixed> */
+    private function finishFields(Job $job): array
+    {
+        return Logger::jobFields($job) + ['duration_ms' => $this->elapsedMs()];
+    }
+
+    /** @return array{error: string, error_class: string} */
+    private static function errorFields(ErrorReport $error): array
+    {
+        return ['error' => $error->message, 'error_class' => $error->class];
+    }
+
+    private static function seconds(int $ms): string
+    {
+        return $ms % 1000 === 0 ? (string) intdiv($ms, 1000) : rtrim(rtrim(sprintf('%.3F', $ms / 1000), '0'), '.');
+    }
+}

@@ -1,0 +1,208 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Tests\Cli;
+
+use Jobgate\Worker\Cli\OptionParser;
+use Jobgate\Worker\Cli\UsageError;
+use Jobgate\Worker\Cli\WorkerConfig;
+use PHPUnit\Framework\TestCase;
+
+final class OptionParserTest extends TestCase
+{
+    private const REQUIRED = ['--queue=emails', '--handlers=handlers.php'];
+
+    public function testDefaults(): void
+    {
+        $config = $this->parse(self::REQUIRED);
+
+        self::assertSame(['emails'], $config->queues);
+        self::assertSame('handlers.php', $config->handlersFile);
+        self::assertSame('redis', $config->transport);
+        self::assertSame('127.0.0.1', $config->redis->host);
+        self::assertSame(6379, $config->redis->port);
+        self::assertNull($config->redis->password);
+        self::assertSame(0, $config->redis->database);
+        self::assertNull($config->clusterSeeds);
+        self::assertSame('jobgate', $config->prefix);
+        self::assertNull($config->gatewayUrl);
+        self::assertNull($config->apiKey);
+        self::assertSame(60, $config->timeoutSeconds);
+        self::assertSame(30, $config->leaseSeconds);
+        self::assertSame(128, $config->memoryMb);
+        self::assertSame(0, $config->maxJobs);
+        self::assertSame(0, $config->maxTimeSeconds);
+        self::assertSame(3.0, $config->sleepSeconds);
+        self::assertSame(3000, $config->blockMs());
+        self::assertSame('host:42', $config->workerId);
+        self::assertSame('/default/lua', $config->luaDir);
+        self::assertSame(86_400_000, $config->jobRetentionMs);
+        self::assertSame(7 * 86_400_000, $config->deadRetentionMs);
+        self::assertSame(10_000, $config->eventsMaxLen);
+    }
+
+    public function testEveryOptionInBothSpellings(): void
+    {
+        $config = $this->parse([
+            '--queue', 'high', '--queue=low', '--handlers', 'h.php', '--transport=http',
+            '--gateway', 'http://gw:3000', '--api-key=k3y', '--redis=redis://u:p%40ss@redis:6380/2',
+            '--prefix=jg', '--timeout=0', '--lease', '9', '--memory=256', '--max-jobs=100',
+            '--max-time=3600', '--sleep=0.5', '--worker-id=box-1:7', '--lua-dir=/lua',
+            '--job-retention=15m', '--dead-retention', '30s', '--events-max-len=500',
+        ]);
+
+        self::assertSame(['high', 'low'], $config->queues, 'priority order kept');
+        self::assertSame('h.php', $config->handlersFile);
+        self::assertSame('http', $config->transport);
+        self::assertSame('http://gw:3000', $config->gatewayUrl);
+        self::assertSame('k3y', $config->apiKey);
+        self::assertSame('redis', $config->redis->host);
+        self::assertSame(6380, $config->redis->port);
+        self::assertSame('u', $config->redis->user);
+        self::assertSame('p@ss', $config->redis->password);
+        self::assertSame(2, $config->redis->database);
+        self::assertSame('jg', $config->prefix);
+        self::assertSame(0, $config->timeoutSeconds);
+        self::assertSame(9, $config->leaseSeconds);
+        self::assertSame(256, $config->memoryMb);
+        self::assertSame(100, $config->maxJobs);
+        self::assertSame(3600, $config->maxTimeSeconds);
+        self::assertSame(500, $config->blockMs());
+        self::assertSame('box-1:7', $config->workerId);
+        self::assertSame('/lua', $config->luaDir);
+        self::assertSame(900_000, $config->jobRetentionMs);
+        self::assertSame(30_000, $config->deadRetentionMs);
+        self::assertSame(500, $config->eventsMaxLen);
+    }
+
+    public function testEnvironmentFallbacks(): void
+    {
+        $config = $this->parse(self::REQUIRED, [
+            'REDIS_URL' => 'redis://secret@cache:7000',
+            'REDIS_CLUSTER' => 'n1:7001, n2:7002',
+            'KEY_PREFIX' => 'prod',
+            'JOBGATE_URL' => 'https://jobs.example.com',
+            'JOBGATE_API_KEY' => 'from-env',
+            'JOBGATE_LUA_DIR' => '/opt/lua',
+            'JOB_RETENTION' => '48h',
+            'DEAD_RETENTION' => '2d',
+            'EVENTS_MAX_LEN' => '2000',
+        ]);
+
+        self::assertSame('cache', $config->redis->host);
+        self::assertSame('secret', $config->redis->password);
+        self::assertNull($config->redis->user);
+        self::assertSame(['n1:7001', 'n2:7002'], array_map(
+            static fn ($seed) => "{$seed->host}:{$seed->port}",
+            $config->clusterSeeds ?? [],
+        ));
+        self::assertSame('prod', $config->prefix);
+        self::assertSame('https://jobs.example.com', $config->gatewayUrl);
+        self::assertSame('from-env', $config->apiKey);
+        self::assertSame('/opt/lua', $config->luaDir);
+        self::assertSame(48 * 3_600_000, $config->jobRetentionMs);
+        self::assertSame(2 * 86_400_000, $config->deadRetentionMs);
+        self::assertSame(2000, $config->eventsMaxLen);
+    }
+
+    public function testOptionsWinOverTheEnvironmentAndEmptyVariablesAreUnset(): void
+    {
+        $config = $this->parse([...self::REQUIRED, '--redis=redis://cli:6379', '--prefix=cli'], [
+            'REDIS_URL' => 'redis://env:6379',
+            'KEY_PREFIX' => 'env',
+            'JOB_RETENTION' => '  ',
+        ]);
+
+        self::assertSame('cli', $config->redis->host);
+        self::assertSame('cli', $config->prefix);
+        self::assertSame(86_400_000, $config->jobRetentionMs);
+    }
+
+    /** @dataProvider durations */
+    public function testDurationsAreWrittenAsTheGatewayWritesThem(string $text, int $ms): void
+    {
+        self::assertSame($ms, $this->parse([...self::REQUIRED, "--job-retention={$text}"])->jobRetentionMs);
+    }
+
+    /** @return array<string, array{string, int}> */
+    public static function durations(): array
+    {
+        return [
+            'ms' => ['1500ms', 1500],
+            'seconds' => ['30s', 30_000],
+            'minutes' => ['15m', 900_000],
+            'hours' => ['24h', 86_400_000],
+            'days' => ['7d', 604_800_000],
+            'bare number = ms' => ['60000', 60_000],
+        ];
+    }
+
+    /**
+     * @dataProvider usageErrors
+     * @param list<string> $args
+     */
+    public function testUsageErrors(array $args, string $expected): void
+    {
+        $this->expectException(UsageError::class);
+        $this->expectExceptionMessage($expected);
+        $this->parse($args);
+    }
+
+    /** @return array<string, array{list<string>, string}> */
+    public static function usageErrors(): array
+    {
+        $handlers = '--handlers=h.php';
+
+        return [
+            'no queue' => [[$handlers], '--queue is required'],
+            'no handlers' => [['--queue=q'], '--handlers is required'],
+            'unknown option' => [['--queue=q', $handlers, '--queues=x'], 'unknown option --queues'],
+            'positional argument' => [['--queue=q', $handlers, 'extra'], 'unexpected argument "extra"'],
+            'missing value' => [['--queue=q', '--handlers'], '--handlers needs a value'],
+            'empty value' => [['--queue=', $handlers], '--queue needs a value'],
+            'bad queue name' => [['--queue=a b', $handlers], '--queue must match'],
+            'queue name too long' => [['--queue=' . str_repeat('q', 65), $handlers], '--queue must match'],
+            'queue twice' => [['--queue=q', '--queue=q', $handlers], 'each queue may be given once'],
+            'option twice' => [['--queue=q', $handlers, '--lease=5', '--lease=6'], '--lease may be given once'],
+            'bad transport' => [['--queue=q', $handlers, '--transport=amqp'], '--transport must be redis or http'],
+            'http without gateway' => [['--queue=q', $handlers, '--transport=http'], 'needs --gateway'],
+            'bad gateway' => [['--queue=q', $handlers, '--transport=http', '--gateway=gw:3000'], '--gateway must be'],
+            'bad redis url' => [['--queue=q', $handlers, '--redis=http://x'], '--redis: not a Redis URL'],
+            'bad database' => [['--queue=q', $handlers, '--redis=redis://x/abc'], 'database'],
+            'bad prefix' => [['--queue=q', $handlers, '--prefix=a:b'], '--prefix must match'],
+            'bad worker id' => [['--queue=q', $handlers, '--worker-id=a b'], '--worker-id must match'],
+            'negative timeout' => [['--queue=q', $handlers, '--timeout=-1'], '--timeout must be an integer'],
+            'zero lease' => [['--queue=q', $handlers, '--lease=0'], '--lease must be an integer from 1 to 3600'],
+            'fractional memory' => [['--queue=q', $handlers, '--memory=1.5'], '--memory must be an integer'],
+            'zero sleep' => [['--queue=q', $handlers, '--sleep=0'], '--sleep must be a number of seconds'],
+            'word sleep' => [['--queue=q', $handlers, '--sleep=soon'], '--sleep must be a number of seconds'],
+            'bad duration' => [['--queue=q', $handlers, '--job-retention=1w'], '--job-retention must be a duration'],
+            'too short' => [['--queue=q', $handlers, '--dead-retention=10ms'], 'from 1s to 365d'],
+            'overflowing' => [['--queue=q', $handlers, '--dead-retention=999999999999999d'], 'from 1s to 365d'],
+            'events too small' => [['--queue=q', $handlers, '--events-max-len=5'], 'from 100 to 10000000'],
+        ];
+    }
+
+    public function testABadEnvironmentValueIsAUsageErrorToo(): void
+    {
+        $this->expectException(UsageError::class);
+        $this->expectExceptionMessage('--dead-retention must be a duration');
+        $this->parse(self::REQUIRED, ['DEAD_RETENTION' => 'forever']);
+    }
+
+    public function testHelpIsRecognisedAnywhere(): void
+    {
+        self::assertTrue(OptionParser::wantsHelp(['--queue=q', '--help']));
+        self::assertFalse(OptionParser::wantsHelp(['--queue=q']));
+    }
+
+    /**
+     * @param list<string> $args
+     * @param array<string, string> $env
+     */
+    private function parse(array $args, array $env = []): WorkerConfig
+    {
+        return (new OptionParser($env, '/default/lua', 'host:42'))->parse($args);
+    }
+}

@@ -1,0 +1,48 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Tests\Fakes;
+
+use Jobgate\Worker\Transport\Redis\Connection;
+use Jobgate\Worker\Transport\Redis\Script;
+use Jobgate\Worker\Transport\Unavailable;
+
+/**
+ * Answers scripts from a list of replies (an Unavailable in the list is thrown instead) and
+ * records every call.
+ */
+final class FakeConnection implements Connection
+{
+    /** @var list<array{string, list<string>, list<string>}> script name, keys, args */
+    public array $scripts = [];
+    /** @var list<array{list<string>, float}> */
+    public array $waits = [];
+    public int $resets = 0;
+
+    /** @param list<array<int, mixed>|Unavailable> $replies */
+    public function __construct(public array $replies = [])
+    {
+    }
+
+    public function runScript(Script $script, array $keys, array $args): array
+    {
+        $this->scripts[] = [$script->name, $keys, $args];
+        $reply = array_shift($this->replies) ?? throw new \LogicException("no reply left for {$script->name}");
+        if ($reply instanceof Unavailable) {
+            throw $reply;
+        }
+
+        return $reply;
+    }
+
+    public function waitForWake(array $wakeKeys, float $seconds): void
+    {
+        $this->waits[] = [$wakeKeys, $seconds];
+    }
+
+    public function reset(): void
+    {
+        $this->resets++;
+    }
+}

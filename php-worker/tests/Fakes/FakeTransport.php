@@ -1,0 +1,81 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Tests\Fakes;
+
+use Closure;
+use Jobgate\Worker\Job;
+use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\Transport;
+
+/**
+ * Hands out queued jobs and records every call. When no job is left, reserve() calls $onEmpty
+ * (e.g. to stop the worker or move the clock) and returns null.
+ */
+final class FakeTransport implements Transport
+{
+    /** @var list<array<int, mixed>> */
+    public array $calls = [];
+    /** @var list<bool> answers of the next acks (true when exhausted) */
+    public array $ackHeld = [];
+    public bool $failHeld = true;
+    public RetryOutcome $retryOutcome = RetryOutcome::Scheduled;
+    public bool $heartbeatHeld = true;
+    public ?Closure $onEmpty = null;
+
+    /** @param list<Job> $jobs */
+    public function __construct(public array $jobs = [])
+    {
+    }
+
+    public function name(): string
+    {
+        return 'fake';
+    }
+
+    public function reserve(): ?Job
+    {
+        $this->calls[] = ['reserve'];
+        $job = array_shift($this->jobs);
+        if ($job === null && $this->onEmpty !== null) {
+            ($this->onEmpty)();
+        }
+
+        return $job;
+    }
+
+    public function ack(Job $job, ?string $resultJson): bool
+    {
+        $this->calls[] = ['ack', $job->id, $resultJson];
+
+        return array_shift($this->ackHeld) ?? true;
+    }
+
+    public function fail(Job $job, string $message, string $class): bool
+    {
+        $this->calls[] = ['fail', $job->id, $message, $class];
+
+        return $this->failHeld;
+    }
+
+    public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome
+    {
+        $this->calls[] = ['retry', $job->id, $message, $class, $delayMs];
+
+        return $this->retryOutcome;
+    }
+
+    public function heartbeat(Job $job, int $leaseMs, ?string $progressJson = null): bool
+    {
+        $this->calls[] = ['heartbeat', $job->id, $leaseMs, $progressJson];
+
+        return $this->heartbeatHeld;
+    }
+
+    /** @return list<array<int, mixed>> the calls other than reserve */
+    public function settlements(): array
+    {
+        return array_values(array_filter($this->calls, static fn (array $call): bool => $call[0] !== 'reserve'));
+    }
+}

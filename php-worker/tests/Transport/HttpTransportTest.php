@@ -1,0 +1,223 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Tests\Transport;
+
+use Jobgate\Worker\Tests\Fakes\FakeClock;
+use Jobgate\Worker\Tests\Fakes\FakeHttpClient;
+use Jobgate\Worker\Tests\Fakes\Jobs;
+use Jobgate\Worker\Tests\Fakes\LogLines;
+use Jobgate\Worker\Transport\Http\GatewayError;
+use Jobgate\Worker\Transport\Http\HttpResponse;
+use Jobgate\Worker\Transport\Http\HttpTransport;
+use Jobgate\Worker\Transport\Http\HttpTransportOptions;
+use Jobgate\Worker\Transport\Retrier;
+use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\Unavailable;
+use PHPUnit\Framework\TestCase;
+
+/**
+ * The worker routes of openapi.yaml: bodies, headers and how each answer is read.
+ */
+final class HttpTransportTest extends TestCase
+{
+    private FakeHttpClient $http;
+    private FakeClock $clock;
+    private LogLines $logs;
+
+    protected function setUp(): void
+    {
+        $this->http = new FakeHttpClient();
+        $this->clock = new FakeClock();
+        $this->logs = new LogLines();
+    }
+
+    public function testReserveLongPollsOneQueueForTheBlockTime(): void
+    {
+        $this->http->responses = [FakeHttpClient::json(200, self::reservation())];
+        $job = $this->transport(['emails'])->reserve();
+
+        $request = $this->http->requests[0];
+        self::assertSame('http://gw:3000/v1/queues/emails/jobs:reserve', $request['url']);
+        self::assertSame(['worker' => 'box:1', 'lease_ms' => 30000, 'wait_ms' => 3000], $request['body']);
+        self::assertSame('Bearer k3y', $request['headers']['Authorization']);
+        self::assertGreaterThan(3000, $request['timeout'], 'the request outlives the long poll');
+
+        self::assertNotNull($job);
+        self::assertSame('j1', $job->id);
+        self::assertSame(['to' => 'ada', 'opts' => []], $job->payload);
+        self::assertSame('{"to":"ada","opts":{}}', $job->payloadJson);
+        self::assertSame(2, $job->attempts);
+        self::assertSame(1500, $job->timeoutMs);
+        self::assertSame('req-1', $job->requestId);
+        self::assertSame(1_795_000_000_123, $job->createdAt);
+        self::assertSame('tok', $job->leaseToken);
+        self::assertSame(1_795_000_030_123, $job->leaseDeadline);
+    }
+
+    public function testNoJobIsA204(): void
+    {
+        $this->http->responses = [new HttpResponse(204, '')];
+
+        self::assertNull($this->transport(['emails'])->reserve());
+    }
+
+    public function testSeveralQueuesAreTriedInOrderThenLongPolledInTurn(): void
+    {
+        $this->http->responses = array_fill(0, 3, new HttpResponse(204, ''));
+        $this->http->responses[] = FakeHttpClient::json(200, self::reservation());
+        $job = $this->transport(['high', 'low'])->reserve();
+
+        self::assertSame('j1', $job?->id);
+        self::assertSame(
+            [['high', 0], ['low', 0], ['high', 1500], ['low', 1500]],
+            array_map(
+                static fn (array $request) => [explode('/', $request['url'])[5], $request['body']['wait_ms']],
+                $this->http->requests,
+            ),
+        );
+    }
+
+    public function testTheWaitNeverExceedsWhatTheGatewayAccepts(): void
+    {
+        $this->http->responses = [new HttpResponse(204, '')];
+        $this->transport(['emails'], blockMs: 120_000)->reserve();
+
+        self::assertSame(30_000, $this->http->requests[0]['body']['wait_ms']);
+    }
+
+    public function testAckSendsTheResultAsJsonAndTheJobsRequestId(): void
+    {
+        $this->http->responses = [FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded'])];
+        self::assertTrue($this->transport()->ack(Jobs::make(id: 'j9'), '{"sent":true,"tags":{}}'));
+
+        $request = $this->http->requests[0];
+        self::assertSame('http://gw:3000/v1/queues/q/jobs/j9:ack', $request['url']);
+        self::assertSame('{"lease_token":"token-j9","result":{"sent":true,"tags":{}}}', $request['raw']);
+        self::assertSame('req-j9', $request['headers']['X-Request-ID']);
+    }
+
+    public function testAckWithoutAResultOmitsIt(): void
+    {
+        $this->http->responses = [FakeHttpClient::json(200, ['state' => 'succeeded'])];
+        $this->transport()->ack(Jobs::make(), null);
+
+        self::assertSame(['lease_token' => 'token-job-1'], $this->http->requests[0]['body']);
+    }
+
+    public function testFailRetryAndHeartbeatBodies(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(200, ['state' => 'dead']),
+            FakeHttpClient::json(200, ['state' => 'scheduled']),
+            FakeHttpClient::json(200, ['state' => 'dead']),
+            FakeHttpClient::json(200, ['state' => 'active']),
+        ];
+        $transport = $this->transport();
+
+        self::assertTrue($transport->fail(Jobs::make(), 'bad address', 'App\\Invalid'));
+        self::assertSame(RetryOutcome::Scheduled, $transport->retry(Jobs::make(), 'boom', 'E', null));
+        self::assertSame(RetryOutcome::Dead, $transport->retry(Jobs::make(), 'boom', 'E', 250));
+        self::assertTrue($transport->heartbeat(Jobs::make(), 30_000, '{"pct":5}'));
+
+        [$fail, $retry, $delayed, $heartbeat] = array_column($this->http->requests, 'body');
+        self::assertSame(
+            ['lease_token' => 'token-job-1', 'error' => ['message' => 'bad address', 'class' => 'App\\Invalid']],
+            $fail,
+        );
+        self::assertSame(['lease_token' => 'token-job-1', 'error' => ['message' => 'boom', 'class' => 'E']], $retry);
+        self::assertSame(250, $delayed['delay_ms']);
+        self::assertSame(['lease_token' => 'token-job-1', 'lease_ms' => 30000, 'progress' => ['pct' => 5]], $heartbeat);
+        self::assertStringEndsWith(':heartbeat', $this->http->requests[3]['url']);
+    }
+
+    public function testLeaseLostAndJobNotFoundMeanTheLeaseWasNotHeld(): void
+    {
+        $lost = FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'queued']);
+        $gone = FakeHttpClient::json(404, ['code' => 'JOB_NOT_FOUND']);
+        $this->http->responses = [$lost, $gone, $lost, $lost];
+        $transport = $this->transport();
+
+        self::assertFalse($transport->ack(Jobs::make(), null));
+        self::assertFalse($transport->fail(Jobs::make(), 'm', 'c'));
+        self::assertSame(RetryOutcome::LeaseLost, $transport->retry(Jobs::make(), 'm', 'c', null));
+        self::assertFalse($transport->heartbeat(Jobs::make(), 30_000));
+    }
+
+    public function testAnUnavailableGatewayIsRetriedWithBackoffHonouringRetryAfter(): void
+    {
+        $this->http->responses = [
+            new Unavailable('Connection refused'),
+            FakeHttpClient::json(
+                503,
+                ['code' => 'REDIS_UNAVAILABLE', 'detail' => 'Redis is down'],
+                ['retry-after' => '2'],
+            ),
+            FakeHttpClient::json(200, ['state' => 'succeeded']),
+        ];
+        self::assertTrue($this->transport()->ack(Jobs::make(), null));
+
+        self::assertSame([100, 2000], $this->clock->sleeps);
+        self::assertCount(2, array_filter(
+            $this->logs->all(),
+            static fn ($line) => $line['msg'] === 'gateway unavailable, retrying',
+        ));
+    }
+
+    public function testAReserveAgainstAnUnavailableGatewayReturnsNothing(): void
+    {
+        $this->http->responses = [FakeHttpClient::json(502, [])];
+
+        self::assertNull($this->transport(['emails'])->reserve());
+        self::assertSame([100], $this->clock->sleeps);
+    }
+
+    public function testOtherClientErrorsAreBugs(): void
+    {
+        $this->http->responses = [FakeHttpClient::json(400, ['code' => 'VALIDATION_FAILED', 'detail' => 'bad body'])];
+
+        $this->expectException(GatewayError::class);
+        $this->expectExceptionMessage('ack: the gateway answered 400 VALIDATION_FAILED: bad body');
+        $this->transport()->ack(Jobs::make(), null);
+    }
+
+    public function testAWrongGatewayUrlIsABugNotALostLease(): void
+    {
+        $this->http->responses = [FakeHttpClient::json(404, ['code' => 'ROUTE_NOT_FOUND'])];
+
+        $this->expectException(GatewayError::class);
+        $this->transport()->ack(Jobs::make(), null);
+    }
+
+    /** @param non-empty-list<string> $queues */
+    private function transport(array $queues = ['q'], int $blockMs = 3000): HttpTransport
+    {
+        return new HttpTransport(
+            $this->http,
+            new HttpTransportOptions(
+                gatewayUrl: 'http://gw:3000/',
+                queues: $queues,
+                workerId: 'box:1',
+                leaseMs: 30_000,
+                blockMs: $blockMs,
+                apiKey: 'k3y',
+            ),
+            new Retrier($this->logs->logger, $this->clock, 'gateway unavailable, retrying'),
+        );
+    }
+
+    /** @return array<string, mixed> */
+    private static function reservation(): array
+    {
+        return [
+            'job' => [
+                'id' => 'j1', 'queue' => 'emails', 'type' => 'send',
+                'payload' => ['to' => 'ada', 'opts' => new \stdClass()],
+                'attempts' => 2, 'max_attempts' => 3, 'timeout_ms' => 1500, 'request_id' => 'req-1',
+                'created_at' => '2026-11-18T11:06:40.123Z', 'priority' => 5,
+            ],
+            'lease' => ['token' => 'tok', 'deadline' => '2026-11-18T11:07:10.123Z'],
+        ];
+    }
+}

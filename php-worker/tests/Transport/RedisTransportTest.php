@@ -1,0 +1,235 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Tests\Transport;
+
+use Jobgate\Worker\Tests\Fakes\FakeClock;
+use Jobgate\Worker\Tests\Fakes\FakeConnection;
+use Jobgate\Worker\Tests\Fakes\Jobs;
+use Jobgate\Worker\Tests\Fakes\LogLines;
+use Jobgate\Worker\Transport\Redis\RedisTransport;
+use Jobgate\Worker\Transport\Redis\RedisTransportOptions;
+use Jobgate\Worker\Transport\Redis\ScriptFailed;
+use Jobgate\Worker\Transport\Redis\ScriptLibrary;
+use Jobgate\Worker\Transport\Retrier;
+use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\Unavailable;
+use PHPUnit\Framework\TestCase;
+
+/**
+ * The KEYS and ARGV of every script call, exactly as PROTOCOL.md lists them.
+ */
+final class RedisTransportTest extends TestCase
+{
+    private const JOB_REPLY = [
+        'JOB', 'id', 'j1', 'queue', 'high', 'type', 'echo', 'payload', '{"a":1}', 'attempts', 1,
+        'max_attempts', '3', 'timeout_ms', '', 'request_id', 'r1', 'created_at', '1700000000000',
+        'priority', '5', 'lease_token', 'TOKEN', 'lease_deadline', 1700000030000,
+    ];
+
+    private FakeConnection $connection;
+    private FakeClock $clock;
+    private LogLines $logs;
+
+    protected function setUp(): void
+    {
+        $this->connection = new FakeConnection();
+        $this->clock = new FakeClock();
+        $this->logs = new LogLines();
+    }
+
+    public function testReserveRunsTheReserveScriptPerQueueInPriorityOrder(): void
+    {
+        $this->connection->replies = [['EMPTY', -1], self::JOB_REPLY];
+        $job = $this->transport()->reserve();
+
+        self::assertNotNull($job);
+        self::assertSame('j1', $job->id);
+        self::assertSame('high', $job->queue);
+        self::assertSame(['a' => 1], $job->payload);
+        self::assertSame('TOKEN', $job->leaseToken);
+        self::assertSame([], $this->connection->waits, 'no waiting while a queue had a job');
+
+        [[$first, $keys, $args], [$second, $lowKeys]] = $this->connection->scripts;
+        self::assertSame(['reserve', 'reserve'], [$first, $second]);
+        self::assertSame([
+            'jg:{emails}:active', 'jg:{emails}:scheduled', 'jg:{emails}:dead',
+            'jg:{emails}:wake', 'jg:{emails}:events', 'jg:{emails}:stats',
+        ], $keys);
+        self::assertSame('jg:{low}:active', $lowKeys[0]);
+        self::assertSame('jg:{emails}:', $args[0]);
+        self::assertSame('box:1', $args[1]);
+        self::assertMatchesRegularExpression('/^[0-9a-f]{32}$/', $args[2], 'a fresh 16-byte token');
+        self::assertSame(['30000', '86400000', '604800000', '10000'], array_slice($args, 3));
+    }
+
+    public function testEachReserveUsesAFreshLeaseToken(): void
+    {
+        $this->connection->replies = [self::JOB_REPLY, self::JOB_REPLY];
+        $transport = $this->transport(['emails']);
+        $transport->reserve();
+        $transport->reserve();
+
+        self::assertNotSame($this->connection->scripts[0][2][2], $this->connection->scripts[1][2][2]);
+    }
+
+    public function testWhenAllQueuesAreEmptyItBlocksOnTheirWakeListsThenReservesOnceMore(): void
+    {
+        $this->connection->replies = [['EMPTY', -1], ['EMPTY', -1], ['EMPTY', -1], ['EMPTY', -1]];
+        $job = $this->transport()->reserve();
+
+        self::assertNull($job);
+        self::assertSame([[['jg:{emails}:wake', 'jg:{low}:wake'], 3.0]], $this->connection->waits);
+        self::assertCount(4, $this->connection->scripts);
+    }
+
+    public function testItBlocksNoLongerThanTheNextDueTime(): void
+    {
+        $this->connection->replies = [['EMPTY', 5000], ['EMPTY', 250], ['EMPTY', -1], self::JOB_REPLY];
+        $job = $this->transport()->reserve();
+
+        self::assertSame('j1', $job?->id);
+        self::assertSame(0.25, $this->connection->waits[0][1]);
+    }
+
+    public function testAckArguments(): void
+    {
+        $this->connection->replies = [['OK', 1700000001000]];
+        self::assertTrue($this->transport()->ack(Jobs::make(id: 'j9'), '{"sent":true}'));
+
+        self::assertSame(['ack', [
+            'jg:{q}:job:j9', 'jg:{q}:active', 'jg:{q}:events', 'jg:{q}:stats',
+        ], [
+            'j9', 'token-j9', '{"sent":true}', '86400000', '10000', 'jg:{q}:',
+        ]], $this->connection->scripts[0]);
+    }
+
+    public function testAckWithoutAResultSendsAnEmptyString(): void
+    {
+        $this->connection->replies = [['OK', 1]];
+        $this->transport()->ack(Jobs::make(), null);
+
+        self::assertSame('', $this->connection->scripts[0][2][2]);
+    }
+
+    public function testFailArguments(): void
+    {
+        $this->connection->replies = [['DEAD', 1]];
+        self::assertTrue($this->transport()->fail(Jobs::make(id: 'j9'), 'bad address', 'App\\Invalid'));
+
+        self::assertSame(['fail', [
+            'jg:{q}:job:j9', 'jg:{q}:active', 'jg:{q}:dead', 'jg:{q}:events', 'jg:{q}:stats',
+        ], [
+            'j9', 'token-j9', 'bad address', 'App\\Invalid', '604800000', '10000', 'jg:{q}:',
+        ]], $this->connection->scripts[0]);
+    }
+
+    public function testRetryArguments(): void
+    {
+        $this->connection->replies = [['SCHEDULED', 1], ['QUEUED', 1], ['DEAD', 1]];
+        $transport = $this->transport();
+
+        self::assertSame(RetryOutcome::Scheduled, $transport->retry(Jobs::make(id: 'j9'), 'boom', 'E', null));
+        self::assertSame(RetryOutcome::Queued, $transport->retry(Jobs::make(id: 'j9'), 'boom', 'E', 0));
+        self::assertSame(RetryOutcome::Dead, $transport->retry(Jobs::make(id: 'j9'), 'boom', 'E', 250));
+
+        self::assertSame(['retry', [
+            'jg:{q}:job:j9', 'jg:{q}:active', 'jg:{q}:scheduled', 'jg:{q}:dead',
+            'jg:{q}:wake', 'jg:{q}:events', 'jg:{q}:stats',
+        ], [
+            'j9', 'token-j9', 'boom', 'E', '-1', '0.250000', '604800000', '10000', 'jg:{q}:',
+        ]], $this->connection->scripts[0]);
+        self::assertSame('0', $this->connection->scripts[1][2][4]);
+        self::assertSame('250', $this->connection->scripts[2][2][4]);
+    }
+
+    public function testHeartbeatArguments(): void
+    {
+        $this->connection->replies = [['OK', 1], ['OK', 2]];
+        $transport = $this->transport();
+        self::assertTrue($transport->heartbeat(Jobs::make(id: 'j9'), 30_000));
+        $transport->heartbeat(Jobs::make(id: 'j9'), 30_000, '{"pct":50}');
+
+        self::assertSame(['heartbeat', ['jg:{q}:job:j9', 'jg:{q}:active'], [
+            'j9', 'token-j9', '30000', '',
+        ]], $this->connection->scripts[0]);
+        self::assertSame('{"pct":50}', $this->connection->scripts[1][2][3]);
+    }
+
+    public function testLeaseLostAndNotFoundMeanTheLeaseWasNotHeld(): void
+    {
+        $this->connection->replies = [
+            ['LEASE_LOST', 'succeeded'], ['NOT_FOUND'], ['LEASE_LOST', 'queued'], ['LEASE_LOST', 'active'],
+        ];
+        $transport = $this->transport();
+
+        self::assertFalse($transport->ack(Jobs::make(), null));
+        self::assertFalse($transport->fail(Jobs::make(), 'm', 'c'));
+        self::assertSame(RetryOutcome::LeaseLost, $transport->retry(Jobs::make(), 'm', 'c', null));
+        self::assertFalse($transport->heartbeat(Jobs::make(), 1000));
+    }
+
+    public function testAnAckThatHitsAnOutageIsRetriedAfterABackoff(): void
+    {
+        $this->connection->replies = [
+            new Unavailable('Connection refused'),
+            new Unavailable('Connection refused'),
+            ['OK', 1],
+        ];
+        self::assertTrue($this->transport()->ack(Jobs::make(), null));
+
+        self::assertSame([100, 200], $this->clock->sleeps);
+        $outages = array_filter(
+            $this->logs->all(),
+            static fn ($line) => $line['msg'] === 'redis unavailable, reconnecting',
+        );
+        self::assertCount(2, $outages);
+    }
+
+    public function testARetriedAckWhoseFirstTryLandedCountsAsDone(): void
+    {
+        $this->connection->replies = [new Unavailable('read error on connection'), ['LEASE_LOST', 'succeeded']];
+
+        self::assertTrue($this->transport()->ack(Jobs::make(), null));
+    }
+
+    public function testAReserveDuringAnOutageReturnsNothingAfterABackoff(): void
+    {
+        $this->connection->replies = [new Unavailable('Connection refused'), new Unavailable('Connection refused')];
+        $transport = $this->transport();
+
+        self::assertNull($transport->reserve());
+        self::assertNull($transport->reserve());
+        self::assertSame([100, 200], $this->clock->sleeps);
+        self::assertSame('Connection refused', $this->logs->first('redis unavailable, reconnecting')['error'] ?? null);
+    }
+
+    public function testAHeartbeatDuringAnOutageIsSkippedNotRetried(): void
+    {
+        $this->connection->replies = [new Unavailable('Connection refused')];
+
+        self::assertTrue($this->transport()->heartbeat(Jobs::make(), 1000));
+        self::assertSame([], $this->clock->sleeps);
+    }
+
+    public function testARepliedStatusOutsideTheContractIsABug(): void
+    {
+        $this->connection->replies = [['WAT']];
+
+        $this->expectException(ScriptFailed::class);
+        $this->transport()->ack(Jobs::make(), null);
+    }
+
+    /** @param non-empty-list<string> $queues */
+    private function transport(array $queues = ['emails', 'low']): RedisTransport
+    {
+        return new RedisTransport(
+            $this->connection,
+            ScriptLibrary::fromDirectory(__DIR__ . '/../../../lua'),
+            new RedisTransportOptions(queues: $queues, workerId: 'box:1', leaseMs: 30_000, blockMs: 3000, prefix: 'jg'),
+            new Retrier($this->logs->logger, $this->clock, 'redis unavailable, reconnecting'),
+            static fn (): float => 0.25,
+        );
+    }
+}

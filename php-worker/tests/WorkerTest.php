@@ -1,0 +1,392 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Jobgate\Worker\Tests;
+
+use Closure;
+use Jobgate\Worker\ExitCode;
+use Jobgate\Worker\FailJob;
+use Jobgate\Worker\HandlerMap;
+use Jobgate\Worker\Job;
+use Jobgate\Worker\JobContext;
+use Jobgate\Worker\RetryJob;
+use Jobgate\Worker\Tests\Fakes\CallableHandler;
+use Jobgate\Worker\Tests\Fakes\FakeClock;
+use Jobgate\Worker\Tests\Fakes\FakeMemoryGauge;
+use Jobgate\Worker\Tests\Fakes\FakeTransport;
+use Jobgate\Worker\Tests\Fakes\Jobs;
+use Jobgate\Worker\Tests\Fakes\LogLines;
+use Jobgate\Worker\Tests\Fakes\TestableWorker;
+use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\WorkerOptions;
+use LogicException;
+use PHPUnit\Framework\TestCase;
+use RuntimeException;
+
+final class WorkerTest extends TestCase
+{
+    private FakeTransport $transport;
+    private FakeClock $clock;
+    private FakeMemoryGauge $memory;
+    private LogLines $logs;
+    private ?TestableWorker $worker = null;
+
+    protected function setUp(): void
+    {
+        $this->transport = new FakeTransport();
+        $this->clock = new FakeClock();
+        $this->memory = new FakeMemoryGauge();
+        $this->logs = new LogLines();
+    }
+
+    public function testAcksWithTheHandlersResultAsJson(): void
+    {
+        $this->transport->jobs = [Jobs::make('echo', ['to' => 'ada@example.com'])];
+        $handler = fn (Job $job) => ['sent_to' => $job->payload['to'], 'ok' => true];
+        $code = $this->runWorker(['echo' => $handler], maxJobs: 1);
+
+        self::assertSame(ExitCode::MAX_JOBS, $code);
+        self::assertSame(
+            [['ack', 'job-1', '{"sent_to":"ada@example.com","ok":true}']],
+            $this->transport->settlements(),
+        );
+        self::assertSame(
+            ['worker started', 'job started', 'job succeeded', 'worker stopping'],
+            $this->logs->messages(),
+        );
+        $succeeded = $this->logs->first('job succeeded');
+        self::assertSame('job-1', $succeeded['job_id']);
+        self::assertSame('req-job-1', $succeeded['request_id']);
+        self::assertArrayHasKey('duration_ms', $succeeded);
+        self::assertSame(['reason' => 'max_jobs', 'exit_code' => 13], $this->stoppingFields());
+    }
+
+    public function testANullResultAcksWithoutAResult(): void
+    {
+        $this->transport->jobs = [Jobs::make('noop')];
+        $this->runWorker(['noop' => fn () => null], maxJobs: 1);
+
+        self::assertSame([['ack', 'job-1', null]], $this->transport->settlements());
+    }
+
+    public function testAnyExceptionRetriesWithTheJobsBackoff(): void
+    {
+        $this->transport->jobs = [Jobs::make('boom')];
+        $this->runWorker(['boom' => fn () => throw new RuntimeException('SMTP said no')], maxJobs: 1);
+
+        self::assertSame(
+            [['retry', 'job-1', 'SMTP said no', RuntimeException::class, null]],
+            $this->transport->settlements(),
+        );
+        $retried = $this->logs->first('job retried');
+        self::assertSame('warn', $retried['level']);
+        self::assertSame('SMTP said no', $retried['error']);
+        self::assertSame(RuntimeException::class, $retried['error_class']);
+    }
+
+    public function testRetryJobAsksForItsOwnDelay(): void
+    {
+        $this->transport->jobs = [Jobs::make('later')];
+        $this->runWorker(['later' => fn () => throw new RetryJob('rate limited', 250)], maxJobs: 1);
+
+        self::assertSame(
+            [['retry', 'job-1', 'rate limited', RetryJob::class, 250]],
+            $this->transport->settlements(),
+        );
+        self::assertSame(250, $this->logs->first('job retried')['delay_ms']);
+    }
+
+    public function testFailJobFailsForGood(): void
+    {
+        $this->transport->jobs = [Jobs::make('doomed')];
+        $this->runWorker(['doomed' => fn () => throw new FailJob('address rejected')], maxJobs: 1);
+
+        self::assertSame(
+            [['fail', 'job-1', 'address rejected', FailJob::class]],
+            $this->transport->settlements(),
+        );
+        self::assertSame('address rejected', $this->logs->first('job failed')['error']);
+    }
+
+    public function testAJobOfAnUnknownTypeFailsWithoutRunningAnything(): void
+    {
+        $known = new CallableHandler(fn () => 'ran');
+        $this->transport->jobs = [Jobs::make('App\\Evil')];
+        $this->runWorker(['echo' => $known], maxJobs: 1);
+
+        $settlements = $this->transport->settlements();
+        self::assertSame('fail', $settlements[0][0]);
+        self::assertSame('UnknownJobType', $settlements[0][3]);
+        self::assertStringContainsString('App\\Evil', $settlements[0][2]);
+        self::assertSame([], $known->handled);
+    }
+
+    public function testAPayloadThatIsNotAnObjectFails(): void
+    {
+        $this->transport->jobs = [
+            Job::fromReservation(['id' => 'j', 'queue' => 'q', 'type' => 'echo', 'payload' => '[1]']),
+        ];
+        $this->runWorker(['echo' => fn () => 'ran'], maxJobs: 1);
+
+        self::assertSame('InvalidPayload', $this->transport->settlements()[0][3]);
+    }
+
+    public function testTheLastAttemptRetriedIsLoggedDead(): void
+    {
+        $this->transport->jobs = [Jobs::make('boom', attempts: 3)];
+        $this->transport->retryOutcome = RetryOutcome::Dead;
+        $this->runWorker(['boom' => fn () => throw new RuntimeException('still failing')], maxJobs: 1);
+
+        self::assertContains('job dead', $this->logs->messages());
+        self::assertNotContains('job retried', $this->logs->messages());
+    }
+
+    public function testALeaseLostOnAckIsLoggedAndNotCounted(): void
+    {
+        $this->transport->jobs = [Jobs::make('echo', id: 'stale'), Jobs::make('echo', id: 'fresh')];
+        $this->transport->ackHeld = [false, true];
+        $code = $this->runWorker(['echo' => fn () => 'done'], maxJobs: 1);
+
+        self::assertSame(ExitCode::MAX_JOBS, $code);
+        self::assertSame(1, $this->worker?->jobsDone());
+        self::assertSame(['ack', 'ack'], array_column($this->transport->settlements(), 0));
+        $lost = $this->logs->first('lease lost');
+        self::assertSame('stale', $lost['job_id']);
+        self::assertSame('fresh', $this->logs->first('job succeeded')['job_id']);
+    }
+
+    public function testStopsWith12OnceTheMemoryLimitIsReached(): void
+    {
+        $this->transport->jobs = [Jobs::make('hog', id: 'a'), Jobs::make('hog', id: 'b')];
+        $code = $this->runWorker(['hog' => function () {
+            $this->memory->bytes = 128 * 1024 * 1024;
+
+            return null;
+        }]);
+
+        self::assertSame(ExitCode::MEMORY_LIMIT, $code);
+        self::assertSame([['ack', 'a', null]], $this->transport->settlements(), 'stops between jobs');
+        self::assertSame(['reason' => 'memory', 'exit_code' => 12], $this->stoppingFields());
+    }
+
+    public function testStopsWith13AfterMaxJobs(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'b'), Jobs::make(id: 'c')];
+        $code = $this->runWorker(['echo' => fn () => 1], maxJobs: 2);
+
+        self::assertSame(ExitCode::MAX_JOBS, $code);
+        self::assertSame(['a', 'b'], array_column($this->transport->settlements(), 1));
+    }
+
+    public function testStopsWith14AfterMaxTimeEvenWhenIdle(): void
+    {
+        $this->transport->onEmpty = fn () => $this->clock->advance(3000);
+        $code = $this->runWorker([], maxTimeSeconds: 10);
+
+        self::assertSame(ExitCode::MAX_TIME, $code);
+        self::assertCount(4, $this->transport->calls, 'reserved until 10 s had passed');
+        self::assertSame(['reason' => 'max_time', 'exit_code' => 14], $this->stoppingFields());
+    }
+
+    public function testAQuitDuringAJobLetsItFinishAndBeAckedThenExits0(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'running'), Jobs::make(id: 'next')];
+        $code = $this->runWorker(['echo' => function () {
+            $this->worker?->quit();
+
+            return ['finished' => true];
+        }]);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame([['ack', 'running', '{"finished":true}']], $this->transport->settlements());
+        self::assertCount(1, $this->transport->jobs, 'the next job was never reserved');
+        self::assertSame(['reason' => 'signal', 'exit_code' => 0], $this->stoppingFields());
+    }
+
+    public function testTheTimerIsArmedForTheHeartbeatIntervalOrTheTimeoutWhicheverComesFirst(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'default'), Jobs::make(id: 'own', timeoutMs: 2500)];
+        $this->runWorker(['echo' => fn () => null], maxJobs: 2, timeoutSeconds: 60, leaseSeconds: 30);
+
+        self::assertSame([10, 0, 3, 0], $this->worker?->alarms);
+    }
+
+    public function testATickPastTheHeartbeatIntervalExtendsTheLeaseAndRearms(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $this->runWorker(['echo' => function () {
+            $this->clock->advance(10_000);
+            $this->worker?->onAlarm();
+
+            return 'done';
+        }], maxJobs: 1, leaseSeconds: 30);
+
+        self::assertSame(
+            [['heartbeat', 'job-1', 30_000, null], ['ack', 'job-1', '"done"']],
+            $this->transport->settlements(),
+        );
+        self::assertSame([10, 10, 0], $this->worker?->alarms);
+    }
+
+    public function testATickPastTheTimeoutRetriesTheJobAndExits15(): void
+    {
+        $this->transport->jobs = [Jobs::make('slow'), Jobs::make('slow', id: 'never')];
+        $code = $this->runWorker(['slow' => function () {
+            $this->clock->advance(60_000);
+            $this->worker?->onAlarm();
+
+            return 'too late';
+        }], timeoutSeconds: 60);
+
+        self::assertSame(ExitCode::JOB_TIMEOUT, $code);
+        self::assertSame([ExitCode::JOB_TIMEOUT], $this->worker?->exits);
+        self::assertSame(
+            [['retry', 'job-1', 'timed out after 60 s', 'JobTimeout', null]],
+            $this->transport->settlements(),
+            'retried, never acked',
+        );
+        $messages = $this->logs->messages();
+        self::assertContains('job timed out', $messages);
+        self::assertSame(1, array_count_values($messages)['worker stopping']);
+        self::assertSame(['reason' => 'timeout', 'exit_code' => 15], $this->stoppingFields());
+    }
+
+    public function testAJobsOwnTimeoutWins(): void
+    {
+        $this->transport->jobs = [Jobs::make('slow', timeoutMs: 1500)];
+        $code = $this->runWorker(['slow' => function () {
+            $this->clock->advance(1500);
+            $this->worker?->onAlarm();
+        }], timeoutSeconds: 60);
+
+        self::assertSame(ExitCode::JOB_TIMEOUT, $code);
+        self::assertSame('timed out after 1.5 s', $this->transport->settlements()[0][2]);
+    }
+
+    public function testAHeartbeatThatFindsTheLeaseGoneStopsReporting(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'lost'), Jobs::make(id: 'kept')];
+        $this->transport->heartbeatHeld = false;
+        $this->runWorker(['echo' => function (Job $job, JobContext $context) {
+            if ($job->id === 'lost') {
+                $this->clock->advance(10_000);
+                $this->worker?->onAlarm();
+                self::assertTrue($context->leaseLost());
+            }
+
+            return 'done';
+        }], maxJobs: 1);
+
+        self::assertSame(
+            [['heartbeat', 'lost', 30_000, null], ['ack', 'kept', '"done"']],
+            $this->transport->settlements(),
+        );
+        self::assertSame(['lost'], array_column(array_filter(
+            $this->logs->all(),
+            static fn (array $line) => $line['msg'] === 'lease lost',
+        ), 'job_id'));
+    }
+
+    public function testProgressIsSentWithAHeartbeat(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $this->runWorker(['echo' => function (Job $job, JobContext $context) {
+            $context->progress(['done' => 3, 'of' => 10]);
+            $context->heartbeat();
+
+            return null;
+        }], maxJobs: 1, leaseSeconds: 60);
+
+        self::assertSame(
+            [
+                ['heartbeat', 'job-1', 60_000, '{"done":3,"of":10}'],
+                ['heartbeat', 'job-1', 60_000, null],
+                ['ack', 'job-1', null],
+            ],
+            $this->transport->settlements(),
+        );
+    }
+
+    public function testAResultThatIsNotJsonRetriesTheJob(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $this->runWorker(['echo' => fn () => NAN], maxJobs: 1);
+
+        self::assertSame('retry', $this->transport->settlements()[0][0]);
+        self::assertSame(\JsonException::class, $this->transport->settlements()[0][3]);
+    }
+
+    public function testALongErrorMessageIsCutTo8192Bytes(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $this->runWorker(['echo' => fn () => throw new RuntimeException(str_repeat('é', 5000))], maxJobs: 1);
+
+        $message = $this->transport->settlements()[0][2];
+        self::assertSame(8192, strlen($message));
+        self::assertTrue((bool) preg_match('//u', $message), 'still valid UTF-8');
+    }
+
+    public function testAnErrorInTheWorkerItselfExits1(): void
+    {
+        $this->transport->onEmpty = fn () => throw new LogicException('script reply out of contract');
+        $code = $this->runWorker([]);
+
+        self::assertSame(ExitCode::ERROR, $code);
+        $failed = $this->logs->first('worker failed');
+        self::assertSame('script reply out of contract', $failed['error']);
+        self::assertSame(1, $failed['exit_code']);
+    }
+
+    public function testTheStartLineNamesQueuesAndTransport(): void
+    {
+        $this->runWorker([], maxJobs: 0, memoryMb: 1);
+
+        $started = $this->logs->first('worker started');
+        self::assertSame(['emails', 'reports'], $started['queues']);
+        self::assertSame('fake', $started['transport']);
+    }
+
+    /**
+     * @param array<string, Closure|\Jobgate\Worker\Handler> $handlers
+     */
+    private function runWorker(
+        array $handlers,
+        int $maxJobs = 0,
+        int $maxTimeSeconds = 0,
+        int $timeoutSeconds = 60,
+        int $leaseSeconds = 30,
+        int $memoryMb = 128,
+    ): int {
+        $map = [];
+        foreach ($handlers as $type => $handler) {
+            $map[$type] = $handler instanceof Closure ? new CallableHandler($handler) : $handler;
+        }
+        $this->transport->onEmpty ??= fn () => $this->worker?->quit();
+        $this->worker = new TestableWorker(
+            $this->transport,
+            HandlerMap::fromArray($map),
+            new WorkerOptions(
+                queues: ['emails', 'reports'],
+                timeoutSeconds: $timeoutSeconds,
+                leaseSeconds: $leaseSeconds,
+                memoryMb: $memoryMb,
+                maxJobs: $maxJobs,
+                maxTimeSeconds: $maxTimeSeconds,
+            ),
+            $this->logs->logger,
+            $this->clock,
+            $this->memory,
+        );
+
+        return $this->worker->run();
+    }
+
+    /** @return array{reason: mixed, exit_code: mixed} */
+    private function stoppingFields(): array
+    {
+        $line = $this->logs->first('worker stopping') ?? [];
+
+        return ['reason' => $line['reason'] ?? null, 'exit_code' => $line['exit_code'] ?? null];
+    }
+}

@@ -1,0 +1,70 @@
+import type { FastifyInstance } from 'fastify'
+import type { Contract } from '../src/contract.js'
+import { ProblemError } from '../src/errors.js'
+import { jobView } from '../src/job-view.js'
+import type { DeadJobOutcome } from '../src/queue/dead-letter-store.js'
+import { JOB_ID, type JobParams, type QueueParams } from './params.js'
+
+export interface DeadLettersRoutesOptions {
+  contract: Contract
+}
+
+function done(outcome: DeadJobOutcome, queue: string, id: string): void {
+  if (outcome.outcome === 'not_found') {
+    throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+  }
+  if (outcome.outcome === 'not_dead') {
+    throw new ProblemError('JOB_NOT_DEAD', `Job ${id} is ${outcome.state}, not dead.`, {
+      extensions: { state: outcome.state },
+    })
+  }
+}
+
+/** The dead-letter set of a queue: list, redrive and purge, one job or all. */
+export default async function deadLettersRoutes(
+  app: FastifyInstance,
+  { contract }: DeadLettersRoutesOptions,
+) {
+  const deadLetters = app.store.deadLetters
+
+  app.get<{ Params: QueueParams; Querystring: { offset: number; limit: number } }>(
+    '/v1/queues/:queue/dead',
+    { schema: contract.routeSchema('listDeadJobs') },
+    async ({ params: { queue }, query: { offset, limit } }) => {
+      const page = await deadLetters.list(queue, offset, limit)
+      return { total: page.total, offset, limit, jobs: page.jobs.map(jobView) }
+    },
+  )
+
+  app.delete<{ Params: QueueParams }>(
+    '/v1/queues/:queue/dead',
+    { schema: contract.routeSchema('purgeDeadJobs') },
+    async ({ params: { queue } }) => ({ purged: await deadLetters.purgeAll(queue) }),
+  )
+
+  app.post<{ Params: QueueParams }>(
+    '/v1/queues/:queue/dead::redrive',
+    { schema: contract.routeSchema('redriveDeadJobs') },
+    async ({ params: { queue } }) => ({ redriven: await deadLetters.redriveAll(queue) }),
+  )
+
+  app.delete<{ Params: JobParams }>(
+    `/v1/queues/:queue/dead/${JOB_ID}`,
+    { schema: contract.routeSchema('purgeDeadJob') },
+    async ({ params: { queue, id } }, reply) => {
+      done(await deadLetters.purge(queue, id), queue, id)
+      return reply.code(204).send()
+    },
+  )
+
+  app.post<{ Params: JobParams }>(
+    `/v1/queues/:queue/dead/${JOB_ID}::redrive`,
+    { schema: contract.routeSchema('redriveDeadJob') },
+    async ({ params: { queue, id } }) => {
+      done(await deadLetters.redrive(queue, id), queue, id)
+      const job = await app.store.jobs.get(queue, id)
+      if (job === null) throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+      return jobView(job)
+    },
+  )
+}

@@ -1,0 +1,15 @@
+/** Path parameters shared by the route plugins (validated by the schemas of openapi.yaml). */
+
+export interface QueueParams {
+  queue: string
+}
+
+export interface JobParams extends QueueParams {
+  id: string
+}
+
+/**
+ * The job id segment, constrained so that `/jobs/{id}:ack` routes to the custom method: the
+ * router needs to know where the id ends. The schema (`JobId`) still validates its length.
+ */
+export const JOB_ID = ':id(^[A-Za-z0-9_-]+)'

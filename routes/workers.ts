@@ -1,0 +1,128 @@
+import type { FastifyInstance } from 'fastify'
+import type { Contract } from '../src/contract.js'
+import { ProblemError } from '../src/errors.js'
+import { reservationView, settlementView } from '../src/job-view.js'
+import type { JobError, LeaseOutcome } from '../src/queue/lease-store.js'
+import { JOB_ID, type JobParams, type QueueParams } from './params.js'
+
+export interface WorkersRoutesOptions {
+  contract: Contract
+}
+
+interface ReserveBody {
+  worker: string
+  lease_ms: number
+  wait_ms: number
+}
+
+interface LeaseBody {
+  lease_token: string
+}
+
+interface AckBody extends LeaseBody {
+  result?: unknown
+}
+
+interface FailBody extends LeaseBody {
+  error: JobError
+}
+
+interface RetryBody extends FailBody {
+  delay_ms?: number
+}
+
+interface HeartbeatBody extends LeaseBody {
+  lease_ms: number
+  progress?: unknown
+}
+
+function json(value: unknown): string | null {
+  return value === undefined ? null : JSON.stringify(value)
+}
+
+/** The value of a lease operation, or the problem that says why nothing changed. */
+function held<T>(outcome: LeaseOutcome<T>, queue: string, id: string): T {
+  if (outcome.outcome === 'done') return outcome
+  if (outcome.outcome === 'not_found') {
+    throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+  }
+  throw new ProblemError(
+    'LEASE_LOST',
+    `This lease on job ${id} is no longer held (the job is ${outcome.state}); nothing was changed. Stop working on it.`,
+    { extensions: { state: outcome.state } },
+  )
+}
+
+/** The worker protocol over HTTP: the same scripts as a Redis worker, for any language. */
+export default async function workersRoutes(
+  app: FastifyInstance,
+  { contract }: WorkersRoutesOptions,
+) {
+  const leases = app.store.leases
+
+  app.post<{ Params: QueueParams; Body: ReserveBody }>(
+    '/v1/queues/:queue/jobs::reserve',
+    { schema: contract.routeSchema('reserveJob') },
+    async (request, reply) => {
+      const { worker, lease_ms, wait_ms } = request.body
+      const job = await leases.reserveWaiting(
+        request.params.queue,
+        worker,
+        lease_ms,
+        wait_ms,
+        () => !request.raw.socket.destroyed,
+      )
+      if (job === null) return reply.code(204).send()
+      return reservationView(job)
+    },
+  )
+
+  app.post<{ Params: JobParams; Body: AckBody }>(
+    `/v1/queues/:queue/jobs/${JOB_ID}::ack`,
+    { schema: contract.routeSchema('ackJob') },
+    async ({ params: { queue, id }, body }) => {
+      const outcome = await leases.ack(queue, id, body.lease_token, json(body.result))
+      return settlementView(id, held(outcome, queue, id))
+    },
+  )
+
+  app.post<{ Params: JobParams; Body: FailBody }>(
+    `/v1/queues/:queue/jobs/${JOB_ID}::fail`,
+    { schema: contract.routeSchema('failJob') },
+    async ({ params: { queue, id }, body }) => {
+      const outcome = await leases.fail(queue, id, body.lease_token, body.error)
+      return settlementView(id, held(outcome, queue, id))
+    },
+  )
+
+  app.post<{ Params: JobParams; Body: RetryBody }>(
+    `/v1/queues/:queue/jobs/${JOB_ID}::retry`,
+    { schema: contract.routeSchema('retryJob') },
+    async ({ params: { queue, id }, body }) => {
+      const outcome = await leases.retry(
+        queue,
+        id,
+        body.lease_token,
+        body.error,
+        body.delay_ms ?? null,
+      )
+      return settlementView(id, held(outcome, queue, id))
+    },
+  )
+
+  app.post<{ Params: JobParams; Body: HeartbeatBody }>(
+    `/v1/queues/:queue/jobs/${JOB_ID}::heartbeat`,
+    { schema: contract.routeSchema('heartbeatJob') },
+    async ({ params: { queue, id }, body }) => {
+      const outcome = await leases.heartbeat(
+        queue,
+        id,
+        body.lease_token,
+        body.lease_ms,
+        json(body.progress),
+      )
+      const { leaseDeadline } = held(outcome, queue, id)
+      return settlementView(id, { state: 'active', leaseDeadline })
+    },
+  )
+}

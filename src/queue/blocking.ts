@@ -1,0 +1,64 @@
+import { duplicateForBlocking, waitUntilReady } from './connection.js'
+import { unavailableAsProblem } from './runner.js'
+import type { RedisClient } from './scripts.js'
+
+/** How long a waiter sleeps when every blocking connection is busy. */
+const POOL_EXHAUSTED_SLEEP_MS = 250
+
+/**
+ * A bounded pool of dedicated connections on which long-polling requests block (BLPOP) for a
+ * queue's wake-up tokens. When all are busy a waiter sleeps briefly instead, so the number of
+ * Redis connections stays bounded however many workers long-poll.
+ */
+export class BlockingClients {
+  private readonly idle: RedisClient[] = []
+  private readonly all = new Set<RedisClient>()
+  /** Set on shutdown: waits end at once and no new ones start. */
+  interrupted = false
+
+  constructor(
+    private readonly source: RedisClient,
+    private readonly max: number,
+  ) {}
+
+  /** Waits until a wake-up token arrives on `wakeKey` or `ms` pass. */
+  async waitForWake(wakeKey: string, ms: number): Promise<void> {
+    if (ms <= 0 || this.interrupted) return
+    const client = await this.acquire()
+    if (client === null) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(ms, POOL_EXHAUSTED_SLEEP_MS)))
+      return
+    }
+    try {
+      await unavailableAsProblem(client.blpop(wakeKey, Math.max(ms, 1) / 1000))
+    } catch (error) {
+      if (!this.interrupted) throw error
+    } finally {
+      this.idle.push(client)
+    }
+  }
+
+  private async acquire(): Promise<RedisClient | null> {
+    const client = this.idle.pop()
+    if (client) return client
+    if (this.all.size >= this.max) return null
+    const created = duplicateForBlocking(this.source)
+    created.on('error', () => {}) // the request path's client reports connection trouble
+    this.all.add(created)
+    await waitUntilReady(created, 2000)
+    return created
+  }
+
+  /** Ends every wait now (their connections are dropped), for a quick shutdown. */
+  interrupt(): void {
+    this.interrupted = true
+    for (const client of this.all) client.disconnect()
+  }
+
+  async close(): Promise<void> {
+    this.interrupted = true
+    await Promise.all([...this.all].map((client) => client.quit().catch(() => client.disconnect())))
+    this.all.clear()
+    this.idle.length = 0
+  }
+}

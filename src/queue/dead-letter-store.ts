@@ -1,0 +1,82 @@
+import { decodeJob, type JobRecord } from './records.js'
+import { replyList, replyStrings, type ScriptRunner } from './runner.js'
+
+/** Dead jobs handled per script call when acting on the whole dead-letter set. */
+const BATCH = 1000
+
+export type DeadJobOutcome =
+  | { outcome: 'done'; count: number }
+  | { outcome: 'not_found' }
+  | { outcome: 'not_dead'; state: string }
+
+export interface DeadPage {
+  total: number
+  jobs: JobRecord[]
+}
+
+/** The dead-letter set of each queue: list, redrive, purge. */
+export class DeadLetterStore {
+  constructor(private readonly runner: ScriptRunner) {}
+
+  async list(queue: string, offset: number, limit: number): Promise<DeadPage> {
+    const keys = this.runner.keys(queue)
+    const [, total, ...records] = replyList(
+      await this.runner.run(
+        'dead-list',
+        [keys.dead],
+        [keys.base, this.runner.settings.deadRetentionMs, offset, limit],
+      ),
+    )
+    const jobs = records
+      .map((record) => decodeJob(replyStrings(record)))
+      .filter((job) => job !== null)
+    return { total: Number(total), jobs }
+  }
+
+  /** One dead job back to its ready list, attempts reset. */
+  redrive(queue: string, id: string): Promise<DeadJobOutcome> {
+    return this.one('redrive', queue, id)
+  }
+
+  /** Every dead job of the queue, in batches (each batch atomic). */
+  redriveAll(queue: string): Promise<number> {
+    return this.all('redrive', queue)
+  }
+
+  purge(queue: string, id: string): Promise<DeadJobOutcome> {
+    return this.one('purge', queue, id)
+  }
+
+  purgeAll(queue: string): Promise<number> {
+    return this.all('purge', queue)
+  }
+
+  private async call(name: 'redrive' | 'purge', queue: string, id: string): Promise<string[]> {
+    const keys = this.runner.keys(queue)
+    const reply =
+      name === 'redrive'
+        ? await this.runner.run(
+            'redrive',
+            [keys.dead, keys.wake, keys.events, keys.stats],
+            [keys.base, id, BATCH, this.runner.settings.eventsMaxLen],
+          )
+        : await this.runner.run('purge', [keys.dead, keys.stats], [keys.base, id, BATCH])
+    return replyStrings(reply)
+  }
+
+  private async one(name: 'redrive' | 'purge', queue: string, id: string): Promise<DeadJobOutcome> {
+    const [status, detail] = await this.call(name, queue, id)
+    if (status === 'NOT_FOUND') return { outcome: 'not_found' }
+    if (status === 'NOT_DEAD') return { outcome: 'not_dead', state: detail ?? '' }
+    return { outcome: 'done', count: Number(detail) }
+  }
+
+  private async all(name: 'redrive' | 'purge', queue: string): Promise<number> {
+    let total = 0
+    for (;;) {
+      const count = Number((await this.call(name, queue, ''))[1])
+      total += count
+      if (count < BATCH) return total
+    }
+  }
+}

@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto'
+import type { BlockingClients } from './blocking.js'
+import { replyStrings, type ScriptRunner } from './runner.js'
+
+/** A job as a worker receives it from reserve. */
+export interface ReservedJob {
+  id: string
+  queue: string
+  type: string
+  /** JSON text of an object. */
+  payload: string
+  attempts: number
+  maxAttempts: number
+  timeoutMs: number | null
+  requestId: string | null
+  createdAt: number
+  priority: number
+  leaseToken: string
+  leaseDeadline: number
+}
+
+export type ReserveResult = { job: ReservedJob } | { job: null; waitMs: number }
+
+/** What a lease-holding operation did; `lease_lost` and `not_found` changed nothing. */
+export type LeaseOutcome<T> =
+  | ({ outcome: 'done' } & T)
+  | { outcome: 'not_found' }
+  | { outcome: 'lease_lost'; state: string }
+
+export interface Settled {
+  state: 'succeeded' | 'dead' | 'scheduled' | 'queued'
+  /** When the job runs again (scheduled, queued) or finished (succeeded, dead), epoch ms. */
+  at: number
+}
+
+export interface JobError {
+  message: string
+  class: string
+}
+
+function reservedJob(fields: string[]): ReservedJob {
+  const map = new Map<string, string>()
+  for (let i = 0; i + 1 < fields.length; i += 2)
+    map.set(fields[i] as string, fields[i + 1] as string)
+  const text = (name: string) => map.get(name) ?? ''
+  return {
+    id: text('id'),
+    queue: text('queue'),
+    type: text('type'),
+    payload: text('payload') || '{}',
+    attempts: Number(text('attempts')),
+    maxAttempts: Number(text('max_attempts')),
+    timeoutMs: text('timeout_ms') === '' ? null : Number(text('timeout_ms')),
+    requestId: text('request_id') || null,
+    createdAt: Number(text('created_at')),
+    priority: Number(text('priority')),
+    leaseToken: text('lease_token'),
+    leaseDeadline: Number(text('lease_deadline')),
+  }
+}
+
+function leaseOutcome<T>(reply: string[], done: (rest: string[]) => T): LeaseOutcome<T> {
+  const [status, ...rest] = reply
+  if (status === 'NOT_FOUND') return { outcome: 'not_found' }
+  if (status === 'LEASE_LOST') return { outcome: 'lease_lost', state: rest[0] ?? '' }
+  return { outcome: 'done', ...done([status ?? '', ...rest]) }
+}
+
+const STATE_OF_REPLY: Record<string, Settled['state']> = {
+  OK: 'succeeded',
+  DEAD: 'dead',
+  SCHEDULED: 'scheduled',
+  QUEUED: 'queued',
+}
+
+function settled([status, at]: string[]): Settled {
+  const state = STATE_OF_REPLY[status ?? '']
+  if (state === undefined) throw new Error(`jobgate: unexpected reply ${status}`)
+  return { state, at: Number(at) }
+}
+
+/** Worker-side operations: reserve a job under a lease, then ack, fail, retry or heartbeat it. */
+export class LeaseStore {
+  constructor(
+    private readonly runner: ScriptRunner,
+    private readonly blocking: BlockingClients,
+  ) {}
+
+  async reserve(queue: string, worker: string, leaseMs: number): Promise<ReserveResult> {
+    const keys = this.runner.keys(queue)
+    const { settings } = this.runner
+    const reply = replyStrings(
+      await this.runner.run(
+        'reserve',
+        [keys.active, keys.scheduled, keys.dead, keys.wake, keys.events, keys.stats],
+        [
+          keys.base,
+          worker,
+          randomUUID(),
+          leaseMs,
+          settings.jobRetentionMs,
+          settings.deadRetentionMs,
+          settings.eventsMaxLen,
+        ],
+      ),
+    )
+    if (reply[0] === 'JOB') return { job: reservedJob(reply.slice(1)) }
+    return { job: null, waitMs: Number(reply[1]) }
+  }
+
+  /**
+   * Reserves a job, waiting up to `waitMs` for one: between attempts it blocks on the queue's
+   * wake list (never polls), for no longer than the queue says the next job needs.
+   * `stillWanted` is asked before every attempt after the first (a gone client wants nothing).
+   */
+  async reserveWaiting(
+    queue: string,
+    worker: string,
+    leaseMs: number,
+    waitMs: number,
+    stillWanted: () => boolean = () => true,
+  ): Promise<ReservedJob | null> {
+    const deadline = Date.now() + waitMs
+    for (;;) {
+      const result = await this.reserve(queue, worker, leaseMs)
+      if (result.job) return result.job
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) return null
+      const block = result.waitMs < 0 ? remaining : Math.min(remaining, result.waitMs)
+      await this.blocking.waitForWake(this.runner.keys(queue).wake, block)
+      if (this.blocking.interrupted || !stillWanted()) return null
+    }
+  }
+
+  async ack(
+    queue: string,
+    id: string,
+    token: string,
+    result: string | null,
+  ): Promise<LeaseOutcome<Settled>> {
+    const keys = this.runner.keys(queue)
+    const { settings } = this.runner
+    const reply = await this.runner.run(
+      'ack',
+      [keys.job(id), keys.active, keys.events, keys.stats],
+      [id, token, result ?? '', settings.jobRetentionMs, settings.eventsMaxLen, keys.base],
+    )
+    return leaseOutcome(replyStrings(reply), settled)
+  }
+
+  async fail(
+    queue: string,
+    id: string,
+    token: string,
+    error: JobError,
+  ): Promise<LeaseOutcome<Settled>> {
+    const keys = this.runner.keys(queue)
+    const { settings } = this.runner
+    const reply = await this.runner.run(
+      'fail',
+      [keys.job(id), keys.active, keys.dead, keys.events, keys.stats],
+      [
+        id,
+        token,
+        error.message,
+        error.class,
+        settings.deadRetentionMs,
+        settings.eventsMaxLen,
+        keys.base,
+      ],
+    )
+    return leaseOutcome(replyStrings(reply), settled)
+  }
+
+  /** `delayMs` null = the job's back-off policy. */
+  async retry(
+    queue: string,
+    id: string,
+    token: string,
+    error: JobError,
+    delayMs: number | null,
+  ): Promise<LeaseOutcome<Settled>> {
+    const keys = this.runner.keys(queue)
+    const { settings } = this.runner
+    const reply = await this.runner.run(
+      'retry',
+      [keys.job(id), keys.active, keys.scheduled, keys.dead, keys.wake, keys.events, keys.stats],
+      [
+        id,
+        token,
+        error.message,
+        error.class,
+        delayMs ?? -1,
+        Math.random(),
+        settings.deadRetentionMs,
+        settings.eventsMaxLen,
+        keys.base,
+      ],
+    )
+    return leaseOutcome(replyStrings(reply), settled)
+  }
+
+  /** `progress` null = unchanged. */
+  async heartbeat(
+    queue: string,
+    id: string,
+    token: string,
+    leaseMs: number,
+    progress: string | null,
+  ): Promise<LeaseOutcome<{ leaseDeadline: number }>> {
+    const keys = this.runner.keys(queue)
+    const reply = await this.runner.run(
+      'heartbeat',
+      [keys.job(id), keys.active],
+      [id, token, leaseMs, progress ?? ''],
+    )
+    return leaseOutcome(replyStrings(reply), ([, deadline]) => ({
+      leaseDeadline: Number(deadline),
+    }))
+  }
+}

@@ -1,0 +1,65 @@
+import { registryKey } from './keys.js'
+import { replyList, replyStrings, type ScriptRunner } from './runner.js'
+
+export interface QueueCounts {
+  name: string
+  /** Redis server time of the reading, epoch ms. */
+  now: number
+  queued: number
+  scheduled: number
+  active: number
+  dead: number
+  oldestQueuedAt: number | null
+  /** Running totals since the queue's first job. */
+  totals: Record<string, number>
+  /** Per-minute counters of the current and the previous minute. */
+  thisMinute: Record<string, number>
+  lastMinute: Record<string, number>
+}
+
+function numbers(flat: string[]): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = Number(flat[i + 1])
+  return out
+}
+
+/** The registry of queues and each queue's counts. */
+export class QueueStore {
+  constructor(private readonly runner: ScriptRunner) {}
+
+  async names(): Promise<string[]> {
+    const names = await this.runner.command(
+      this.runner.client.smembers(registryKey(this.runner.settings.keyPrefix)),
+    )
+    return names.sort()
+  }
+
+  async exists(queue: string): Promise<boolean> {
+    const key = registryKey(this.runner.settings.keyPrefix)
+    return (await this.runner.command(this.runner.client.sismember(key, queue))) === 1
+  }
+
+  async counts(queue: string): Promise<QueueCounts> {
+    const keys = this.runner.keys(queue)
+    const [, now, queued, scheduled, active, dead, oldest, totals, thisMinute, lastMinute] =
+      replyList(
+        await this.runner.run(
+          'counts',
+          [keys.scheduled, keys.active, keys.dead, keys.stats],
+          [keys.base, this.runner.settings.deadRetentionMs],
+        ),
+      )
+    return {
+      name: queue,
+      now: Number(now),
+      queued: Number(queued),
+      scheduled: Number(scheduled),
+      active: Number(active),
+      dead: Number(dead),
+      oldestQueuedAt: oldest === '' ? null : Number(oldest),
+      totals: numbers(replyStrings(totals)),
+      thisMinute: numbers(replyStrings(thisMinute)),
+      lastMinute: numbers(replyStrings(lastMinute)),
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { ProblemError } from '../errors.js'
+import { isUnavailableError } from './connection.js'
+import { QueueKeys } from './keys.js'
+import { type RedisClient, runScript, type ScriptName } from './scripts.js'
+
+export interface StoreSettings {
+  keyPrefix: string
+  idempotencyTtlMs: number
+  /** Retention of succeeded, canceled and expired records, ms. */
+  jobRetentionMs: number
+  /** Retention of dead records, ms. */
+  deadRetentionMs: number
+  eventsMaxLen: number
+  /** Queued + scheduled jobs a queue may hold; 0 = unlimited. */
+  maxQueueDepth: number
+}
+
+const KEY_CACHE_LIMIT = 10_000
+
+const UNAVAILABLE_DETAIL =
+  'Redis did not answer. Retry shortly; a job submission is safe to retry with the same Idempotency-Key.'
+
+/** Redis being unreachable is a 503 for the caller, never a 500 or a hanging request. */
+export async function unavailableAsProblem<T>(pending: Promise<T>): Promise<T> {
+  try {
+    return await pending
+  } catch (error) {
+    if (!isUnavailableError(error)) throw error
+    throw new ProblemError('REDIS_UNAVAILABLE', UNAVAILABLE_DETAIL, {
+      headers: { 'retry-after': '1' },
+      cause: error,
+    })
+  }
+}
+
+/** A script reply as a list of strings (nested lists are not flattened). */
+export function replyList(reply: unknown): unknown[] {
+  if (!Array.isArray(reply)) throw new Error('jobgate: unexpected script reply')
+  return reply
+}
+
+export function replyStrings(reply: unknown): string[] {
+  return replyList(reply).map((item) => String(item))
+}
+
+/** Runs protocol scripts on one client, with the key layout of each queue cached. */
+export class ScriptRunner {
+  private readonly keysByQueue = new Map<string, QueueKeys>()
+
+  constructor(
+    readonly client: RedisClient,
+    readonly settings: StoreSettings,
+  ) {}
+
+  keys(queue: string): QueueKeys {
+    let keys = this.keysByQueue.get(queue)
+    if (keys === undefined) {
+      if (this.keysByQueue.size >= KEY_CACHE_LIMIT) this.keysByQueue.clear()
+      keys = new QueueKeys(this.settings.keyPrefix, queue)
+      this.keysByQueue.set(queue, keys)
+    }
+    return keys
+  }
+
+  run(
+    name: ScriptName,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    return unavailableAsProblem(runScript(this.client, name, keys, args))
+  }
+
+  /** A plain Redis command of the request path, with the same unavailability mapping. */
+  command<T>(pending: Promise<T>): Promise<T> {
+    return unavailableAsProblem(pending)
+  }
+}

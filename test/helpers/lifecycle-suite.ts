@@ -1,0 +1,402 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { type Gateway, startGateway } from './gateway.js'
+import { PhpWorker, type WorkerOptions } from './php-worker.js'
+import type { RedisServer } from './redis-server.js'
+
+/**
+ * The job lifecycle with real PHP worker processes, run once per transport (and on Redis
+ * Cluster): the gateway takes the jobs over HTTP, workers consume them.
+ */
+
+export interface LifecycleTarget {
+  transport: 'redis' | 'http'
+  /** A shared Redis (e.g. a cluster entry); a private redis-server per test when absent. */
+  redis?: () => Promise<{
+    server?: RedisServer
+    url: string
+    env: Record<string, string>
+    workerArgs: string[]
+  }>
+}
+
+interface JobStatus {
+  id: string
+  state: string
+  attempts: number
+  result: unknown
+  worker: string | null
+  run_at: string
+  started_at: string | null
+  last_error: { message: string; class: string } | null
+  history: {
+    state: string
+    at: string
+    attempt?: number
+    error?: string
+    delay_ms?: number
+    worker?: string
+  }[]
+}
+
+class Harness {
+  readonly workers: PhpWorker[] = []
+  readonly dir = mkdtempSync(join(tmpdir(), 'jobgate-lifecycle-'))
+  readonly recordFile = join(this.dir, 'runs.log')
+
+  constructor(
+    readonly gateway: Gateway,
+    private readonly target: LifecycleTarget,
+    private readonly workerEnv: Record<string, string>,
+    private readonly workerArgs: string[],
+    private readonly redisUrl: string,
+  ) {
+    writeFileSync(this.recordFile, '')
+  }
+
+  worker(args: string[] = [], queues = ['q']): PhpWorker {
+    const options: WorkerOptions = {
+      queues,
+      transport: this.target.transport,
+      redisUrl: this.redisUrl,
+      gatewayUrl: this.gateway.url,
+      args: [...this.workerArgs, ...args],
+      env: { JOBGATE_RECORD: this.recordFile, ...this.workerEnv },
+    }
+    const worker = new PhpWorker(options)
+    this.workers.push(worker)
+    return worker
+  }
+
+  async submit(body: object, queue = 'q'): Promise<string> {
+    const res = await fetch(`${this.gateway.url}/v1/queues/${queue}/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+    if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`)
+    return ((await res.json()) as { id: string }).id
+  }
+
+  async status(id: string, queue = 'q'): Promise<JobStatus> {
+    const res = await fetch(`${this.gateway.url}/v1/queues/${queue}/jobs/${id}`)
+    return (await res.json()) as JobStatus
+  }
+
+  async waitFor(id: string, states: string[], timeoutMs = 20_000, queue = 'q'): Promise<JobStatus> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const status = await this.status(id, queue)
+      if (states.includes(status.state)) return status
+      if (Date.now() > deadline) {
+        throw new Error(
+          `job ${id} is ${status.state}, not ${states.join('/')}: ${JSON.stringify(status)}`,
+        )
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+  }
+
+  /** Lines `<job id> <attempt> <pid>` written by the `record` test handler, in run order. */
+  runs(): { id: string; attempt: number; pid: number }[] {
+    return readFileSync(this.recordFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [id = '', attempt = '0', pid = '0'] = line.split(' ')
+        return { id, attempt: Number(attempt), pid: Number(pid) }
+      })
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(
+      this.workers.map((worker) => (worker.running ? worker.stop() : worker.exited)),
+    )
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+async function harness(t: Test, target: LifecycleTarget): Promise<Harness> {
+  const shared = target.redis ? await target.redis() : null
+  const gateway = await startGateway(t, {
+    listen: true,
+    env: shared?.env ?? {},
+    ...(shared?.server ? { redis: shared.server } : {}),
+  })
+  const h = new Harness(
+    gateway,
+    target,
+    {},
+    shared?.workerArgs ?? [],
+    shared?.url ?? gateway.redis.url,
+  )
+  t.teardown(() => h.close())
+  return h
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
+  t.test('a posted job is run by a PHP worker and succeeds with its result', async (t) => {
+    const h = await harness(t, target)
+    h.worker()
+    const posted = Date.now()
+    const id = await h.submit({ type: 'echo', payload: { to: 'ada@example.com', n: 7 } })
+    const done = await h.waitFor(id, ['succeeded'])
+    t.comment(`submit → succeeded observed after ${Date.now() - posted} ms (polling every 25 ms)`)
+    t.strictSame(done.result, { to: 'ada@example.com', n: 7 })
+    t.equal(done.attempts, 1)
+    t.match(done.worker, /:\d+$/)
+    t.strictSame(
+      done.history.map((entry) => entry.state),
+      ['queued', 'active', 'succeeded'],
+    )
+  })
+
+  t.test('a throwing handler is retried with growing back-off, then dead', async (t) => {
+    const h = await harness(t, target)
+    const worker = h.worker()
+    const id = await h.submit({
+      type: 'flaky',
+      payload: { succeed_on: 99 },
+      max_attempts: 3,
+      backoff: { type: 'exponential', delay_ms: 100, jitter: false },
+    })
+    const dead = await h.waitFor(id, ['dead'])
+    t.equal(dead.attempts, 3)
+    t.match(dead.last_error, { message: /attempt 3/, class: 'RuntimeException' })
+    const retries = dead.history.filter((entry) => entry.state === 'scheduled')
+    t.strictSame(
+      retries.map((entry) => [entry.attempt, entry.delay_ms]),
+      [
+        [1, 100],
+        [2, 200],
+      ],
+      'each attempt is in the history with its growing back-off',
+    )
+    t.strictSame(
+      dead.history.filter((entry) => entry.state === 'active').map((entry) => entry.attempt),
+      [1, 2, 3],
+    )
+    await worker.waitForLog((line) => line.msg === 'job dead' && line.job_id === id)
+
+    const recovers = await h.submit({
+      type: 'flaky',
+      payload: { succeed_on: 2 },
+      backoff: { delay_ms: 50, jitter: false },
+    })
+    const done = await h.waitFor(recovers, ['succeeded'])
+    t.equal(done.attempts, 2)
+    t.strictSame(done.result, { attempt: 2 })
+  })
+
+  t.test('the fail exception makes the job dead after one attempt', async (t) => {
+    const h = await harness(t, target)
+    h.worker()
+    const id = await h.submit({
+      type: 'fail',
+      payload: { reason: 'address rejected' },
+      max_attempts: 5,
+    })
+    const dead = await h.waitFor(id, ['dead'])
+    t.equal(dead.attempts, 1)
+    t.match(dead.last_error, { message: 'address rejected', class: /FailJob$/ })
+  })
+
+  t.test(
+    'kill -9 mid-job: another worker runs it after the lease expires; nothing is lost',
+    async (t) => {
+      const h = await harness(t, target)
+      const first = h.worker(['--lease=1'])
+      const id = await h.submit({ type: 'sleep', payload: { ms: 3000 } })
+      await first.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
+      first.signal('SIGKILL')
+      await first.exited
+      t.equal((await h.status(id)).state, 'active', 'still leased to the dead worker')
+      const second = h.worker(['--lease=1'])
+      const done = await h.waitFor(id, ['succeeded'], 30_000)
+      t.equal(done.attempts, 2)
+      t.strictSame(done.result, { slept_ms: 3000 })
+      t.match(
+        done.history.find((entry) => entry.state === 'queued' && entry.attempt === 1),
+        {
+          error: /lease expired/,
+        },
+      )
+      await second.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === id)
+    },
+  )
+
+  t.test('a job that kills its worker every time ends dead, not looping', async (t) => {
+    const h = await harness(t, target)
+    const id = await h.submit({ type: 'crash', max_attempts: 2 })
+    for (let round = 0; round < 6 && (await h.status(id)).state !== 'dead'; round++) {
+      const worker = h.worker(['--lease=1'])
+      await Promise.race([worker.exited, sleep(3000)])
+      if (worker.running) await worker.stop()
+    }
+    const dead = await h.waitFor(id, ['dead'], 10_000)
+    t.equal(dead.attempts, 2)
+    t.match(dead.last_error, { class: 'LeaseExpired' })
+  })
+
+  t.test('a late ack with the old lease after the job was re-leased changes nothing', async (t) => {
+    const h = await harness(t, target)
+    const stalled = h.worker(['--lease=1'])
+    const id = await h.submit({ type: 'sleep', payload: { ms: 1500 } })
+    await stalled.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
+    stalled.signal('SIGSTOP')
+    const rescuer = h.worker(['--lease=5'])
+    const done = await h.waitFor(id, ['succeeded'], 30_000)
+    t.equal(done.attempts, 2)
+    const rescuerPid = String(rescuer.pid)
+    t.match(done.worker, new RegExp(`:${rescuerPid}$`))
+    stalled.signal('SIGCONT')
+    await stalled.waitForLog((line) => line.msg === 'lease lost' && line.job_id === id, 20_000)
+    const after = await h.status(id)
+    t.equal(after.state, 'succeeded')
+    t.equal(after.worker, done.worker, 'the stale worker did not take over the record')
+    t.equal(
+      after.history.filter((entry) => entry.state === 'succeeded').length,
+      1,
+      'completed once',
+    )
+  })
+
+  t.test('two workers, 1,000 jobs: each runs exactly once, none missing', async (t) => {
+    const h = await harness(t, target)
+    const ids = new Set<string>()
+    const pending: Promise<string>[] = []
+    for (let i = 0; i < 1000; i++) {
+      pending.push(h.submit({ type: 'record', payload: { i } }))
+      if (pending.length === 50) for (const id of await Promise.all(pending.splice(0))) ids.add(id)
+    }
+    for (const id of await Promise.all(pending)) ids.add(id)
+    t.equal(ids.size, 1000)
+    const workers = [h.worker(), h.worker()]
+    const deadline = Date.now() + 120_000
+    while (h.runs().length < 1000 && Date.now() < deadline) await sleep(100)
+    const runs = h.runs()
+    const ran = runs.map((run) => run.id)
+    t.equal(runs.length, 1000, 'one handler run per job')
+    t.equal(new Set(ran).size, 1000, 'no job ran twice')
+    t.strictSame(
+      [...ids].filter((id) => !ran.includes(id)),
+      [],
+      'no job is missing',
+    )
+    t.ok(
+      workers.every((worker) => runs.some((run) => run.pid === worker.pid)),
+      'both workers took part',
+    )
+    const states = await Promise.all([...ids].slice(0, 50).map((id) => h.status(id)))
+    t.ok(
+      states.every((status) => status.state === 'succeeded'),
+      'jobs are acked',
+    )
+  })
+
+  t.test('SIGTERM during a job: it finishes, is acked, and the worker exits 0', async (t) => {
+    const h = await harness(t, target)
+    const worker = h.worker()
+    const id = await h.submit({ type: 'sleep', payload: { ms: 800 } })
+    await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
+    worker.signal('SIGTERM')
+    const { code } = await worker.exited
+    t.equal(code, 0)
+    t.equal((await h.status(id)).state, 'succeeded')
+    t.match(
+      worker.lines.find((line) => line.msg === 'worker stopping'),
+      { reason: 'signal', exit_code: 0 },
+    )
+  })
+
+  t.test('a job past --timeout is retried and the worker exits non-zero', async (t) => {
+    const h = await harness(t, target)
+    const worker = h.worker(['--timeout=1'])
+    const id = await h.submit({
+      type: 'sleep',
+      payload: { ms: 5000 },
+      backoff: { delay_ms: 60_000 },
+    })
+    const { code } = await worker.exited
+    t.equal(code, 15)
+    const status = await h.status(id)
+    t.equal(status.state, 'scheduled')
+    t.match(status.last_error, { class: 'JobTimeout' })
+    t.match(
+      worker.lines.find((line) => line.msg === 'job timed out'),
+      { job_id: id },
+    )
+  })
+
+  t.test('delayed jobs run on time; priorities are respected', async (t) => {
+    const h = await harness(t, target)
+    const low = await h.submit({ type: 'record', priority: 1 })
+    const high = await h.submit({ type: 'record', priority: 9 })
+    const middle = await h.submit({ type: 'record' })
+    const delayed = await h.submit({ type: 'record', delay_ms: 1500 })
+    h.worker()
+    await h.waitFor(low, ['succeeded'])
+    t.strictSame(
+      h
+        .runs()
+        .map((run) => run.id)
+        .slice(0, 3),
+      [high, middle, low],
+      'priority 9, then 5, then 1',
+    )
+    const early = await h.status(delayed)
+    t.equal(early.state, 'scheduled', 'not delivered before its time')
+    const done = await h.waitFor(delayed, ['succeeded'])
+    const lateBy = Date.parse(done.started_at ?? '') - Date.parse(done.run_at)
+    t.ok(lateBy >= 0, 'not started before run_at')
+    t.ok(lateBy < 1000, `started within 1 s after run_at (${lateBy} ms)`)
+  })
+
+  t.test('a job past its TTL and a canceled job are never delivered', async (t) => {
+    const h = await harness(t, target)
+    const stale = await h.submit({ type: 'record', ttl_ms: 100 })
+    const canceled = await h.submit({ type: 'record' })
+    const res = await fetch(`${h.gateway.url}/v1/queues/q/jobs/${canceled}`, { method: 'DELETE' })
+    t.equal(res.status, 200)
+    await sleep(200)
+    const fresh = await h.submit({ type: 'record' })
+    h.worker()
+    await h.waitFor(fresh, ['succeeded'])
+    await sleep(300)
+    t.strictSame(
+      h.runs().map((run) => run.id),
+      [fresh],
+      'only the fresh job ran',
+    )
+    t.equal((await h.status(stale)).state, 'expired')
+    t.equal((await h.status(canceled)).state, 'canceled')
+  })
+
+  t.test(
+    'dead-letter redrive runs the job again with attempts reset; purge removes it',
+    async (t) => {
+      const h = await harness(t, target)
+      h.worker()
+      const gate = join(h.dir, 'open')
+      const id = await h.submit({ type: 'gate', payload: { file: gate } })
+      await h.waitFor(id, ['dead'])
+      writeFileSync(gate, '')
+      const redrive = await fetch(`${h.gateway.url}/v1/queues/q/dead/${id}:redrive`, {
+        method: 'POST',
+      })
+      t.equal(redrive.status, 200)
+      const done = await h.waitFor(id, ['succeeded'])
+      t.equal(done.attempts, 1, 'attempts were reset')
+
+      const doomed = await h.submit({ type: 'fail' })
+      await h.waitFor(doomed, ['dead'])
+      const purge = await fetch(`${h.gateway.url}/v1/queues/q/dead/${doomed}`, { method: 'DELETE' })
+      t.equal(purge.status, 204)
+      t.equal((await fetch(`${h.gateway.url}/v1/queues/q/jobs/${doomed}`)).status, 404)
+    },
+  )
+}

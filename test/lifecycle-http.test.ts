@@ -1,0 +1,4 @@
+import t from 'tap'
+import { lifecycleSuite } from './helpers/lifecycle-suite.js'
+
+lifecycleSuite(t, { transport: 'http' })

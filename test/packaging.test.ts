@@ -1,0 +1,42 @@
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { parse } from 'yaml'
+import { ROOT } from '../src/paths.js'
+
+const read = (path: string) => readFileSync(join(ROOT, path), 'utf8')
+
+t.test('docker-compose.yml is a valid compose file of redis, gateway and worker', async (t) => {
+  const rendered = execFileSync(
+    'docker-compose',
+    ['-f', join(ROOT, 'docker-compose.yml'), 'config'],
+    {
+      encoding: 'utf8',
+    },
+  )
+  const services = Object.keys(
+    (parse(rendered) as { services: Record<string, unknown> }).services,
+  ).sort()
+  t.strictSame(services, ['gateway', 'redis', 'worker'])
+})
+
+t.test(
+  'the gateway image: multi-stage, LTS Node, non-root, production only, health check',
+  async (t) => {
+    const dockerfile = read('Dockerfile')
+    t.equal(dockerfile.match(/^FROM /gm)?.length, 2, 'two stages')
+    t.match(dockerfile, /node:26-/, 'Node 26, the active LTS line')
+    t.match(dockerfile, /npm prune --omit=dev/)
+    t.match(dockerfile, /^USER node$/m)
+    t.match(dockerfile, /^HEALTHCHECK .*\n?.*\/healthz/m)
+    t.notMatch(dockerfile, /COPY \. /, 'copies only what it needs')
+  },
+)
+
+t.test('the worker image: non-root, the shared lua/ scripts, PHP from Debian', async (t) => {
+  const dockerfile = read('php-worker/Dockerfile')
+  t.match(dockerfile, /php-redis/)
+  t.match(dockerfile, /COPY lua /)
+  t.match(dockerfile, /^USER /m)
+})

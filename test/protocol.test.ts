@@ -1,0 +1,404 @@
+import t from 'tap'
+import { enqueue, sleep, startStore } from './helpers/store.js'
+
+/** The Lua protocol through the gateway's store, against a real redis-server. */
+
+t.test('reserve leases the job: attempt counted, token, deadline, history', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { payload: '{"a":1}' })
+  const result = await store.leases.reserve('q', 'worker-1', 30_000)
+  t.ok(result.job)
+  const job = result.job
+  if (!job) return
+  t.equal(job.id, id)
+  t.equal(job.attempts, 1)
+  t.equal(job.payload, '{"a":1}')
+  t.match(job.leaseToken, /^[0-9a-f-]{36}$/)
+  const record = await client.hgetall(`jobgate:{q}:job:${id}`)
+  t.equal(record.state, 'active')
+  t.equal(record.worker, 'worker-1')
+  t.equal(record.lease_token, job.leaseToken)
+  t.equal(Number(record.lease_deadline), job.leaseDeadline)
+  t.equal(Number(record.lease_deadline) - Number(record.started_at), 30_000)
+  t.equal(Number(await client.zscore('jobgate:{q}:active', id)), job.leaseDeadline)
+  t.match(JSON.parse(record['h:2'] ?? '{}'), { state: 'active', attempt: 1, worker: 'worker-1' })
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 0)
+  const empty = await store.leases.reserve('q', 'worker-1', 30_000)
+  t.equal(empty.job, null)
+})
+
+t.test('ack completes once; a second ack changes nothing', async (t) => {
+  const { store, client } = await startStore(t, { jobRetentionMs: 3_600_000 })
+  const id = await enqueue(store, 'q')
+  const { job } = await store.leases.reserve('q', 'w', 30_000)
+  const first = await store.leases.ack('q', id, job?.leaseToken ?? '', '{"sent":true}')
+  t.match(first, { outcome: 'done', state: 'succeeded' })
+  const record = await client.hgetall(`jobgate:{q}:job:${id}`)
+  t.equal(record.state, 'succeeded')
+  t.equal(record.result, '{"sent":true}')
+  t.equal(record.lease_token, undefined)
+  t.ok(Number(record.finished_at) > 0)
+  t.equal(await client.zcard('jobgate:{q}:active'), 0)
+  const ttl = await client.pttl(`jobgate:{q}:job:${id}`)
+  t.ok(ttl > 3_500_000 && ttl <= 3_600_000, 'the finished record expires after the retention')
+  t.equal(await client.hget('jobgate:{q}:stats', 'succeeded'), '1')
+
+  const again = await store.leases.ack('q', id, job?.leaseToken ?? '', null)
+  t.strictSame(again, { outcome: 'lease_lost', state: 'succeeded' })
+  t.equal(await client.hget('jobgate:{q}:stats', 'succeeded'), '1')
+  t.strictSame(await store.leases.ack('q', 'nope', 'x', null), { outcome: 'not_found' })
+})
+
+t.test('a stale lease changes nothing after the job was re-leased', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q')
+  const first = (await store.leases.reserve('q', 'slow', 100)).job
+  await sleep(150)
+  const second = (await store.leases.reserve('q', 'fast', 30_000)).job
+  t.equal(second?.id, id, 'the expired lease is reclaimed and re-leased')
+  t.equal(second?.attempts, 2)
+  t.not(second?.leaseToken, first?.leaseToken)
+  const before = await client.hgetall(`jobgate:{q}:job:${id}`)
+
+  for (const [label, outcome] of [
+    ['ack', await store.leases.ack('q', id, first?.leaseToken ?? '', '{}')],
+    [
+      'fail',
+      await store.leases.fail('q', id, first?.leaseToken ?? '', { message: 'x', class: 'E' }),
+    ],
+    [
+      'retry',
+      await store.leases.retry('q', id, first?.leaseToken ?? '', { message: 'x', class: 'E' }, 0),
+    ],
+    [
+      'heartbeat',
+      await store.leases.heartbeat('q', id, first?.leaseToken ?? '', 60_000, '{"p":1}'),
+    ],
+  ] as const) {
+    t.strictSame(outcome, { outcome: 'lease_lost', state: 'active' }, `stale ${label}`)
+  }
+  t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before, 'the record is untouched')
+  t.match(await store.leases.ack('q', id, second?.leaseToken ?? '', null), { outcome: 'done' })
+  const history = (await store.jobs.get('q', id))?.history.map((entry) => entry.state)
+  t.strictSame(history, ['queued', 'active', 'queued', 'active', 'succeeded'])
+})
+
+t.test('heartbeat extends the lease and records progress', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q')
+  const job = (await store.leases.reserve('q', 'w', 200)).job
+  await sleep(120)
+  const beat = await store.leases.heartbeat('q', id, job?.leaseToken ?? '', 200, '{"done":50}')
+  t.match(beat, { outcome: 'done' })
+  await sleep(120)
+  t.equal(
+    (await store.leases.reserve('q', 'other', 1000)).job,
+    null,
+    'not reclaimed: the lease was extended',
+  )
+  t.equal(await client.hget(`jobgate:{q}:job:${id}`, 'progress'), '{"done":50}')
+  await sleep(150)
+  t.equal(
+    (await store.leases.reserve('q', 'other', 1000)).job?.id,
+    id,
+    'reclaimed once heartbeats stop',
+  )
+})
+
+t.test('a lease that ran out on the last attempt makes the job dead', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { maxAttempts: 2 })
+  await store.leases.reserve('q', 'crashy', 50)
+  await sleep(80)
+  t.equal((await store.leases.reserve('q', 'crashy', 50)).job?.attempts, 2)
+  await sleep(80)
+  t.equal((await store.leases.reserve('q', 'crashy', 50)).job, null)
+  const job = await store.jobs.get('q', id)
+  t.equal(job?.state, 'dead')
+  t.equal(job?.attempts, 2)
+  t.match(JSON.parse(job?.lastError ?? '{}'), {
+    class: 'LeaseExpired',
+    message: /lease expired: worker crashy/,
+  })
+  t.ok((await client.zscore('jobgate:{q}:dead', id)) !== null)
+})
+
+t.test('fail is permanent: dead at once with the error', async (t) => {
+  const { store, client } = await startStore(t, { deadRetentionMs: 3_600_000 })
+  const id = await enqueue(store, 'q', { maxAttempts: 5 })
+  const job = (await store.leases.reserve('q', 'w', 30_000)).job
+  const outcome = await store.leases.fail('q', id, job?.leaseToken ?? '', {
+    message: 'bad address',
+    class: 'InvalidArgument',
+  })
+  t.match(outcome, { outcome: 'done', state: 'dead' })
+  const record = await store.jobs.get('q', id)
+  t.equal(record?.state, 'dead')
+  t.equal(record?.attempts, 1)
+  t.match(JSON.parse(record?.lastError ?? '{}'), {
+    message: 'bad address',
+    class: 'InvalidArgument',
+  })
+  t.ok((await client.pttl(`jobgate:{q}:job:${id}`)) > 3_500_000)
+  t.equal(await client.zcard('jobgate:{q}:dead'), 1)
+  t.equal(await client.zcard('jobgate:{q}:active'), 0)
+})
+
+t.test('retry: exponential back-off, capped, then dead on the last attempt', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', {
+    maxAttempts: 4,
+    backoff: { type: 'exponential', delayMs: 100, maxDelayMs: 300, jitter: false },
+  })
+  const delays: number[] = []
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const job = await store.leases.reserveWaiting('q', 'w', 30_000, 2000)
+    t.equal(job?.attempts, attempt)
+    const outcome = await store.leases.retry(
+      'q',
+      id,
+      job?.leaseToken ?? '',
+      { message: `boom ${attempt}`, class: 'E' },
+      null,
+    )
+    t.match(outcome, { outcome: 'done', state: 'scheduled' })
+    const record = await client.hgetall(`jobgate:{q}:job:${id}`)
+    delays.push(Number(record.run_at) - Number(record.updated_at))
+    t.equal(Number(await client.zscore('jobgate:{q}:scheduled', id)), Number(record.run_at))
+  }
+  t.strictSame(delays, [100, 200, 300], '100 × 2^(n−1), capped at 300')
+  const last = await store.leases.reserveWaiting('q', 'w', 30_000, 2000)
+  t.equal(last?.attempts, 4)
+  t.match(
+    await store.leases.retry(
+      'q',
+      id,
+      last?.leaseToken ?? '',
+      { message: 'boom 4', class: 'E' },
+      null,
+    ),
+    {
+      outcome: 'done',
+      state: 'dead',
+    },
+  )
+  const job = await store.jobs.get('q', id)
+  t.strictSame(
+    job?.history
+      .filter((entry) => entry.state === 'scheduled')
+      .map((entry) => [entry.attempt, entry.delay_ms, entry.error]),
+    [
+      [1, 100, 'boom 1'],
+      [2, 200, 'boom 2'],
+      [3, 300, 'boom 3'],
+    ],
+  )
+  t.match(JSON.parse(job?.lastError ?? '{}'), { message: 'boom 4' })
+  t.equal(await client.hget('jobgate:{q}:stats', 'retried'), '3')
+})
+
+t.test(
+  'retry: jitter stays in the upper half; a requested delay wins; 0 re-queues now',
+  async (t) => {
+    const { store, client } = await startStore(t)
+    const id = await enqueue(store, 'q', {
+      maxAttempts: 50,
+      backoff: { type: 'fixed', delayMs: 1000, maxDelayMs: 1000, jitter: true },
+    })
+    const error = { message: 'x', class: 'E' }
+    let job = (await store.leases.reserve('q', 'w', 30_000)).job
+    const runAgainNow = async () => {
+      await client.zrem('jobgate:{q}:scheduled', id)
+      await client.hset(`jobgate:{q}:job:${id}`, 'state', 'queued')
+      await client.lpush('jobgate:{q}:ready:5', id)
+      job = (await store.leases.reserve('q', 'w', 30_000)).job
+    }
+    const delayOfLastRetry = async () => {
+      const record = await client.hgetall(`jobgate:{q}:job:${id}`)
+      return Number(record.run_at) - Number(record.updated_at)
+    }
+    const seen = new Set<number>()
+    for (let i = 0; i < 20; i++) {
+      await store.leases.retry('q', id, job?.leaseToken ?? '', error, null)
+      const delay = await delayOfLastRetry()
+      t.ok(delay >= 500 && delay <= 1000, `jittered delay ${delay} in [500, 1000]`)
+      seen.add(delay)
+      await runAgainNow()
+    }
+    t.ok(seen.size > 1, 'jitter varies')
+
+    await store.leases.retry('q', id, job?.leaseToken ?? '', error, 5000)
+    t.equal(await delayOfLastRetry(), 5000, 'the requested delay')
+    await runAgainNow()
+
+    t.match(await store.leases.retry('q', id, job?.leaseToken ?? '', error, 0), { state: 'queued' })
+    t.strictSame(await client.lrange('jobgate:{q}:ready:5', 0, -1), [id])
+    t.equal(await client.zcard('jobgate:{q}:scheduled'), 0)
+  },
+)
+
+t.test('priority 9 first, then submission order within a priority', async (t) => {
+  const { store } = await startStore(t)
+  const low1 = await enqueue(store, 'q', { priority: 1 })
+  const mid = await enqueue(store, 'q', { priority: 5 })
+  const high = await enqueue(store, 'q', { priority: 9 })
+  const low2 = await enqueue(store, 'q', { priority: 1 })
+  const order: string[] = []
+  for (let i = 0; i < 4; i++)
+    order.push((await store.leases.reserve('q', 'w', 30_000)).job?.id ?? '')
+  t.strictSame(order, [high, mid, low1, low2])
+})
+
+t.test('scheduled jobs wait for their time; the empty reply says how long', async (t) => {
+  const { store } = await startStore(t)
+  const id = await enqueue(store, 'q', { delayMs: 300 })
+  const early = await store.leases.reserve('q', 'w', 30_000)
+  t.equal(early.job, null)
+  t.ok(!early.job && early.waitMs > 200 && early.waitMs <= 300, 'wait hint ≈ time until due')
+  await sleep(320)
+  const due = await store.leases.reserve('q', 'w', 30_000)
+  t.equal(due.job?.id, id)
+  const history = (await store.jobs.get('q', id))?.history.map((entry) => entry.state)
+  t.strictSame(history, ['scheduled', 'queued', 'active'])
+})
+
+t.test('a job past its TTL is never delivered and shows expired', async (t) => {
+  const { store, client } = await startStore(t)
+  const queued = await enqueue(store, 'q', { ttlMs: 50 })
+  const scheduled = await enqueue(store, 'q', { ttlMs: 50, delayMs: 60 })
+  const fresh = await enqueue(store, 'q')
+  await sleep(100)
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, fresh)
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job, null)
+  t.equal((await store.jobs.get('q', queued))?.state, 'expired')
+  t.equal((await store.jobs.get('q', scheduled))?.state, 'expired')
+  t.equal(await client.hget('jobgate:{q}:stats', 'expired'), '2')
+})
+
+t.test('cancel: queued and scheduled jobs only; canceled jobs are never delivered', async (t) => {
+  const { store, client } = await startStore(t)
+  const queued = await enqueue(store, 'q')
+  const scheduled = await enqueue(store, 'q', { delayMs: 50 })
+  const running = await enqueue(store, 'q')
+  t.match(await store.jobs.cancel('q', queued), { outcome: 'canceled', job: { state: 'canceled' } })
+  t.match(await store.jobs.cancel('q', scheduled), { outcome: 'canceled' })
+  t.equal(await client.zcard('jobgate:{q}:scheduled'), 0)
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, running)
+  t.strictSame(await store.jobs.cancel('q', running), {
+    outcome: 'not_cancelable',
+    state: 'active',
+  })
+  t.strictSame(await store.jobs.cancel('q', queued), {
+    outcome: 'not_cancelable',
+    state: 'canceled',
+  })
+  t.strictSame(await store.jobs.cancel('q', 'missing'), { outcome: 'not_found' })
+  await sleep(80)
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job, null)
+})
+
+t.test(
+  'dead letters: list newest first, redrive with attempts reset, purge frees the key',
+  async (t) => {
+    const { store, client } = await startStore(t)
+    const ids: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const id = await enqueue(store, 'q', {
+        maxAttempts: 1,
+        idempotency: { key: `k${i}`, fingerprint: 'f' },
+      })
+      const job = (await store.leases.reserve('q', 'w', 30_000)).job
+      await store.leases.fail('q', id, job?.leaseToken ?? '', { message: `e${i}`, class: 'E' })
+      ids.push(id)
+      await sleep(2)
+    }
+    const page = await store.deadLetters.list('q', 0, 2)
+    t.equal(page.total, 3)
+    t.strictSame(
+      page.jobs.map((job) => job.id),
+      [ids[2], ids[1]],
+    )
+
+    t.strictSame(await store.deadLetters.redrive('q', ids[0] ?? ''), { outcome: 'done', count: 1 })
+    const redriven = await store.jobs.get('q', ids[0] ?? '')
+    t.equal(redriven?.state, 'queued')
+    t.equal(redriven?.attempts, 0)
+    t.equal(await client.pttl(`jobgate:{q}:job:${ids[0]}`), -1, 'no longer expires')
+    t.match(redriven?.history.at(-1), { state: 'queued', reason: 'redrive' })
+    t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, ids[0])
+    t.strictSame(await store.deadLetters.redrive('q', ids[0] ?? ''), {
+      outcome: 'not_dead',
+      state: 'active',
+    })
+
+    t.strictSame(await store.deadLetters.purge('q', ids[1] ?? ''), { outcome: 'done', count: 1 })
+    t.equal(await client.exists(`jobgate:{q}:job:${ids[1]}`), 0)
+    t.equal(
+      await client.exists('jobgate:{q}:idem:anonymous:k1'),
+      0,
+      'its idempotency record is gone',
+    )
+    t.equal(await client.exists('jobgate:{q}:idem:anonymous:k2'), 1)
+    t.equal(await store.deadLetters.purgeAll('q'), 1)
+    t.equal(await client.zcard('jobgate:{q}:dead'), 0)
+    t.strictSame(await store.deadLetters.purge('q', 'missing'), { outcome: 'not_found' })
+  },
+)
+
+t.test('redrive all moves every dead job, in batches', async (t) => {
+  const { store, client } = await startStore(t)
+  for (let i = 0; i < 5; i++) {
+    const id = await enqueue(store, 'q', { maxAttempts: 1 })
+    const job = (await store.leases.reserve('q', 'w', 30_000)).job
+    await store.leases.fail('q', id, job?.leaseToken ?? '', { message: 'e', class: 'E' })
+  }
+  await client.del('jobgate:{q}:wake')
+  t.equal(await store.deadLetters.redriveAll('q'), 5)
+  t.equal(await client.zcard('jobgate:{q}:dead'), 0)
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 5)
+  t.equal(await client.llen('jobgate:{q}:wake'), 5, 'one wake-up per redriven job')
+})
+
+t.test('counts per state and the oldest queued job', async (t) => {
+  const { store } = await startStore(t)
+  const first = await enqueue(store, 'q')
+  await enqueue(store, 'q', { priority: 9 })
+  await enqueue(store, 'q', { delayMs: 60_000 })
+  const active = await enqueue(store, 'q', { priority: 9 })
+  await store.leases.reserve('q', 'w', 30_000)
+  const counts = await store.queues.counts('q')
+  t.match(counts, { name: 'q', queued: 2, scheduled: 1, active: 1, dead: 0 })
+  t.equal(counts.oldestQueuedAt, (await store.jobs.get('q', first))?.createdAt)
+  t.equal(counts.totals.enqueued, 4)
+  t.equal(counts.thisMinute.enqueued ?? 0 + (counts.lastMinute.enqueued ?? 0), 4)
+  t.strictSame(await store.queues.names(), ['q'])
+  t.equal(await store.queues.exists('q'), true)
+  t.equal(await store.queues.exists('nope'), false)
+  t.ok(active)
+})
+
+t.test('an idle worker blocks on the wake list and wakes at once for a new job', async (t) => {
+  const { store, client } = await startStore(t)
+  const started = Date.now()
+  const waiting = store.leases.reserveWaiting('q', 'w', 30_000, 5000)
+  await sleep(200)
+  const id = await enqueue(store, 'q')
+  const job = await waiting
+  t.equal(job?.id, id)
+  t.ok(Date.now() - started < 1000, 'woken by the enqueue, not by the timeout')
+  t.equal(await client.llen('jobgate:{q}:wake'), 0)
+  const none = await store.leases.reserveWaiting('q', 'w', 30_000, 300)
+  t.equal(none, null, 'no job within the wait')
+})
+
+t.test('a blocked worker wakes for a delayed job when it becomes due', async (t) => {
+  const { store } = await startStore(t)
+  const waiting = store.leases.reserveWaiting('q', 'w', 30_000, 5000)
+  await sleep(50)
+  const id = await enqueue(store, 'q', { delayMs: 400 })
+  const started = Date.now()
+  const job = await waiting
+  const waited = Date.now() - started
+  t.equal(job?.id, id)
+  t.ok(waited >= 350 && waited < 1000, `delivered when due (${waited} ms)`)
+})

@@ -1,0 +1,84 @@
+import { execFile, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { ROOT } from '../src/paths.js'
+import { freePort } from './helpers/redis-server.js'
+
+const run = promisify(execFile)
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+t.test('./dev up brings up Redis, the gateway and a PHP worker; its curl runs a job', async (t) => {
+  const state = mkdtempSync(join(tmpdir(), 'jobgate-stack-'))
+  const [port, redisPort] = [await freePort(), await freePort()]
+  // A clean environment: no REDIS_URL (the stack starts its own), none of the test runner's
+  // hooks (it adds NODE_OPTIONS to the children it spawns).
+  const stack = spawn('env', ['-u', 'NODE_OPTIONS', 'bash', 'dev', 'up'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      PORT: String(port),
+      JOBGATE_REDIS_PORT: String(redisPort),
+      JOBGATE_STATE_DIR: state,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  stack.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  stack.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString()
+  })
+  const exited = new Promise<number | null>((resolve) =>
+    stack.once('exit', (code) => resolve(code)),
+  )
+  t.teardown(async () => {
+    if (stack.exitCode === null) stack.kill('SIGKILL')
+    rmSync(state, { recursive: true, force: true })
+  })
+
+  const deadline = Date.now() + 120_000
+  while (
+    !output.includes('Ctrl-C stops everything') &&
+    Date.now() < deadline &&
+    stack.exitCode === null
+  ) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.match(output, /jobgate is up/, output)
+  const curl = /(curl -i -X POST[\s\S]*?'\{.*\}')/.exec(output)?.[1]
+  t.ok(curl, 'prints a curl to submit a job')
+  const { stdout } = await run('bash', ['-c', curl ?? 'false'])
+  t.match(stdout, /^HTTP\/1\.1 202 Accepted/)
+  const location = /^location: (\S+)/im.exec(stdout)?.[1]
+  t.match(location, /^\/v1\/queues\/emails\/jobs\//)
+
+  let state_ = ''
+  for (let i = 0; i < 100 && state_ !== 'succeeded'; i++) {
+    const res = await fetch(`http://127.0.0.1:${port}${location}`)
+    state_ = ((await res.json()) as { state: string }).state
+    if (state_ !== 'succeeded') await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.equal(state_, 'succeeded', 'the stack worker ran the job')
+
+  // SIGTERM: the test runner starts children with SIGINT ignored, so Ctrl-C cannot be simulated.
+  stack.kill('SIGTERM')
+  t.equal(await exited, 143, 'the stack stops on a signal')
+  t.equal(await listening(port), false, 'the gateway is stopped')
+  t.equal(await listening(redisPort), false, 'Redis is stopped')
+})

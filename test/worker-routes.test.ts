@@ -1,0 +1,272 @@
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { startGateway } from './helpers/gateway.js'
+
+async function submit(
+  app: FastifyInstance,
+  queue: string,
+  body: object = { type: 't' },
+): Promise<string> {
+  const res = await app.inject({ method: 'POST', url: `/v1/queues/${queue}/jobs`, payload: body })
+  if (res.statusCode !== 202) throw new Error(`submit: ${res.statusCode} ${res.body}`)
+  return res.json().id
+}
+
+async function reserve(app: FastifyInstance, queue: string, body: object = { worker: 'php-1' }) {
+  return app.inject({ method: 'POST', url: `/v1/queues/${queue}/jobs:reserve`, payload: body })
+}
+
+function post(app: FastifyInstance, url: string, payload: object) {
+  return app.inject({ method: 'POST', url, payload })
+}
+
+t.test('reserve → ack over HTTP; the status shows every step', async (t) => {
+  const { app } = await startGateway(t)
+  const id = await submit(app, 'q', { type: 'echo', payload: { n: 1 } })
+  const res = await reserve(app, 'q', { worker: 'php-1', lease_ms: 10_000 })
+  t.equal(res.statusCode, 200)
+  const { job, lease } = res.json()
+  t.match(job, {
+    id,
+    queue: 'q',
+    type: 'echo',
+    payload: { n: 1 },
+    attempts: 1,
+    max_attempts: 3,
+    priority: 5,
+  })
+  t.type(lease.token, 'string')
+  const active = (await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${id}` })).json()
+  t.equal(active.state, 'active')
+  t.equal(active.worker, 'php-1')
+  t.equal(Date.parse(active.lease_deadline) - Date.parse(active.started_at), 10_000)
+
+  const beat = await post(app, `/v1/queues/q/jobs/${id}:heartbeat`, {
+    lease_token: lease.token,
+    lease_ms: 20_000,
+    progress: { step: 2 },
+  })
+  t.equal(beat.statusCode, 200)
+  t.match(beat.json(), { id, state: 'active', run_at: null, finished_at: null })
+  t.ok(Date.parse(beat.json().lease_deadline) > Date.parse(active.lease_deadline))
+
+  const ack = await post(app, `/v1/queues/q/jobs/${id}:ack`, {
+    lease_token: lease.token,
+    result: { ok: true },
+  })
+  t.equal(ack.statusCode, 200)
+  t.match(ack.json(), { id, state: 'succeeded', run_at: null, lease_deadline: null })
+  const done = (await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${id}` })).json()
+  t.match(done, {
+    state: 'succeeded',
+    attempts: 1,
+    result: { ok: true },
+    progress: { step: 2 },
+    lease_deadline: null,
+  })
+  t.strictSame(
+    done.history.map((entry: { state: string }) => entry.state),
+    ['queued', 'active', 'succeeded'],
+  )
+  t.match(done.history[1], { worker: 'php-1', attempt: 1 })
+
+  const late = await post(app, `/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token })
+  t.equal(late.statusCode, 409)
+  t.match(late.json(), { code: 'LEASE_LOST', state: 'succeeded' })
+})
+
+t.test('reserve with nothing to do → 204; a long poll is woken by a submission', async (t) => {
+  const { app } = await startGateway(t)
+  const empty = await reserve(app, 'q')
+  t.equal(empty.statusCode, 204)
+  t.equal(empty.body, '')
+  const started = Date.now()
+  const waiting = reserve(app, 'q', { worker: 'w', wait_ms: 5000 })
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  const id = await submit(app, 'q')
+  const res = await waiting
+  t.equal(res.statusCode, 200)
+  t.equal(res.json().job.id, id)
+  t.ok(Date.now() - started < 2000, 'answered when the job came, not after wait_ms')
+  const timedOut = Date.now()
+  t.equal((await reserve(app, 'q', { worker: 'w', wait_ms: 300 })).statusCode, 204)
+  t.ok(Date.now() - timedOut >= 280, 'waited wait_ms')
+})
+
+t.test('fail → dead; retry → scheduled with its back-off; unknown job → 404', async (t) => {
+  const { app } = await startGateway(t)
+  const doomed = await submit(app, 'q', { type: 't', max_attempts: 5 })
+  let lease = (await reserve(app, 'q')).json().lease
+  const fail = await post(app, `/v1/queues/q/jobs/${doomed}:fail`, {
+    lease_token: lease.token,
+    error: { message: 'card declined', class: 'PaymentError' },
+  })
+  t.equal(fail.statusCode, 200)
+  t.match(fail.json(), { state: 'dead', run_at: null })
+  const dead = (await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${doomed}` })).json()
+  t.match(dead, {
+    state: 'dead',
+    attempts: 1,
+    last_error: { message: 'card declined', class: 'PaymentError' },
+  })
+
+  const flaky = await submit(app, 'q', { type: 't', backoff: { delay_ms: 5000, jitter: false } })
+  lease = (await reserve(app, 'q')).json().lease
+  const retry = await post(app, `/v1/queues/q/jobs/${flaky}:retry`, {
+    lease_token: lease.token,
+    error: { message: 'timeout talking to SMTP' },
+  })
+  t.equal(retry.statusCode, 200)
+  t.equal(retry.json().state, 'scheduled')
+  const status = (await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${flaky}` })).json()
+  t.equal(status.state, 'scheduled')
+  t.equal(status.run_at, retry.json().run_at, 'the next run time is shown')
+  t.match(status.last_error, { message: 'timeout talking to SMTP', class: 'Error' })
+  t.match(status.history.at(-1), {
+    state: 'scheduled',
+    attempt: 1,
+    delay_ms: 5000,
+    error: 'timeout talking to SMTP',
+  })
+
+  const missing = await post(app, '/v1/queues/q/jobs/nope:ack', { lease_token: 'x' })
+  t.equal(missing.statusCode, 404)
+  t.equal(missing.json().code, 'JOB_NOT_FOUND')
+})
+
+t.test('worker routes reject bad input and change nothing', async (t) => {
+  const { app, client } = await startGateway(t)
+  const id = await submit(app, 'q')
+  const { lease } = (await reserve(app, 'q')).json()
+  const before = await client.hgetall(`jobgate:{q}:job:${id}`)
+  const cases: [string, object][] = [
+    ['/v1/queues/q/jobs:reserve', {}],
+    ['/v1/queues/q/jobs:reserve', { worker: 'w', lease_ms: 10 }],
+    ['/v1/queues/q/jobs:reserve', { worker: 'w', wait_ms: 60_000 }],
+    ['/v1/queues/q/jobs:reserve', { worker: 'has space' }],
+    [`/v1/queues/q/jobs/${id}:ack`, {}],
+    [`/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token, extra: 1 }],
+    [`/v1/queues/q/jobs/${id}:fail`, { lease_token: lease.token }],
+    [`/v1/queues/q/jobs/${id}:fail`, { lease_token: lease.token, error: { message: '' } }],
+    [
+      `/v1/queues/q/jobs/${id}:retry`,
+      { lease_token: lease.token, error: { message: 'x' }, delay_ms: -5 },
+    ],
+    [`/v1/queues/q/jobs/${id}:heartbeat`, { lease_token: lease.token, lease_ms: 5 }],
+  ]
+  for (const [url, body] of cases) {
+    const res = await post(app, url, body)
+    t.equal(res.statusCode, 400, `${url} ${JSON.stringify(body)}`)
+    t.equal(res.json().code, 'VALIDATION_FAILED')
+  }
+  t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before, 'the job is untouched')
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 0, 'no reserve happened')
+  const wrong = await post(app, `/v1/queues/q/jobs/${id}:ack`, { lease_token: 'not-the-token' })
+  t.equal(wrong.statusCode, 409)
+  t.match(wrong.json(), { code: 'LEASE_LOST', state: 'active' })
+  t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before)
+})
+
+t.test('cancel: DELETE a queued job; an active one → 409', async (t) => {
+  const { app, client } = await startGateway(t)
+  const waiting = await submit(app, 'q')
+  const res = await app.inject({ method: 'DELETE', url: `/v1/queues/q/jobs/${waiting}` })
+  t.equal(res.statusCode, 200)
+  t.equal(res.json().state, 'canceled')
+  t.ok(res.json().finished_at)
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 0)
+  const running = await submit(app, 'q')
+  await reserve(app, 'q')
+  const refused = await app.inject({ method: 'DELETE', url: `/v1/queues/q/jobs/${running}` })
+  t.equal(refused.statusCode, 409)
+  t.match(refused.json(), { code: 'JOB_NOT_CANCELABLE', state: 'active' })
+  const missing = await app.inject({ method: 'DELETE', url: '/v1/queues/q/jobs/missing' })
+  t.equal(missing.statusCode, 404)
+  t.equal((await reserve(app, 'q')).statusCode, 204, 'the canceled job is never delivered')
+})
+
+t.test('dead letters over HTTP: list, redrive one and all, purge one and all', async (t) => {
+  const { app, client } = await startGateway(t)
+  const ids: string[] = []
+  for (let i = 0; i < 4; i++) {
+    const id = await submit(app, 'q', { type: 't', max_attempts: 1, payload: { i } })
+    const { lease } = (await reserve(app, 'q')).json()
+    await post(app, `/v1/queues/q/jobs/${id}:retry`, {
+      lease_token: lease.token,
+      error: { message: `e${i}` },
+    })
+    ids.push(id)
+  }
+  const page = await app.inject({ method: 'GET', url: '/v1/queues/q/dead?limit=3' })
+  t.equal(page.statusCode, 200)
+  t.match(page.json(), { total: 4, offset: 0, limit: 3 })
+  t.equal(page.json().jobs.length, 3)
+  t.ok(page.json().jobs.every((job: { state: string }) => job.state === 'dead'))
+  const badPage = await app.inject({ method: 'GET', url: '/v1/queues/q/dead?limit=0' })
+  t.equal(badPage.statusCode, 400)
+
+  const one = await app.inject({ method: 'POST', url: `/v1/queues/q/dead/${ids[0]}:redrive` })
+  t.equal(one.statusCode, 200)
+  t.match(one.json(), { id: ids[0], state: 'queued', attempts: 0 })
+  const again = await app.inject({ method: 'POST', url: `/v1/queues/q/dead/${ids[0]}:redrive` })
+  t.equal(again.statusCode, 409)
+  t.match(again.json(), { code: 'JOB_NOT_DEAD', state: 'queued' })
+
+  const purgeOne = await app.inject({ method: 'DELETE', url: `/v1/queues/q/dead/${ids[1]}` })
+  t.equal(purgeOne.statusCode, 204)
+  t.equal(purgeOne.body, '')
+  t.equal((await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${ids[1]}` })).statusCode, 404)
+
+  const all = await app.inject({ method: 'POST', url: '/v1/queues/q/dead:redrive' })
+  t.strictSame(all.json(), { redriven: 2 })
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 3)
+  for (let i = 0; i < 3; i++) {
+    const reserved = (await reserve(app, 'q')).json()
+    await post(app, `/v1/queues/q/jobs/${reserved.job.id}:fail`, {
+      lease_token: reserved.lease.token,
+      error: { message: 'again' },
+    })
+  }
+  const purged = await app.inject({ method: 'DELETE', url: '/v1/queues/q/dead' })
+  t.strictSame(purged.json(), { purged: 3 })
+  t.strictSame((await app.inject({ method: 'GET', url: '/v1/queues/q/dead' })).json(), {
+    total: 0,
+    offset: 0,
+    limit: 50,
+    jobs: [],
+  })
+  t.equal(
+    (await app.inject({ method: 'DELETE', url: '/v1/queues/q/dead/missing' })).statusCode,
+    404,
+  )
+})
+
+t.test('queues: list and one queue with counts; unknown queue → 404', async (t) => {
+  const { app } = await startGateway(t)
+  await submit(app, 'emails')
+  await submit(app, 'emails', { type: 't', delay_ms: 60_000 })
+  const id = await submit(app, 'sms')
+  const { lease } = (await reserve(app, 'sms')).json()
+  await post(app, `/v1/queues/sms/jobs/${id}:ack`, { lease_token: lease.token })
+  const list = await app.inject({ method: 'GET', url: '/v1/queues' })
+  t.equal(list.statusCode, 200)
+  t.strictSame(
+    list.json().queues.map((queue: { name: string }) => queue.name),
+    ['emails', 'sms'],
+  )
+  const emails = (await app.inject({ method: 'GET', url: '/v1/queues/emails' })).json()
+  t.match(emails, { name: 'emails', counts: { queued: 1, scheduled: 1, active: 0, dead: 0 } })
+  t.ok(emails.oldest_queued_age_ms >= 0)
+  t.equal(emails.totals.enqueued, 2)
+  t.equal(emails.throughput.enqueued, 2)
+  const sms = (await app.inject({ method: 'GET', url: '/v1/queues/sms' })).json()
+  t.match(sms, {
+    counts: { queued: 0 },
+    oldest_queued_at: null,
+    totals: { succeeded: 1 },
+    throughput: { succeeded: 1 },
+  })
+  const missing = await app.inject({ method: 'GET', url: '/v1/queues/nope' })
+  t.equal(missing.statusCode, 404)
+  t.equal(missing.json().code, 'QUEUE_NOT_FOUND')
+})
