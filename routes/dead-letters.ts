@@ -29,7 +29,7 @@ export default async function deadLettersRoutes(
 
   app.get<{ Params: QueueParams; Querystring: { offset: number; limit: number } }>(
     '/v1/queues/:queue/dead',
-    { schema: contract.routeSchema('listDeadJobs') },
+    contract.route('listDeadJobs'),
     async ({ params: { queue }, query: { offset, limit } }) => {
       const page = await deadLetters.list(queue, offset, limit)
       return { total: page.total, offset, limit, jobs: page.jobs.map(jobView) }
@@ -38,19 +38,19 @@ export default async function deadLettersRoutes(
 
   app.delete<{ Params: QueueParams }>(
     '/v1/queues/:queue/dead',
-    { schema: contract.routeSchema('purgeDeadJobs') },
+    contract.route('purgeDeadJobs'),
     async ({ params: { queue } }) => ({ purged: await deadLetters.purgeAll(queue) }),
   )
 
   app.post<{ Params: QueueParams }>(
     '/v1/queues/:queue/dead::redrive',
-    { schema: contract.routeSchema('redriveDeadJobs') },
+    contract.route('redriveDeadJobs'),
     async ({ params: { queue } }) => ({ redriven: await deadLetters.redriveAll(queue) }),
   )
 
   app.delete<{ Params: JobParams }>(
     `/v1/queues/:queue/dead/${JOB_ID}`,
-    { schema: contract.routeSchema('purgeDeadJob') },
+    contract.route('purgeDeadJob'),
     async ({ params: { queue, id } }, reply) => {
       done(await deadLetters.purge(queue, id), queue, id)
       return reply.code(204).send()
@@ -59,7 +59,7 @@ export default async function deadLettersRoutes(
 
   app.post<{ Params: JobParams }>(
     `/v1/queues/:queue/dead/${JOB_ID}::redrive`,
-    { schema: contract.routeSchema('redriveDeadJob') },
+    contract.route('redriveDeadJob'),
     async ({ params: { queue, id } }) => {
       done(await deadLetters.redrive(queue, id), queue, id)
       const job = await app.store.jobs.get(queue, id)

@@ -10,18 +10,25 @@ export default async function healthRoutes(
   app: FastifyInstance,
   { contract }: HealthRoutesOptions,
 ) {
-  app.get('/healthz', { schema: contract.routeSchema('getHealth') }, async () => ({ status: 'ok' }))
+  app.get('/healthz', contract.route('getHealth'), async () => ({ status: 'ok' }))
 
-  app.get('/readyz', { schema: contract.routeSchema('getReadiness') }, async () => {
+  app.get('/readyz', contract.route('getReadiness'), async () => {
+    let redis: 'up' | 'down' = 'up'
     try {
       await app.store.ping()
-    } catch (error) {
-      throw new ProblemError('NOT_READY', 'Redis does not answer PING.', {
-        extensions: { checks: { redis: 'down' } },
-        headers: { 'retry-after': '1' },
-        cause: error,
-      })
+    } catch {
+      redis = 'down'
     }
-    return { status: 'ready', checks: { redis: 'up' } }
+    const checks = { redis, breaker: app.store.breaker.state }
+    if (checks.redis === 'down' || checks.breaker !== 'closed') {
+      throw new ProblemError(
+        'NOT_READY',
+        checks.redis === 'down'
+          ? 'Redis does not answer PING.'
+          : `The circuit breaker around Redis is ${checks.breaker}.`,
+        { extensions: { checks }, headers: { 'retry-after': '1' } },
+      )
+    }
+    return { status: 'ready', checks }
   })
 }

@@ -5,6 +5,7 @@ import type { Contract } from '../src/contract.js'
 import { ProblemError } from '../src/errors.js'
 import { fingerprint, idempotencyKeyOf } from '../src/idempotency.js'
 import { jobLocation, jobView } from '../src/job-view.js'
+import { ANONYMOUS } from '../src/plugins/auth.js'
 import type { BackoffType, NewJob } from '../src/queue/records.js'
 import type { JobParams, QueueParams } from './params.js'
 
@@ -26,16 +27,13 @@ interface EnqueueBody {
   backoff: { type: BackoffType; delay_ms: number; max_delay_ms: number; jitter: boolean }
 }
 
-/** Until API keys exist every caller shares one identity, which scopes idempotency keys. */
-const ANONYMOUS_CLIENT = 'anonymous'
-
 export default async function jobsRoutes(
   app: FastifyInstance,
   { contract, config }: JobsRoutesOptions,
 ) {
   app.post<{ Params: QueueParams; Body: EnqueueBody }>(
     '/v1/queues/:queue/jobs',
-    { schema: contract.routeSchema('enqueueJob') },
+    contract.route('enqueueJob'),
     async (request, reply) => {
       const idempotency = idempotencyKeyOf(request.headers)
       if (idempotency === null && config.idempotencyRequired) {
@@ -64,14 +62,19 @@ export default async function jobsRoutes(
         runAt: body.run_at === undefined ? null : Date.parse(body.run_at),
         ttlMs: body.ttl_ms ?? null,
         requestId: request.id,
-        client: ANONYMOUS_CLIENT,
+        client: (request.identity ?? ANONYMOUS).name,
         idempotency: idempotency && { key: idempotency.key, fingerprint: fingerprint(body) },
       }
       const result = await app.store.jobs.enqueue(job)
       switch (result.outcome) {
         case 'created':
         case 'replayed':
-          if (result.outcome === 'replayed') reply.header('idempotent-replayed', 'true')
+          if (result.outcome === 'replayed') {
+            reply.header('idempotent-replayed', 'true')
+            app.metrics.replayed.inc({ queue })
+          } else {
+            app.metrics.enqueued.inc({ queue })
+          }
           return reply
             .code(202)
             .header('location', jobLocation(queue, result.job.id))
@@ -93,7 +96,7 @@ export default async function jobsRoutes(
 
   app.get<{ Params: JobParams }>(
     '/v1/queues/:queue/jobs/:id',
-    { schema: contract.routeSchema('getJob') },
+    contract.route('getJob'),
     async (request) => {
       const { queue, id } = request.params
       const job = await app.store.jobs.get(queue, id)
@@ -104,7 +107,7 @@ export default async function jobsRoutes(
 
   app.delete<{ Params: JobParams }>(
     '/v1/queues/:queue/jobs/:id',
-    { schema: contract.routeSchema('cancelJob') },
+    contract.route('cancelJob'),
     async ({ params: { queue, id } }) => {
       const outcome = await app.store.jobs.cancel(queue, id)
       if (outcome.outcome === 'not_found') {

@@ -15,7 +15,7 @@ export default async function queuesRoutes(
 ) {
   const queues = app.store.queues
 
-  app.get('/v1/queues', { schema: contract.routeSchema('listQueues') }, async () => {
+  app.get('/v1/queues', contract.route('listQueues'), async () => {
     const names = await queues.names()
     const counts = await Promise.all(names.map((name) => queues.counts(name)))
     return { queues: counts.map(queueSummaryView) }
@@ -23,7 +23,7 @@ export default async function queuesRoutes(
 
   app.get<{ Params: QueueParams }>(
     '/v1/queues/:queue',
-    { schema: contract.routeSchema('getQueue') },
+    contract.route('getQueue'),
     async ({ params: { queue } }) => {
       if (!(await queues.exists(queue))) {
         throw new ProblemError('QUEUE_NOT_FOUND', `There is no queue ${queue}: it never had a job.`)

@@ -62,7 +62,7 @@ export default async function workersRoutes(
 
   app.post<{ Params: QueueParams; Body: ReserveBody }>(
     '/v1/queues/:queue/jobs::reserve',
-    { schema: contract.routeSchema('reserveJob') },
+    contract.route('reserveJob'),
     async (request, reply) => {
       const { worker, lease_ms, wait_ms } = request.body
       const job = await leases.reserveWaiting(
@@ -79,7 +79,7 @@ export default async function workersRoutes(
 
   app.post<{ Params: JobParams; Body: AckBody }>(
     `/v1/queues/:queue/jobs/${JOB_ID}::ack`,
-    { schema: contract.routeSchema('ackJob') },
+    contract.route('ackJob'),
     async ({ params: { queue, id }, body }) => {
       const outcome = await leases.ack(queue, id, body.lease_token, json(body.result))
       return settlementView(id, held(outcome, queue, id))
@@ -88,7 +88,7 @@ export default async function workersRoutes(
 
   app.post<{ Params: JobParams; Body: FailBody }>(
     `/v1/queues/:queue/jobs/${JOB_ID}::fail`,
-    { schema: contract.routeSchema('failJob') },
+    contract.route('failJob'),
     async ({ params: { queue, id }, body }) => {
       const outcome = await leases.fail(queue, id, body.lease_token, body.error)
       return settlementView(id, held(outcome, queue, id))
@@ -97,7 +97,7 @@ export default async function workersRoutes(
 
   app.post<{ Params: JobParams; Body: RetryBody }>(
     `/v1/queues/:queue/jobs/${JOB_ID}::retry`,
-    { schema: contract.routeSchema('retryJob') },
+    contract.route('retryJob'),
     async ({ params: { queue, id }, body }) => {
       const outcome = await leases.retry(
         queue,
@@ -112,7 +112,7 @@ export default async function workersRoutes(
 
   app.post<{ Params: JobParams; Body: HeartbeatBody }>(
     `/v1/queues/:queue/jobs/${JOB_ID}::heartbeat`,
-    { schema: contract.routeSchema('heartbeatJob') },
+    contract.route('heartbeatJob'),
     async ({ params: { queue, id }, body }) => {
       const outcome = await leases.heartbeat(
         queue,

@@ -2,12 +2,17 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import deadLettersRoutes from '../routes/dead-letters.js'
 import healthRoutes from '../routes/health.js'
 import jobsRoutes from '../routes/jobs.js'
+import metricsRoutes from '../routes/metrics.js'
 import queuesRoutes from '../routes/queues.js'
 import workersRoutes from '../routes/workers.js'
 import type { Config } from './config.js'
 import { Contract, validatorCompiler } from './contract.js'
 import { AccessLog, loggerOptions } from './logger.js'
+import auth from './plugins/auth.js'
+import draining from './plugins/draining.js'
+import metrics from './plugins/metrics.js'
 import problems from './plugins/problems.js'
+import rateLimits from './plugins/rate-limit.js'
 import store from './plugins/store.js'
 import type { RedisClient } from './queue/scripts.js'
 import { requestIdOf } from './request-id.js'
@@ -27,7 +32,8 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     bodyLimit: config.bodyLimit,
     genReqId: requestIdOf,
     logController: new AccessLog(),
-    return503OnClosing: true,
+    // The draining plugin answers requests during a shutdown, as problem documents.
+    return503OnClosing: false,
   })
 
   app.setValidatorCompiler(validatorCompiler())
@@ -39,8 +45,15 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   })
 
   app.register(problems, { bodyLimit: config.bodyLimit })
+  app.register(draining)
   app.register(store, { config, ...(options.redis ? { client: options.redis } : {}) })
+  app.register(metrics)
+  // Order matters: rate limits are attached to routes before the scope check, so that
+  // requests with a missing or wrong key are throttled too.
+  app.register(rateLimits, { limits: config.rateLimits, keyPrefix: config.keyPrefix })
+  app.register(auth, { apiKeys: config.apiKeys })
   app.register(healthRoutes, { contract })
+  app.register(metricsRoutes, { contract })
   app.register(queuesRoutes, { contract })
   app.register(jobsRoutes, { contract, config })
   app.register(workersRoutes, { contract })

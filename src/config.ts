@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs'
+import { type ApiKey, parseApiKeys, SCOPES, type Scope } from './auth.js'
+
 /**
  * Reads the gateway's configuration from the environment once, at boot.
  * Every variable is validated here; a bad value stops the process with a message naming it.
@@ -29,6 +32,36 @@ export interface Config {
   eventsMaxLen: number
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
   shutdownTimeoutMs: number
+  /** Redis Cluster seed nodes; null = the single Redis of `redisUrl`. */
+  redisClusterNodes: { host: string; port: number }[] | null
+  /** A Redis command that has not answered within this fails (and the request gets 503), ms. */
+  redisCommandTimeoutMs: number
+  breaker: BreakerSettings
+  /** Keys and their scopes; empty = open (allowed on loopback or with `allowUnauthenticated`). */
+  apiKeys: readonly ApiKey[]
+  allowUnauthenticated: boolean
+  /** Requests per window for each client and scope; null = unlimited. */
+  rateLimits: Readonly<Record<Scope, RateLimit | null>>
+}
+
+export interface RateLimit {
+  max: number
+  windowMs: number
+}
+
+export interface BreakerSettings {
+  /** Share of failed Redis calls in the rolling window that opens the breaker. */
+  errorThresholdPercent: number
+  /**
+   * The rolling window, ms: three command timeouts, so that calls slowed by a hang (each up to
+   * two timeouts) are counted where they started, and the successes from before the hang leave
+   * the window soon.
+   */
+  windowMs: number
+  /** Calls in the window before the breaker may open. */
+  volumeThreshold: number
+  /** How long the breaker stays open before a trial call, ms. */
+  resetMs: number
 }
 
 export class ConfigError extends Error {
@@ -67,13 +100,14 @@ export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
 class Reader {
   constructor(private readonly env: Env) {}
 
-  private raw(name: string): string | undefined {
+  /** The trimmed value, undefined when unset or empty. */
+  optional(name: string): string | undefined {
     const value = this.env[name]?.trim()
     return value === undefined || value === '' ? undefined : value
   }
 
   string(name: string, fallback: string, pattern?: RegExp, hint?: string): string {
-    const value = this.raw(name) ?? fallback
+    const value = this.optional(name) ?? fallback
     if (pattern && !pattern.test(value)) {
       throw new ConfigError(name, `must match ${hint ?? pattern.source} (got "${value}")`)
     }
@@ -81,7 +115,7 @@ class Reader {
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {
-    const value = this.raw(name)
+    const value = this.optional(name)
     if (value === undefined) return fallback
     const parsed = /^-?\d+$/.test(value) ? Number(value) : Number.NaN
     if (!Number.isSafeInteger(parsed) || parsed < min || parsed > max) {
@@ -92,7 +126,7 @@ class Reader {
 
   /** A duration such as `500ms`, `30s`, `15m`, `24h`, `7d`; a bare number is milliseconds. */
   duration(name: string, fallbackMs: number, minMs: number, maxMs: number): number {
-    const value = this.raw(name)
+    const value = this.optional(name)
     if (value === undefined) return fallbackMs
     const match = DURATION.exec(value)
     const ms = match ? Number(match[1]) * (DURATION_UNIT_MS[match[2] ?? 'ms'] ?? 1) : Number.NaN
@@ -107,7 +141,7 @@ class Reader {
 
   /** A size such as `512kb` or `1mb`; a bare number is bytes. */
   size(name: string, fallback: number, min: number, max: number): number {
-    const value = this.raw(name)
+    const value = this.optional(name)
     if (value === undefined) return fallback
     const match = SIZE.exec(value)
     const bytes = match
@@ -123,7 +157,7 @@ class Reader {
   }
 
   boolean(name: string, fallback: boolean): boolean {
-    const value = this.raw(name)?.toLowerCase()
+    const value = this.optional(name)?.toLowerCase()
     if (value === undefined) return fallback
     if (['1', 'true', 'yes', 'on'].includes(value)) return true
     if (['0', 'false', 'no', 'off'].includes(value)) return false
@@ -131,7 +165,7 @@ class Reader {
   }
 
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
-    const value = this.raw(name)
+    const value = this.optional(name)
     if (value === undefined) return fallback
     const found = allowed.find((candidate) => candidate === value.toLowerCase())
     if (found === undefined) {
@@ -141,7 +175,7 @@ class Reader {
   }
 
   url(name: string, fallback: string, protocols: readonly string[]): string {
-    const value = this.raw(name) ?? fallback
+    const value = this.optional(name) ?? fallback
     let protocol: string
     try {
       protocol = new URL(value).protocol
@@ -156,6 +190,69 @@ class Reader {
 }
 
 const DAY = 86_400_000
+const RATE_LIMIT = /^(\d+)\s*\/\s*(\d+)?\s*(ms|s|m|h)$/
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost', '::ffff:127.0.0.1'])
+
+function rateLimit(read: Reader, name: string, fallback: RateLimit | null): RateLimit | null {
+  const value = read.optional(name)?.toLowerCase()
+  if (value === undefined) return fallback
+  if (value === 'off' || value === '0') return null
+  const match = RATE_LIMIT.exec(value)
+  const max = Number(match?.[1])
+  const windowMs = Number(match?.[2] ?? 1) * (DURATION_UNIT_MS[match?.[3] ?? ''] ?? Number.NaN)
+  if (!match || !Number.isSafeInteger(max) || max < 1 || !(windowMs >= 1000)) {
+    throw new ConfigError(
+      name,
+      `must be <requests>/<window> like 1000/1s or 6000/1m, or off (got "${value}")`,
+    )
+  }
+  return { max, windowMs }
+}
+
+function clusterNodes(read: Reader): Config['redisClusterNodes'] {
+  const value = read.optional('REDIS_CLUSTER_NODES')
+  if (value === undefined) return null
+  return value.split(',').map((node) => {
+    const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(node.trim())
+    const port = Number(match?.[2])
+    if (!match?.[1] || port < 1 || port > 65535) {
+      throw new ConfigError(
+        'REDIS_CLUSTER_NODES',
+        `must be host:port pairs separated by commas (got "${node}")`,
+      )
+    }
+    return { host: match[1], port }
+  })
+}
+
+function apiKeys(read: Reader): ApiKey[] {
+  const keys: ApiKey[] = []
+  const inline = read.optional('API_KEYS')
+  const file = read.optional('API_KEYS_FILE')
+  try {
+    if (inline !== undefined) keys.push(...parseApiKeys(inline))
+  } catch (error) {
+    throw new ConfigError('API_KEYS', (error as Error).message)
+  }
+  if (file !== undefined) {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (error) {
+      throw new ConfigError('API_KEYS_FILE', `cannot be read: ${(error as Error).message}`)
+    }
+    try {
+      keys.push(...parseApiKeys(text))
+    } catch (error) {
+      throw new ConfigError('API_KEYS_FILE', (error as Error).message)
+    }
+  }
+  const names = keys.map((key) => key.name)
+  const repeated = names.find((name, index) => names.indexOf(name) !== index)
+  if (repeated)
+    throw new ConfigError('API_KEYS', `names must be unique (${repeated} appears twice)`)
+  return keys
+}
 
 export function loadConfig(env: Env = process.env): Config {
   const read = new Reader(env)
@@ -168,9 +265,26 @@ export function loadConfig(env: Env = process.env): Config {
       `must be at least IDEMPOTENCY_TTL (${idempotencyTtlMs} ms), so a replayed key always finds its job (got ${jobRetentionMs} ms)`,
     )
   }
+  const host = read.string('HOST', '127.0.0.1')
+  const keys = apiKeys(read)
+  const allowUnauthenticated = read.boolean('ALLOW_UNAUTHENTICATED', false)
+  if (keys.length === 0 && !LOOPBACK.has(host) && !allowUnauthenticated) {
+    throw new ConfigError(
+      'API_KEYS',
+      `must be set when HOST is not a loopback address (HOST is ${host}): without keys anyone who can reach the gateway can use it. Set API_KEYS or API_KEYS_FILE, or ALLOW_UNAUTHENTICATED=true to accept that.`,
+    )
+  }
+  const defaultLimit = rateLimit(read, 'RATE_LIMIT', { max: 1000, windowMs: 1000 })
+  const rateLimits = Object.fromEntries(
+    SCOPES.map((scope) => [
+      scope,
+      rateLimit(read, `RATE_LIMIT_${scope.toUpperCase()}`, defaultLimit),
+    ]),
+  ) as Record<Scope, RateLimit | null>
+  const commandTimeoutMs = read.duration('REDIS_COMMAND_TIMEOUT', 1000, 50, 60_000)
   return Object.freeze({
     port: read.integer('PORT', 3000, 0, 65535),
-    host: read.string('HOST', '127.0.0.1'),
+    host,
     redisUrl: read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
     keyPrefix: read.string('KEY_PREFIX', 'jobgate', KEY_PREFIX_PATTERN, '[A-Za-z0-9_.-]{1,64}'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
@@ -183,5 +297,16 @@ export function loadConfig(env: Env = process.env): Config {
     longPollConnections: read.integer('LONG_POLL_CONNECTIONS', 64, 1, 10_000),
     eventsMaxLen: read.integer('EVENTS_MAX_LEN', 10_000, 100, 10_000_000),
     shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 0, 10 * 60_000),
+    redisClusterNodes: clusterNodes(read),
+    redisCommandTimeoutMs: commandTimeoutMs,
+    breaker: {
+      errorThresholdPercent: read.integer('BREAKER_ERROR_PERCENT', 50, 1, 100),
+      volumeThreshold: read.integer('BREAKER_VOLUME', 5, 1, 100_000),
+      resetMs: read.duration('BREAKER_RESET', 2000, 100, 600_000),
+      windowMs: Math.max(1000, 3 * commandTimeoutMs),
+    },
+    apiKeys: Object.freeze(keys),
+    allowUnauthenticated,
+    rateLimits: Object.freeze(rateLimits),
   })
 }

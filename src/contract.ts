@@ -3,6 +3,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import formatsPlugin from 'ajv-formats'
 import type { FastifySchema, FastifySchemaCompiler } from 'fastify'
 import { parse } from 'yaml'
+import { SCOPES, type Scope } from './auth.js'
 import type { FieldError } from './errors.js'
 import { OPENAPI_PATH } from './paths.js'
 
@@ -22,6 +23,7 @@ interface Parameter {
 
 interface Operation {
   operationId: string
+  security?: Record<string, string[]>[]
   parameters?: Parameter[]
   requestBody?: { content: Record<string, { schema: JsonSchema }> }
   responses: Record<string, unknown>
@@ -79,10 +81,33 @@ export class Contract {
     }
   }
 
-  /** The Fastify route schema (params, querystring, body) of one operation. */
-  routeSchema(operationId: string): FastifySchema {
+  /** Route options from one operation: its schema, and the API-key scope it requires. */
+  route(operationId: string): { schema: FastifySchema; config: { scope: Scope | null } } {
+    return { schema: this.routeSchema(operationId), config: { scope: this.scope(operationId) } }
+  }
+
+  /** The scope the operation's security requirement names; null = public. */
+  scope(operationId: string): Scope | null {
+    const requirements = this.operation(operationId).security ?? []
+    const scopes = new Set(requirements.flatMap((requirement) => Object.values(requirement).flat()))
+    if (scopes.size > 1) throw new Error(`openapi.yaml: ${operationId} names several scopes`)
+    const [scope] = scopes
+    if (scope === undefined) return null
+    if (!(SCOPES as readonly string[]).includes(scope)) {
+      throw new Error(`openapi.yaml: ${operationId} names an unknown scope ${scope}`)
+    }
+    return scope as Scope
+  }
+
+  private operation(operationId: string): Operation {
     const operation = this.operations.get(operationId)
     if (!operation) throw new Error(`openapi.yaml has no operation ${operationId}`)
+    return operation
+  }
+
+  /** The Fastify route schema (params, querystring, body) of one operation. */
+  routeSchema(operationId: string): FastifySchema {
+    const operation = this.operation(operationId)
     const schema: FastifySchema = {}
     const params = this.parameterSchema(operation, 'path')
     const query = this.parameterSchema(operation, 'query')

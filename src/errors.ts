@@ -10,6 +10,9 @@ const catalogue = {
   INVALID_JSON: { status: 400, title: 'The request body is not valid JSON' },
   IDEMPOTENCY_KEY_INVALID: { status: 400, title: 'The idempotency key is not valid' },
   IDEMPOTENCY_KEY_REQUIRED: { status: 400, title: 'An idempotency key is required' },
+  UNAUTHORIZED: { status: 401, title: 'An API key is required' },
+  INVALID_API_KEY: { status: 401, title: 'The API key is not valid' },
+  FORBIDDEN: { status: 403, title: 'The API key lacks the scope for this' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
   JOB_NOT_FOUND: { status: 404, title: 'No such job' },
   QUEUE_NOT_FOUND: { status: 404, title: 'No such queue' },
@@ -22,9 +25,11 @@ const catalogue = {
     status: 422,
     title: 'The idempotency key was already used for a different request',
   },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
   INTERNAL_ERROR: { status: 500, title: 'Internal error' },
   NOT_READY: { status: 503, title: 'The gateway is not ready' },
   QUEUE_FULL: { status: 503, title: 'The queue is full' },
+  SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down' },
   REDIS_UNAVAILABLE: { status: 503, title: 'The job store is unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>
 

@@ -27,6 +27,9 @@ export function loggerOptions(level: LogLevel): NonNullable<FastifyServerOptions
   return base
 }
 
+/** Routes polled by probes and scrapers: logged at debug, so they do not drown the access log. */
+const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
+
 /** One access-log line per request, every line labelled with `request_id`. */
 export class AccessLog extends LogController {
   constructor() {
@@ -49,6 +52,8 @@ export class AccessLog extends LogController {
       ms: Math.round(reply.elapsedTime * 100) / 100,
     }
     if (error) reply.log.error({ ...line, err: error }, 'request failed')
+    else if (QUIET_ROUTES.has(request.routeOptions.url ?? ''))
+      reply.log.debug(line, 'request completed')
     else reply.log.info(line, 'request completed')
   }
 }

@@ -199,42 +199,54 @@ const cases: BadRequest[] = [
   },
 ]
 
-t.test('bad input → problem document, nothing written to Redis', async (t) => {
-  const { app, client } = await startGateway(t, { env: { BODY_LIMIT: '2kb' } })
-  for (const bad of cases) {
-    const method = bad.method ?? 'POST'
-    const res = await app.inject({
-      method,
-      url: bad.url ?? '/v1/queues/q/jobs',
-      headers:
-        method === 'POST' ? { 'content-type': 'application/json', ...bad.headers } : bad.headers,
-      ...(bad.body === undefined ? {} : { payload: bad.body }),
+for (const [variant, rateLimit, expectedKeys] of [
+  ['without rate limiting', 'off', () => false],
+  [
+    'with rate limiting (only its counters are written)',
+    '100000/1s',
+    (key: string) => key.startsWith('jobgate:ratelimit:'),
+  ],
+] as const) {
+  t.test(`bad input → problem document, nothing written to Redis, ${variant}`, async (t) => {
+    const { app, client } = await startGateway(t, {
+      env: { BODY_LIMIT: '2kb', RATE_LIMIT: rateLimit },
     })
-    t.equal(res.statusCode, bad.status, `${bad.label}: status`)
-    t.match(
-      res.headers['content-type'],
-      /^application\/problem\+json/,
-      `${bad.label}: content type`,
-    )
-    const problem = res.json()
-    t.equal(problem.code, bad.code, `${bad.label}: code`)
-    t.equal(problem.status, bad.status, `${bad.label}: status member`)
-    t.type(problem.title, 'string')
-    t.type(problem.detail, 'string')
-    t.equal(
-      problem.type,
-      `tag:jobgate,2026:problems:${bad.code.toLowerCase().replaceAll('_', '-')}`,
-    )
-    t.equal(problem.request_id, res.headers['x-request-id'], `${bad.label}: request id`)
-    for (const pointer of bad.pointers ?? []) {
-      t.ok(
-        problem.errors?.some((error: { pointer: string }) => error.pointer === pointer),
-        `${bad.label}: errors name ${pointer}`,
+    for (const bad of cases) {
+      const method = bad.method ?? 'POST'
+      const res = await app.inject({
+        method,
+        url: bad.url ?? '/v1/queues/q/jobs',
+        headers:
+          method === 'POST' ? { 'content-type': 'application/json', ...bad.headers } : bad.headers,
+        ...(bad.body === undefined ? {} : { payload: bad.body }),
+      })
+      t.equal(res.statusCode, bad.status, `${bad.label}: status`)
+      t.match(
+        res.headers['content-type'],
+        /^application\/problem\+json/,
+        `${bad.label}: content type`,
       )
+      const problem = res.json()
+      t.equal(problem.code, bad.code, `${bad.label}: code`)
+      t.equal(problem.status, bad.status, `${bad.label}: status member`)
+      t.type(problem.title, 'string')
+      t.type(problem.detail, 'string')
+      t.equal(
+        problem.type,
+        `tag:jobgate,2026:problems:${bad.code.toLowerCase().replaceAll('_', '-')}`,
+      )
+      t.equal(problem.request_id, res.headers['x-request-id'], `${bad.label}: request id`)
+      for (const pointer of bad.pointers ?? []) {
+        t.ok(
+          problem.errors?.some((error: { pointer: string }) => error.pointer === pointer),
+          `${bad.label}: errors name ${pointer}`,
+        )
+      }
+      const written = (await client.keys('*')).filter((key) => !expectedKeys(key))
+      t.strictSame(written, [], `${bad.label}: nothing written`)
     }
-    t.strictSame(await client.keys('*'), [], `${bad.label}: nothing written`)
-  }
-})
+  })
+}
 
 t.test('validation reports every failing field at once', async (t) => {
   const { app } = await startGateway(t)

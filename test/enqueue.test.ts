@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startGateway } from './helpers/gateway.js'
+import { dataKeys, startGateway } from './helpers/gateway.js'
 
 const JSON_HEADERS = { 'content-type': 'application/json' }
 
@@ -97,7 +97,7 @@ t.test('same key, different body → 422 problem and nothing new', async (t) => 
     })
   const first = await send({ type: 'charge', payload: { amount: 1 } })
   t.equal(first.statusCode, 202)
-  const before = (await client.keys('*')).sort()
+  const before = await dataKeys(client)
   const conflict = await send({ type: 'charge', payload: { amount: 2 } })
   t.equal(conflict.statusCode, 422)
   t.match(conflict.headers['content-type'], /^application\/problem\+json/)
@@ -106,7 +106,7 @@ t.test('same key, different body → 422 problem and nothing new', async (t) => 
     code: 'IDEMPOTENCY_KEY_REUSED',
     type: 'tag:jobgate,2026:problems:idempotency-key-reused',
   })
-  t.strictSame((await client.keys('*')).sort(), before)
+  t.strictSame(await dataKeys(client), before)
   t.equal(await client.llen('jobgate:{emails}:ready:5'), 1)
 })
 
@@ -194,7 +194,7 @@ t.test('malformed idempotency keys → 400, nothing written', async (t) => {
     payload: { type: 't' },
   })
   t.equal(noop.statusCode, 400)
-  t.strictSame(await client.keys('*'), [])
+  t.strictSame(await dataKeys(client), [])
 })
 
 t.test('require-key mode: a submission without a key → 400', async (t) => {
@@ -202,7 +202,7 @@ t.test('require-key mode: a submission without a key → 400', async (t) => {
   const res = await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
   t.equal(res.statusCode, 400)
   t.equal(res.json().code, 'IDEMPOTENCY_KEY_REQUIRED')
-  t.strictSame(await client.keys('*'), [])
+  t.strictSame(await dataKeys(client), [])
   const withKey = await app.inject({
     method: 'POST',
     url: '/v1/queues/q/jobs',
@@ -286,8 +286,7 @@ t.test('unknown job → 404 problem', async (t) => {
 
 t.test('a full queue → 503 QUEUE_FULL with Retry-After; accepted again once drained', async (t) => {
   const { app, client } = await startGateway(t, { env: { MAX_QUEUE_DEPTH: '2' } })
-  const send = () =>
-    app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
+  const send = () => app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
   t.equal((await send()).statusCode, 202)
   t.equal((await send()).statusCode, 202)
   const full = await send()
@@ -295,6 +294,12 @@ t.test('a full queue → 503 QUEUE_FULL with Retry-After; accepted again once dr
   t.equal(full.headers['retry-after'], '1')
   t.equal(full.json().code, 'QUEUE_FULL')
   t.equal(await client.llen('jobgate:{q}:ready:5'), 2)
-  await client.rpop('jobgate:{q}:ready:5')
-  t.equal((await send()).statusCode, 202)
+  const reserved = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs:reserve',
+    payload: { worker: 'w' },
+  })
+  t.equal(reserved.statusCode, 200, 'a worker takes one job')
+  t.equal((await send()).statusCode, 202, 'accepted again')
+  t.equal((await send()).statusCode, 503, 'and full again')
 })

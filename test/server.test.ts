@@ -22,11 +22,17 @@ t.test('serves over HTTP, logs JSON with the request id, exits 0 on SIGTERM', as
   })
   t.equal(res.status, 202)
   t.equal(res.headers.get('x-request-id'), 'trace-123')
-  const line = await gateway.waitForLog((l) => l.msg === 'request completed')
+  const line = await gateway.waitForLog(
+    (l) => l.msg === 'request completed' && l.url === '/v1/queues/q/jobs',
+  )
   t.match(line, { request_id: 'trace-123', method: 'POST', status: 202, url: '/v1/queues/q/jobs' })
   t.ok(
     gateway.lines.every((l) => !l.msg.startsWith('(not JSON)')),
     'every stdout line is a JSON log line',
+  )
+  t.notOk(
+    gateway.lines.some((l) => l.url === '/healthz'),
+    'probes are not in the info-level access log',
   )
 
   const { code, signal } = await gateway.stop('SIGTERM')

@@ -52,7 +52,15 @@ function toProblem(error: FastifyError, bodyLimit: number): ProblemError {
   return new ProblemError('INTERNAL_ERROR', 'The request failed unexpectedly.', { cause: error })
 }
 
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The problem code this reply carries (metrics count rejected submissions by it). */
+    problemCode: ProblemCode | null
+  }
+}
+
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: ProblemError) {
+  reply.problemCode = problem.code
   return reply
     .code(problem.status)
     .headers(problem.headers)
@@ -62,10 +70,13 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, proble
 
 export default fp(
   async function problems(app: FastifyInstance, options: { bodyLimit: number }) {
+    app.decorateReply('problemCode', null)
     app.setErrorHandler((error: FastifyError, request, reply) => {
       const problem = toProblem(error, options.bodyLimit)
-      if (problem.status >= 500)
+      // A 500 is a bug (log it whole); a 503 is an expected state of a dependency.
+      if (problem.status === 500)
         request.log.error({ err: error, code: problem.code }, problem.detail)
+      else if (problem.status >= 500) request.log.warn({ code: problem.code }, problem.detail)
       else request.log.info({ code: problem.code }, problem.detail)
       return sendProblem(request, reply, problem)
     })

@@ -22,7 +22,13 @@ const LOG_EVERY_MS = 5000
 /** Connects to Redis and decorates the app with the store; closes it on shutdown. */
 export default fp(
   async function store(app: FastifyInstance, { config, client: given }: StoreOptions) {
-    const client = given ?? createRedisClient({ url: config.redisUrl })
+    const client =
+      given ??
+      createRedisClient({
+        url: config.redisUrl,
+        clusterNodes: config.redisClusterNodes,
+        commandTimeoutMs: config.redisCommandTimeoutMs,
+      })
     let lastLogged = 0
     client.on('error', (error: Error) => {
       const now = Date.now()
@@ -33,9 +39,8 @@ export default fp(
     if (!(await waitUntilReady(client, 2000))) {
       app.log.warn('Redis is not reachable yet; requests get 503 until it is')
     }
-    const store = new Store(
-      client,
-      {
+    const store = new Store(client, {
+      settings: {
         keyPrefix: config.keyPrefix,
         idempotencyTtlMs: config.idempotencyTtlMs,
         jobRetentionMs: config.jobRetentionMs,
@@ -43,8 +48,13 @@ export default fp(
         eventsMaxLen: config.eventsMaxLen,
         maxQueueDepth: config.maxQueueDepth,
       },
-      config.longPollConnections,
-    )
+      breaker: config.breaker,
+      maxBlockingConnections: config.longPollConnections,
+    })
+    store.breaker.onStateChange((state) => {
+      const log = state === 'open' ? app.log.error.bind(app.log) : app.log.warn.bind(app.log)
+      log({ breaker: state }, `Redis circuit breaker ${state.replace('_', '-')}`)
+    })
     app.decorate('store', store)
     app.addHook('preClose', async () => store.interruptWaits())
     app.addHook('onClose', () => store.close())

@@ -1,26 +1,51 @@
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { defineScripts, type RedisClient } from './scripts.js'
 
 export interface RedisOptions {
+  /** A single Redis (`redis://` or `rediss://`); credentials in the URL also serve a cluster. */
   url: string
+  /** Redis Cluster seed nodes; when given, `url` only lends its credentials. */
+  clusterNodes?: { host: string; port: number }[] | null
   /** A command that has not answered within this many ms fails instead of hanging. */
   commandTimeoutMs?: number
   connectTimeoutMs?: number
 }
+
+const reconnectDelay = (attempt: number) => Math.min(50 * 2 ** attempt, 2000)
 
 /**
  * A client for the request path: no offline queue (a command while disconnected fails at once),
  * a command timeout, and automatic pipelining of the commands issued in one event-loop tick.
  */
 export function createRedisClient(options: RedisOptions): RedisClient {
-  const client = new Redis(options.url, {
-    enableOfflineQueue: false,
-    enableAutoPipelining: true,
+  const perConnection = {
     maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs ?? 2000,
+    commandTimeout: options.commandTimeoutMs ?? 1000,
     connectTimeout: options.connectTimeoutMs ?? 2000,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000),
-  })
+  }
+  let client: RedisClient
+  if (options.clusterNodes) {
+    const url = new URL(options.url)
+    client = new Cluster(options.clusterNodes, {
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: reconnectDelay,
+      slotsRefreshTimeout: 2000,
+      redisOptions: {
+        ...perConnection,
+        ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+        ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+        ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+      },
+    })
+  } else {
+    client = new Redis(options.url, {
+      ...perConnection,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      retryStrategy: reconnectDelay,
+    })
+  }
   defineScripts(client)
   return client
 }

@@ -137,7 +137,7 @@ export class JobStore {
   private async register(queue: string): Promise<void> {
     if (this.registered.has(queue)) return
     const key = registryKey(this.runner.settings.keyPrefix)
-    await this.runner.command(this.runner.client.sadd(key, queue))
+    await this.runner.command(() => this.runner.client.sadd(key, queue))
     if (this.registered.size >= REGISTERED_LIMIT) this.registered.clear()
     this.registered.add(queue)
   }

@@ -28,15 +28,14 @@ export class QueueStore {
   constructor(private readonly runner: ScriptRunner) {}
 
   async names(): Promise<string[]> {
-    const names = await this.runner.command(
-      this.runner.client.smembers(registryKey(this.runner.settings.keyPrefix)),
-    )
+    const key = registryKey(this.runner.settings.keyPrefix)
+    const names = await this.runner.command(() => this.runner.client.smembers(key))
     return names.sort()
   }
 
   async exists(queue: string): Promise<boolean> {
     const key = registryKey(this.runner.settings.keyPrefix)
-    return (await this.runner.command(this.runner.client.sismember(key, queue))) === 1
+    return (await this.runner.command(() => this.runner.client.sismember(key, queue))) === 1
   }
 
   async counts(queue: string): Promise<QueueCounts> {

@@ -1,4 +1,5 @@
 import { ProblemError } from '../errors.js'
+import { isBreakerOpen, type RedisBreaker } from './breaker.js'
 import { isUnavailableError } from './connection.js'
 import { QueueKeys } from './keys.js'
 import { type RedisClient, runScript, type ScriptName } from './scripts.js'
@@ -17,17 +18,25 @@ export interface StoreSettings {
 
 const KEY_CACHE_LIMIT = 10_000
 
-const UNAVAILABLE_DETAIL =
-  'Redis did not answer. Retry shortly; a job submission is safe to retry with the same Idempotency-Key.'
+const RETRY_SAFELY = 'a job submission is safe to retry with the same Idempotency-Key.'
 
-/** Redis being unreachable is a 503 for the caller, never a 500 or a hanging request. */
-export async function unavailableAsProblem<T>(pending: Promise<T>): Promise<T> {
+/**
+ * Redis being unreachable is a 503 for the caller, never a 500 or a hanging request.
+ * `retryAfterSeconds` comes from the breaker when it is open.
+ */
+export async function unavailableAsProblem<T>(
+  pending: Promise<T>,
+  retryAfterSeconds = 1,
+): Promise<T> {
   try {
     return await pending
   } catch (error) {
     if (!isUnavailableError(error)) throw error
-    throw new ProblemError('REDIS_UNAVAILABLE', UNAVAILABLE_DETAIL, {
-      headers: { 'retry-after': '1' },
+    const detail = isBreakerOpen(error)
+      ? `Redis is failing; calls are paused for ${retryAfterSeconds} s. Retry then: ${RETRY_SAFELY}`
+      : `Redis did not answer. Retry shortly: ${RETRY_SAFELY}`
+    throw new ProblemError('REDIS_UNAVAILABLE', detail, {
+      headers: { 'retry-after': String(retryAfterSeconds) },
       cause: error,
     })
   }
@@ -50,6 +59,7 @@ export class ScriptRunner {
   constructor(
     readonly client: RedisClient,
     readonly settings: StoreSettings,
+    readonly breaker: RedisBreaker,
   ) {}
 
   keys(queue: string): QueueKeys {
@@ -67,11 +77,11 @@ export class ScriptRunner {
     keys: readonly string[],
     args: readonly (string | number)[],
   ): Promise<unknown> {
-    return unavailableAsProblem(runScript(this.client, name, keys, args))
+    return this.command(() => runScript(this.client, name, keys, args))
   }
 
-  /** A plain Redis command of the request path, with the same unavailability mapping. */
-  command<T>(pending: Promise<T>): Promise<T> {
-    return unavailableAsProblem(pending)
+  /** A Redis call of the request path, through the breaker, with unavailability as a 503. */
+  command<T>(call: () => Promise<T>): Promise<T> {
+    return unavailableAsProblem(this.breaker.run(call), this.breaker.retryAfterSeconds())
   }
 }

@@ -1,4 +1,5 @@
 import { BlockingClients } from './blocking.js'
+import { type BreakerOptions, RedisBreaker } from './breaker.js'
 import { DeadLetterStore } from './dead-letter-store.js'
 import { JobStore } from './job-store.js'
 import { LeaseStore } from './lease-store.js'
@@ -8,21 +9,37 @@ import type { RedisClient } from './scripts.js'
 
 export type { StoreSettings }
 
+export interface StoreOptions {
+  settings: StoreSettings
+  breaker?: BreakerOptions
+  /** Connections long polls may block on; beyond them waits sleep briefly instead. */
+  maxBlockingConnections?: number
+}
+
+const DEFAULT_BREAKER: BreakerOptions = {
+  errorThresholdPercent: 50,
+  volumeThreshold: 5,
+  resetMs: 2000,
+  windowMs: 3000,
+}
+
 /** Everything the gateway does with Redis, by resource, over one client. */
 export class Store {
   readonly jobs: JobStore
   readonly leases: LeaseStore
   readonly deadLetters: DeadLetterStore
   readonly queues: QueueStore
+  /** Guards every request-path call; its state is the store's health. */
+  readonly breaker: RedisBreaker
   private readonly runner: ScriptRunner
   private readonly blocking: BlockingClients
 
   constructor(
     readonly client: RedisClient,
-    settings: StoreSettings,
-    maxBlockingConnections = 64,
+    { settings, breaker = DEFAULT_BREAKER, maxBlockingConnections = 64 }: StoreOptions,
   ) {
-    this.runner = new ScriptRunner(client, settings)
+    this.breaker = new RedisBreaker(breaker)
+    this.runner = new ScriptRunner(client, settings, this.breaker)
     this.blocking = new BlockingClients(client, maxBlockingConnections)
     this.jobs = new JobStore(this.runner)
     this.leases = new LeaseStore(this.runner, this.blocking)
@@ -31,7 +48,7 @@ export class Store {
   }
 
   async ping(): Promise<void> {
-    await this.runner.command(this.client.ping())
+    await this.runner.command(() => this.client.ping())
   }
 
   /** Ends long polls at once (they answer "no job"): the first step of a shutdown. */
@@ -40,6 +57,7 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    this.breaker.shutdown()
     await this.blocking.close()
     await this.client.quit().catch(() => this.client.disconnect())
   }

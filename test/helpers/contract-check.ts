@@ -125,12 +125,14 @@ export class ContractChecker {
       )
       return found
     }
-    let body: unknown
-    try {
-      body = JSON.parse(response.body)
-    } catch {
-      found.push(`${label}: body is not JSON`)
-      return found
+    let body: unknown = response.body
+    if (/[/+]json$/.test(contentType)) {
+      try {
+        body = JSON.parse(response.body)
+      } catch {
+        found.push(`${label}: body is not JSON`)
+        return found
+      }
     }
     const error = media.schema ? this.validate(media.schema, body) : null
     if (error) found.push(`${label}: body: ${error}`)

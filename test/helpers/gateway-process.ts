@@ -53,8 +53,25 @@ export class GatewayProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     const gateway = new GatewayProcess(child, `http://127.0.0.1:${port}`)
-    if (waitForListening) await gateway.waitForLog((line) => /listening/i.test(line.msg), 20_000)
+    if (waitForListening) await gateway.waitUntilServing(20_000)
     return gateway
+  }
+
+  /** Polls /healthz until the process answers (it listens even while Redis is down). */
+  async waitUntilServing(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      if (this.child.exitCode !== null) {
+        throw new Error(`gateway exited (${this.child.exitCode}): ${this.stderr.join('\n')}`)
+      }
+      try {
+        if ((await fetch(`${this.url}/healthz`)).ok) return
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error('the gateway did not start serving')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
   }
 
   async waitForLog(match: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {

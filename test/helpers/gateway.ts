@@ -1,20 +1,29 @@
 import type { FastifyInstance } from 'fastify'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { type Config, loadConfig } from '../../src/config.js'
 import { ContractChecker } from './contract-check.js'
+import type { RedisCluster } from './redis-cluster.js'
 import { RedisServer } from './redis-server.js'
 
-export interface Gateway {
+interface Launched {
   app: FastifyInstance
   config: Config
-  redis: RedisServer
-  /** A separate client for asserting Redis state. */
-  client: Redis
   checker: ContractChecker
   /** Base URL when started with `listen: true`. */
   url: string
+}
+
+export interface Gateway extends Launched {
+  redis: RedisServer
+  /** A separate client for asserting Redis state. */
+  client: Redis
+}
+
+export interface ClusterGateway extends Launched {
+  cluster: RedisCluster
+  client: Cluster
 }
 
 export interface GatewayOptions {
@@ -26,26 +35,56 @@ export interface GatewayOptions {
 }
 
 /**
- * A gateway on a private `redis-server`, with every response checked against openapi.yaml;
- * a response that breaks the contract fails the test when it ends.
+ * A gateway with every response checked against openapi.yaml; a response that breaks the
+ * contract fails the test when it ends.
  */
-export async function startGateway(t: Test, options: GatewayOptions = {}): Promise<Gateway> {
-  const redis = options.redis ?? (await RedisServer.start())
-  if (!options.redis) t.teardown(() => redis.destroy())
-  const config = loadConfig({ REDIS_URL: redis.url, LOG_LEVEL: 'silent', ...options.env })
+async function launch(t: Test, env: Record<string, string>, listen: boolean): Promise<Launched> {
+  const config = loadConfig({ LOG_LEVEL: 'silent', ...env })
   const app = buildApp(config)
   const checker = new ContractChecker()
   checker.attach(app)
-  const client = redis.client()
   t.teardown(async () => {
     await app.close()
-    client.disconnect()
     if (checker.violations.length > 0) {
       throw new Error(`responses broke openapi.yaml:\n${checker.violations.join('\n')}`)
     }
   })
   await app.ready()
-  let url = ''
-  if (options.listen) url = await app.listen({ host: '127.0.0.1', port: 0 })
-  return { app, config, redis, client, checker, url }
+  const url = listen ? await app.listen({ host: '127.0.0.1', port: 0 }) : ''
+  return { app, config, checker, url }
+}
+
+/** A gateway on a private `redis-server` (or the one given). */
+export async function startGateway(t: Test, options: GatewayOptions = {}): Promise<Gateway> {
+  const redis = options.redis ?? (await RedisServer.start())
+  if (!options.redis) t.teardown(() => redis.destroy())
+  const client = redis.client()
+  t.teardown(() => client.disconnect())
+  const launched = await launch(
+    t,
+    { REDIS_URL: redis.url, ...options.env },
+    options.listen ?? false,
+  )
+  return { ...launched, redis, client }
+}
+
+/** A gateway on a Redis Cluster (REDIS_CLUSTER_NODES). */
+export async function startClusterGateway(
+  t: Test,
+  cluster: RedisCluster,
+  options: Omit<GatewayOptions, 'redis'> = {},
+): Promise<ClusterGateway> {
+  const client = cluster.client()
+  t.teardown(() => client.disconnect())
+  const launched = await launch(
+    t,
+    { REDIS_CLUSTER_NODES: cluster.seeds, ...options.env },
+    options.listen ?? false,
+  )
+  return { ...launched, cluster, client }
+}
+
+/** Every key but the rate limiter's counters (which count rejected requests too, by design). */
+export async function dataKeys(client: Redis): Promise<string[]> {
+  return (await client.keys('*')).filter((key) => !key.startsWith('jobgate:ratelimit:')).sort()
 }

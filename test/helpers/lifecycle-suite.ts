@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { type Gateway, startGateway } from './gateway.js'
+import { startClusterGateway, startGateway } from './gateway.js'
 import { PhpWorker, type WorkerOptions } from './php-worker.js'
-import type { RedisServer } from './redis-server.js'
+import type { RedisCluster } from './redis-cluster.js'
 
 /**
  * The job lifecycle with real PHP worker processes, run once per transport (and on Redis
@@ -13,13 +13,8 @@ import type { RedisServer } from './redis-server.js'
 
 export interface LifecycleTarget {
   transport: 'redis' | 'http'
-  /** A shared Redis (e.g. a cluster entry); a private redis-server per test when absent. */
-  redis?: () => Promise<{
-    server?: RedisServer
-    url: string
-    env: Record<string, string>
-    workerArgs: string[]
-  }>
+  /** A Redis Cluster shared by the suite (flushed before each test); else a private redis-server per test. */
+  cluster?: RedisCluster
 }
 
 interface JobStatus {
@@ -47,9 +42,8 @@ class Harness {
   readonly recordFile = join(this.dir, 'runs.log')
 
   constructor(
-    readonly gateway: Gateway,
+    readonly gateway: { url: string },
     private readonly target: LifecycleTarget,
-    private readonly workerEnv: Record<string, string>,
     private readonly workerArgs: string[],
     private readonly redisUrl: string,
   ) {
@@ -63,7 +57,7 @@ class Harness {
       redisUrl: this.redisUrl,
       gatewayUrl: this.gateway.url,
       args: [...this.workerArgs, ...args],
-      env: { JOBGATE_RECORD: this.recordFile, ...this.workerEnv },
+      env: { JOBGATE_RECORD: this.recordFile },
     }
     const worker = new PhpWorker(options)
     this.workers.push(worker)
@@ -119,19 +113,15 @@ class Harness {
 }
 
 async function harness(t: Test, target: LifecycleTarget): Promise<Harness> {
-  const shared = target.redis ? await target.redis() : null
-  const gateway = await startGateway(t, {
-    listen: true,
-    env: shared?.env ?? {},
-    ...(shared?.server ? { redis: shared.server } : {}),
-  })
-  const h = new Harness(
-    gateway,
-    target,
-    {},
-    shared?.workerArgs ?? [],
-    shared?.url ?? gateway.redis.url,
-  )
+  let h: Harness
+  if (target.cluster) {
+    await target.cluster.flush()
+    const gateway = await startClusterGateway(t, target.cluster, { listen: true })
+    h = new Harness(gateway, target, [`--cluster=${target.cluster.seeds}`], '')
+  } else {
+    const gateway = await startGateway(t, { listen: true })
+    h = new Harness(gateway, target, [], gateway.redis.url)
+  }
   t.teardown(() => h.close())
   return h
 }

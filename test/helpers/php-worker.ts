@@ -39,9 +39,15 @@ export class PhpWorker {
     const defaults = [
       `--handlers=${TEST_HANDLERS}`,
       `--transport=${transport}`,
-      transport === 'redis' ? `--redis=${options.redisUrl}` : `--gateway=${options.gatewayUrl}`,
+      transport === 'http'
+        ? `--gateway=${options.gatewayUrl}`
+        : options.redisUrl
+          ? `--redis=${options.redisUrl}`
+          : '',
       '--sleep=0.5',
-    ].filter((option) => !given.some((arg) => arg.startsWith(`${option.split('=')[0]}=`)))
+    ].filter(
+      (option) => option !== '' && !given.some((arg) => arg.startsWith(`${option.split('=')[0]}=`)),
+    )
     const queues = (options.queues ?? ['q']).map((queue) => `--queue=${queue}`)
     const args = [WORKER_BIN, ...queues, ...defaults, ...given]
     this.child = spawn('php', args, {

@@ -21,6 +21,14 @@ export function freePort(): Promise<number> {
   })
 }
 
+export function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
+
 export interface RedisServerOptions {
   /** Extra `redis-server` arguments, e.g. `['--appendonly', 'yes']`. */
   args?: string[]
@@ -109,11 +117,21 @@ export class RedisServer {
     await this.signal('SIGTERM')
   }
 
+  /** Freezes the process (SIGSTOP): connections stay open but nothing answers. */
+  pause(): void {
+    this.process?.kill('SIGSTOP')
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT')
+  }
+
   private async signal(signal: NodeJS.Signals): Promise<void> {
     const child = this.process
     this.process = null
-    if (!child || child.exitCode !== null) return
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
     const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGCONT')
     child.kill(signal)
     await exited
   }

@@ -23,7 +23,9 @@ export async function startStore(
 ): Promise<{ store: Store; client: Redis; redis: RedisServer }> {
   const server = redis ?? (await RedisServer.start())
   if (!redis) t.teardown(() => server.destroy())
-  const store = new Store(createRedisClient({ url: server.url }), { ...TEST_SETTINGS, ...settings })
+  const store = new Store(createRedisClient({ url: server.url }), {
+    settings: { ...TEST_SETTINGS, ...settings },
+  })
   const client = server.client()
   t.teardown(async () => {
     await store.close()

@@ -1,0 +1,92 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+
+/**
+ * API keys. The gateway stores only each key's SHA-256; a presented key is hashed and compared
+ * with every stored hash in constant time, so neither the comparison nor which entry matched
+ * shows in the response time.
+ */
+
+export const SCOPES = ['produce', 'read', 'work', 'admin'] as const
+export type Scope = (typeof SCOPES)[number]
+
+export interface ApiKey {
+  /** Who the key belongs to; scopes idempotency keys and rate limits. */
+  name: string
+  /** `admin` grants every scope. */
+  scopes: ReadonlySet<Scope>
+  sha256: Buffer
+}
+
+export interface Identity {
+  name: string
+  scopes: ReadonlySet<Scope>
+}
+
+export const KEY_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
+const HASH_PATTERN = /^[0-9a-f]{64}$/
+
+export function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest()
+}
+
+/**
+ * Parses key entries `<name>:<scope>[+<scope>…]:<sha256 hex>`, one per line or separated by
+ * commas; blank lines and `#` comments are skipped. Throws a message naming the bad entry.
+ */
+export function parseApiKeys(text: string): ApiKey[] {
+  const keys: ApiKey[] = []
+  const entries = text
+    .split(/[\n,]/)
+    .map((line) => line.replace(/#.*/, '').trim())
+    .filter(Boolean)
+  for (const [index, entry] of entries.entries()) {
+    const [name = '', scopeList = '', hash = '', ...extra] = entry.split(':')
+    const where = `entry ${index + 1} ("${name}")`
+    if (extra.length > 0 || !KEY_NAME_PATTERN.test(name)) {
+      throw new Error(
+        `${where} must be <name>:<scopes>:<sha256 hex> with a name of [A-Za-z0-9_.-]{1,64}`,
+      )
+    }
+    const scopes = scopeList.split('+')
+    const unknown = scopes.filter((scope) => !(SCOPES as readonly string[]).includes(scope))
+    if (unknown.length > 0 || scopes.length === 0) {
+      throw new Error(
+        `${where} has unknown scopes ${unknown.join(', ')}; use ${SCOPES.join(', ')} joined by +`,
+      )
+    }
+    if (!HASH_PATTERN.test(hash.toLowerCase())) {
+      throw new Error(`${where} must end with the key's SHA-256 as 64 hex digits`)
+    }
+    if (keys.some((key) => key.name === name)) throw new Error(`${where} repeats the name ${name}`)
+    keys.push({ name, scopes: new Set(scopes as Scope[]), sha256: Buffer.from(hash, 'hex') })
+  }
+  return keys
+}
+
+export class KeyRing {
+  constructor(private readonly keys: readonly ApiKey[]) {}
+
+  get open(): boolean {
+    return this.keys.length === 0
+  }
+
+  /** The key's owner, or null. Every stored hash is compared, whatever matches first. */
+  identify(presented: string): Identity | null {
+    const digest = sha256(presented)
+    let found: ApiKey | null = null
+    for (const key of this.keys) {
+      if (timingSafeEqual(digest, key.sha256) && found === null) found = key
+    }
+    return found && { name: found.name, scopes: found.scopes }
+  }
+}
+
+export function allows(identity: Identity, scope: Scope): boolean {
+  return identity.scopes.has(scope) || identity.scopes.has('admin')
+}
+
+/** A new random key and its configuration entry. */
+export function newApiKey(name: string, scopes: readonly Scope[]): { key: string; entry: string } {
+  const key = `jg_${randomBytes(32).toString('base64url')}`
+  return { key, entry: `${name}:${scopes.join('+')}:${sha256(key).toString('hex')}` }
+}

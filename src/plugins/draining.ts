@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { ProblemError } from '../errors.js'
+
+/**
+ * Once a shutdown starts, requests that still arrive on open keep-alive connections get a 503
+ * problem with `Connection: close` (Fastify's own answer would not be a problem document);
+ * requests already in flight finish normally.
+ */
+export default fp(
+  async function draining(app: FastifyInstance) {
+    let closing = false
+    app.addHook('preClose', async () => {
+      closing = true
+    })
+    app.addHook('onRequest', async (_request, reply) => {
+      if (!closing) return
+      reply.header('connection', 'close')
+      throw new ProblemError(
+        'SHUTTING_DOWN',
+        'The gateway is shutting down; retry on another replica or shortly.',
+        {
+          headers: { 'retry-after': '1' },
+        },
+      )
+    })
+  },
+  { name: 'jobgate-draining' },
+)

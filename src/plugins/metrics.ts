@@ -1,0 +1,170 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { QueueCounts } from '../queue/queue-store.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: GatewayMetrics
+  }
+}
+
+export interface GatewayMetrics {
+  registry: Registry
+  enqueued: Counter<'queue'>
+  replayed: Counter<'queue'>
+  rejected: Counter<'code'>
+  rateLimited: Counter<'scope'>
+}
+
+const BREAKER_STATES = { closed: 0, half_open: 1, open: 2 } as const
+const QUEUE_STATES = ['queued', 'scheduled', 'active', 'dead'] as const
+
+/**
+ * Prometheus metrics on a registry of this app (not the process-global one). HTTP metrics are
+ * labelled by route pattern, never by raw URL; queue metrics are read from Redis on each scrape.
+ */
+export default fp(
+  async function metrics(app: FastifyInstance) {
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry, prefix: 'jobgate_' })
+    const labels = ['method', 'route', 'status'] as const
+    const requests = new Counter({
+      name: 'jobgate_http_requests_total',
+      help: 'HTTP requests answered, by route pattern and status',
+      labelNames: labels,
+      registers: [registry],
+    })
+    const latency = new Histogram({
+      name: 'jobgate_http_request_duration_seconds',
+      help: 'Time to answer an HTTP request, by route pattern and status',
+      labelNames: labels,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    })
+    const gateway: GatewayMetrics = {
+      registry,
+      enqueued: new Counter({
+        name: 'jobgate_jobs_enqueued_total',
+        help: 'Jobs created by submissions',
+        labelNames: ['queue'],
+        registers: [registry],
+      }),
+      replayed: new Counter({
+        name: 'jobgate_jobs_replayed_total',
+        help: 'Submissions answered with an earlier job (same idempotency key and body)',
+        labelNames: ['queue'],
+        registers: [registry],
+      }),
+      rejected: new Counter({
+        name: 'jobgate_jobs_rejected_total',
+        help: 'Job submissions refused, by problem code',
+        labelNames: ['code'],
+        registers: [registry],
+      }),
+      rateLimited: new Counter({
+        name: 'jobgate_rate_limited_total',
+        help: 'Requests refused by a rate limit, by scope',
+        labelNames: ['scope'],
+        registers: [registry],
+      }),
+    }
+
+    const breaker = app.store.breaker
+    new Gauge({
+      name: 'jobgate_breaker_state',
+      help: 'Circuit breaker around Redis: 0 closed, 1 half-open, 2 open',
+      registers: [registry],
+      collect() {
+        this.set(BREAKER_STATES[breaker.state])
+      },
+    })
+    const transitions = new Counter({
+      name: 'jobgate_breaker_transitions_total',
+      help: 'Circuit breaker state changes, by new state',
+      labelNames: ['state'],
+      registers: [registry],
+    })
+    breaker.onStateChange((state) => transitions.inc({ state }))
+
+    // One read of every queue per scrape, shared by the gauges below (collected concurrently).
+    let reading: Promise<QueueCounts[] | null> | null = null
+    const readQueues = () => {
+      reading ??= (async () => {
+        try {
+          const names = await app.store.queues.names()
+          return await Promise.all(names.map((name) => app.store.queues.counts(name)))
+        } catch (error) {
+          app.log.warn({ err: error }, 'queue metrics skipped: Redis did not answer')
+          return null
+        }
+      })().finally(() => {
+        reading = null
+      })
+      return reading
+    }
+    new Gauge({
+      name: 'jobgate_queues',
+      help: 'Queues known to the gateway',
+      registers: [registry],
+      async collect() {
+        const queues = await readQueues()
+        if (queues) this.set(queues.length)
+      },
+    })
+    new Gauge({
+      name: 'jobgate_queue_jobs',
+      help: 'Jobs of each queue in each waiting state',
+      labelNames: ['queue', 'state'],
+      registers: [registry],
+      async collect() {
+        this.reset()
+        for (const counts of (await readQueues()) ?? []) {
+          for (const state of QUEUE_STATES) this.set({ queue: counts.name, state }, counts[state])
+        }
+      },
+    })
+    new Counter({
+      name: 'jobgate_queue_jobs_total',
+      help: 'Running totals of what happened to the jobs of each queue (enqueued, succeeded, retried, dead, …), kept in Redis',
+      labelNames: ['queue', 'outcome'],
+      registers: [registry],
+      async collect() {
+        const queues = await readQueues()
+        if (!queues) return
+        this.reset()
+        for (const counts of queues) {
+          for (const [outcome, value] of Object.entries(counts.totals)) {
+            this.inc({ queue: counts.name, outcome }, value)
+          }
+        }
+      },
+    })
+    new Gauge({
+      name: 'jobgate_queue_oldest_queued_age_seconds',
+      help: 'Age of the oldest queued job of each queue',
+      labelNames: ['queue'],
+      registers: [registry],
+      async collect() {
+        this.reset()
+        for (const counts of (await readQueues()) ?? []) {
+          if (counts.oldestQueuedAt !== null) {
+            this.set({ queue: counts.name }, Math.max(0, counts.now - counts.oldestQueuedAt) / 1000)
+          }
+        }
+      },
+    })
+
+    app.decorate('metrics', gateway)
+    app.addHook('onResponse', async (request, reply) => {
+      const route = request.routeOptions.url ?? 'unmatched'
+      const values = { method: request.method, route, status: String(reply.statusCode) }
+      requests.inc(values)
+      latency.observe(values, reply.elapsedTime / 1000)
+      if (route === '/v1/queues/:queue/jobs' && request.method === 'POST' && reply.problemCode) {
+        gateway.rejected.inc({ code: reply.problemCode })
+      }
+    })
+  },
+  { name: 'jobgate-metrics', dependencies: ['jobgate-store', 'jobgate-problems'] },
+)

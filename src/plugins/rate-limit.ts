@@ -1,0 +1,70 @@
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Scope } from '../auth.js'
+import type { RateLimit } from '../config.js'
+import { ProblemError } from '../errors.js'
+
+export interface RateLimitOptions {
+  limits: Readonly<Record<Scope, RateLimit | null>>
+  keyPrefix: string
+}
+
+function clientKey(scope: Scope, request: FastifyRequest): string {
+  const client = request.identity ? `key:${request.identity.name}` : `ip:${request.ip}`
+  return `${scope}:${client}`
+}
+
+/**
+ * Requests per window for each (client, scope), counted in Redis so the limits hold across
+ * gateway replicas. A refused request gets 429 with Retry-After, the classic X-RateLimit-*
+ * headers and the IETF draft's RateLimit-Policy/RateLimit fields. When Redis cannot count,
+ * requests pass (the store's own calls then answer 503).
+ */
+export default fp(
+  async function rateLimits(app: FastifyInstance, { limits, keyPrefix }: RateLimitOptions) {
+    // Runs before the plugin's own onRoute hook (registered below): it reads this config.
+    app.addHook('onRoute', (route) => {
+      const scope = route.config?.scope
+      const limit = scope ? limits[scope] : null
+      if (!scope || !limit) return
+      route.config = {
+        ...route.config,
+        rateLimit: {
+          max: limit.max,
+          timeWindow: limit.windowMs,
+          keyGenerator: (request: FastifyRequest) => clientKey(scope, request),
+          onExceeded: () => app.metrics.rateLimited.inc({ scope }),
+          errorResponseBuilder: (_request, context) =>
+            new ProblemError(
+              'RATE_LIMITED',
+              `At most ${limit.max} ${scope} requests per ${limit.windowMs / 1000} s; retry in ${context.after}.`,
+            ),
+        },
+      }
+    })
+
+    await app.register(rateLimit, {
+      global: false,
+      redis: app.store.client,
+      nameSpace: `${keyPrefix}:ratelimit:`,
+      skipOnError: true,
+    })
+
+    app.addHook('onSend', async (request, reply) => {
+      const scope = request.routeOptions.config?.scope
+      const limit = scope ? limits[scope] : null
+      const remaining = reply.getHeader('x-ratelimit-remaining')
+      if (!scope || !limit || remaining === undefined) return
+      reply.header(
+        'ratelimit-policy',
+        `"${scope}";q=${limit.max};w=${Math.ceil(limit.windowMs / 1000)}`,
+      )
+      reply.header(
+        'ratelimit',
+        `"${scope}";r=${remaining};t=${reply.getHeader('x-ratelimit-reset') ?? 0}`,
+      )
+    })
+  },
+  { name: 'jobgate-rate-limit', dependencies: ['jobgate-store', 'jobgate-metrics'] },
+)

@@ -1,0 +1,181 @@
+import t from 'tap'
+import { KeyRing, newApiKey, parseApiKeys, sha256 } from '../src/auth.js'
+import { ConfigError, loadConfig } from '../src/config.js'
+import { startGateway } from './helpers/gateway.js'
+
+const producer = newApiKey('producer', ['produce'])
+const other = newApiKey('other-producer', ['produce'])
+const reader = newApiKey('dashboard', ['read'])
+const worker = newApiKey('workers', ['work'])
+const admin = newApiKey('ops', ['admin'])
+const API_KEYS = [producer, other, reader, worker, admin].map((key) => key.entry).join(',')
+
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` })
+
+t.test('key entries: parsed, validated, compared by hash', async (t) => {
+  const [key] = parseApiKeys(`# producers\n${producer.entry}\n`)
+  t.equal(key?.name, 'producer')
+  t.strictSame([...(key?.scopes ?? [])], ['produce'])
+  t.strictSame(key?.sha256, sha256(producer.key))
+  t.throws(() => parseApiKeys('x:produce'), /entry 1/)
+  t.throws(() => parseApiKeys(`x:write:${'0'.repeat(64)}`), /unknown scopes write/)
+  t.throws(() => parseApiKeys(`x y:read:${'0'.repeat(64)}`), /name/)
+  t.throws(() => parseApiKeys(`a:read:${'0'.repeat(63)}`), /SHA-256/)
+  t.throws(
+    () => parseApiKeys(`a:read:${'0'.repeat(64)},a:work:${'1'.repeat(64)}`),
+    /repeats the name a/,
+  )
+  const ring = new KeyRing(parseApiKeys(API_KEYS))
+  t.equal(ring.identify(admin.key)?.name, 'ops')
+  t.equal(ring.identify(`${admin.key}x`), null)
+  t.equal(ring.identify(''), null)
+})
+
+t.test('without keys the gateway runs open only on loopback, or when told to', async (t) => {
+  t.equal(loadConfig({ HOST: '127.0.0.1' }).apiKeys.length, 0)
+  t.equal(loadConfig({ HOST: '::1' }).apiKeys.length, 0)
+  t.throws(() => loadConfig({ HOST: '0.0.0.0' }), ConfigError)
+  t.throws(
+    () => loadConfig({ HOST: '0.0.0.0' }),
+    /API_KEYS must be set when HOST is not a loopback address/,
+  )
+  t.equal(loadConfig({ HOST: '0.0.0.0', ALLOW_UNAUTHENTICATED: 'true' }).allowUnauthenticated, true)
+  t.equal(loadConfig({ HOST: '0.0.0.0', API_KEYS: producer.entry }).apiKeys.length, 1)
+  t.throws(() => loadConfig({ API_KEYS: 'nonsense' }), /Invalid configuration: API_KEYS entry 1/)
+  t.throws(() => loadConfig({ API_KEYS_FILE: '/nonexistent/keys' }), /API_KEYS_FILE cannot be read/)
+})
+
+t.test('no key → 401 with WWW-Authenticate; bad keys → 401; missing scope → 403', async (t) => {
+  const { app, client } = await startGateway(t, { env: { API_KEYS, RATE_LIMIT: 'off' } })
+  const submit = (headers: Record<string, string>) =>
+    app.inject({ method: 'POST', url: '/v1/queues/q/jobs', headers, payload: { type: 't' } })
+
+  const missing = await submit({})
+  t.equal(missing.statusCode, 401)
+  t.equal(missing.headers['www-authenticate'], 'Bearer realm="jobgate"')
+  t.equal(missing.json().code, 'UNAUTHORIZED')
+
+  const sameLength = producer.key.replace(/.$/, (last) => (last === 'A' ? 'B' : 'A'))
+  t.equal(sameLength.length, producer.key.length)
+  const wrongFirst = `x${producer.key.slice(1)}`
+  for (const [label, key] of [
+    ['a random key of the right length', newApiKey('x', ['produce']).key],
+    ['a key differing in the last byte', sameLength],
+    ['a key differing in the first byte', wrongFirst],
+    ['a key with a byte more', `${producer.key}A`],
+  ] as const) {
+    const res = await submit(bearer(key))
+    t.equal(res.statusCode, 401, label)
+    t.equal(res.json().code, 'INVALID_API_KEY', label)
+    t.match(res.headers['www-authenticate'], /error="invalid_token"/, label)
+  }
+
+  const readOnly = await submit(bearer(reader.key))
+  t.equal(readOnly.statusCode, 403)
+  t.equal(readOnly.json().code, 'FORBIDDEN')
+  t.match(readOnly.json().detail, /needs produce/)
+  t.strictSame(await client.keys('jobgate:{q}:*'), [], 'refused requests wrote nothing')
+
+  t.equal((await submit(bearer(producer.key))).statusCode, 202)
+  t.equal((await submit({ 'x-api-key': producer.key })).statusCode, 202, 'X-API-Key works too')
+  t.equal((await submit(bearer(admin.key))).statusCode, 202, 'admin may do everything')
+})
+
+t.test('each route asks for its scope; probes stay public', async (t) => {
+  const { app } = await startGateway(t, { env: { API_KEYS, RATE_LIMIT: 'off' } })
+  const created = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    headers: bearer(producer.key),
+    payload: { type: 't' },
+  })
+  const id = created.json().id
+  const cases: [string, string, string, { key: string }, number][] = [
+    ['GET', `/v1/queues/q/jobs/${id}`, '', reader, 200],
+    ['GET', `/v1/queues/q/jobs/${id}`, '', producer, 403],
+    ['GET', '/v1/queues', '', reader, 200],
+    ['GET', '/v1/queues/q/dead', '', reader, 200],
+    ['POST', '/v1/queues/q/dead:redrive', '', reader, 403],
+    ['POST', '/v1/queues/q/dead:redrive', '', admin, 200],
+    ['POST', '/v1/queues/q/jobs:reserve', '{"worker":"w"}', producer, 403],
+    ['POST', '/v1/queues/q/jobs:reserve', '{"worker":"w"}', worker, 200],
+    ['GET', '/metrics', '', producer, 403],
+    ['GET', '/metrics', '', reader, 200],
+  ]
+  for (const [method, url, body, key, status] of cases) {
+    const res = await app.inject({
+      method: method as 'GET' | 'POST',
+      url,
+      headers: { ...bearer(key.key), ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { payload: body } : {}),
+    })
+    t.equal(res.statusCode, status, `${method} ${url}`)
+  }
+  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'GET', url: '/metrics' })).statusCode, 401)
+})
+
+t.test("idempotency keys are scoped by the API key's identity", async (t) => {
+  const { app } = await startGateway(t, { env: { API_KEYS, RATE_LIMIT: 'off' } })
+  const submit = (key: string) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { ...bearer(key), 'idempotency-key': 'order-1' },
+      payload: { type: 't' },
+    })
+  const a = await submit(producer.key)
+  const b = await submit(other.key)
+  const aAgain = await submit(producer.key)
+  t.equal(b.statusCode, 202)
+  t.not(a.json().id, b.json().id, 'another client with the same key gets its own job')
+  t.equal(b.headers['idempotent-replayed'], undefined)
+  t.equal(aAgain.json().id, a.json().id)
+  t.equal(aAgain.headers['idempotent-replayed'], 'true')
+})
+
+t.test('the PHP worker over HTTP sends its key', async (t) => {
+  const { app, url } = await startGateway(t, { env: { API_KEYS, RATE_LIMIT: 'off' }, listen: true })
+  const { PhpWorker } = await import('./helpers/php-worker.js')
+  const created = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    headers: bearer(producer.key),
+    payload: { type: 'echo', payload: { a: 1 } },
+  })
+  const php = new PhpWorker({
+    transport: 'http',
+    gatewayUrl: url,
+    args: [`--api-key=${worker.key}`],
+  })
+  t.teardown(() => php.stop())
+  await php.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === created.json().id)
+  const job = await app.inject({
+    method: 'GET',
+    url: `/v1/queues/q/jobs/${created.json().id}`,
+    headers: bearer(reader.key),
+  })
+  t.equal(job.json().state, 'succeeded')
+})
+
+t.test('new-api-key prints a key and the entry that accepts it', async (t) => {
+  const { execFile } = await import('node:child_process')
+  const { promisify } = await import('node:util')
+  const { ROOT } = await import('../src/paths.js')
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/new-api-key.ts', 'ci', 'produce+read'],
+    { cwd: ROOT, env: { PATH: process.env.PATH ?? '' } },
+  )
+  const [, key, entry] = /^key.*\n {2}(\S+)\nentry.*\n {2}(\S+)\n$/.exec(stdout) ?? []
+  t.match(entry, /^ci:produce\+read:[0-9a-f]{64}$/)
+  const { app } = await startGateway(t, { env: { API_KEYS: entry ?? '', RATE_LIMIT: 'off' } })
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    headers: bearer(key ?? ''),
+    payload: { type: 't' },
+  })
+  t.equal(res.statusCode, 202)
+})

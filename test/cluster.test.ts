@@ -1,0 +1,96 @@
+import t from 'tap'
+import { startClusterGateway } from './helpers/gateway.js'
+import { lifecycleSuite } from './helpers/lifecycle-suite.js'
+import { RedisCluster } from './helpers/redis-cluster.js'
+
+/** The ingest acceptance tests and the worker lifecycle, on a real local 3-master Redis Cluster. */
+
+const cluster = await RedisCluster.start(3)
+t.teardown(() => cluster.destroy())
+
+t.test('ingest on Redis Cluster', async (t) => {
+  t.beforeEach(() => cluster.flush())
+
+  t.test('POST → 202, GET → 200; every key of a queue is on one node', async (t) => {
+    const { app } = await startClusterGateway(t, cluster)
+    const ids: Record<string, string> = {}
+    for (const queue of ['emails', 'sms', 'reports', 'billing']) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/queues/${queue}/jobs`,
+        payload: { type: 't' },
+      })
+      t.equal(res.statusCode, 202)
+      ids[queue] = res.json().id
+      const status = await app.inject({ method: 'GET', url: String(res.headers.location) })
+      t.equal(status.statusCode, 200)
+      t.equal(status.json().id, ids[queue])
+      t.equal(status.json().state, 'queued')
+    }
+    const byNode = await cluster.keysByNode()
+    for (const queue of Object.keys(ids)) {
+      const holders = [...byNode].filter(([, keys]) =>
+        keys.some((key) => key.includes(`{${queue}}`)),
+      )
+      t.equal(holders.length, 1, `${queue}: one node holds all its keys`)
+    }
+    const nodesUsed = [...byNode].filter(([, keys]) => keys.some((key) => key.includes('{'))).length
+    t.ok(nodesUsed > 1, 'queues spread over several nodes')
+    const list = await app.inject({ method: 'GET', url: '/v1/queues' })
+    t.strictSame(
+      list.json().queues.map((queue: { name: string }) => queue.name),
+      ['billing', 'emails', 'reports', 'sms'],
+    )
+  })
+
+  t.test('50 concurrent POSTs with one key → one job; replay and conflict', async (t) => {
+    const { url, client } = await startClusterGateway(t, cluster, { listen: true })
+    const send = (body: object) =>
+      fetch(`${url}/v1/queues/payments/jobs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'order-7' },
+        body: JSON.stringify(body),
+      })
+    const responses = await Promise.all(Array.from({ length: 50 }, () => send({ type: 'charge' })))
+    const bodies = await Promise.all(responses.map((res) => res.json() as Promise<{ id: string }>))
+    t.ok(responses.every((res) => res.status === 202))
+    t.equal(new Set(bodies.map((body) => body.id)).size, 1)
+    t.equal(responses.filter((res) => res.headers.get('idempotent-replayed') === 'true').length, 49)
+    t.strictSame(await client.lrange('jobgate:{payments}:ready:5', 0, -1), [bodies[0]?.id])
+    const conflict = await send({ type: 'charge', payload: { other: 1 } })
+    t.equal(conflict.status, 422)
+  })
+
+  t.test('delay → scheduled; bad input writes nothing', async (t) => {
+    const { app, client } = await startClusterGateway(t, cluster, { env: { RATE_LIMIT: 'off' } })
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      payload: { type: 't', delay_ms: 60_000 },
+    })
+    t.equal(res.json().state, 'scheduled')
+    t.equal(
+      Number(await client.zscore('jobgate:{q}:scheduled', res.json().id)),
+      Date.parse(res.json().created_at) + 60_000,
+    )
+    await cluster.flush()
+    for (const payload of [
+      { payload: {} },
+      { type: 't', extra: 1 },
+      { type: 't', max_attempts: 0 },
+    ]) {
+      const bad = await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload })
+      t.equal(bad.statusCode, 400)
+    }
+    const written = [...(await cluster.keysByNode()).values()].flat()
+    t.strictSame(written, [], 'nothing written on any node')
+  })
+})
+
+t.test('worker lifecycle on Redis Cluster, Redis transport', async (t) => {
+  lifecycleSuite(t, { transport: 'redis', cluster })
+})
+
+t.test('worker lifecycle on Redis Cluster, HTTP transport', async (t) => {
+  lifecycleSuite(t, { transport: 'http', cluster })
+})

@@ -1,0 +1,62 @@
+import t from 'tap'
+import { startGateway } from './helpers/gateway.js'
+import { parsePrometheus, sample } from './helpers/prometheus.js'
+
+t.test('/metrics is Prometheus text and its counters move by exactly what happened', async (t) => {
+  const { app } = await startGateway(t, { env: { RATE_LIMIT_WORK: '2/1m' } })
+  const scrape = async () => {
+    const res = await app.inject({ method: 'GET', url: '/metrics' })
+    t.equal(res.statusCode, 200)
+    t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+    return parsePrometheus(res.body)
+  }
+  const submit = (key: string, payload: object = {}) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { 'idempotency-key': key },
+      payload: { type: 't', payload },
+    })
+  await submit('warm-up')
+  const before = await scrape()
+
+  for (const key of ['a', 'b', 'c']) t.equal((await submit(key)).statusCode, 202)
+  t.equal((await submit('a')).statusCode, 202)
+  t.equal((await submit('b')).statusCode, 202)
+  t.equal((await submit('a', { other: true })).statusCode, 422)
+  t.equal(
+    (await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 1 } }))
+      .statusCode,
+    400,
+  )
+  const reserve = () =>
+    app.inject({ method: 'POST', url: '/v1/queues/q/jobs:reserve', payload: { worker: 'w' } })
+  const reserved = (await reserve()).json()
+  await app.inject({
+    method: 'POST',
+    url: `/v1/queues/q/jobs/${reserved.job.id}:ack`,
+    payload: { lease_token: reserved.lease.token },
+  })
+  t.equal((await reserve()).statusCode, 200)
+  t.equal((await reserve()).statusCode, 429)
+
+  const after = await scrape()
+  const delta = (name: string, labels: Record<string, string> = {}) =>
+    sample(after, name, labels) - sample(before, name, labels)
+  t.equal(delta('jobgate_jobs_enqueued_total', { queue: 'q' }), 3)
+  t.equal(delta('jobgate_jobs_replayed_total', { queue: 'q' }), 2)
+  t.equal(delta('jobgate_jobs_rejected_total', { code: 'IDEMPOTENCY_KEY_REUSED' }), 1)
+  t.equal(delta('jobgate_jobs_rejected_total', { code: 'VALIDATION_FAILED' }), 1)
+  t.equal(delta('jobgate_rate_limited_total', { scope: 'work' }), 1)
+  const route = { method: 'POST', route: '/v1/queues/:queue/jobs' }
+  t.equal(delta('jobgate_http_requests_total', { ...route, status: '202' }), 5)
+  t.equal(delta('jobgate_http_requests_total', { ...route, status: '422' }), 1)
+  t.equal(delta('jobgate_http_request_duration_seconds_count', { ...route, status: '202' }), 5)
+  t.equal(delta('jobgate_queue_jobs_total', { queue: 'q', outcome: 'succeeded' }), 1)
+  t.equal(delta('jobgate_queue_jobs_total', { queue: 'q', outcome: 'enqueued' }), 3)
+  t.equal(sample(after, 'jobgate_queue_jobs', { queue: 'q', state: 'queued' }), 2)
+  t.equal(sample(after, 'jobgate_queue_jobs', { queue: 'q', state: 'active' }), 1)
+  t.equal(sample(after, 'jobgate_queues'), 1)
+  t.equal(sample(after, 'jobgate_breaker_state'), 0)
+  t.ok(sample(after, 'jobgate_process_resident_memory_bytes') > 0, 'process metrics too')
+})

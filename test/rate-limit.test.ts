@@ -1,0 +1,98 @@
+import t from 'tap'
+import { newApiKey } from '../src/auth.js'
+import { startGateway } from './helpers/gateway.js'
+import { GatewayProcess } from './helpers/gateway-process.js'
+import { RedisServer } from './helpers/redis-server.js'
+
+const producer = newApiKey('producer', ['produce'])
+const other = newApiKey('other', ['produce'])
+
+t.test('two gateways sharing one Redis admit N per window together, then 429', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const env = {
+    REDIS_URL: redis.url,
+    API_KEYS: `${producer.entry},${other.entry}`,
+    RATE_LIMIT_PRODUCE: '10/1m',
+    LOG_LEVEL: 'warn',
+  }
+  const gateways = await Promise.all([GatewayProcess.start(env), GatewayProcess.start(env)])
+  t.teardown(() => Promise.all(gateways.map((gateway) => gateway.stop('SIGKILL'))))
+  const submit = (gateway: GatewayProcess, key = producer.key) =>
+    fetch(`${gateway.url}/v1/queues/q/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ type: 't' }),
+    })
+
+  const statuses: number[] = []
+  const refused: Response[] = []
+  for (let i = 0; i < 20; i++) {
+    const res = await submit(gateways[i % 2] as GatewayProcess)
+    statuses.push(res.status)
+    if (res.status === 202) {
+      t.equal(res.headers.get('ratelimit-policy'), '"produce";q=10;w=60')
+      t.match(res.headers.get('ratelimit'), new RegExp(`^"produce";r=${9 - i};t=\\d+$`))
+    } else refused.push(res)
+    await res.arrayBuffer()
+  }
+  t.strictSame(
+    statuses,
+    [...Array(10).fill(202), ...Array(10).fill(429)],
+    'N admitted across both, then refused',
+  )
+  for (const res of refused) {
+    const retryAfter = Number(res.headers.get('retry-after'))
+    t.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter} s`)
+    t.match(res.headers.get('content-type'), /^application\/problem\+json/)
+    t.match(res.headers.get('ratelimit'), /^"produce";r=0;t=\d+$/)
+    t.equal(res.headers.get('x-ratelimit-remaining'), '0')
+  }
+  const problem = await (await submit(gateways[0] as GatewayProcess)).json()
+  t.match(problem, { status: 429, code: 'RATE_LIMITED' })
+  const client = redis.client()
+  t.teardown(() => client.disconnect())
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 10, 'only admitted requests made jobs')
+
+  t.equal(
+    (await submit(gateways[1] as GatewayProcess, other.key)).status,
+    202,
+    'another client has its own limit',
+  )
+  const probes = await Promise.all(
+    Array.from({ length: 30 }, () =>
+      fetch(`${gateways[0]?.url}/healthz`).then((res) => res.status),
+    ),
+  )
+  t.ok(
+    probes.every((status) => status === 200),
+    'health probes are never rate limited',
+  )
+})
+
+t.test('an open gateway limits per client address; wrong keys are throttled too', async (t) => {
+  const open = await startGateway(t, { env: { RATE_LIMIT_PRODUCE: '3/1m' } })
+  const statuses = []
+  for (let i = 0; i < 4; i++) {
+    statuses.push(
+      (await open.app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } }))
+        .statusCode,
+    )
+  }
+  t.strictSame(statuses, [202, 202, 202, 429])
+
+  const closed = await startGateway(t, {
+    env: { API_KEYS: producer.entry, RATE_LIMIT_PRODUCE: '3/1m' },
+  })
+  const guesses = []
+  for (let i = 0; i < 4; i++) {
+    const res = await closed.app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { authorization: 'Bearer guess' },
+      payload: { type: 't' },
+    })
+    guesses.push(res.statusCode)
+  }
+  t.strictSame(guesses, [401, 401, 401, 429], 'key guessing is rate limited by address')
+})

@@ -1,0 +1,133 @@
+import t from 'tap'
+import { GatewayProcess } from './helpers/gateway-process.js'
+import { SubmissionLoad, sleep, until } from './helpers/load.js'
+import { RedisServer } from './helpers/redis-server.js'
+
+/**
+ * The documented bound: no request waits longer than twice REDIS_COMMAND_TIMEOUT (1 s): a
+ * command can wait for the pipeline ahead of it to time out before its own timeout runs.
+ */
+const LATENCY_BOUND_MS = 2000 + 500
+
+t.test(
+  'Redis killed under load: 503s within 1 s, recovery without a restart, no 202 lost',
+  async (t) => {
+    // appendfsync always: every write Redis acknowledged is on disk before the gateway answers 202.
+    const redis = await RedisServer.start({
+      args: ['--appendonly', 'yes', '--appendfsync', 'always'],
+    })
+    t.teardown(() => redis.destroy())
+    const gateway = await GatewayProcess.start({
+      REDIS_URL: redis.url,
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT: 'off',
+    })
+    t.teardown(() => gateway.stop('SIGKILL'))
+
+    const load = new SubmissionLoad(gateway.url, 8)
+    await sleep(500)
+    const killedAt = Date.now()
+    await redis.kill()
+    await sleep(2500)
+    const restartedAt = Date.now()
+    await redis.spawn()
+    const recovered = await until(
+      () =>
+        load.outcomes.some((outcome) => outcome.started > restartedAt && outcome.status === 202),
+      15_000,
+    )
+    await sleep(300)
+    const outcomes = await load.stop()
+
+    t.ok(recovered, '202s resume without restarting the gateway')
+    t.strictSame(
+      [...new Set(outcomes.map((outcome) => outcome.status))].sort(),
+      [202, 503],
+      'every answer is 202 or 503: no 500, no dropped connection',
+    )
+    const during = outcomes.filter(
+      (outcome) => outcome.started >= killedAt + 1000 && outcome.finished <= restartedAt,
+    )
+    t.ok(during.length > 10, `requests during the outage (${during.length})`)
+    t.ok(
+      during.every((outcome) => outcome.status === 503 && outcome.code === 'REDIS_UNAVAILABLE'),
+      'from 1 s after the kill every answer is a 503 problem',
+    )
+    t.ok(
+      during.every((outcome) => Number(outcome.retryAfter) >= 1),
+      'each with Retry-After',
+    )
+    const slowest = Math.max(...outcomes.map((outcome) => outcome.finished - outcome.started))
+    t.ok(slowest < LATENCY_BOUND_MS, `no request hangs (slowest ${slowest} ms)`)
+
+    const accepted = outcomes.filter((outcome) => outcome.status === 202)
+    t.ok(
+      accepted.some((outcome) => outcome.finished < killedAt),
+      'jobs were accepted before the outage',
+    )
+    const client = redis.client()
+    t.teardown(() => client.disconnect())
+    const pipeline = client.pipeline()
+    for (const outcome of accepted) pipeline.exists(`jobgate:{q}:job:${outcome.id}`)
+    const found = (await pipeline.exec())?.filter(([, exists]) => exists === 1).length
+    t.equal(
+      found,
+      accepted.length,
+      `all ${accepted.length} jobs that got a 202 exist after the restart`,
+    )
+  },
+)
+
+t.test(
+  'Redis hanging: bounded waits, then the breaker answers at once; it closes once Redis is back',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const gateway = await GatewayProcess.start({
+      REDIS_URL: redis.url,
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT: 'off',
+      BREAKER_RESET: '1s',
+    })
+    t.teardown(() => gateway.stop('SIGKILL'))
+
+    const load = new SubmissionLoad(gateway.url, 8)
+    await sleep(300)
+    const pausedAt = Date.now()
+    redis.pause()
+    const opened = await gateway.waitForLog(
+      (line) => line.msg === 'Redis circuit breaker open',
+      10_000,
+    )
+    t.ok(opened, 'the breaker opens and says so in the log')
+    const ready = await fetch(`${gateway.url}/readyz`)
+    t.equal(ready.status, 503)
+    t.match(await ready.json(), { code: 'NOT_READY', checks: { breaker: 'open' } })
+    await sleep(1500)
+    const resumedAt = Date.now()
+    redis.resume()
+    const recovered = await until(
+      () => load.outcomes.some((outcome) => outcome.started > resumedAt && outcome.status === 202),
+      15_000,
+    )
+    const outcomes = await load.stop()
+
+    t.ok(recovered, '202s resume once Redis answers again')
+    const whilePaused = outcomes.filter(
+      (outcome) => outcome.started >= pausedAt && outcome.finished <= resumedAt,
+    )
+    t.ok(
+      whilePaused.every((outcome) => outcome.status === 503),
+      'every answer while Redis hangs is a 503',
+    )
+    const slowest = Math.max(...whilePaused.map((outcome) => outcome.finished - outcome.started))
+    t.ok(slowest < LATENCY_BOUND_MS, `bounded by the command timeout (slowest ${slowest} ms)`)
+    const fastFails = whilePaused.filter((outcome) => outcome.finished - outcome.started < 100)
+    t.ok(
+      fastFails.length > whilePaused.length / 2,
+      'once open, the breaker answers without waiting',
+    )
+    await gateway.waitForLog((line) => line.msg === 'Redis circuit breaker closed', 10_000)
+    t.equal((await fetch(`${gateway.url}/readyz`)).status, 200)
+  },
+)
