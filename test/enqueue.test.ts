@@ -286,7 +286,8 @@ t.test('unknown job → 404 problem', async (t) => {
 
 t.test('a full queue → 503 QUEUE_FULL with Retry-After; accepted again once drained', async (t) => {
   const { app, client } = await startGateway(t, { env: { MAX_QUEUE_DEPTH: '2' } })
-  const send = () => app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
+  const send = () =>
+    app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
   t.equal((await send()).statusCode, 202)
   t.equal((await send()).statusCode, 202)
   const full = await send()
