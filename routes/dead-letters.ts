@@ -32,7 +32,7 @@ export default async function deadLettersRoutes(
     contract.route('listDeadJobs'),
     async ({ params: { queue }, query: { offset, limit } }) => {
       const page = await deadLetters.list(queue, offset, limit)
-      return { total: page.total, offset, limit, jobs: page.jobs.map(jobView) }
+      return { total: page.total, offset, limit, jobs: page.jobs.map((job) => jobView(job)) }
     },
   )
 

@@ -40,8 +40,10 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   // Only JSON bodies: without this parser a text/plain body reaches validation instead of a 415.
   app.removeContentTypeParser('text/plain')
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Hooks on the request path are callback-style: no promise per request.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
 
   app.register(problems, { bodyLimit: config.bodyLimit })

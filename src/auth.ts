@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 
 /**
  * API keys. The gateway stores only each key's SHA-256; a presented key is hashed and compared
@@ -26,7 +26,7 @@ export const KEY_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
 const HASH_PATTERN = /^[0-9a-f]{64}$/
 
 export function sha256(text: string): Buffer {
-  return createHash('sha256').update(text).digest()
+  return hash('sha256', text, 'buffer')
 }
 
 /**

@@ -51,13 +51,14 @@ function lastErrorView(text: string | null): JobView['last_error'] {
   return { message: error.message, class: error.class, at: iso(error.at) }
 }
 
-export function jobView(job: JobRecord): JobView {
+/** `payload`: the payload already parsed, when the caller has it (saves parsing it again). */
+export function jobView(job: JobRecord, payload?: unknown): JobView {
   return {
     id: job.id,
     queue: job.queue,
     type: job.type,
     state: job.state,
-    payload: JSON.parse(job.payload),
+    payload: payload ?? JSON.parse(job.payload),
     priority: job.priority,
     attempts: job.attempts,
     max_attempts: job.maxAttempts,

@@ -42,39 +42,42 @@ export default fp(
     const ring = new KeyRing(apiKeys)
     app.decorateRequest('identity', null)
 
-    app.addHook('onRequest', async (request) => {
+    app.addHook('onRequest', (request, _reply, done) => {
       if (ring.open) {
         request.identity = ANONYMOUS
-        return
+      } else {
+        const key = presentedKey(request)
+        request.identity = key === null ? null : ring.identify(key)
       }
-      const key = presentedKey(request)
-      request.identity = key === null ? null : ring.identify(key)
+      done()
     })
 
     const authorize =
       (scope: Scope): onRequestHookHandler =>
-      async (request) => {
+      (request, _reply, done) => {
         const identity = request.identity
         if (identity === null) {
           const missing = presentedKey(request) === null
-          throw new ProblemError(
-            missing ? 'UNAUTHORIZED' : 'INVALID_API_KEY',
-            missing
-              ? 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>".'
-              : 'The API key is not one of this gateway.',
-            {
-              headers: {
-                'www-authenticate': missing ? CHALLENGE : `${CHALLENGE}, error="invalid_token"`,
-              },
-            },
+          const challenge = missing ? CHALLENGE : `${CHALLENGE}, error="invalid_token"`
+          return done(
+            new ProblemError(
+              missing ? 'UNAUTHORIZED' : 'INVALID_API_KEY',
+              missing
+                ? 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>".'
+                : 'The API key is not one of this gateway.',
+              { headers: { 'www-authenticate': challenge } },
+            ),
           )
         }
         if (!allows(identity, scope)) {
-          throw new ProblemError(
-            'FORBIDDEN',
-            `The key "${identity.name}" has the scopes ${[...identity.scopes].join(', ')}; this needs ${scope}.`,
+          return done(
+            new ProblemError(
+              'FORBIDDEN',
+              `The key "${identity.name}" has the scopes ${[...identity.scopes].join(', ')}; this needs ${scope}.`,
+            ),
           )
         }
+        done()
       }
 
     app.addHook('onRoute', (route) => {

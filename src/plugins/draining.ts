@@ -13,15 +13,17 @@ export default fp(
     app.addHook('preClose', async () => {
       closing = true
     })
-    app.addHook('onRequest', async (_request, reply) => {
-      if (!closing) return
+    app.addHook('onRequest', (_request, reply, done) => {
+      if (!closing) return done()
       reply.header('connection', 'close')
-      throw new ProblemError(
-        'SHUTTING_DOWN',
-        'The gateway is shutting down; retry on another replica or shortly.',
-        {
-          headers: { 'retry-after': '1' },
-        },
+      done(
+        new ProblemError(
+          'SHUTTING_DOWN',
+          'The gateway is shutting down; retry on another replica or shortly.',
+          {
+            headers: { 'retry-after': '1' },
+          },
+        ),
       )
     })
   },

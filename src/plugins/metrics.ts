@@ -156,14 +156,29 @@ export default fp(
     })
 
     app.decorate('metrics', gateway)
-    app.addHook('onResponse', async (request, reply) => {
+    // Label sets are resolved once per (method, route, status): prom-client would otherwise
+    // hash the labels on every request. Routes are patterns, so the map stays small.
+    const children = new Map<string, { count(): void; observe(seconds: number): void }>()
+    const childrenFor = (method: string, route: string, status: number) => {
+      const key = `${method} ${route} ${status}`
+      let child = children.get(key)
+      if (child === undefined) {
+        const counter = requests.labels(method, route, String(status))
+        const histogram = latency.labels(method, route, String(status))
+        child = { count: () => counter.inc(), observe: (seconds) => histogram.observe(seconds) }
+        children.set(key, child)
+      }
+      return child
+    }
+    app.addHook('onResponse', (request, reply, done) => {
       const route = request.routeOptions.url ?? 'unmatched'
-      const values = { method: request.method, route, status: String(reply.statusCode) }
-      requests.inc(values)
-      latency.observe(values, reply.elapsedTime / 1000)
-      if (route === '/v1/queues/:queue/jobs' && request.method === 'POST' && reply.problemCode) {
+      const child = childrenFor(request.method, route, reply.statusCode)
+      child.count()
+      child.observe(reply.elapsedTime / 1000)
+      if (reply.problemCode && route === '/v1/queues/:queue/jobs' && request.method === 'POST') {
         gateway.rejected.inc({ code: reply.problemCode })
       }
+      done()
     })
   },
   { name: 'jobgate-metrics', dependencies: ['jobgate-store', 'jobgate-problems'] },

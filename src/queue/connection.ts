@@ -14,8 +14,8 @@ export interface RedisOptions {
 const reconnectDelay = (attempt: number) => Math.min(50 * 2 ** attempt, 2000)
 
 /**
- * A client for the request path: no offline queue (a command while disconnected fails at once),
- * a command timeout, and automatic pipelining of the commands issued in one event-loop tick.
+ * A client for the request path: no offline queue (a command while disconnected fails at once)
+ * and a command timeout.
  */
 export function createRedisClient(options: RedisOptions): RedisClient {
   const perConnection = {
@@ -28,7 +28,7 @@ export function createRedisClient(options: RedisOptions): RedisClient {
     const url = new URL(options.url)
     client = new Cluster(options.clusterNodes, {
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      enableAutoPipelining: false,
       clusterRetryStrategy: reconnectDelay,
       slotsRefreshTimeout: 2000,
       redisOptions: {
@@ -42,7 +42,9 @@ export function createRedisClient(options: RedisOptions): RedisClient {
     client = new Redis(options.url, {
       ...perConnection,
       enableOfflineQueue: false,
-      enableAutoPipelining: true,
+      // Measured (bench/RESULTS.md): autopipelining keeps one batch in flight per connection,
+      // so the gateway idles while Redis works; plain writes let both work at once.
+      enableAutoPipelining: false,
       retryStrategy: reconnectDelay,
     })
   }

@@ -3,8 +3,9 @@
  * (`# HELP`, `# TYPE`) or a sample; anything else throws. Samples are keyed by
  * `name{label="value",…}` with labels sorted.
  */
+// prom-client writes NaN as `Nan`; Prometheus reads floats case-insensitively, so both pass.
 const SAMPLE =
-  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?(?:[0-9.eE+-]+|NaN|\+Inf|-Inf))(?: -?\d+)?$/
+  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?(?:[0-9.eE+-]+|NaN|Nan|\+Inf|-Inf))(?: -?\d+)?$/
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g
 const COMMENT = /^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$/
 
