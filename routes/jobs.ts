@@ -1,12 +1,21 @@
-import { randomUUID } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
-import { ProblemError } from '../src/errors.js'
-import { fingerprint, idempotencyKeyOf } from '../src/idempotency.js'
-import { jobLocation, jobView } from '../src/job-view.js'
+import { type ProblemDocument, ProblemError } from '../src/errors.js'
+import { idempotencyKeyOf } from '../src/idempotency.js'
+import { type JobView, jobView } from '../src/job-view.js'
 import { ANONYMOUS } from '../src/plugins/auth.js'
-import type { BackoffType, NewJob } from '../src/queue/records.js'
+import { validationProblem } from '../src/plugins/problems.js'
+import type { EnqueueResult } from '../src/queue/job-store.js'
+import type { NewJob } from '../src/queue/records.js'
+import {
+  type BatchJob,
+  type EnqueueBody,
+  keyRequiredProblem,
+  newJob,
+  type Submitter,
+  submitted,
+} from '../src/submission.js'
 import type { JobParams, QueueParams } from './params.js'
 
 export interface JobsRoutesOptions {
@@ -14,82 +23,95 @@ export interface JobsRoutesOptions {
   config: Config
 }
 
-/** The `EnqueueRequest` schema of openapi.yaml, after validation filled in its defaults. */
-interface EnqueueBody {
-  type: string
-  payload: Record<string, unknown>
-  max_attempts: number
-  delay_ms?: number
-  run_at?: string
-  ttl_ms?: number
-  priority: number
-  timeout_ms?: number
-  backoff: { type: BackoffType; delay_ms: number; max_delay_ms: number; jitter: boolean }
+interface BatchBody {
+  jobs: Record<string, unknown>[]
 }
+
+type BatchItemResult =
+  | { index: number; status: 202; replayed: boolean; location: string; job: JobView }
+  | { index: number; status: number; problem: ProblemDocument }
 
 export default async function jobsRoutes(
   app: FastifyInstance,
   { contract, config }: JobsRoutesOptions,
 ) {
+  const submitter = (request: FastifyRequest<{ Params: QueueParams }>): Submitter => ({
+    queue: request.params.queue,
+    requestId: request.id,
+    client: (request.identity ?? ANONYMOUS).name,
+  })
+
   app.post<{ Params: QueueParams; Body: EnqueueBody }>(
     '/v1/queues/:queue/jobs',
     contract.route('enqueueJob'),
     async (request, reply) => {
-      const idempotency = idempotencyKeyOf(request.headers)
-      if (idempotency === null && config.idempotencyRequired) {
-        throw new ProblemError(
-          'IDEMPOTENCY_KEY_REQUIRED',
-          'This gateway requires an Idempotency-Key (or X-Request-ID) header on every job submission.',
-        )
+      const key = idempotencyKeyOf(request.headers)?.key ?? null
+      if (key === null && config.idempotencyRequired) throw keyRequiredProblem()
+      const job = newJob(request.body, submitter(request), key)
+      const outcome = submitted(job, await app.store.jobs.enqueue(job), request.body.payload)
+      if (!outcome.accepted) throw outcome.problem
+      if (outcome.replayed) {
+        reply.header('idempotent-replayed', 'true')
+        app.metrics.replayed.inc({ queue: job.queue })
+      } else {
+        app.metrics.enqueued.inc({ queue: job.queue })
       }
+      return reply.code(202).header('location', outcome.location).send(outcome.job)
+    },
+  )
+
+  const validateItem = contract.itemValidator('enqueueJobs')
+
+  app.post<{ Params: QueueParams; Body: BatchBody }>(
+    '/v1/queues/:queue/jobs::batch',
+    contract.route('enqueueJobs'),
+    async (request) => {
       const { queue } = request.params
-      const body = request.body
-      const job: NewJob = {
-        id: randomUUID(),
-        queue,
-        type: body.type,
-        payload: JSON.stringify(body.payload),
-        priority: body.priority,
-        maxAttempts: body.max_attempts,
-        timeoutMs: body.timeout_ms ?? null,
-        backoff: {
-          type: body.backoff.type,
-          delayMs: body.backoff.delay_ms,
-          maxDelayMs: body.backoff.max_delay_ms,
-          jitter: body.backoff.jitter,
-        },
-        delayMs: body.delay_ms ?? 0,
-        runAt: body.run_at === undefined ? null : Date.parse(body.run_at),
-        ttlMs: body.ttl_ms ?? null,
-        requestId: request.id,
-        client: (request.identity ?? ANONYMOUS).name,
-        idempotency: idempotency && { key: idempotency.key, fingerprint: fingerprint(body) },
+      const from = submitter(request)
+      const results: BatchItemResult[] = []
+      const refuse = (index: number, problem: ProblemError) => {
+        app.metrics.rejected.inc({ code: problem.code })
+        results.push({ index, status: problem.status, problem: problem.toDocument() })
       }
-      const result = await app.store.jobs.enqueue(job)
-      switch (result.outcome) {
-        case 'created':
-        case 'replayed':
-          if (result.outcome === 'replayed') {
-            reply.header('idempotent-replayed', 'true')
-            app.metrics.replayed.inc({ queue })
-          } else {
-            app.metrics.enqueued.inc({ queue })
-          }
-          return reply
-            .code(202)
-            .header('location', jobLocation(queue, result.job.id))
-            .send(jobView(result.job))
-        case 'conflict':
-          throw new ProblemError(
-            'IDEMPOTENCY_KEY_REUSED',
-            `The idempotency key "${idempotency?.key}" was first used for a different request (job ${result.jobId}). Use a new key for a new job.`,
-          )
-        case 'queue_full':
-          throw new ProblemError(
-            'QUEUE_FULL',
-            `Queue ${queue} holds ${result.depth} waiting jobs, its maximum. Retry once workers catch up.`,
-            { headers: { 'retry-after': '1' } },
-          )
+      const valid: { index: number; job: NewJob; payload: Record<string, unknown> }[] = []
+      request.body.jobs.forEach((item, index) => {
+        if (!validateItem(item)) {
+          refuse(index, validationProblem(validateItem.errors ?? [], 'body', `/jobs/${index}`))
+          return
+        }
+        const { idempotency_key: key = null, ...body } = item as unknown as BatchJob
+        if (key === null && config.idempotencyRequired) refuse(index, keyRequiredProblem())
+        else valid.push({ index, job: newJob(body, from, key), payload: body.payload })
+      })
+      const stored =
+        valid.length > 0
+          ? await app.store.jobs.enqueueMany(
+              queue,
+              valid.map(({ job }) => job),
+            )
+          : []
+      valid.forEach(({ index, job, payload }, n) => {
+        const outcome = submitted(job, stored[n] as EnqueueResult, payload)
+        if (!outcome.accepted) {
+          refuse(index, outcome.problem)
+        } else {
+          const { replayed, location, job: view } = outcome
+          ;(replayed ? app.metrics.replayed : app.metrics.enqueued).inc({ queue })
+          results.push({ index, status: 202, replayed, location, job: view })
+        }
+      })
+      results.sort((a, b) => a.index - b.index)
+      const count = (kind: 'accepted' | 'replayed' | 'rejected') =>
+        results.filter((result) =>
+          'job' in result
+            ? (result.replayed ? 'replayed' : 'accepted') === kind
+            : kind === 'rejected',
+        ).length
+      return {
+        accepted: count('accepted'),
+        replayed: count('replayed'),
+        rejected: count('rejected'),
+        results,
       }
     },
   )

@@ -114,8 +114,24 @@ export class Contract {
     if (params) schema.params = params
     if (query) schema.querystring = query
     const body = operation.requestBody?.content['application/json']?.schema
-    if (body) schema.body = body
+    if (body) schema.body = withoutSeparateItems(body)
     return schema
+  }
+
+  /**
+   * The validator of the items a request body marks `x-validate-items-separately` (a batch):
+   * the route checks only that each is an object, and the handler validates each on its own,
+   * so that one bad item fails alone. Defaults are filled in as for a body.
+   */
+  itemValidator(operationId: string): ValidateFunction {
+    const body = this.operation(operationId).requestBody?.content['application/json']?.schema
+    const items = Object.values((body?.properties ?? {}) as Record<string, JsonSchema>).find(
+      (property) => property[SEPARATE_ITEMS] === true,
+    )?.items
+    if (items === undefined) {
+      throw new Error(`openapi.yaml: ${operationId} has no items validated separately`)
+    }
+    return createAjv({ coerceTypes: false, useDefaults: true }).compile(items as JsonSchema)
   }
 
   private parameterSchema(operation: Operation, location: 'path' | 'query'): JsonSchema | null {
@@ -128,6 +144,18 @@ export class Contract {
       properties: Object.fromEntries(parameters.map((p) => [p.name, p.schema])),
     }
   }
+}
+
+const SEPARATE_ITEMS = 'x-validate-items-separately'
+
+function withoutSeparateItems(body: JsonSchema): JsonSchema {
+  const properties = body.properties as Record<string, JsonSchema> | undefined
+  if (!properties) return body
+  const relaxed = Object.entries(properties).map(([name, property]) => [
+    name,
+    property[SEPARATE_ITEMS] === true ? { ...property, items: { type: 'object' } } : property,
+  ])
+  return { ...body, properties: Object.fromEntries(relaxed) }
 }
 
 /** An Ajv for JSON Schema 2020-12 (the dialect of OpenAPI 3.1), with formats. */
@@ -145,6 +173,7 @@ export function createAjv(options: { coerceTypes: boolean; useDefaults: boolean 
   formatsPlugin.default(ajv)
   // A readable message for a subschema whose own failure says little (`not`, `oneOf`).
   ajv.addKeyword({ keyword: 'x-error-message', schemaType: 'string' })
+  ajv.addKeyword({ keyword: SEPARATE_ITEMS, schemaType: 'boolean' })
   return ajv
 }
 

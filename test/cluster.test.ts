@@ -85,6 +85,22 @@ t.test('ingest on Redis Cluster', async (t) => {
     const written = [...(await cluster.keysByNode()).values()].flat()
     t.strictSame(written, [], 'nothing written on any node')
   })
+
+  t.test('a batch is one pipeline to the node of its queue', async (t) => {
+    const { app, client } = await startClusterGateway(t, cluster)
+    const jobs = Array.from({ length: 50 }, (_, i) => ({
+      idempotency_key: `k${i % 40}`,
+      type: 't',
+    }))
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/bulk/jobs:batch',
+      payload: { jobs },
+    })
+    t.equal(res.statusCode, 200)
+    t.match(res.json(), { accepted: 40, replayed: 10, rejected: 0 })
+    t.equal(await client.llen('jobgate:{bulk}:ready:5'), 40)
+  })
 })
 
 t.test('worker lifecycle on Redis Cluster, Redis transport', async (t) => {

@@ -100,6 +100,29 @@ t.test('the documented idempotency key pattern and the gateway agree', async (t)
   }
 })
 
+t.test('a batch item is an EnqueueRequest plus its idempotency key', async (t) => {
+  const resolved = dereference(document, document).components.schemas as Record<
+    string,
+    { properties: Record<string, unknown>; required: string[]; allOf: unknown[] }
+  >
+  const item = resolved.BatchJob
+  const single = resolved.EnqueueRequest
+  const { idempotency_key: key, ...rest } = item?.properties ?? {}
+  t.strictSame(rest, single?.properties, 'the same members with the same schemas')
+  t.strictSame(item?.required, single?.required)
+  t.strictSame(item?.allOf, single?.allOf)
+  const pattern = new RegExp((key as { pattern: string }).pattern, 'u')
+  for (const sample of ['abc', 'k'.repeat(255), 'k'.repeat(256), '', 'a b', 'a"b', 'tab\there']) {
+    let accepted = true
+    try {
+      idempotencyKeyOf({ 'idempotency-key': sample })
+    } catch {
+      accepted = false
+    }
+    t.equal(pattern.test(sample), accepted, `item key ${JSON.stringify(sample)} as the header`)
+  }
+})
+
 t.test('the documented idempotency retention is the default', async (t) => {
   const policy = document['x-idempotency'] as { 'retention-default': string }
   t.equal(policy['retention-default'], 'PT24H')

@@ -26,9 +26,19 @@ const FASTIFY_CODES: Record<string, { code: ProblemCode; detail: string }> = {
   },
 }
 
-function validationProblem(error: FastifyError): ProblemError {
-  const part = (error.validationContext ?? 'body') as FieldError['in']
-  const errors = fieldErrors((error.validation ?? []) as ErrorObject[], part)
+/**
+ * A schema validation failure as a `400` problem naming each field; `prefix` is the pointer of
+ * the validated value within the request part (a batch item's `/jobs/3`).
+ */
+export function validationProblem(
+  ajvErrors: readonly ErrorObject[],
+  part: FieldError['in'],
+  prefix = '',
+): ProblemError {
+  const errors = fieldErrors(ajvErrors, part).map((field) => ({
+    ...field,
+    pointer: prefix + field.pointer,
+  }))
   const first = errors[0]
   const more = errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''
   const detail = !first
@@ -41,7 +51,10 @@ function validationProblem(error: FastifyError): ProblemError {
 
 function toProblem(error: FastifyError, bodyLimit: number): ProblemError {
   if (error instanceof ProblemError) return error
-  if (error.validation) return validationProblem(error)
+  if (error.validation) {
+    const part = (error.validationContext ?? 'body') as FieldError['in']
+    return validationProblem(error.validation as ErrorObject[], part)
+  }
   const known = error.code ? FASTIFY_CODES[error.code] : undefined
   if (known?.code === 'PAYLOAD_TOO_LARGE') {
     return new ProblemError('PAYLOAD_TOO_LARGE', `The body is larger than ${bodyLimit} bytes.`)

@@ -1,6 +1,7 @@
 import { registryKey } from './keys.js'
 import { decodeJob, type JobRecord, type JobState, type NewJob, newJobFields } from './records.js'
 import { replyStrings, type ScriptRunner } from './runner.js'
+import { queueScript } from './scripts.js'
 
 export type EnqueueResult =
   | { outcome: 'created'; job: JobRecord }
@@ -51,6 +52,31 @@ function createdRecord(
   }
 }
 
+/** The enqueue script's reply as an outcome. */
+function enqueueResult(job: NewJob, reply: unknown): EnqueueResult {
+  const [status, ...rest] = replyStrings(reply)
+  switch (status) {
+    case 'CREATED': {
+      const [state, createdAt, runAt, expiresAt] = rest
+      return {
+        outcome: 'created',
+        job: createdRecord(job, state as JobState, Number(createdAt), Number(runAt), expiresAt),
+      }
+    }
+    case 'REPLAYED': {
+      const existing = decodeJob(rest.slice(1))
+      if (existing === null) throw new Error('jobgate: replayed job has no record')
+      return { outcome: 'replayed', job: existing }
+    }
+    case 'CONFLICT':
+      return { outcome: 'conflict', jobId: rest[0] ?? '' }
+    case 'QUEUE_FULL':
+      return { outcome: 'queue_full', depth: Number(rest[0]) }
+    default:
+      throw new Error(`jobgate: unexpected enqueue reply ${status}`)
+  }
+}
+
 /** Producer-side job operations: submit, read, cancel. */
 export class JobStore {
   private readonly registered = new Set<string>()
@@ -58,55 +84,56 @@ export class JobStore {
   constructor(private readonly runner: ScriptRunner) {}
 
   async enqueue(job: NewJob): Promise<EnqueueResult> {
-    const { settings } = this.runner
-    const keys = this.runner.keys(job.queue)
+    const { keys, args } = this.enqueueCall(job)
     const [, reply] = await Promise.all([
       this.register(job.queue),
-      this.runner.run(
-        'enqueue',
-        [
-          keys.job(job.id),
-          keys.idempotency(job.client, job.idempotency?.key ?? ''),
-          keys.ready(job.priority),
-          keys.scheduled,
-          keys.events,
-          keys.wake,
-          keys.stats,
-        ],
-        [
-          job.id,
-          job.idempotency?.fingerprint ?? '',
-          settings.idempotencyTtlMs,
-          job.delayMs,
-          job.runAt ?? 0,
-          job.ttlMs ?? 0,
-          settings.maxQueueDepth,
-          settings.eventsMaxLen,
-          keys.base,
-          ...newJobFields(job),
-        ],
-      ),
+      this.runner.run('enqueue', keys, args),
     ])
-    const [status, ...rest] = replyStrings(reply)
-    switch (status) {
-      case 'CREATED': {
-        const [state, createdAt, runAt, expiresAt] = rest
-        return {
-          outcome: 'created',
-          job: createdRecord(job, state as JobState, Number(createdAt), Number(runAt), expiresAt),
+    return enqueueResult(job, reply)
+  }
+
+  /**
+   * Several jobs of one queue in one round trip: one enqueue script call per job, pipelined.
+   * Each call is atomic on its own, so each job gets its own outcome; results are in order.
+   */
+  async enqueueMany(queue: string, jobs: readonly NewJob[]): Promise<EnqueueResult[]> {
+    const [, replies] = await Promise.all([
+      this.register(queue),
+      this.runner.pipeline((pipeline) => {
+        for (const job of jobs) {
+          const { keys, args } = this.enqueueCall(job)
+          queueScript(pipeline, 'enqueue', keys, args)
         }
-      }
-      case 'REPLAYED': {
-        const existing = decodeJob(rest.slice(1))
-        if (existing === null) throw new Error('jobgate: replayed job has no record')
-        return { outcome: 'replayed', job: existing }
-      }
-      case 'CONFLICT':
-        return { outcome: 'conflict', jobId: rest[0] ?? '' }
-      case 'QUEUE_FULL':
-        return { outcome: 'queue_full', depth: Number(rest[0]) }
-      default:
-        throw new Error(`jobgate: unexpected enqueue reply ${status}`)
+      }),
+    ])
+    return jobs.map((job, index) => enqueueResult(job, replies[index]))
+  }
+
+  private enqueueCall(job: NewJob): { keys: string[]; args: (string | number)[] } {
+    const { settings } = this.runner
+    const keys = this.runner.keys(job.queue)
+    return {
+      keys: [
+        keys.job(job.id),
+        keys.idempotency(job.client, job.idempotency?.key ?? ''),
+        keys.ready(job.priority),
+        keys.scheduled,
+        keys.events,
+        keys.wake,
+        keys.stats,
+      ],
+      args: [
+        job.id,
+        job.idempotency?.fingerprint ?? '',
+        settings.idempotencyTtlMs,
+        job.delayMs,
+        job.runAt ?? 0,
+        job.ttlMs ?? 0,
+        settings.maxQueueDepth,
+        settings.eventsMaxLen,
+        keys.base,
+        ...newJobFields(job),
+      ],
     }
   }
 

@@ -1,3 +1,4 @@
+import type { ChainableCommander } from 'ioredis'
 import { ProblemError } from '../errors.js'
 import { isBreakerOpen, type RedisBreaker } from './breaker.js'
 import { isUnavailableError } from './connection.js'
@@ -78,6 +79,22 @@ export class ScriptRunner {
     args: readonly (string | number)[],
   ): Promise<unknown> {
     return this.command(() => runScript(this.client, name, keys, args))
+  }
+
+  /**
+   * Pipelined calls in one round trip, through the breaker like one command. Any call's error
+   * fails the whole; the replies come back in order.
+   */
+  pipeline(queue: (pipeline: ChainableCommander) => void): Promise<unknown[]> {
+    return this.command(async () => {
+      const pipeline = this.client.pipeline()
+      queue(pipeline)
+      const results = (await pipeline.exec()) ?? []
+      return results.map(([error, reply]) => {
+        if (error) throw error
+        return reply
+      })
+    })
   }
 
   /** A Redis call of the request path, through the breaker, with unavailability as a 503. */

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Cluster, Redis } from 'ioredis'
+import type { ChainableCommander, Cluster, Redis } from 'ioredis'
 import { LUA_DIR } from '../paths.js'
 
 /**
@@ -72,7 +72,25 @@ export function defineScripts(client: RedisClient): void {
   }
 }
 
-type ScriptCommand = (...args: ScriptArg[]) => Promise<unknown>
+type ScriptCommand = (...args: ScriptArg[]) => unknown
+
+function scriptCommand(
+  target: RedisClient | ChainableCommander,
+  name: ScriptName,
+  keys: readonly string[],
+): ScriptCommand {
+  const source = sources.get(name)
+  if (source === undefined || keys.length !== source.numberOfKeys) {
+    throw new Error(
+      `jobgate: script ${name} takes ${source?.numberOfKeys} keys, got ${keys.length}`,
+    )
+  }
+  const command = (target as unknown as Record<string, ScriptCommand | undefined>)[
+    commandName(name)
+  ]
+  if (command === undefined) throw new Error(`jobgate: scripts are not defined on this client`)
+  return command
+}
 
 /** Runs one protocol script. `keys` must have exactly the script's number of keys. */
 export function runScript(
@@ -81,15 +99,15 @@ export function runScript(
   keys: readonly string[],
   args: readonly ScriptArg[],
 ): Promise<unknown> {
-  const source = sources.get(name)
-  if (source === undefined || keys.length !== source.numberOfKeys) {
-    throw new Error(
-      `jobgate: script ${name} takes ${source?.numberOfKeys} keys, got ${keys.length}`,
-    )
-  }
-  const command = (client as unknown as Record<string, ScriptCommand | undefined>)[
-    commandName(name)
-  ]
-  if (command === undefined) throw new Error(`jobgate: scripts are not defined on this client`)
-  return command.call(client, ...keys, ...args)
+  return scriptCommand(client, name, keys).call(client, ...keys, ...args) as Promise<unknown>
+}
+
+/** Adds one protocol script call to a pipeline (MULTI-less: each script is atomic on its own). */
+export function queueScript(
+  pipeline: ChainableCommander,
+  name: ScriptName,
+  keys: readonly string[],
+  args: readonly ScriptArg[],
+): void {
+  scriptCommand(pipeline, name, keys).call(pipeline, ...keys, ...args)
 }

@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto'
+import { ProblemError } from './errors.js'
+import { fingerprint } from './idempotency.js'
+import { type JobView, jobLocation, jobView } from './job-view.js'
+import type { EnqueueResult } from './queue/job-store.js'
+import type { BackoffType, NewJob } from './queue/records.js'
+
+/**
+ * A job submission, single or in a batch: from a validated `EnqueueRequest` to the job to
+ * store, and from the enqueue script's outcome to what the producer is told.
+ */
+
+/** The `EnqueueRequest` schema of openapi.yaml, after validation filled in its defaults. */
+export interface EnqueueBody {
+  type: string
+  payload: Record<string, unknown>
+  max_attempts: number
+  delay_ms?: number
+  run_at?: string
+  ttl_ms?: number
+  priority: number
+  timeout_ms?: number
+  backoff: { type: BackoffType; delay_ms: number; max_delay_ms: number; jitter: boolean }
+}
+
+/** A batch item (the `BatchJob` schema): a submission with its own idempotency key. */
+export interface BatchJob extends EnqueueBody {
+  idempotency_key?: string
+}
+
+export interface Submitter {
+  queue: string
+  requestId: string
+  /** The API key's name: idempotency keys are scoped by it. */
+  client: string
+}
+
+export function newJob(body: EnqueueBody, submitter: Submitter, key: string | null): NewJob {
+  return {
+    id: randomUUID(),
+    queue: submitter.queue,
+    type: body.type,
+    payload: JSON.stringify(body.payload),
+    priority: body.priority,
+    maxAttempts: body.max_attempts,
+    timeoutMs: body.timeout_ms ?? null,
+    backoff: {
+      type: body.backoff.type,
+      delayMs: body.backoff.delay_ms,
+      maxDelayMs: body.backoff.max_delay_ms,
+      jitter: body.backoff.jitter,
+    },
+    delayMs: body.delay_ms ?? 0,
+    runAt: body.run_at === undefined ? null : Date.parse(body.run_at),
+    ttlMs: body.ttl_ms ?? null,
+    requestId: submitter.requestId,
+    client: submitter.client,
+    idempotency: key === null ? null : { key, fingerprint: fingerprint(body) },
+  }
+}
+
+export function keyRequiredProblem(): ProblemError {
+  return new ProblemError(
+    'IDEMPOTENCY_KEY_REQUIRED',
+    'This gateway requires an Idempotency-Key (or X-Request-ID) header on every job submission.',
+  )
+}
+
+export type Submitted =
+  | { accepted: true; replayed: boolean; job: JobView; location: string }
+  | { accepted: false; problem: ProblemError }
+
+/**
+ * What the producer is told. `payload` is the submitted payload, already parsed: a created
+ * job's view then needs no second parse of what was just serialised.
+ */
+export function submitted(
+  job: NewJob,
+  result: EnqueueResult,
+  payload: Record<string, unknown>,
+): Submitted {
+  switch (result.outcome) {
+    case 'created':
+    case 'replayed':
+      return {
+        accepted: true,
+        replayed: result.outcome === 'replayed',
+        job: jobView(result.job, result.outcome === 'created' ? payload : undefined),
+        location: jobLocation(job.queue, result.job.id),
+      }
+    case 'conflict':
+      return {
+        accepted: false,
+        problem: new ProblemError(
+          'IDEMPOTENCY_KEY_REUSED',
+          `The idempotency key "${job.idempotency?.key}" was first used for a different request (job ${result.jobId}). Use a new key for a new job.`,
+        ),
+      }
+    case 'queue_full':
+      return {
+        accepted: false,
+        problem: new ProblemError(
+          'QUEUE_FULL',
+          `Queue ${job.queue} holds ${result.depth} waiting jobs, its maximum. Retry once workers catch up.`,
+          { headers: { 'retry-after': '1' } },
+        ),
+      }
+  }
+}
