@@ -1,0 +1,81 @@
+import { join } from 'node:path'
+import { newApiKey } from '../../src/auth.js'
+import { APP_CPU, launch, ROOT, type Spawned, waitFor } from './proc.js'
+
+export interface Gateway {
+  name: string
+  what: string
+  /** Headers and env for wrk. */
+  apiKey?: string
+  start(redisUrl: string, port: number, env?: Record<string, string>): Spawned
+}
+
+const BENCH_KEY = newApiKey('bench', ['produce', 'read', 'work'])
+
+const tsx = (file: string) => ['--import', 'tsx', file]
+
+/** Extra node flags for jobgate, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" to profile. */
+const nodeArgs = () => (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
+
+export const BARE: Gateway = {
+  name: 'bare Fastify (HTTP ceiling)',
+  what: 'a Fastify route that parses the body and answers 202; no Redis',
+  start: (_redisUrl, port) =>
+    launch(APP_CPU, process.execPath, tsx('bench/baselines/bare-fastify.ts'), {
+      PORT: String(port),
+    }),
+}
+
+export const LPUSH: Gateway = {
+  name: 'Fastify + LPUSH',
+  what: 'one LPUSH of the body; no idempotency, record, status, validation or logging',
+  start: (redisUrl, port) =>
+    launch(APP_CPU, process.execPath, tsx('bench/baselines/lpush-gateway.ts'), {
+      PORT: String(port),
+      REDIS_URL: redisUrl,
+    }),
+}
+
+export const BULLMQ: Gateway = {
+  name: 'Fastify + BullMQ',
+  what: 'Queue.add with the Idempotency-Key as the BullMQ job id',
+  start: (redisUrl, port) =>
+    launch(APP_CPU, process.execPath, tsx('bench/baselines/bullmq-gateway.ts'), {
+      PORT: String(port),
+      REDIS_URL: redisUrl,
+    }),
+}
+
+/** jobgate built in `root`, with production settings: keys, rate limits, breaker, logs. */
+export function jobgateAt(root: string, name: string): Gateway {
+  return {
+    name,
+    what: 'production settings: API key auth, rate limit (set high), breaker, idempotency, access log at info, metrics',
+    apiKey: BENCH_KEY.key,
+    start: (redisUrl, port, env = {}) =>
+      launch(APP_CPU, process.execPath, [...nodeArgs(), join(root, 'dist/src/server.js')], {
+        NODE_ENV: 'production',
+        PORT: String(port),
+        REDIS_URL: redisUrl,
+        API_KEYS: BENCH_KEY.entry,
+        RATE_LIMIT: '10000000/1s',
+        LOG_LEVEL: 'info',
+        MAX_QUEUE_DEPTH: '100000000',
+        ...env,
+      }),
+  }
+}
+
+/** jobgate as shipped (this checkout's dist/). */
+export const JOBGATE = jobgateAt(ROOT, 'jobgate')
+
+export async function waitForHttp(port: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`)
+      return res.status < 500
+    },
+    30_000,
+    `a server on port ${port}`,
+  )
+}

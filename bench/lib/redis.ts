@@ -1,0 +1,69 @@
+import { Redis } from 'ioredis'
+import { freePort, INFRA_CPU, launch, type Spawned, tempDir, waitFor } from './proc.js'
+
+/**
+ * The benchmark's Redis: a fresh redis-server with the recommended production persistence
+ * (AOF, fsync every second), pinned to the infrastructure core, in a new data directory.
+ */
+export class BenchRedis {
+  private constructor(
+    readonly port: number,
+    private readonly server: Spawned,
+    private readonly dir: { path: string; remove(): void },
+    readonly client: Redis,
+  ) {}
+
+  static async start(): Promise<BenchRedis> {
+    const port = await freePort()
+    const dir = tempDir('jobgate-bench-redis-')
+    const server = launch(INFRA_CPU, 'redis-server', [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir.path,
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--loglevel',
+      'warning',
+    ])
+    const client = new Redis({ port, maxRetriesPerRequest: 1, retryStrategy: () => 50 })
+    client.on('error', () => {})
+    await waitFor(async () => (await client.ping()) === 'PONG', 10_000, 'redis-server')
+    return new BenchRedis(port, server, dir, client)
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  get pid(): number {
+    return this.server.child.pid ?? 0
+  }
+
+  async flush(): Promise<void> {
+    await this.client.flushall()
+    // Reclaim the AOF so that earlier runs' writes do not weigh on this one.
+    await this.client.bgrewriteaof().catch(() => undefined)
+    await waitFor(
+      async () => !/aof_rewrite_in_progress:1/.test(await this.client.info('persistence')),
+      60_000,
+      'AOF rewrite',
+    )
+  }
+
+  async version(): Promise<string> {
+    return /redis_version:(\S+)/.exec(await this.client.info('server'))?.[1] ?? '?'
+  }
+
+  async stop(): Promise<void> {
+    this.client.disconnect()
+    await this.server.stop('SIGKILL')
+    this.dir.remove()
+  }
+}

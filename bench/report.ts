@@ -1,0 +1,289 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ROOT } from './lib/proc.js'
+import { count, fixed, median, spread } from './lib/stats.js'
+import type { WrkResult } from './lib/wrk.js'
+import type { EndToEndResult } from './scenarios/end-to-end.js'
+import type { GrowthRow } from './scenarios/growth.js'
+import type { IngestRow } from './scenarios/ingest.js'
+import type { SoakResult } from './scenarios/soak.js'
+import type { WorkerRow } from './scenarios/worker.js'
+
+export interface Report {
+  date: string
+  quick: boolean
+  runs: number
+  seconds: number
+  machine: Record<string, string | number>
+  sizes: Record<string, unknown>
+  ingest?: IngestRow[]
+  batch?: IngestRow
+  worker?: WorkerRow[]
+  endToEnd?: EndToEndResult
+  growth?: GrowthRow[]
+  soak?: SoakResult
+}
+
+interface Target {
+  goal: string
+  measured: string
+  met: boolean
+}
+
+const rpsOf = (runs: WrkResult[]) => median(runs.map((run) => run.rps))
+const pct = (ratio: number) => `${ratio >= 0 ? '+' : ''}${(ratio * 100).toFixed(1)} %`
+const mark = (met: boolean) => (met ? 'met' : '**not met**')
+
+/** A Markdown table; columns of numbers are right-aligned. */
+function table(head: string[], rows: (string | number)[][]): string {
+  const numeric = head.map((_, i) =>
+    rows.every((row) => /^[-+]?[\d,.]+( %| ×)?$|^n\/a$|^$/.test(String(row[i] ?? ''))),
+  )
+  return [
+    `| ${head.join(' | ')} |`,
+    `|${head.map((_, i) => (i > 0 && numeric[i] ? '---:' : '---')).join('|')}|`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ].join('\n')
+}
+
+function ingestSection(rows: IngestRow[], batch: IngestRow | undefined, targets: Target[]): string {
+  const byName = (prefix: string) => rows.find((row) => row.gateway.name.startsWith(prefix))
+  const jobgate = rows.find((row) => row.gateway.name === 'jobgate')
+  const lpush = byName('Fastify + LPUSH')
+  const bullmq = byName('Fastify + BullMQ')
+  const body = rows.map((row) => [
+    row.gateway.name,
+    count(rpsOf(row.runs)),
+    spread(row.runs.map((run) => run.rps)),
+    fixed(median(row.runs.map((run) => run.p50Ms))),
+    fixed(median(row.runs.map((run) => run.p99Ms))),
+    row.runs.reduce((sum, run) => sum + run.errors, 0),
+    row.gateway.what,
+  ])
+  if (batch) {
+    body.push([
+      `${batch.gateway.name} (jobs/s)`,
+      count(rpsOf(batch.runs) * 100),
+      spread(batch.runs.map((run) => run.rps * 100)),
+      fixed(median(batch.runs.map((run) => run.p50Ms))),
+      fixed(median(batch.runs.map((run) => run.p99Ms))),
+      batch.runs.reduce((sum, run) => sum + run.errors, 0),
+      'POST …/jobs:batch with 100 jobs, each with its own idempotency key; latency per batch',
+    ])
+  }
+  if (jobgate && bullmq && lpush) {
+    const j = rpsOf(jobgate.runs)
+    const p99 = median(jobgate.runs.map((run) => run.p99Ms))
+    targets.push(
+      {
+        goal: 'ingest ≥ 1.5 × Fastify + BullMQ',
+        measured: `${fixed(j / rpsOf(bullmq.runs))} ×`,
+        met: j >= 1.5 * rpsOf(bullmq.runs),
+      },
+      {
+        goal: 'ingest ≥ 0.85 × Fastify + LPUSH',
+        measured: `${fixed(j / rpsOf(lpush.runs))} ×`,
+        met: j >= 0.85 * rpsOf(lpush.runs),
+      },
+      {
+        goal: 'ingest p99 ≤ 10 ms at 50 connections',
+        measured: `${fixed(p99)} ms`,
+        met: p99 <= 10,
+      },
+    )
+  }
+  return [
+    '## 1. HTTP ingest',
+    '',
+    'wrk, 1 thread, 50 connections, a fresh `Idempotency-Key` on every POST; median of the runs',
+    '(spread = slowest–fastest run). Every gateway answers 202 with a JSON body.',
+    '',
+    table(['gateway', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors', 'what it does'], body),
+  ].join('\n')
+}
+
+function workerSection(rows: WorkerRow[], jobs: unknown, targets: Target[]): string {
+  const [bare, worker] = rows
+  if (bare && worker) {
+    const ratio = median(worker.jobsPerSecond) / median(bare.jobsPerSecond)
+    targets.push({
+      goal: 'worker ≥ 0.5 × bare BRPOP loop',
+      measured: `${fixed(ratio)} ×`,
+      met: ratio >= 0.5,
+    })
+  }
+  return [
+    '## 2. Worker throughput',
+    '',
+    `${count(Number(jobs))} waiting no-op jobs drained by one PHP process, from spawn to exit.`,
+    '',
+    table(
+      ['consumer', 'jobs/s', 'spread', 'what it does'],
+      rows.map((row) => [
+        row.name,
+        count(median(row.jobsPerSecond)),
+        spread(row.jobsPerSecond),
+        row.what,
+      ]),
+    ),
+  ].join('\n')
+}
+
+function endToEndSection(result: EndToEndResult, targets: Target[]): string {
+  targets.push(
+    { goal: 'end to end p50 ≤ 2 ms', measured: `${result.p50Ms} ms`, met: result.p50Ms <= 2 },
+    { goal: 'end to end p99 ≤ 10 ms', measured: `${result.p99Ms} ms`, met: result.p99Ms <= 10 },
+  )
+  return [
+    '## 3. End to end',
+    '',
+    `An open-loop producer POSTs ${result.rate} jobs/s to jobgate (production settings); one`,
+    'jobgate-worker runs them. Latency is `finished_at − created_at` from each job record (both',
+    'stamped by Redis, whole milliseconds).',
+    '',
+    table(
+      [
+        'jobs',
+        'p50 ms',
+        'p99 ms',
+        'max ms',
+        'POST p50 ms',
+        'POST p99 ms',
+        'errors',
+        'sender lag ms',
+      ],
+      [
+        [
+          count(result.jobs),
+          result.p50Ms,
+          result.p99Ms,
+          result.maxMs,
+          fixed(result.httpP50Ms),
+          fixed(result.httpP99Ms),
+          result.errors,
+          fixed(result.maxLagMs, 0),
+        ],
+      ],
+    ),
+  ].join('\n')
+}
+
+function growthSection(rows: GrowthRow[], targets: Target[]): string {
+  const depthRows = rows.filter((row) => row.label.endsWith('1 queue'))
+  const queueRows = rows.filter((row) => !row.label.endsWith('1 queue'))
+  const change = (group: GrowthRow[], pick: (row: GrowthRow) => number) => {
+    const base = group[0] ? pick(group[0]) : Number.NaN
+    return group.map((row) => pick(row) / base - 1)
+  }
+  const ingestOf = (row: GrowthRow) => rpsOf(row.ingest)
+  const workerOf = (row: GrowthRow) => median(row.workerJobsPerSecond)
+  for (const [name, group] of [
+    ['depth', depthRows],
+    ['queue count', queueRows],
+  ] as const) {
+    if (group.length < 2) continue
+    const worst = [...change(group, ingestOf), ...change(group, workerOf)].reduce(
+      (a, b) => (Math.abs(b) > Math.abs(a) ? b : a),
+      0,
+    )
+    targets.push({
+      goal: `${name} changes throughput by < 10 %`,
+      measured: `worst ${pct(worst)}`,
+      met: Math.abs(worst) < 0.1,
+    })
+  }
+  const body = (group: GrowthRow[]) => {
+    const ingestChange = change(group, ingestOf)
+    const workerChange = change(group, workerOf)
+    return group.map((row, i) => [
+      row.label,
+      count(ingestOf(row)),
+      pct(ingestChange[i] ?? Number.NaN),
+      fixed(median(row.ingest.map((run) => run.p99Ms))),
+      count(workerOf(row)),
+      pct(workerChange[i] ?? Number.NaN),
+    ])
+  }
+  return [
+    '## 4. Growth',
+    '',
+    'jobgate ingest (as in 1; with several queues wrk spreads the POSTs over all of them) and one',
+    'jobgate-worker draining the first queue, on top of a backlog. Change is against the first row.',
+    '',
+    table(
+      ['backlog', 'ingest req/s', 'change', 'p99 ms', 'worker jobs/s', 'change'],
+      [...body(depthRows), ...body(queueRows)],
+    ),
+  ].join('\n')
+}
+
+function soakSection(result: SoakResult, targets: Target[]): string {
+  const [first] = result.samplesMiB
+  const max = Math.max(...result.samplesMiB)
+  const min = Math.min(...result.samplesMiB)
+  const drift = first ? Math.max(max / first - 1, 1 - min / first) : Number.NaN
+  targets.push({
+    goal: 'RSS flat (± 10 %) over the soak',
+    measured: `${fixed(min, 1)}–${fixed(max, 1)} MiB (${pct(drift)} of the first sample)`,
+    met: drift <= 0.1,
+  })
+  const last = result.samplesMiB.at(-1) ?? Number.NaN
+  return [
+    '## 5. Memory soak',
+    '',
+    `jobgate at ${count(result.rate)} req/s (half its median ingest peak) for ${result.seconds} s;`,
+    'resident memory every 5 s after a 30 s warm-up.',
+    '',
+    table(
+      ['requests', 'errors', 'first MiB', 'min MiB', 'max MiB', 'last MiB'],
+      [
+        [
+          count(result.sent),
+          result.errors,
+          fixed(first ?? Number.NaN, 1),
+          fixed(min, 1),
+          fixed(max, 1),
+          fixed(last, 1),
+        ],
+      ],
+    ),
+  ].join('\n')
+}
+
+export function render(report: Report): string {
+  const targets: Target[] = []
+  const sections: string[] = []
+  if (report.ingest) sections.push(ingestSection(report.ingest, report.batch, targets))
+  if (report.worker) sections.push(workerSection(report.worker, report.sizes.workerJobs, targets))
+  if (report.endToEnd) sections.push(endToEndSection(report.endToEnd, targets))
+  if (report.growth) sections.push(growthSection(report.growth, targets))
+  if (report.soak) sections.push(soakSection(report.soak, targets))
+  const notes = join(ROOT, 'bench/NOTES.md')
+  return [
+    '# Benchmark results',
+    '',
+    report.quick ? '**Quick smoke run: sizes are tiny, the numbers mean nothing.**\n' : '',
+    `Written by \`npm run bench\` on ${report.date}: ${report.runs} run(s) of each measurement,`,
+    `interleaved, ${report.seconds} s each after a warm-up.`,
+    '',
+    table(
+      ['machine', ''],
+      Object.entries(report.machine).map(([name, value]) => [name, String(value)]),
+    ),
+    '',
+    'Method: the process under test (gateway or PHP worker) is pinned to CPU 0; Redis (AOF,',
+    '`appendfsync everysec`, fresh data directory per run), the load generator and the driver',
+    'share CPU 1. Every contender is measured the same way in the same run.',
+    '',
+    '## Targets',
+    '',
+    table(
+      ['target', 'measured', ''],
+      targets.map((target) => [target.goal, target.measured, mark(target.met)]),
+    ),
+    '',
+    sections.join('\n\n'),
+    '',
+    existsSync(notes) ? readFileSync(notes, 'utf8') : '',
+  ].join('\n')
+}

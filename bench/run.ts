@@ -1,0 +1,194 @@
+/**
+ * jobgate's benchmarks, side by side with their baselines in one run; writes bench/RESULTS.md.
+ *
+ *   npm run bench -- [--runs=3] [--seconds=10] [--only=ingest,worker,…] [--quick] [--out=FILE]
+ *
+ * `--compare=<git revision>` (repeatable) also measures that revision of jobgate in the ingest
+ * scenario, built in a temporary worktree: what the changes since then bought.
+ *
+ * Scenarios: ingest, batch, worker, e2e, growth, soak. `--quick` is a smoke run of the harness
+ * (tiny sizes, results not meaningful).
+ */
+import { execFileSync } from 'node:child_process'
+import { symlinkSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { type Gateway, JOBGATE, jobgateAt } from './lib/contenders.js'
+import { INFRA_CPU, ROOT, tempDir } from './lib/proc.js'
+import { Progress } from './lib/progress.js'
+import { BenchRedis } from './lib/redis.js'
+import { median } from './lib/stats.js'
+import { type Report, render } from './report.js'
+import { endToEnd } from './scenarios/end-to-end.js'
+import { growth } from './scenarios/growth.js'
+import { type IngestRow, ingest, measure } from './scenarios/ingest.js'
+import { soak } from './scenarios/soak.js'
+import { workerThroughput } from './scenarios/worker.js'
+
+const SCENARIOS = ['ingest', 'batch', 'worker', 'e2e', 'growth', 'soak'] as const
+type Scenario = (typeof SCENARIOS)[number]
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '10' },
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: join(ROOT, 'bench/RESULTS.md') },
+    compare: { type: 'string', multiple: true, default: [] },
+  },
+})
+
+const quick = values.quick ?? false
+const only = new Set((values.only ?? SCENARIOS.join(',')).split(',').map((name) => name.trim()))
+for (const name of only) {
+  if (!(SCENARIOS as readonly string[]).includes(name)) {
+    throw new Error(`unknown scenario ${name}; choose from ${SCENARIOS.join(', ')}`)
+  }
+}
+const wanted = (scenario: Scenario) => only.has(scenario)
+const runs = quick ? 1 : Number(values.runs)
+const seconds = quick ? 1 : Number(values.seconds)
+const warmupSeconds = quick ? 1 : 3
+const sizes = {
+  workerJobs: quick ? 200 : 20_000,
+  depths: quick ? [100, 1000] : [1000, 100_000, 1_000_000],
+  queueCounts: quick ? [1, 3] : [1, 10, 100],
+  e2eRate: quick ? 100 : 1000,
+  e2eSeconds: quick ? 2 : 20,
+  soakSeconds: quick ? 12 : 300,
+}
+
+function version(command: string, args: string[], pattern: RegExp): string {
+  let out: string
+  try {
+    out = execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (error) {
+    // `wrk -v` prints its version, then exits non-zero.
+    out = String((error as { stdout?: unknown }).stdout ?? '')
+  }
+  return pattern.exec(out)?.[1] ?? 'not found'
+}
+
+/** A git revision of jobgate, built in a temporary worktree that shares node_modules. */
+function buildRevision(revision: string): { gateway: Gateway; remove(): void } {
+  const dir = tempDir('jobgate-bench-rev-')
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, stdio: 'ignore' })
+  git('worktree', 'add', '--detach', dir.path, revision)
+  symlinkSync(join(ROOT, 'node_modules'), join(dir.path, 'node_modules'))
+  execFileSync(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: dir.path,
+      stdio: 'inherit',
+    },
+  )
+  const short = execFileSync('git', ['rev-parse', '--short', revision], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  }).trim()
+  return {
+    gateway: jobgateAt(dir.path, `jobgate @ ${short}`),
+    remove: () => {
+      git('worktree', 'remove', '--force', dir.path)
+      dir.remove()
+    },
+  }
+}
+
+const compared = (values.compare ?? []).map(buildRevision)
+process.on('exit', () => {
+  for (const revision of compared) revision.remove()
+})
+
+const steps =
+  (wanted('ingest') ? runs * (4 + compared.length) : 0) +
+  (wanted('batch') ? runs : 0) +
+  (wanted('worker') ? runs * 2 : 0) +
+  (wanted('e2e') ? 1 : 0) +
+  (wanted('growth') ? (sizes.depths.length + sizes.queueCounts.length) * (runs + 1) : 0) +
+  (wanted('soak') ? 1 : 0)
+const progress = new Progress(steps)
+
+// The driver (fills, steady loads) shares the infrastructure core with Redis and wrk.
+execFileSync('taskset', ['-a', '-pc', INFRA_CPU, String(process.pid)], { stdio: 'ignore' })
+execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' })
+
+const redis = await BenchRedis.start()
+const report: Report = {
+  date: new Date().toISOString(),
+  quick,
+  runs,
+  seconds,
+  machine: {
+    cpu: cpus()[0]?.model ?? '?',
+    cores: cpus().length,
+    node: process.version,
+    php: version('php', ['-v'], /^PHP (\S+)/),
+    phpredis: version('php', ['-r', 'echo phpversion("redis");'], /^(\S+)/),
+    redis: await redis.version(),
+    wrk: version('wrk', ['-v'], /wrk (\S+)/),
+    kernel: version('uname', ['-r'], /^(\S+)/),
+  },
+  sizes,
+}
+try {
+  if (wanted('ingest')) {
+    report.ingest = await ingest(
+      redis,
+      progress,
+      { runs, seconds, warmupSeconds },
+      compared.map((revision) => revision.gateway),
+    )
+  }
+  if (wanted('batch')) {
+    const row: IngestRow = { gateway: { ...JOBGATE, name: 'jobgate, batches of 100' }, runs: [] }
+    for (let run = 1; run <= runs; run++) {
+      progress.step(`batch: 100 jobs per request, run ${run}/${runs}`)
+      const result = await measure(JOBGATE, redis, {
+        runs,
+        seconds,
+        warmupSeconds,
+        script: 'post-batch.lua',
+        wrkEnv: { WRK_BATCH: '100' },
+      })
+      row.runs.push(result)
+      progress.note(`${Math.round(result.rps * 100)} jobs/s, p99 ${result.p99Ms} ms`)
+    }
+    report.batch = row
+  }
+  if (wanted('worker')) {
+    report.worker = await workerThroughput(redis, progress, { runs, jobs: sizes.workerJobs })
+  }
+  if (wanted('e2e')) {
+    report.endToEnd = await endToEnd(redis, progress, {
+      rate: sizes.e2eRate,
+      seconds: sizes.e2eSeconds,
+    })
+  }
+  if (wanted('growth')) {
+    report.growth = await growth(redis, progress, {
+      runs,
+      seconds,
+      warmupSeconds,
+      workerJobs: sizes.workerJobs,
+      depths: sizes.depths,
+      queueCounts: sizes.queueCounts,
+    })
+  }
+  if (wanted('soak')) {
+    const jobgate = report.ingest?.find((row) => row.gateway === JOBGATE)
+    const peak = jobgate ? median(jobgate.runs.map((run) => run.rps)) : 4000
+    report.soak = await soak(redis, progress, {
+      rate: Math.round((quick ? 200 : peak) / 2),
+      seconds: sizes.soakSeconds,
+      warmupSeconds: quick ? 5 : 30,
+    })
+  }
+} finally {
+  await redis.stop()
+}
+writeFileSync(values.out ?? '', render(report))
+process.stderr.write(`wrote ${values.out}\n`)

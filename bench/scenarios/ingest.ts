@@ -1,0 +1,74 @@
+import { BARE, BULLMQ, type Gateway, JOBGATE, LPUSH, waitForHttp } from '../lib/contenders.js'
+import { freePort } from '../lib/proc.js'
+import type { Progress } from '../lib/progress.js'
+import type { BenchRedis } from '../lib/redis.js'
+import { median } from '../lib/stats.js'
+import { type WrkResult, wrk } from '../lib/wrk.js'
+
+export interface IngestRow {
+  gateway: Gateway
+  runs: WrkResult[]
+}
+
+export interface IngestOptions {
+  runs: number
+  seconds: number
+  warmupSeconds: number
+  /** Extra gateway environment, and wrk's (e.g. WRK_QUEUES). */
+  env?: Record<string, string>
+  wrkEnv?: Record<string, string>
+  script?: string
+  /** Keep what Redis holds (a prefilled queue) instead of flushing it first. */
+  keepData?: boolean
+}
+
+/** One wrk measurement of one gateway on a freshly flushed Redis. */
+export async function measure(
+  gateway: Gateway,
+  redis: BenchRedis,
+  options: IngestOptions,
+): Promise<WrkResult> {
+  if (!options.keepData) await redis.flush()
+  const port = await freePort()
+  const server = gateway.start(redis.url, port, options.env)
+  try {
+    await waitForHttp(port)
+    const load = {
+      url: `http://127.0.0.1:${port}`,
+      script: options.script ?? 'post-job.lua',
+      env: { WRK_API_KEY: gateway.apiKey ?? '', ...options.wrkEnv },
+    }
+    await wrk({ ...load, seconds: options.warmupSeconds })
+    return await wrk({ ...load, seconds: options.seconds })
+  } finally {
+    await server.stop()
+  }
+}
+
+/** HTTP ingest: every gateway, runs interleaved so that drifts of the machine hit all alike. */
+export async function ingest(
+  redis: BenchRedis,
+  progress: Progress,
+  options: IngestOptions,
+  /** Earlier builds of jobgate to measure alongside (`--compare`). */
+  earlier: Gateway[] = [],
+): Promise<IngestRow[]> {
+  const rows: IngestRow[] = [BARE, LPUSH, BULLMQ, ...earlier, JOBGATE].map((gateway) => ({
+    gateway,
+    runs: [],
+  }))
+  for (let run = 1; run <= options.runs; run++) {
+    for (const row of rows) {
+      progress.step(`ingest: ${row.gateway.name}, run ${run}/${options.runs}`)
+      const result = await measure(row.gateway, redis, options)
+      row.runs.push(result)
+      progress.note(
+        `${Math.round(result.rps)} req/s, p99 ${result.p99Ms} ms, ${result.errors} errors`,
+      )
+    }
+  }
+  return rows
+}
+
+export const medianOf = (runs: WrkResult[], pick: (run: WrkResult) => number) =>
+  median(runs.map(pick))

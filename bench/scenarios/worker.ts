@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto'
+import { fill, NOOP_BODY, openStore } from '../lib/jobs.js'
+import { APP_CPU, launch } from '../lib/proc.js'
+import type { Progress } from '../lib/progress.js'
+import type { BenchRedis } from '../lib/redis.js'
+
+/** Exit code of jobgate-worker after `--max-jobs` (php-worker/src/ExitCode.php). */
+const MAX_JOBS_EXIT = 13
+
+export interface WorkerOptions {
+  runs: number
+  /** Jobs each run drains. */
+  jobs: number
+}
+
+export interface WorkerRow {
+  name: string
+  what: string
+  jobsPerSecond: number[]
+}
+
+/**
+ * One jobgate-worker process (Redis transport, full protocol) drains `count` noop jobs from
+ * `queue`, which must hold at least that many. Jobs/s from spawn to exit.
+ */
+export async function drainWithWorker(
+  redis: BenchRedis,
+  queue: string,
+  count: number,
+): Promise<number> {
+  const before = await succeeded(redis, queue)
+  const started = performance.now()
+  const worker = launch(APP_CPU, 'php', [
+    'php-worker/bin/jobgate-worker',
+    `--queue=${queue}`,
+    '--handlers=bench/php/handlers.php',
+    `--redis=${redis.url}`,
+    `--max-jobs=${count}`,
+    '--sleep=0.5',
+  ])
+  const code = await worker.exited
+  const seconds = (performance.now() - started) / 1000
+  if (code !== MAX_JOBS_EXIT) throw new Error(`bench: jobgate-worker exited with ${code}`)
+  const done = (await succeeded(redis, queue)) - before
+  if (done !== count) throw new Error(`bench: the worker acked ${done} jobs, not ${count}`)
+  return count / seconds
+}
+
+async function succeeded(redis: BenchRedis, queue: string): Promise<number> {
+  return Number((await redis.client.hget(`jobgate:{${queue}}:stats`, 'succeeded')) ?? 0)
+}
+
+/** The PHP ceiling: BRPOP + json_decode of `count` messages shaped like a job. */
+async function drainWithBrpop(redis: BenchRedis, count: number): Promise<number> {
+  const list = 'plain:{bench}:jobs'
+  for (let done = 0; done < count; done += 1000) {
+    const pipeline = redis.client.pipeline()
+    for (let i = done; i < Math.min(count, done + 1000); i++) {
+      pipeline.lpush(list, JSON.stringify({ id: randomUUID(), ...NOOP_BODY, attempts: 0 }))
+    }
+    await pipeline.exec()
+  }
+  const started = performance.now()
+  const loop = launch(APP_CPU, 'php', [
+    'bench/php/brpop-loop.php',
+    `--redis=${redis.url}`,
+    `--list=${list}`,
+    `--count=${count}`,
+  ])
+  const code = await loop.exited
+  const seconds = (performance.now() - started) / 1000
+  if (code !== 0) throw new Error(`bench: brpop-loop exited with ${code}`)
+  if ((await redis.client.llen(list)) !== 0) throw new Error('bench: brpop-loop left messages')
+  return count / seconds
+}
+
+/** Worker throughput: jobgate-worker against the bare BRPOP loop, runs interleaved. */
+export async function workerThroughput(
+  redis: BenchRedis,
+  progress: Progress,
+  options: WorkerOptions,
+): Promise<WorkerRow[]> {
+  const bare: WorkerRow = {
+    name: 'phpredis BRPOP + json_decode (PHP ceiling)',
+    what: 'a bare loop: no lease, ack, history, events or retries',
+    jobsPerSecond: [],
+  }
+  const worker: WorkerRow = {
+    name: 'jobgate-worker',
+    what: 'one process, Redis transport: reserve (lease, attempt, history, event) + noop + ack',
+    jobsPerSecond: [],
+  }
+  const store = await openStore(redis.url)
+  try {
+    for (let run = 1; run <= options.runs; run++) {
+      progress.step(`worker: BRPOP loop, run ${run}/${options.runs}`)
+      await redis.flush()
+      bare.jobsPerSecond.push(await drainWithBrpop(redis, options.jobs))
+      progress.note(`${Math.round(bare.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
+
+      progress.step(`worker: jobgate-worker, run ${run}/${options.runs}`)
+      await redis.flush()
+      await fill(store, 'bench', options.jobs)
+      worker.jobsPerSecond.push(await drainWithWorker(redis, 'bench', options.jobs))
+      progress.note(`${Math.round(worker.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
+    }
+  } finally {
+    await store.close()
+  }
+  return [bare, worker]
+}

@@ -1,0 +1,40 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+
+/**
+ * The benchmark suite never runs in CI; this runs its harness once at toy sizes so that it
+ * cannot rot: real gateway, real PHP workers, the Markdown report.
+ */
+t.test('bench --quick runs the worker and end-to-end scenarios and writes a report', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jobgate-bench-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = join(dir, 'RESULTS.md')
+  // `env -u`: tap adds its own loader to NODE_OPTIONS of every child, which the build chokes on.
+  const run = spawnSync(
+    'env',
+    [
+      '-u',
+      'NODE_OPTIONS',
+      process.execPath,
+      '--import',
+      'tsx',
+      'bench/run.ts',
+      '--quick',
+      '--only=worker,e2e',
+      `--out=${out}`,
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  )
+  t.equal(run.status, 0, run.stderr)
+  t.match(run.stderr, /\[1\/3\] worker: BRPOP loop, run 1\/1/, 'progress on stderr')
+  const report = readFileSync(out, 'utf8')
+  t.match(report, /^# Benchmark results/)
+  t.match(report, /\| php \| 8\.\d+\.\d+/, 'machine info')
+  t.match(report, /\| jobgate-worker \| [\d,]+ \|/, 'a worker row with a rate')
+  t.match(report, /\| worker ≥ 0\.5 × bare BRPOP loop \| [\d.]+ × \| (met|\*\*not met\*\*) \|/)
+  t.match(report, /\| 200 \| \d+ \| \d+ \|/, 'every end-to-end job finished, with latencies')
+  t.end()
+})
