@@ -262,7 +262,7 @@ export function render(report: Report): string {
   return [
     '# Benchmark results',
     '',
-    report.quick ? '**Quick smoke run: sizes are tiny, the numbers mean nothing.**\n' : '',
+    ...(report.quick ? ['**Quick smoke run: sizes are tiny, the numbers mean nothing.**', ''] : []),
     `Written by \`npm run bench\` on ${report.date}: ${report.runs} run(s) of each measurement,`,
     `interleaved, ${report.seconds} s each after a warm-up.`,
     '',
