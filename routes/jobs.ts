@@ -68,10 +68,13 @@ export default async function jobsRoutes(
     async (request) => {
       const { queue } = request.params
       const from = submitter(request)
-      const results: BatchItemResult[] = []
+      // One slot per item, filled in as each item's outcome is known.
+      const results: BatchItemResult[] = new Array(request.body.jobs.length)
+      const tally = { accepted: 0, replayed: 0, rejected: 0 }
       const refuse = (index: number, problem: ProblemError) => {
         app.metrics.rejected.inc({ code: problem.code })
-        results.push({ index, status: problem.status, problem: problem.toDocument() })
+        tally.rejected++
+        results[index] = { index, status: problem.status, problem: problem.toDocument() }
       }
       const valid: { index: number; job: NewJob; payload: Record<string, unknown> }[] = []
       request.body.jobs.forEach((item, index) => {
@@ -94,25 +97,14 @@ export default async function jobsRoutes(
         const outcome = submitted(job, stored[n] as EnqueueResult, payload)
         if (!outcome.accepted) {
           refuse(index, outcome.problem)
-        } else {
-          const { replayed, location, job: view } = outcome
-          ;(replayed ? app.metrics.replayed : app.metrics.enqueued).inc({ queue })
-          results.push({ index, status: 202, replayed, location, job: view })
+          return
         }
+        const { replayed, location, job: view } = outcome
+        ;(replayed ? app.metrics.replayed : app.metrics.enqueued).inc({ queue })
+        tally[replayed ? 'replayed' : 'accepted']++
+        results[index] = { index, status: 202, replayed, location, job: view }
       })
-      results.sort((a, b) => a.index - b.index)
-      const count = (kind: 'accepted' | 'replayed' | 'rejected') =>
-        results.filter((result) =>
-          'job' in result
-            ? (result.replayed ? 'replayed' : 'accepted') === kind
-            : kind === 'rejected',
-        ).length
-      return {
-        accepted: count('accepted'),
-        replayed: count('replayed'),
-        rejected: count('rejected'),
-        results,
-      }
+      return { ...tally, results }
     },
   )
 

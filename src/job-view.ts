@@ -51,14 +51,18 @@ function lastErrorView(text: string | null): JobView['last_error'] {
   return { message: error.message, class: error.class, at: iso(error.at) }
 }
 
-/** `payload`: the payload already parsed, when the caller has it (saves parsing it again). */
-export function jobView(job: JobRecord, payload?: unknown): JobView {
+/**
+ * `known.payload`: the payload already parsed, when the caller has it (saves parsing it again).
+ * An options object, not a positional argument, so that `jobs.map(jobView)` is a type error
+ * rather than each job shown with its index as payload.
+ */
+export function jobView(job: JobRecord, known: { payload?: unknown } = {}): JobView {
   return {
     id: job.id,
     queue: job.queue,
     type: job.type,
     state: job.state,
-    payload: payload ?? JSON.parse(job.payload),
+    payload: known.payload ?? JSON.parse(job.payload),
     priority: job.priority,
     attempts: job.attempts,
     max_attempts: job.maxAttempts,

@@ -85,7 +85,7 @@ export function submitted(
       return {
         accepted: true,
         replayed: result.outcome === 'replayed',
-        job: jobView(result.job, result.outcome === 'created' ? payload : undefined),
+        job: jobView(result.job, result.outcome === 'created' ? { payload } : {}),
         location: jobLocation(job.queue, result.job.id),
       }
     case 'conflict':

@@ -17,34 +17,36 @@ const tsx = (file: string) => ['--import', 'tsx', file]
 /** Extra node flags for jobgate, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" to profile. */
 const nodeArgs = () => (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)
 
-export const BARE: Gateway = {
-  name: 'bare Fastify (HTTP ceiling)',
-  what: 'a Fastify route that parses the body and answers 202; no Redis',
-  start: (_redisUrl, port) =>
-    launch(APP_CPU, process.execPath, tsx('bench/baselines/bare-fastify.ts'), {
-      PORT: String(port),
-    }),
+/** A baseline gateway in bench/baselines/, run from source. */
+function baseline(file: string, name: string, what: string): Gateway {
+  return {
+    name,
+    what,
+    start: (redisUrl, port) =>
+      launch(APP_CPU, process.execPath, tsx(`bench/baselines/${file}`), {
+        PORT: String(port),
+        REDIS_URL: redisUrl,
+      }),
+  }
 }
 
-export const LPUSH: Gateway = {
-  name: 'Fastify + LPUSH',
-  what: 'one LPUSH of the body; no idempotency, record, status, validation or logging',
-  start: (redisUrl, port) =>
-    launch(APP_CPU, process.execPath, tsx('bench/baselines/lpush-gateway.ts'), {
-      PORT: String(port),
-      REDIS_URL: redisUrl,
-    }),
-}
+export const BARE = baseline(
+  'bare-fastify.ts',
+  'bare Fastify (HTTP ceiling)',
+  'a Fastify route that parses the body and answers 202; no Redis',
+)
 
-export const BULLMQ: Gateway = {
-  name: 'Fastify + BullMQ',
-  what: 'Queue.add with the Idempotency-Key as the BullMQ job id',
-  start: (redisUrl, port) =>
-    launch(APP_CPU, process.execPath, tsx('bench/baselines/bullmq-gateway.ts'), {
-      PORT: String(port),
-      REDIS_URL: redisUrl,
-    }),
-}
+export const LPUSH = baseline(
+  'lpush-gateway.ts',
+  'Fastify + LPUSH',
+  'one LPUSH of the body; no idempotency, record, status, validation or logging',
+)
+
+export const BULLMQ = baseline(
+  'bullmq-gateway.ts',
+  'Fastify + BullMQ',
+  'Queue.add with the Idempotency-Key as the BullMQ job id',
+)
 
 /** jobgate built in `root`, with production settings: keys, rate limits, breaker, logs. */
 export function jobgateAt(root: string, name: string): Gateway {

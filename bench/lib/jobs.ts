@@ -1,4 +1,5 @@
 import { loadConfig } from '../../src/config.js'
+import { storeSettings } from '../../src/plugins/store.js'
 import { createRedisClient, waitUntilReady } from '../../src/queue/connection.js'
 import { Store } from '../../src/queue/store.js'
 import { newJob } from '../../src/submission.js'
@@ -21,16 +22,7 @@ export async function openStore(redisUrl: string): Promise<Store> {
     commandTimeoutMs: 30_000,
   })
   if (!(await waitUntilReady(client, 10_000))) throw new Error('bench: Redis is not reachable')
-  return new Store(client, {
-    settings: {
-      keyPrefix: config.keyPrefix,
-      idempotencyTtlMs: config.idempotencyTtlMs,
-      jobRetentionMs: config.jobRetentionMs,
-      deadRetentionMs: config.deadRetentionMs,
-      eventsMaxLen: config.eventsMaxLen,
-      maxQueueDepth: 0,
-    },
-  })
+  return new Store(client, { settings: storeSettings(config) })
 }
 
 /** Enqueues `count` noop jobs on `queue`, 500 per pipeline, reporting progress every 100 k. */

@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { createRedisClient, waitUntilReady } from '../queue/connection.js'
 import type { RedisClient } from '../queue/scripts.js'
-import { Store } from '../queue/store.js'
+import { Store, type StoreSettings } from '../queue/store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,6 +18,18 @@ export interface StoreOptions {
 }
 
 const LOG_EVERY_MS = 5000
+
+/** What the store's scripts need from the configuration. */
+export function storeSettings(config: Config): StoreSettings {
+  return {
+    keyPrefix: config.keyPrefix,
+    idempotencyTtlMs: config.idempotencyTtlMs,
+    jobRetentionMs: config.jobRetentionMs,
+    deadRetentionMs: config.deadRetentionMs,
+    eventsMaxLen: config.eventsMaxLen,
+    maxQueueDepth: config.maxQueueDepth,
+  }
+}
 
 /** Connects to Redis and decorates the app with the store; closes it on shutdown. */
 export default fp(
@@ -40,14 +52,7 @@ export default fp(
       app.log.warn('Redis is not reachable yet; requests get 503 until it is')
     }
     const store = new Store(client, {
-      settings: {
-        keyPrefix: config.keyPrefix,
-        idempotencyTtlMs: config.idempotencyTtlMs,
-        jobRetentionMs: config.jobRetentionMs,
-        deadRetentionMs: config.deadRetentionMs,
-        eventsMaxLen: config.eventsMaxLen,
-        maxQueueDepth: config.maxQueueDepth,
-      },
+      settings: storeSettings(config),
       breaker: config.breaker,
       maxBlockingConnections: config.longPollConnections,
     })
