@@ -24,21 +24,26 @@ local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KE
 local id, token, result, retention, events_max, prefix =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
 
-local state, lease_token, attempts = unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts'))
+local state, lease_token, attempts, hn =
+  unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'hn'))
 if not state then return {'NOT_FOUND'} end
 if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
-redis.call('HSET', job_key, 'state', 'succeeded', 'finished_at', now, 'updated_at', now)
-if result ~= '' then redis.call('HSET', job_key, 'result', result) end
+-- The new state and its history entry in one write.
+local n = (tonumber(hn) or 0) + 1
+local fields = {'state', 'succeeded', 'finished_at', now, 'updated_at', now,
+  'hn', n, 'h:' .. n, cjson.encode({at = now, state = 'succeeded', attempt = tonumber(attempts)})}
+if result ~= '' then
+  fields[#fields + 1] = 'result'
+  fields[#fields + 1] = result
+end
+redis.call('HSET', job_key, unpack(fields))
 redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
 redis.call('ZREM', active_key, id)
 redis.call('PEXPIRE', job_key, retention)
-
-local n = redis.call('HINCRBY', job_key, 'hn', 1)
-redis.call('HSET', job_key, 'h:' .. n, cjson.encode({at = now, state = 'succeeded', attempt = tonumber(attempts)}))
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'succeeded', 'at', now)
 redis.call('HINCRBY', stats_key, 'succeeded', 1)
 local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
