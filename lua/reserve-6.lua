@@ -111,27 +111,26 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now, 'LIMIT'
   end
 end
 
--- The next job: priority 9 first, oldest first within a priority. LMPOP takes from the first
--- non-empty list in one call, so an empty priority level costs nothing.
-local pop = {'LMPOP', 10}
-for priority = 9, 0, -1 do pop[#pop + 1] = prefix .. 'ready:' .. priority end
-pop[#pop + 1] = 'RIGHT'
-
+-- The next job: priority 9 first, oldest first within a priority. (One LMPOP over the ten lists
+-- costs more Redis instructions than a few RPOPs: measured, see bench/NOTES.md.)
 local id, key, job
 local skipped = 0
-while skipped < SKIP_LIMIT do
-  local popped = redis.call(unpack(pop))
-  if not popped then break end
-  local candidate = popped[2][1]
-  local candidate_key = prefix .. 'job:' .. candidate
-  local fields = redis.call('HMGET', candidate_key, 'state', 'expires_at', 'attempts', 'hn', 'queue', 'type',
-    'payload', 'max_attempts', 'timeout_ms', 'request_id', 'created_at', 'priority')
-  if fields[1] == 'queued' and not is_past(fields[2]) then
-    id, key, job = candidate, candidate_key, fields
-    break
+for priority = 9, 0, -1 do
+  local list = prefix .. 'ready:' .. priority
+  while skipped < SKIP_LIMIT do
+    local candidate = redis.call('RPOP', list)
+    if not candidate then break end
+    local candidate_key = prefix .. 'job:' .. candidate
+    local fields = redis.call('HMGET', candidate_key, 'state', 'expires_at', 'attempts', 'hn', 'queue', 'type',
+      'payload', 'max_attempts', 'timeout_ms', 'request_id', 'created_at', 'priority')
+    if fields[1] == 'queued' and not is_past(fields[2]) then
+      id, key, job = candidate, candidate_key, fields
+      break
+    end
+    if fields[1] == 'queued' then expire(candidate_key, candidate) end
+    skipped = skipped + 1
   end
-  if fields[1] == 'queued' then expire(candidate_key, candidate) end
-  skipped = skipped + 1
+  if id or skipped >= SKIP_LIMIT then break end
 end
 
 if not id then
