@@ -12,6 +12,10 @@ use Throwable;
 /**
  * The long-running loop: check the stop conditions, reserve a job, run its handler, report.
  *
+ * Stop conditions are checked before a job is leased; a job already leased to this worker is
+ * always run and reported. A success that the worker will go on after is acked together with the
+ * lease of the next job (one round trip); that job runs next, whatever happened meanwhile.
+ *
  * Each step is a small protected method so a subclass (or a test) can change one of them.
  * Process-level effects (signals, alarms, exit) live in their own methods for the same reason.
  *
@@ -37,6 +41,8 @@ class Worker
     private int $currentStartedAtMs = 0;
     /** The current job was already reported (by the timeout): the normal path must not report it. */
     private bool $currentSettled = false;
+    /** A job leased together with the previous ack, to run next. */
+    private ?Job $prefetchedJob = null;
 
     public function __construct(
         protected readonly Transport $transport,
@@ -59,11 +65,15 @@ class Worker
                 'transport' => $this->transport->name(),
             ]);
             for (;;) {
-                $code = $this->stopCode();
-                if ($code !== null) {
-                    return $this->stop($code);
+                $job = $this->prefetchedJob;
+                $this->prefetchedJob = null;
+                if ($job === null) {
+                    $code = $this->stopCode();
+                    if ($code !== null) {
+                        return $this->stop($code);
+                    }
+                    $job = $this->nextJob();
                 }
-                $job = $this->nextJob();
                 if ($job !== null) {
                     $this->process($job);
                 }
@@ -80,7 +90,10 @@ class Worker
         }
     }
 
-    /** Asks the loop to stop once the current job (if any) is finished and reported. */
+    /**
+     * Asks the loop to stop once the current job (if any), and a job already leased along with
+     * its ack, are finished and reported.
+     */
     public function quit(): void
     {
         $this->quitRequested = true;
@@ -116,14 +129,21 @@ class Worker
         $this->armAlarm($this->secondsUntilNextTick($job));
     }
 
-    /** The one place for every stop condition: an exit code, or null to go on. */
-    protected function stopCode(): ?int
+    /**
+     * The one place for every stop condition: an exit code, or null to go on.
+     *
+     * @param int $jobsAboutToBeDone jobs not counted yet that will be once reported (asked
+     *        before an ack that would lease the next job)
+     */
+    protected function stopCode(int $jobsAboutToBeDone = 0): ?int
     {
+        $jobsDone = $this->jobsDone + $jobsAboutToBeDone;
+
         return match (true) {
             $this->timedOut => ExitCode::JOB_TIMEOUT,
             $this->quitRequested => ExitCode::SIGNAL,
             $this->memoryExceeded() => ExitCode::MEMORY_LIMIT,
-            $this->options->maxJobs > 0 && $this->jobsDone >= $this->options->maxJobs => ExitCode::MAX_JOBS,
+            $this->options->maxJobs > 0 && $jobsDone >= $this->options->maxJobs => ExitCode::MAX_JOBS,
             $this->options->maxTimeSeconds > 0
                 && $this->clock->nowMs() - $this->startedAtMs >= $this->options->maxTimeSeconds * 1000
                 => ExitCode::MAX_TIME,
@@ -223,7 +243,24 @@ class Worker
 
             return;
         }
-        $this->settled($job, $this->transport->ack($job, $resultJson), 'info', 'job succeeded');
+        $this->settled($job, $this->acknowledge($job, $resultJson), 'info', 'job succeeded');
+    }
+
+    /**
+     * Acks the job; when the worker will go on after it, leases the next job in the same round
+     * trip and keeps it to run next.
+     *
+     * @return bool whether the lease was still held
+     */
+    protected function acknowledge(Job $job, ?string $resultJson): bool
+    {
+        if ($this->stopCode(jobsAboutToBeDone: 1) !== null) {
+            return $this->transport->ack($job, $resultJson);
+        }
+        $acked = $this->transport->ackAndReserve($job, $resultJson);
+        $this->prefetchedJob = $acked->next;
+
+        return $acked->leaseHeld;
     }
 
     protected function reportFailure(Job $job, ErrorReport $error): void

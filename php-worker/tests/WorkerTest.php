@@ -204,6 +204,137 @@ final class WorkerTest extends TestCase
         self::assertSame(['reason' => 'signal', 'exit_code' => 0], $this->stoppingFields());
     }
 
+    public function testASuccessIsAckedTogetherWithTheLeaseOfTheNextJobWhichRunsWithoutAnotherReserve(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'b'), Jobs::make(id: 'c')];
+        $handler = new CallableHandler(fn (Job $job) => $job->id);
+        $code = $this->runWorker(['echo' => $handler]);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame(['a', 'b', 'c'], $handler->handled);
+        self::assertSame([
+            ['reserve'],
+            ['ackAndReserve', 'a', '"a"'],
+            ['ackAndReserve', 'b', '"b"'],
+            ['ackAndReserve', 'c', '"c"'],
+            ['reserve'],
+        ], $this->transport->calls, 'nothing came with the last ack: reserved as usual');
+        self::assertSame(3, $this->worker?->jobsDone());
+        self::assertSame(
+            ['a', 'b', 'c'],
+            array_column(array_filter(
+                $this->logs->all(),
+                static fn (array $line) => $line['msg'] === 'job succeeded',
+            ), 'job_id'),
+        );
+    }
+
+    public function testWhenNoJobComesWithTheAckTheWorkerReservesAsUsual(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'b')];
+        $this->transport->leaseWithAck = false;
+        $this->runWorker(['echo' => fn () => null]);
+
+        self::assertSame(
+            ['reserve', 'ackAndReserve', 'reserve', 'ackAndReserve', 'reserve'],
+            array_column($this->transport->calls, 0),
+        );
+        self::assertSame(2, $this->worker?->jobsDone());
+    }
+
+    public function testTheLastJobBeforeMaxJobsIsAckedAloneSoNothingMoreIsLeased(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'b'), Jobs::make(id: 'c'), Jobs::make(id: 'd')];
+        $code = $this->runWorker(['echo' => fn () => null], maxJobs: 3);
+
+        self::assertSame(ExitCode::MAX_JOBS, $code);
+        self::assertSame(3, $this->worker?->jobsDone());
+        self::assertSame([
+            ['reserve'],
+            ['ackAndReserve', 'a', null],
+            ['ackAndReserve', 'b', null],
+            ['ack', 'c', null],
+        ], $this->transport->calls);
+        self::assertSame(['d'], array_map(static fn (Job $job) => $job->id, $this->transport->jobs));
+    }
+
+    public function testWithMaxJobs1TheOnlyJobIsAckedAlone(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'b')];
+        $code = $this->runWorker(['echo' => fn () => null], maxJobs: 1);
+
+        self::assertSame(ExitCode::MAX_JOBS, $code);
+        self::assertSame([['reserve'], ['ack', 'a', null]], $this->transport->calls);
+    }
+
+    public function testAQuitDuringTheAckThatLeasedTheNextJobStillRunsAndAcksThatJobThenExits0(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'leased'), Jobs::make(id: 'never')];
+        $this->transport->duringAckAndReserve = fn () => $this->worker?->quit();
+        $handler = new CallableHandler(fn () => 'done');
+        $code = $this->runWorker(['echo' => $handler]);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame(['a', 'leased'], $handler->handled, 'a leased job is always run');
+        self::assertSame([
+            ['reserve'],
+            ['ackAndReserve', 'a', '"done"'],
+            ['ack', 'leased', '"done"'],
+        ], $this->transport->calls, 'acked alone, and no reserve after the quit');
+        self::assertSame(2, $this->worker?->jobsDone());
+        self::assertSame(['reason' => 'signal', 'exit_code' => 0], $this->stoppingFields());
+    }
+
+    public function testAFailedOrRetriedJobNeverLeasesTheNextOne(): void
+    {
+        $this->transport->jobs = [
+            Jobs::make('boom', id: 'a'),
+            Jobs::make('doomed', id: 'b'),
+            Jobs::make('echo', id: 'c'),
+        ];
+        $this->runWorker([
+            'boom' => fn () => throw new RuntimeException('try later'),
+            'doomed' => fn () => throw new FailJob('never'),
+            'echo' => fn () => null,
+        ]);
+
+        self::assertSame(
+            [['reserve'], ['retry', 'a'], ['reserve'], ['fail', 'b'], ['reserve'], ['ackAndReserve', 'c'], ['reserve']],
+            array_map(static fn (array $call) => array_slice($call, 0, 2), $this->transport->calls),
+        );
+    }
+
+    public function testALeaseLostOnTheCombinedAckIsLoggedAndTheLeasedJobStillRuns(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'stale'), Jobs::make(id: 'fresh')];
+        $this->transport->ackHeld = [false];
+        $this->runWorker(['echo' => fn () => null]);
+
+        self::assertSame(['ackAndReserve', 'ackAndReserve'], array_column($this->transport->settlements(), 0));
+        self::assertSame(1, $this->worker?->jobsDone());
+        self::assertSame('stale', $this->logs->first('lease lost')['job_id']);
+        self::assertSame('fresh', $this->logs->first('job succeeded')['job_id']);
+    }
+
+    public function testALeasedJobThatTimesOutIsRetriedAndTheWorkerExits15(): void
+    {
+        $this->transport->jobs = [Jobs::make('echo', id: 'a'), Jobs::make('slow', id: 'leased')];
+        $code = $this->runWorker([
+            'echo' => fn () => null,
+            'slow' => function () {
+                $this->clock->advance(60_000);
+                $this->worker?->onAlarm();
+            },
+        ], timeoutSeconds: 60);
+
+        self::assertSame(ExitCode::JOB_TIMEOUT, $code);
+        self::assertSame([ExitCode::JOB_TIMEOUT], $this->worker?->exits);
+        self::assertSame(
+            [['reserve'], ['ackAndReserve', 'a'], ['retry', 'leased']],
+            array_map(static fn (array $call) => array_slice($call, 0, 2), $this->transport->calls),
+        );
+    }
+
     public function testTheTimerIsArmedForTheHeartbeatIntervalOrTheTimeoutWhicheverComesFirst(): void
     {
         $this->transport->jobs = [Jobs::make(id: 'default'), Jobs::make(id: 'own', timeoutMs: 2500)];

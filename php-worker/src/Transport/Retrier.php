@@ -31,20 +31,24 @@ final class Retrier
      *
      * @template T
      * @param Closure(bool): T $call
+     * @param Unavailable|null $earlierFailure how a try made elsewhere (e.g. in a pipeline) failed:
+     *        it is waited out first, and every call is a retry
      * @return T
      */
-    public function untilAvailable(Closure $call): mixed
+    public function untilAvailable(Closure $call, ?Unavailable $earlierFailure = null): mixed
     {
-        $isRetry = false;
+        $failure = $earlierFailure;
         for (;;) {
+            if ($failure !== null) {
+                $this->pause($failure);
+            }
             try {
-                $result = $call($isRetry);
+                $result = $call($failure !== null);
                 $this->backoff->reset();
 
                 return $result;
             } catch (Unavailable $unavailable) {
-                $this->pause($unavailable);
-                $isRetry = true;
+                $failure = $unavailable;
             }
         }
     }

@@ -29,6 +29,15 @@ interface Transport
     /** @param string|null $resultJson JSON text of the handler's result; null = no result */
     public function ack(Job $job, ?string $resultJson): bool;
 
+    /**
+     * Acks like ack() (an unreachable server is waited out the same way) and may also lease the
+     * next job of the worker's first queue, without waiting for one. Only the first queue is
+     * asked, so the queues' priority order holds; with no job leased, the caller reserves as usual.
+     *
+     * @param string|null $resultJson JSON text of the handler's result; null = no result
+     */
+    public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext;
+
     public function fail(Job $job, string $message, string $class): bool;
 
     /** @param int|null $delayMs null = the job's back-off policy */

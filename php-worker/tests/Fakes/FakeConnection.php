@@ -6,16 +6,20 @@ namespace Jobgate\Worker\Tests\Fakes;
 
 use Jobgate\Worker\Transport\Redis\Connection;
 use Jobgate\Worker\Transport\Redis\Script;
+use Jobgate\Worker\Transport\Redis\ScriptCall;
 use Jobgate\Worker\Transport\Unavailable;
 
 /**
  * Answers scripts from a list of replies (an Unavailable in the list is thrown instead) and
- * records every call.
+ * records every call. runScripts() takes one reply per call, in order, and stops at an
+ * Unavailable.
  */
 final class FakeConnection implements Connection
 {
     /** @var list<array{string, list<string>, list<string>}> script name, keys, args */
     public array $scripts = [];
+    /** @var list<list<string>> the script names of each runScripts() */
+    public array $batches = [];
     /** @var list<array{list<string>, float}> */
     public array $waits = [];
     public int $resets = 0;
@@ -34,6 +38,16 @@ final class FakeConnection implements Connection
         }
 
         return $reply;
+    }
+
+    public function runScripts(array $calls): array
+    {
+        $this->batches[] = array_map(static fn (ScriptCall $call): string => $call->script->name, $calls);
+
+        return array_map(
+            fn (ScriptCall $call): array => $this->runScript($call->script, $call->keys, $call->args),
+            $calls,
+        );
     }
 
     public function waitForWake(array $wakeKeys, float $seconds): void

@@ -6,12 +6,14 @@ namespace Jobgate\Worker\Tests\Fakes;
 
 use Closure;
 use Jobgate\Worker\Job;
+use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Transport;
 
 /**
  * Hands out queued jobs and records every call. When no job is left, reserve() calls $onEmpty
- * (e.g. to stop the worker or move the clock) and returns null.
+ * (e.g. to stop the worker or move the clock) and returns null. ackAndReserve() hands out the
+ * next queued job too, unless $leaseWithAck is off.
  */
 final class FakeTransport implements Transport
 {
@@ -23,6 +25,9 @@ final class FakeTransport implements Transport
     public RetryOutcome $retryOutcome = RetryOutcome::Scheduled;
     public bool $heartbeatHeld = true;
     public ?Closure $onEmpty = null;
+    public bool $leaseWithAck = true;
+    /** Called while ackAndReserve() is under way (e.g. a signal arriving then). */
+    public ?Closure $duringAckAndReserve = null;
 
     /** @param list<Job> $jobs */
     public function __construct(public array $jobs = [])
@@ -50,6 +55,19 @@ final class FakeTransport implements Transport
         $this->calls[] = ['ack', $job->id, $resultJson];
 
         return array_shift($this->ackHeld) ?? true;
+    }
+
+    public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
+    {
+        $this->calls[] = ['ackAndReserve', $job->id, $resultJson];
+        if ($this->duringAckAndReserve !== null) {
+            ($this->duringAckAndReserve)();
+        }
+
+        return new AckAndNext(
+            array_shift($this->ackHeld) ?? true,
+            $this->leaseWithAck ? array_shift($this->jobs) : null,
+        );
     }
 
     public function fail(Job $job, string $message, string $class): bool

@@ -106,6 +106,24 @@ final class HttpTransportTest extends TestCase
         self::assertSame(['lease_token' => 'token-job-1'], $this->http->requests[0]['body']);
     }
 
+    public function testAckAndReserveIsJustTheAckSinceTheGatewayHasNoCombinedRoute(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'active']),
+            FakeHttpClient::json(200, ['state' => 'succeeded']),
+        ];
+        $lost = $this->transport()->ackAndReserve(Jobs::make(id: 'j9'), '{"sent":true}');
+        $acked = $this->transport()->ackAndReserve(Jobs::make(id: 'j9'), '{"sent":true}');
+
+        self::assertFalse($lost->leaseHeld);
+        self::assertTrue($acked->leaseHeld);
+        self::assertNull($acked->next);
+        self::assertSame(
+            array_fill(0, 2, 'http://gw:3000/v1/queues/q/jobs/j9:ack'),
+            array_column($this->http->requests, 'url'),
+        );
+    }
+
     public function testFailRetryAndHeartbeatBodies(): void
     {
         $this->http->responses = [

@@ -5,9 +5,11 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Tests\Transport;
 
 use Jobgate\Worker\ConfigError;
+use Jobgate\Worker\Transport\Redis\ClusterConnection;
 use Jobgate\Worker\Transport\Redis\PhpRedisConnection;
 use Jobgate\Worker\Transport\Redis\RedisEndpoint;
 use Jobgate\Worker\Transport\Redis\Script;
+use Jobgate\Worker\Transport\Redis\ScriptCall;
 use Jobgate\Worker\Transport\Redis\ScriptFailed;
 use Jobgate\Worker\Transport\Redis\ScriptLibrary;
 use Jobgate\Worker\Transport\Redis\StandaloneConnection;
@@ -19,14 +21,28 @@ use RedisCluster;
 use RedisException;
 
 /**
- * Scripts by SHA with the NOSCRIPT fallback, and outages told from bugs, on a mocked phpredis.
+ * Scripts by SHA with the NOSCRIPT fallback, several in one pipeline (one after another on a
+ * cluster), and outages told from bugs, on a mocked phpredis.
  */
 final class PhpRedisConnectionTest extends TestCase
 {
+    private const ACK_SOURCE = 'return {"OK", 1}';
+    private const RESERVE_SOURCE = 'return {"EMPTY", -1}';
+
     /** @var Redis&MockObject */
     private Redis $redis;
     private int $connects = 0;
     private ?string $lastError = null;
+    /** @var array<string, true> the fake server's script cache, by SHA1 (see serve()) */
+    private array $serverScripts = [];
+    /** @var array<string, array<int, mixed>|string> the fake server's replies, by script name */
+    private array $serverReplies = [];
+    /** @var list<string> */
+    private array $sent = [];
+    /** @var list<list<string>> */
+    private array $arguments = [];
+    /** What exec() does instead of answering: throw this, or return false; null = answer. */
+    private RedisException|false|null $execError = null;
 
     protected function setUp(): void
     {
@@ -111,6 +127,143 @@ final class PhpRedisConnectionTest extends TestCase
         self::assertSame(2, $this->connects);
     }
 
+    public function testScriptsGoOneByOneUntilTheServerIsKnownToHoldThemThenInOnePipeline(): void
+    {
+        $this->serve(['ack' => ['OK', 1], 'reserve' => ['EMPTY', -1]], ['reserve']);
+        $connection = $this->connection();
+
+        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($this->ackThenReserve()));
+        self::assertSame(
+            ['evalSha ack', 'eval ack', 'evalSha reserve'],
+            $this->sent,
+            'the ack the server has no script for never runs after the reserve',
+        );
+
+        $this->sent = [];
+        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($this->ackThenReserve()));
+        self::assertSame(['pipelined evalSha ack', 'pipelined evalSha reserve', 'exec'], $this->sent);
+        self::assertSame([['k1', 'a1'], ['k2', 'a2', 'a3']], $this->arguments);
+    }
+
+    public function testAPipelinedCallTheServerHasNoScriptForRunsAgainAloneFromItsSource(): void
+    {
+        $this->serve(['ack' => ['OK', 1], 'reserve' => ['EMPTY', -1]], ['ack', 'reserve']);
+        $connection = $this->connection();
+        $connection->runScripts($this->ackThenReserve());
+        $this->serverScripts = [];
+        $this->sent = [];
+
+        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($this->ackThenReserve()));
+        self::assertSame([
+            'pipelined evalSha ack', 'pipelined evalSha reserve', 'exec',
+            'evalSha ack', 'eval ack', 'evalSha reserve', 'eval reserve',
+        ], $this->sent, 'after SCRIPT FLUSH: each runs again alone, in order');
+
+        $this->sent = [];
+        $connection->runScripts($this->ackThenReserve());
+        self::assertNotContains('exec', $this->sent, 'no pipeline until both are known again');
+    }
+
+    public function testAnyOtherErrorReplyInAPipelineIsRaisedByTheCallRunAlone(): void
+    {
+        $this->serve(['ack' => ['OK', 1], 'reserve' => ['EMPTY', -1]], ['ack', 'reserve']);
+        $connection = $this->connection();
+        $connection->runScripts($this->ackThenReserve());
+        $this->serverReplies['reserve'] = 'ERR user_script:1: boom';
+
+        try {
+            $connection->runScripts($this->ackThenReserve());
+            self::fail('expected ScriptFailed');
+        } catch (ScriptFailed $failed) {
+            self::assertSame('reserve: ERR user_script:1: boom', $failed->getMessage());
+        }
+        self::assertContains('exec', $this->sent);
+        self::assertSame('evalSha reserve', $this->sent[array_key_last($this->sent)], 'run again alone');
+    }
+
+    public function testAConnectionErrorDuringAPipelineIsAnOutageAndTheNextCallsReconnectAndGoOneByOne(): void
+    {
+        $this->serve(['ack' => ['OK', 1], 'reserve' => ['EMPTY', -1]], ['ack', 'reserve']);
+        $this->execError = new RedisException('read error on connection');
+        $connection = $this->connection();
+        $connection->runScripts($this->ackThenReserve());
+        try {
+            $connection->runScripts($this->ackThenReserve());
+            self::fail('expected an outage');
+        } catch (Unavailable $unavailable) {
+            self::assertSame('read error on connection', $unavailable->getMessage());
+        }
+        $this->sent = [];
+
+        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($this->ackThenReserve()));
+        self::assertSame(2, $this->connects);
+        self::assertSame(['evalSha ack', 'evalSha reserve'], $this->sent, 'the new server may be another one');
+    }
+
+    public function testAPipelineAnsweredWithoutAReplyPerCallIsAnOutage(): void
+    {
+        $this->serve(['ack' => ['OK', 1], 'reserve' => ['EMPTY', -1]], ['ack', 'reserve']);
+        $this->execError = false;
+        $connection = $this->connection();
+        $connection->runScripts($this->ackThenReserve());
+
+        $this->expectException(Unavailable::class);
+        $connection->runScripts($this->ackThenReserve());
+    }
+
+    public function testOneServerPipelinesItsScripts(): void
+    {
+        $this->redis->method('connect')->willReturn(true);
+        $this->serve(['ack' => ['OK', 1], 'reserve' => ['EMPTY', -1]], ['ack', 'reserve']);
+        $connection = new StandaloneConnection(RedisEndpoint::fromUrl('redis://h'), 1.0, 5.0, fn () => $this->redis);
+        $connection->runScripts($this->ackThenReserve());
+        $this->sent = [];
+
+        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($this->ackThenReserve()));
+        self::assertSame(['pipelined evalSha ack', 'pipelined evalSha reserve', 'exec'], $this->sent);
+    }
+
+    public function testAClusterRunsTheScriptsOneAfterAnother(): void
+    {
+        $ack = new Script('ack', 1, 'return {"OK", 1}');
+        $reserve = new Script('reserve', 1, 'return {"EMPTY", -1}');
+        /** @var RedisCluster&MockObject $cluster */
+        $cluster = $this->createMock(RedisCluster::class);
+        $cluster->method('getLastError')->willReturn(null);
+        $cluster->expects(self::never())->method('multi');
+        $cluster->expects(self::never())->method('exec');
+        $sent = [];
+        $cluster->method('evalSha')->willReturnCallback(function (...$arguments) use (&$sent) {
+            $sent[] = $arguments;
+
+            return count($sent) % 2 === 1 ? ['OK', 1] : ['EMPTY', -1];
+        });
+        $connection = new ClusterConnection([RedisEndpoint::fromUrl('node-1')], 1.0, 5.0, fn () => $cluster);
+        $calls = [new ScriptCall($ack, ['{a}:k'], ['x']), new ScriptCall($reserve, ['{b}:k'], ['y'])];
+
+        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($calls));
+        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($calls), 'also once both are known');
+        self::assertSame(
+            array_fill(0, 2, [[$ack->sha1, ['{a}:k', 'x'], 1], [$reserve->sha1, ['{b}:k', 'y'], 1]]),
+            array_chunk($sent, 2),
+        );
+    }
+
+    public function testAClusterStopsAtTheFirstCallThatFindsItUnavailable(): void
+    {
+        /** @var RedisCluster&MockObject $cluster */
+        $cluster = $this->createMock(RedisCluster::class);
+        $cluster->expects(self::once())->method('evalSha')
+            ->willThrowException(new \RedisClusterException('Timed out attempting to find data in the correct node!'));
+        $connection = new ClusterConnection([RedisEndpoint::fromUrl('node-1')], 1.0, 5.0, fn () => $cluster);
+
+        $this->expectException(Unavailable::class);
+        $connection->runScripts([
+            new ScriptCall(new Script('ack', 0, 'return 1'), [], []),
+            new ScriptCall(new Script('reserve', 0, 'return 2'), [], []),
+        ]);
+    }
+
     public function testOneServerConnectsLogsInSelectsAndBlocksInDecimalSeconds(): void
     {
         $this->redis->expects(self::once())->method('connect')->with('10.0.0.5', 6380, 2.0, null, 0, 8.0)
@@ -192,6 +345,85 @@ final class PhpRedisConnectionTest extends TestCase
 
         self::assertSame('only-password', RedisEndpoint::fromUrl('redis://:only-password@h')->credentials());
         self::assertSame(6379, RedisEndpoint::fromUrl('node-1')->port, 'a bare host (cluster seed)');
+    }
+
+    /** @return list<ScriptCall> */
+    private function ackThenReserve(): array
+    {
+        return [
+            new ScriptCall(new Script('ack', 1, self::ACK_SOURCE), ['k1'], ['a1']),
+            new ScriptCall(new Script('reserve', 1, self::RESERVE_SOURCE), ['k2'], ['a2', 'a3']),
+        ];
+    }
+
+    /**
+     * Makes the mocked client a server that holds the named scripts in its cache (EVAL adds one)
+     * and answers each script with its reply (a string is an error reply; both can be changed
+     * later through the properties). What reaches it is
+     * logged in $sent, the arguments of each pipelined call in $arguments.
+     *
+     * @param array<string, array<int, mixed>|string> $replies by script name
+     * @param list<string> $cached
+     */
+    private function serve(array $replies, array $cached): void
+    {
+        $names = [sha1(self::ACK_SOURCE) => 'ack', sha1(self::RESERVE_SOURCE) => 'reserve'];
+        $this->serverScripts = array_fill_keys(array_keys(array_intersect($names, $cached)), true);
+        $this->serverReplies = $replies;
+        $queued = null;
+        $answer = function (string $how, string $sha, array $arguments) use ($names, &$queued): mixed {
+            $this->sent[] = ($queued === null ? '' : 'pipelined ') . "{$how} {$names[$sha]}";
+            if ($how === 'evalSha' && !isset($this->serverScripts[$sha])) {
+                $reply = 'NOSCRIPT No matching script. Please use EVAL.';
+            } else {
+                $this->serverScripts[$sha] = true;
+                $reply = $this->serverReplies[$names[$sha]];
+            }
+            if ($queued !== null) {
+                $this->arguments[] = $arguments;
+                $queued[] = $reply;
+
+                return $this->redis;
+            }
+            if (is_string($reply)) {
+                $this->lastError = $reply;
+
+                return false;
+            }
+
+            return $reply;
+        };
+        $this->redis->method('evalSha')->willReturnCallback(
+            fn (string $sha, array $arguments) => $answer('evalSha', $sha, $arguments),
+        );
+        $this->redis->method('eval')->willReturnCallback(
+            fn (string $source, array $arguments) => $answer('eval', sha1($source), $arguments),
+        );
+        $this->redis->method('multi')->willReturnCallback(function (int $mode) use (&$queued) {
+            self::assertSame(Redis::PIPELINE, $mode);
+            $queued = [];
+
+            return $this->redis;
+        });
+        $this->redis->method('exec')->willReturnCallback(function () use (&$queued) {
+            $this->sent[] = 'exec';
+            $replies = $queued;
+            $queued = null;
+            if ($this->execError instanceof RedisException) {
+                throw $this->execError;
+            }
+            if ($this->execError === false) {
+                return false;
+            }
+            foreach ($replies as $i => $reply) {
+                if (is_string($reply)) {
+                    $this->lastError = $reply;
+                    $replies[$i] = false;
+                }
+            }
+
+            return $replies;
+        });
     }
 
     private function connection(): PhpRedisConnection

@@ -194,6 +194,98 @@ final class RedisTransportTest extends TestCase
         self::assertTrue($this->transport()->ack(Jobs::make(), null));
     }
 
+    public function testAckAndReserveSendsTheAckAndAReserveOnTheFirstQueueInOneRoundTrip(): void
+    {
+        $this->connection->replies = [['OK', 1700000001000], self::JOB_REPLY];
+        $acked = $this->transport()->ackAndReserve(Jobs::make(id: 'j9'), '{"sent":true}');
+
+        self::assertTrue($acked->leaseHeld);
+        self::assertSame('j1', $acked->next?->id);
+        self::assertSame('TOKEN', $acked->next->leaseToken);
+        self::assertSame([['ack', 'reserve']], $this->connection->batches);
+        self::assertSame([], $this->connection->waits, 'never blocks');
+
+        [$pipelinedAck, $pipelinedReserve] = $this->connection->scripts;
+        $this->connection = new FakeConnection([['OK', 1700000001000], self::JOB_REPLY]);
+        $this->transport()->ack(Jobs::make(id: 'j9'), '{"sent":true}');
+        $this->transport()->reserve();
+        [$ack, $reserve] = $this->connection->scripts;
+        self::assertSame($ack, $pipelinedAck, 'the same keys and args as ack()');
+        self::assertSame('reserve', $pipelinedReserve[0]);
+        self::assertSame($reserve[1], $pipelinedReserve[1], 'the keys of the first queue');
+        self::assertSame('jg:{emails}:active', $pipelinedReserve[1][0]);
+        self::assertMatchesRegularExpression('/^[0-9a-f]{32}$/', $pipelinedReserve[2][2], 'a fresh lease token');
+        $pipelinedReserve[2][2] = $reserve[2][2];
+        self::assertSame($reserve[2], $pipelinedReserve[2], 'the same args as reserve()');
+    }
+
+    public function testAckAndReserveWithNothingOnTheFirstQueueLeasesNothing(): void
+    {
+        $this->connection->replies = [['OK', 1], ['EMPTY', -1]];
+        $acked = $this->transport()->ackAndReserve(Jobs::make(), null);
+
+        self::assertTrue($acked->leaseHeld);
+        self::assertNull($acked->next);
+        self::assertCount(2, $this->connection->scripts, 'the second queue is left to reserve()');
+    }
+
+    public function testALeaseLostOnTheCombinedAckStillHandsOutTheLeasedJob(): void
+    {
+        $this->connection->replies = [['LEASE_LOST', 'succeeded'], self::JOB_REPLY];
+        $acked = $this->transport()->ackAndReserve(Jobs::make(), null);
+
+        self::assertFalse($acked->leaseHeld, 'on a first try, LEASE_LOST is LEASE_LOST whatever the state');
+        self::assertSame('j1', $acked->next?->id);
+    }
+
+    public function testAnOutageDuringTheCombinedAckRetriesTheAckAloneAsARetry(): void
+    {
+        $this->connection->replies = [new Unavailable('read error on connection'), ['LEASE_LOST', 'succeeded']];
+        $acked = $this->transport()->ackAndReserve(Jobs::make(id: 'j9'), null);
+
+        self::assertTrue($acked->leaseHeld, 'the first try landed');
+        self::assertNull($acked->next);
+        self::assertSame([['ack', 'reserve']], $this->connection->batches);
+        self::assertSame(['ack', 'ack'], array_column($this->connection->scripts, 0));
+        self::assertSame($this->connection->scripts[0], $this->connection->scripts[1]);
+        self::assertSame([100], $this->clock->sleeps, 'waited out like ack()');
+        self::assertSame(
+            'read error on connection',
+            $this->logs->first('redis unavailable, reconnecting')['error'] ?? null,
+        );
+    }
+
+    public function testAnOutageAfterTheCombinedAckLandedRetriesItUntilRedisAnswers(): void
+    {
+        $this->connection->replies = [
+            ['OK', 1],
+            new Unavailable('read error on connection'),
+            new Unavailable('Connection refused'),
+            ['LEASE_LOST', 'succeeded'],
+        ];
+        $acked = $this->transport()->ackAndReserve(Jobs::make(), null);
+
+        self::assertTrue($acked->leaseHeld);
+        self::assertNull($acked->next);
+        self::assertSame([100, 200], $this->clock->sleeps);
+    }
+
+    public function testARetriedCombinedAckThatFindsTheJobElsewhereLostTheLease(): void
+    {
+        $this->connection->replies = [new Unavailable('read error on connection'), ['LEASE_LOST', 'active']];
+
+        self::assertFalse($this->transport()->ackAndReserve(Jobs::make(), null)->leaseHeld);
+    }
+
+    public function testACombinedReserveReplyOutsideTheContractIsABug(): void
+    {
+        $this->connection->replies = [['OK', 1], ['WAT']];
+
+        $this->expectException(ScriptFailed::class);
+        $this->expectExceptionMessage('reserve: unexpected reply WAT');
+        $this->transport()->ackAndReserve(Jobs::make(), null);
+    }
+
     public function testAReserveDuringAnOutageReturnsNothingAfterABackoff(): void
     {
         $this->connection->replies = [new Unavailable('Connection refused'), new Unavailable('Connection refused')];

@@ -8,6 +8,7 @@ use DateTimeImmutable;
 use Exception;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\Json;
+use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Transport;
@@ -65,6 +66,15 @@ final class HttpTransport implements Transport
         }
 
         return $this->settle($job, 'ack', $body, ['succeeded']) !== null;
+    }
+
+    /**
+     * Just ack(): the gateway has no route that acks and reserves in one request, so no job
+     * comes with it and the worker reserves as usual.
+     */
+    public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
+    {
+        return new AckAndNext($this->ack($job, $resultJson), null);
     }
 
     public function fail(Job $job, string $message, string $class): bool

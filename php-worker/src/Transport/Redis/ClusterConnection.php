@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Transport\Redis;
 
+use Closure;
 use Redis;
 use RedisCluster;
 
@@ -13,17 +14,33 @@ use RedisCluster;
  */
 final class ClusterConnection extends PhpRedisConnection
 {
-    /** @param non-empty-list<RedisEndpoint> $seeds */
+    /**
+     * @param non-empty-list<RedisEndpoint> $seeds
+     * @param (Closure(): RedisCluster)|null $newClient makes the connected client (tests pass a double)
+     */
     public function __construct(
         private readonly array $seeds,
         float $connectTimeout,
         float $readTimeout,
+        private readonly ?Closure $newClient = null,
     ) {
         parent::__construct($connectTimeout, $readTimeout);
     }
 
+    /**
+     * One call after another: phpredis has no pipeline for a cluster, and the calls' keys may
+     * live on different nodes (two queues).
+     */
+    public function runScripts(array $calls): array
+    {
+        return $this->runEach($calls);
+    }
+
     protected function connect(): RedisCluster
     {
+        if ($this->newClient !== null) {
+            return ($this->newClient)();
+        }
         $addresses = array_map(
             static fn (RedisEndpoint $seed): string => "{$seed->address()}:{$seed->port}",
             $this->seeds,

@@ -22,6 +22,18 @@ interface Connection
     public function runScript(Script $script, array $keys, array $args): array;
 
     /**
+     * Runs the calls in order, in one round trip where the connection can (one server), and
+     * gives each reply as runScript() would.
+     *
+     * @param non-empty-list<ScriptCall> $calls
+     * @return list<array<int, mixed>> the replies, in the order of the calls
+     * @throws Unavailable when Redis cannot be reached or cannot serve now: any of the calls
+     *         may have run
+     * @throws ScriptFailed on any other error reply
+     */
+    public function runScripts(array $calls): array;
+
+    /**
      * Blocks until a wake-up token arrives on one of the lists, or $seconds passed.
      *
      * @param list<string> $wakeKeys

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Transport\Redis;
 
 use Jobgate\Worker\Transport\Unavailable;
+use LogicException;
 use Redis;
 use RedisCluster;
 use RedisClusterException;
@@ -12,7 +13,7 @@ use RedisException;
 
 /**
  * What a phpredis connection (one server or a cluster) shares: scripts by SHA with a fallback to
- * the source, and telling outages from bugs.
+ * the source, several scripts in one pipeline, and telling outages from bugs.
  */
 abstract class PhpRedisConnection implements Connection
 {
@@ -20,6 +21,8 @@ abstract class PhpRedisConnection implements Connection
     private const UNAVAILABLE_REPLIES = '/^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS)\b/';
 
     private Redis|RedisCluster|null $client = null;
+    /** @var array<string, true> SHA1s of the scripts the server ran for this connection (see runScripts()) */
+    private array $knownScripts = [];
 
     /**
      * @param float $readTimeout seconds; must exceed the longest blocking wait
@@ -44,7 +47,9 @@ abstract class PhpRedisConnection implements Connection
             $reply = $client->evalSha($script->sha1, $arguments, $script->numberOfKeys);
             $error = $client->getLastError();
             if ($reply === false && is_string($error) && str_starts_with($error, 'NOSCRIPT')) {
-                // This server has not seen the script yet: EVAL runs it and caches it.
+                // This server has not seen the script yet, or its script cache was emptied (then
+                // no other script is known either): EVAL runs it and caches it.
+                $this->knownScripts = [];
                 $client->clearLastError();
                 $reply = $client->eval($script->source, $arguments, $script->numberOfKeys);
                 $error = $client->getLastError();
@@ -56,12 +61,65 @@ abstract class PhpRedisConnection implements Connection
                 }
                 throw new ScriptFailed("{$script->name}: {$error}");
             }
-            if (!is_array($reply) || !isset($reply[0]) || !is_string($reply[0])) {
+            if (!self::isReply($reply)) {
                 throw new ScriptFailed("{$script->name}: unexpected reply " . var_export($reply, true));
             }
+            $this->knownScripts[$script->sha1] = true;
 
             return $reply;
         });
+    }
+
+    /**
+     * One pipeline once the server is known to hold every script of the calls; until then (the
+     * first use of a script on a connection), one call after another.
+     *
+     * A call answered NOSCRIPT in a pipeline did not run, but the later calls did: run again, it
+     * would come after them. For an ack followed by a reserve, that reserve could reclaim the
+     * job's lease if it had just run out, where the ack alone would still be honoured. So a script
+     * goes into a pipeline only after the server ran it for this connection, and a NOSCRIPT
+     * anywhere (the script cache was emptied) makes every script unknown again. What is left: a
+     * cache emptied under a live connection (SCRIPT FLUSH, a restart phpredis reconnected to
+     * unseen) in which another client loaded a later script before this pipeline.
+     *
+     * A pipelined call answered with anything but a reply array (phpredis gives false for an
+     * error reply, e.g. NOSCRIPT after SCRIPT FLUSH) runs again alone through runScript(), which
+     * falls back to EVAL and raises every other error. That is safe: a NOSCRIPT reply means the
+     * script did not run, and any other error comes back the same way and is raised there.
+     */
+    public function runScripts(array $calls): array
+    {
+        foreach ($calls as $call) {
+            if (!isset($this->knownScripts[$call->script->sha1])) {
+                return $this->runEach($calls);
+            }
+        }
+        $replies = $this->guarded(function (Redis|RedisCluster $client) use ($calls): array {
+            if (!$client instanceof Redis) {
+                throw new LogicException('a Redis Cluster connection has no pipeline');
+            }
+            $arguments = array_map(static fn (ScriptCall $call): array => [...$call->keys, ...$call->args], $calls);
+            $client->clearLastError();
+            $client->multi(Redis::PIPELINE);
+            foreach ($calls as $i => $call) {
+                $client->evalSha($call->script->sha1, $arguments[$i], $call->script->numberOfKeys);
+            }
+            $replies = $client->exec();
+            $client->clearLastError();
+            if (!is_array($replies) || count($replies) !== count($calls)) {
+                // Not an answer to what was sent: the connection cannot be trusted any more.
+                throw new Unavailable('the pipeline got no reply for each call');
+            }
+
+            return array_values($replies);
+        });
+        foreach ($calls as $i => $call) {
+            if (!self::isReply($replies[$i])) {
+                $replies[$i] = $this->runScript($call->script, $call->keys, $call->args);
+            }
+        }
+
+        return $replies;
     }
 
     public function waitForWake(array $wakeKeys, float $seconds): void
@@ -78,6 +136,8 @@ abstract class PhpRedisConnection implements Connection
     {
         $client = $this->client;
         $this->client = null;
+        // The next connection may reach another server (a failover behind the same address).
+        $this->knownScripts = [];
         try {
             $client?->close();
         } catch (RedisException | RedisClusterException) {
@@ -89,6 +149,26 @@ abstract class PhpRedisConnection implements Connection
     protected static function timeoutArgument(float $seconds): string
     {
         return sprintf('%.3F', $seconds);
+    }
+
+    /**
+     * The calls one after another, each through runScript().
+     *
+     * @param non-empty-list<ScriptCall> $calls
+     * @return list<array<int, mixed>>
+     */
+    protected function runEach(array $calls): array
+    {
+        return array_map(
+            fn (ScriptCall $call): array => $this->runScript($call->script, $call->keys, $call->args),
+            $calls,
+        );
+    }
+
+    /** A script's reply: an array led by its status. */
+    private static function isReply(mixed $reply): bool
+    {
+        return is_array($reply) && isset($reply[0]) && is_string($reply[0]);
     }
 
     /**

@@ -6,6 +6,7 @@ namespace Jobgate\Worker\Transport\Redis;
 
 use Closure;
 use Jobgate\Worker\Job;
+use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Transport;
@@ -16,6 +17,9 @@ use Jobgate\Worker\Transport\Unavailable;
  */
 final class RedisTransport implements Transport
 {
+    /** The ack's reply status when it succeeded => the job's new state. */
+    private const ACK_DONE = ['OK' => 'succeeded'];
+
     /** @var list<QueueKeys> */
     private readonly array $queues;
 
@@ -65,29 +69,38 @@ final class RedisTransport implements Transport
 
     public function ack(Job $job, ?string $resultJson): bool
     {
-        $keys = $this->keysOf($job);
+        return $this->settle($this->ackCall($job, $resultJson), self::ACK_DONE) !== null;
+    }
 
-        return $this->settle(
-            'ack',
-            [$keys->job($job->id), $keys->active(), $keys->events(), $keys->stats()],
-            [
-                $job->id,
-                $job->leaseToken,
-                $resultJson ?? '',
-                (string) $this->options->jobRetentionMs,
-                (string) $this->options->eventsMaxLen,
-                $keys->stem,
-            ],
-            ['OK' => 'succeeded'],
-        ) !== null;
+    /**
+     * The ack and a reserve on the first queue in one round trip (Connection::runScripts()).
+     *
+     * When the connection fails on the way, the ack is sent again the way ack() retries, as a
+     * retry: the first one may have landed. No job is returned then; a reserve whose reply was
+     * lost is the same as any lost reserve reply: the lease runs out and the job is reclaimed.
+     */
+    public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
+    {
+        $ack = $this->ackCall($job, $resultJson);
+        $reserve = $this->reserveCall($this->queues[0]);
+        try {
+            [$ackReply, $reserveReply] = $this->connection->runScripts([$ack, $reserve]);
+        } catch (Unavailable $unavailable) {
+            return new AckAndNext($this->settle($ack, self::ACK_DONE, $unavailable) !== null, null);
+        }
+        $this->retrier->recovered();
+
+        return new AckAndNext(
+            $this->settledState($ack, $ackReply, false, self::ACK_DONE) !== null,
+            $this->reservedJob($reserveReply),
+        );
     }
 
     public function fail(Job $job, string $message, string $class): bool
     {
         $keys = $this->keysOf($job);
-
-        return $this->settle(
-            'fail',
+        $call = new ScriptCall(
+            $this->scripts->get('fail'),
             [$keys->job($job->id), $keys->active(), $keys->dead(), $keys->events(), $keys->stats()],
             [
                 $job->id,
@@ -98,15 +111,16 @@ final class RedisTransport implements Transport
                 (string) $this->options->eventsMaxLen,
                 $keys->stem,
             ],
-            ['DEAD' => 'dead'],
-        ) !== null;
+        );
+
+        return $this->settle($call, ['DEAD' => 'dead']) !== null;
     }
 
     public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome
     {
         $keys = $this->keysOf($job);
-        $state = $this->settle(
-            'retry',
+        $call = new ScriptCall(
+            $this->scripts->get('retry'),
             [
                 $keys->job($job->id),
                 $keys->active(),
@@ -127,8 +141,8 @@ final class RedisTransport implements Transport
                 (string) $this->options->eventsMaxLen,
                 $keys->stem,
             ],
-            ['SCHEDULED' => 'scheduled', 'QUEUED' => 'queued', 'DEAD' => 'dead'],
         );
+        $state = $this->settle($call, ['SCHEDULED' => 'scheduled', 'QUEUED' => 'queued', 'DEAD' => 'dead']);
 
         return $state === null ? RetryOutcome::LeaseLost : RetryOutcome::fromState($state);
     }
@@ -156,31 +170,84 @@ final class RedisTransport implements Transport
         };
     }
 
+    private function ackCall(Job $job, ?string $resultJson): ScriptCall
+    {
+        $keys = $this->keysOf($job);
+
+        return new ScriptCall(
+            $this->scripts->get('ack'),
+            [$keys->job($job->id), $keys->active(), $keys->events(), $keys->stats()],
+            [
+                $job->id,
+                $job->leaseToken,
+                $resultJson ?? '',
+                (string) $this->options->jobRetentionMs,
+                (string) $this->options->eventsMaxLen,
+                $keys->stem,
+            ],
+        );
+    }
+
+    /** A reserve on one queue, with a fresh lease token. */
+    private function reserveCall(QueueKeys $keys): ScriptCall
+    {
+        return new ScriptCall(
+            $this->scripts->get('reserve'),
+            [$keys->active(), $keys->scheduled(), $keys->dead(), $keys->wake(), $keys->events(), $keys->stats()],
+            [
+                $keys->stem,
+                $this->options->workerId,
+                bin2hex(random_bytes(16)),
+                (string) $this->options->leaseMs,
+                (string) $this->options->jobRetentionMs,
+                (string) $this->options->deadRetentionMs,
+                (string) $this->options->eventsMaxLen,
+            ],
+        );
+    }
+
     /**
      * Runs a lease-ending script until Redis answers.
      *
-     * @param list<string> $keys
-     * @param list<string> $args
+     * @param array<string, string> $doneReplies reply status => the job's new state
+     * @param Unavailable|null $earlierFailure how a try made elsewhere failed (it may have landed)
+     * @return string|null the job's new state; null when the lease was not held
+     */
+    private function settle(ScriptCall $call, array $doneReplies, ?Unavailable $earlierFailure = null): ?string
+    {
+        return $this->retrier->untilAvailable(
+            fn (bool $isRetry): ?string => $this->settledState(
+                $call,
+                $this->connection->runScript($call->script, $call->keys, $call->args),
+                $isRetry,
+                $doneReplies,
+            ),
+            $earlierFailure,
+        );
+    }
+
+    /**
+     * What a lease-ending script's reply says.
+     *
+     * @param array<int, mixed> $reply
+     * @param bool $isRetry an earlier try of the same call may have reached Redis
      * @param array<string, string> $doneReplies reply status => the job's new state
      * @return string|null the job's new state; null when the lease was not held
      */
-    private function settle(string $script, array $keys, array $args, array $doneReplies): ?string
+    private function settledState(ScriptCall $call, array $reply, bool $isRetry, array $doneReplies): ?string
     {
-        return $this->retrier->untilAvailable(function (bool $isRetry) use ($script, $keys, $args, $doneReplies) {
-            $reply = $this->connection->runScript($this->scripts->get($script), $keys, $args);
-            $status = $reply[0];
-            if (isset($doneReplies[$status])) {
-                return $doneReplies[$status];
-            }
-            if ($status === 'LEASE_LOST' && $isRetry && in_array($reply[1] ?? '', $doneReplies, true)) {
-                // The earlier try reached Redis but its reply was lost: the job is where we put it.
-                return (string) $reply[1];
-            }
-            if ($status === 'LEASE_LOST' || $status === 'NOT_FOUND') {
-                return null;
-            }
-            throw new ScriptFailed("{$script}: unexpected reply {$status}");
-        });
+        $status = $reply[0];
+        if (isset($doneReplies[$status])) {
+            return $doneReplies[$status];
+        }
+        if ($status === 'LEASE_LOST' && $isRetry && in_array($reply[1] ?? '', $doneReplies, true)) {
+            // The earlier try reached Redis but its reply was lost: the job is where we put it.
+            return (string) $reply[1];
+        }
+        if ($status === 'LEASE_LOST' || $status === 'NOT_FOUND') {
+            return null;
+        }
+        throw new ScriptFailed("{$call->script->name}: unexpected reply {$status}");
     }
 
     /**
@@ -193,24 +260,11 @@ final class RedisTransport implements Transport
     {
         $waitMs = -1;
         foreach ($this->queues as $keys) {
-            $reply = $this->connection->runScript(
-                $this->scripts->get('reserve'),
-                [$keys->active(), $keys->scheduled(), $keys->dead(), $keys->wake(), $keys->events(), $keys->stats()],
-                [
-                    $keys->stem,
-                    $this->options->workerId,
-                    bin2hex(random_bytes(16)),
-                    (string) $this->options->leaseMs,
-                    (string) $this->options->jobRetentionMs,
-                    (string) $this->options->deadRetentionMs,
-                    (string) $this->options->eventsMaxLen,
-                ],
-            );
-            if ($reply[0] === 'JOB') {
-                return [Job::fromReservation(self::pairs(array_slice($reply, 1))), -1];
-            }
-            if ($reply[0] !== 'EMPTY') {
-                throw new ScriptFailed("reserve: unexpected reply {$reply[0]}");
+            $call = $this->reserveCall($keys);
+            $reply = $this->connection->runScript($call->script, $call->keys, $call->args);
+            $job = $this->reservedJob($reply);
+            if ($job !== null) {
+                return [$job, -1];
             }
             $queueWaitMs = (int) ($reply[1] ?? -1);
             if ($queueWaitMs >= 0 && ($waitMs < 0 || $queueWaitMs < $waitMs)) {
@@ -219,6 +273,20 @@ final class RedisTransport implements Transport
         }
 
         return [null, $waitMs];
+    }
+
+    /**
+     * What a reserve's reply says: the job leased, or null for `EMPTY`.
+     *
+     * @param array<int, mixed> $reply
+     */
+    private function reservedJob(array $reply): ?Job
+    {
+        return match ($reply[0]) {
+            'JOB' => Job::fromReservation(self::pairs(array_slice($reply, 1))),
+            'EMPTY' => null,
+            default => throw new ScriptFailed("reserve: unexpected reply {$reply[0]}"),
+        };
     }
 
     /** How long to block: the block time, or less when something is due sooner. */
