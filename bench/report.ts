@@ -7,7 +7,7 @@ import type { EndToEndResult } from './scenarios/end-to-end.js'
 import type { GrowthRow } from './scenarios/growth.js'
 import type { IngestRow } from './scenarios/ingest.js'
 import type { SoakResult } from './scenarios/soak.js'
-import type { WorkerRow } from './scenarios/worker.js'
+import { WORKER_ROW, type WorkerRow } from './scenarios/worker.js'
 
 export interface Report {
   date: string
@@ -103,7 +103,8 @@ function ingestSection(rows: IngestRow[], batch: IngestRow | undefined, targets:
 }
 
 function workerSection(rows: WorkerRow[], jobs: unknown, targets: Target[]): string {
-  const [bare, worker] = rows
+  const [bare] = rows
+  const worker = rows.find((row) => row.name === WORKER_ROW)
   if (bare && worker) {
     const ratio = median(worker.jobsPerSecond) / median(bare.jobsPerSecond)
     targets.push({

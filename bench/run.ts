@@ -3,8 +3,9 @@
  *
  *   npm run bench -- [--runs=3] [--seconds=10] [--only=ingest,worker,…] [--quick] [--out=FILE]
  *
- * `--compare=<git revision>` (repeatable) also measures that revision of jobgate in the ingest
- * scenario, built in a temporary worktree: what the changes since then bought.
+ * `--compare=<git revision>` (repeatable) also measures that revision of jobgate (gateway and
+ * PHP worker) in the ingest and worker scenarios, built in a temporary worktree: what the
+ * changes since then bought.
  *
  * Scenarios: ingest, batch, worker, e2e, growth, soak. `--quick` is a smoke run of the harness
  * (tiny sizes, results not meaningful).
@@ -24,7 +25,7 @@ import { endToEnd } from './scenarios/end-to-end.js'
 import { growth } from './scenarios/growth.js'
 import { type IngestRow, ingest, measure } from './scenarios/ingest.js'
 import { soak } from './scenarios/soak.js'
-import { workerThroughput } from './scenarios/worker.js'
+import { type ComparedWorker, workerThroughput } from './scenarios/worker.js'
 
 const SCENARIOS = ['ingest', 'batch', 'worker', 'e2e', 'growth', 'soak'] as const
 type Scenario = (typeof SCENARIOS)[number]
@@ -72,7 +73,11 @@ function version(command: string, args: string[], pattern: RegExp): string {
 }
 
 /** A git revision of jobgate, built in a temporary worktree that shares node_modules. */
-function buildRevision(revision: string): { gateway: Gateway; remove(): void } {
+function buildRevision(revision: string): {
+  gateway: Gateway
+  worker: ComparedWorker
+  remove(): void
+} {
   const dir = tempDir('jobgate-bench-rev-')
   const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, stdio: 'ignore' })
   git('worktree', 'add', '--detach', dir.path, revision)
@@ -91,6 +96,7 @@ function buildRevision(revision: string): { gateway: Gateway; remove(): void } {
   }).trim()
   return {
     gateway: jobgateAt(dir.path, `jobgate @ ${short}`),
+    worker: { name: `jobgate-worker @ ${short}`, root: dir.path },
     remove: () => {
       git('worktree', 'remove', '--force', dir.path)
       dir.remove()
@@ -106,7 +112,7 @@ process.on('exit', () => {
 const steps =
   (wanted('ingest') ? runs * (4 + compared.length) : 0) +
   (wanted('batch') ? runs : 0) +
-  (wanted('worker') ? runs * 2 : 0) +
+  (wanted('worker') ? runs * (2 + compared.length) : 0) +
   (wanted('e2e') ? 1 : 0) +
   (wanted('growth') ? (sizes.depths.length + sizes.queueCounts.length) * (runs + 1) : 0) +
   (wanted('soak') ? 1 : 0)
@@ -160,7 +166,12 @@ try {
     report.batch = row
   }
   if (wanted('worker')) {
-    report.worker = await workerThroughput(redis, progress, { runs, jobs: sizes.workerJobs })
+    report.worker = await workerThroughput(
+      redis,
+      progress,
+      { runs, jobs: sizes.workerJobs },
+      compared.map((revision) => revision.worker),
+    )
   }
   if (wanted('e2e')) {
     report.endToEnd = await endToEnd(redis, progress, {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
 import { fill, NOOP_BODY, openStore } from '../lib/jobs.js'
-import { APP_CPU, launch } from '../lib/proc.js'
+import { APP_CPU, launch, ROOT } from '../lib/proc.js'
 import type { Progress } from '../lib/progress.js'
 import type { BenchRedis } from '../lib/redis.js'
 
@@ -27,11 +28,12 @@ export async function drainWithWorker(
   redis: BenchRedis,
   queue: string,
   count: number,
+  root = ROOT,
 ): Promise<number> {
   const before = await succeeded(redis, queue)
   const started = performance.now()
   const worker = launch(APP_CPU, 'php', [
-    'php-worker/bin/jobgate-worker',
+    join(root, 'php-worker/bin/jobgate-worker'),
     `--queue=${queue}`,
     '--handlers=bench/php/handlers.php',
     `--redis=${redis.url}`,
@@ -74,22 +76,38 @@ async function drainWithBrpop(redis: BenchRedis, count: number): Promise<number>
   return count / seconds
 }
 
-/** Worker throughput: jobgate-worker against the bare BRPOP loop, runs interleaved. */
+/** An earlier build of jobgate (`--compare`): its worker runs with its own Lua scripts. */
+export interface ComparedWorker {
+  name: string
+  root: string
+}
+
+/** The row of this checkout's worker, which the target is measured on. */
+export const WORKER_ROW = 'jobgate-worker'
+
+/**
+ * Worker throughput: jobgate-worker (and earlier builds of it) against the bare BRPOP loop,
+ * runs interleaved.
+ */
 export async function workerThroughput(
   redis: BenchRedis,
   progress: Progress,
   options: WorkerOptions,
+  compared: ComparedWorker[] = [],
 ): Promise<WorkerRow[]> {
   const bare: WorkerRow = {
     name: 'phpredis BRPOP + json_decode (PHP ceiling)',
     what: 'a bare loop: no lease, ack, history, events or retries',
     jobsPerSecond: [],
   }
-  const worker: WorkerRow = {
-    name: 'jobgate-worker',
-    what: 'one process, Redis transport: reserve (lease, attempt, history, event) + noop + ack',
-    jobsPerSecond: [],
-  }
+  const what = 'one process, Redis transport: reserve (lease, attempt, history, event) + noop + ack'
+  const workers = [
+    ...compared.map((build) => ({
+      root: build.root,
+      row: { name: build.name, what, jobsPerSecond: [] as number[] },
+    })),
+    { root: ROOT, row: { name: WORKER_ROW, what, jobsPerSecond: [] as number[] } },
+  ]
   const store = await openStore(redis.url)
   try {
     for (let run = 1; run <= options.runs; run++) {
@@ -98,14 +116,16 @@ export async function workerThroughput(
       bare.jobsPerSecond.push(await drainWithBrpop(redis, options.jobs))
       progress.note(`${Math.round(bare.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
 
-      progress.step(`worker: jobgate-worker, run ${run}/${options.runs}`)
-      await redis.flush()
-      await fill(store, 'bench', options.jobs)
-      worker.jobsPerSecond.push(await drainWithWorker(redis, 'bench', options.jobs))
-      progress.note(`${Math.round(worker.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
+      for (const { root, row } of workers) {
+        progress.step(`worker: ${row.name}, run ${run}/${options.runs}`)
+        await redis.flush()
+        await fill(store, 'bench', options.jobs)
+        row.jobsPerSecond.push(await drainWithWorker(redis, 'bench', options.jobs, root))
+        progress.note(`${Math.round(row.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
+      }
     }
   } finally {
     await store.close()
   }
-  return [bare, worker]
+  return [bare, ...workers.map(({ row }) => row)]
 }
