@@ -1,7 +1,6 @@
 import t from 'tap'
-import { GatewayProcess } from './helpers/gateway-process.js'
+import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { SubmissionLoad, sleep, until } from './helpers/load.js'
-import { RedisServer } from './helpers/redis-server.js'
 
 /**
  * The documented bound: no request waits longer than twice REDIS_COMMAND_TIMEOUT (1 s): a
@@ -13,16 +12,9 @@ t.test(
   'Redis killed under load: 503s within 1 s, recovery without a restart, no 202 lost',
   async (t) => {
     // appendfsync always: every write Redis acknowledged is on disk before the gateway answers 202.
-    const redis = await RedisServer.start({
-      args: ['--appendonly', 'yes', '--appendfsync', 'always'],
+    const { redis, gateway } = await gatewayOnOwnRedis(t, {
+      redis: { args: ['--appendonly', 'yes', '--appendfsync', 'always'] },
     })
-    t.teardown(() => redis.destroy())
-    const gateway = await GatewayProcess.start({
-      REDIS_URL: redis.url,
-      LOG_LEVEL: 'warn',
-      RATE_LIMIT: 'off',
-    })
-    t.teardown(() => gateway.stop('SIGKILL'))
 
     const load = new SubmissionLoad(gateway.url, 8)
     await sleep(500)
@@ -81,15 +73,7 @@ t.test(
 t.test(
   'Redis hanging: bounded waits, then the breaker answers at once; it closes once Redis is back',
   async (t) => {
-    const redis = await RedisServer.start()
-    t.teardown(() => redis.destroy())
-    const gateway = await GatewayProcess.start({
-      REDIS_URL: redis.url,
-      LOG_LEVEL: 'warn',
-      RATE_LIMIT: 'off',
-      BREAKER_RESET: '1s',
-    })
-    t.teardown(() => gateway.stop('SIGKILL'))
+    const { redis, gateway } = await gatewayOnOwnRedis(t, { env: { BREAKER_RESET: '1s' } })
 
     const load = new SubmissionLoad(gateway.url, 8)
     await sleep(300)

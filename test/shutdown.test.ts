@@ -1,19 +1,11 @@
 import t from 'tap'
-import { GatewayProcess } from './helpers/gateway-process.js'
+import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { SubmissionLoad, sleep } from './helpers/load.js'
-import { RedisServer } from './helpers/redis-server.js'
 
 t.test(
   'SIGTERM under load: every 202 has its job, new connections are refused, exit 0',
   async (t) => {
-    const redis = await RedisServer.start()
-    t.teardown(() => redis.destroy())
-    const gateway = await GatewayProcess.start({
-      REDIS_URL: redis.url,
-      LOG_LEVEL: 'warn',
-      RATE_LIMIT: 'off',
-    })
-    t.teardown(() => gateway.stop('SIGKILL'))
+    const { redis, gateway } = await gatewayOnOwnRedis(t)
 
     const load = new SubmissionLoad(gateway.url, 16)
     await sleep(700)

@@ -101,13 +101,10 @@ export async function workerThroughput(
     jobsPerSecond: [],
   }
   const what = 'one process, Redis transport: reserve (lease, attempt, history, event) + noop + ack'
-  const workers = [
-    ...compared.map((build) => ({
-      root: build.root,
-      row: { name: build.name, what, jobsPerSecond: [] as number[] },
-    })),
-    { root: ROOT, row: { name: WORKER_ROW, what, jobsPerSecond: [] as number[] } },
-  ]
+  const workers = [...compared, { name: WORKER_ROW, root: ROOT }].map(({ name, root }) => {
+    const row: WorkerRow = { name, what, jobsPerSecond: [] }
+    return { root, row }
+  })
   const store = await openStore(redis.url)
   try {
     for (let run = 1; run <= options.runs; run++) {

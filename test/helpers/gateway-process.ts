@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
+import type { Test } from 'tap'
 import { ROOT } from '../../src/paths.js'
-import { freePort } from './redis-server.js'
+import { freePort, RedisServer, type RedisServerOptions } from './redis-server.js'
 
 export interface LogLine {
   level: number
@@ -91,4 +92,24 @@ export class GatewayProcess {
     if (this.child.exitCode === null) this.child.kill(signal)
     return this.exited
   }
+}
+
+/**
+ * The set-up of the load tests: a gateway process on its own `redis-server`, with warnings-only
+ * logs and no rate limit; both are stopped (the gateway with SIGKILL) when the test ends.
+ */
+export async function gatewayOnOwnRedis(
+  t: Test,
+  options: { redis?: RedisServerOptions; env?: Record<string, string> } = {},
+): Promise<{ redis: RedisServer; gateway: GatewayProcess }> {
+  const redis = await RedisServer.start(options.redis)
+  t.teardown(() => redis.destroy())
+  const gateway = await GatewayProcess.start({
+    REDIS_URL: redis.url,
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT: 'off',
+    ...options.env,
+  })
+  t.teardown(() => gateway.stop('SIGKILL'))
+  return { redis, gateway }
 }
