@@ -52,7 +52,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(metrics)
   // Order matters: rate limits are attached to routes before the scope check, so that
   // requests with a missing or wrong key are throttled too.
-  app.register(rateLimits, { limits: config.rateLimits, keyPrefix: config.keyPrefix })
+  app.register(rateLimits, { limits: config.rateLimits })
   app.register(auth, { apiKeys: config.apiKeys })
   app.register(healthRoutes, { contract })
   app.register(metricsRoutes, { contract })

@@ -3,7 +3,7 @@ import { startGateway } from './helpers/gateway.js'
 import { parsePrometheus, sample } from './helpers/prometheus.js'
 
 t.test('/metrics is Prometheus text and its counters move by exactly what happened', async (t) => {
-  const { app } = await startGateway(t, { env: { RATE_LIMIT_WORK: '2/1m' } })
+  const { app } = await startGateway(t, { env: { RATE_LIMIT_WORK: '3/1m' } })
   const scrape = async () => {
     const res = await app.inject({ method: 'GET', url: '/metrics' })
     t.equal(res.statusCode, 200)
@@ -37,6 +37,7 @@ t.test('/metrics is Prometheus text and its counters move by exactly what happen
     url: `/v1/queues/q/jobs/${reserved.job.id}:ack`,
     payload: { lease_token: reserved.lease.token },
   })
+  // reserve, ack, reserve: the work scope's three requests (one count for all its routes)
   t.equal((await reserve()).statusCode, 200)
   t.equal((await reserve()).statusCode, 429)
 

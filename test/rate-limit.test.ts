@@ -81,6 +81,23 @@ t.test('an open gateway limits per client address; wrong keys are throttled too'
   }
   t.strictSame(statuses, [202, 202, 202, 429])
 
+  const shared = await startGateway(t, { env: { RATE_LIMIT_PRODUCE: '3/1m' } })
+  const routes = [
+    { url: '/v1/queues/q/jobs', payload: { type: 't' } },
+    { url: '/v1/queues/q/jobs:batch', payload: { jobs: [{ type: 't' }] } },
+    { url: '/v1/queues/other/jobs', payload: { type: 't' } },
+    { url: '/v1/queues/q/jobs:batch', payload: { jobs: [{ type: 't' }] } },
+  ]
+  const acrossRoutes = []
+  for (const route of routes) {
+    acrossRoutes.push((await shared.app.inject({ method: 'POST', ...route })).statusCode)
+  }
+  t.strictSame(
+    acrossRoutes,
+    [202, 200, 202, 429],
+    'one count per client and scope, whatever the route or queue',
+  )
+
   const closed = await startGateway(t, {
     env: { API_KEYS: producer.entry, RATE_LIMIT_PRODUCE: '3/1m' },
   })

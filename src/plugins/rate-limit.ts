@@ -1,4 +1,4 @@
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Scope } from '../auth.js'
@@ -7,7 +7,6 @@ import { ProblemError } from '../errors.js'
 
 export interface RateLimitOptions {
   limits: Readonly<Record<Scope, RateLimit | null>>
-  keyPrefix: string
 }
 
 function clientKey(scope: Scope, request: FastifyRequest): string {
@@ -17,12 +16,13 @@ function clientKey(scope: Scope, request: FastifyRequest): string {
 
 /**
  * Requests per window for each (client, scope), counted in Redis so the limits hold across
- * gateway replicas. A refused request gets 429 with Retry-After, the classic X-RateLimit-*
+ * gateway replicas (the store's `RateLimitCounter`, one counter per client and scope for all
+ * routes of the scope). A refused request gets 429 with Retry-After, the classic X-RateLimit-*
  * headers and the IETF draft's RateLimit-Policy/RateLimit fields. When Redis cannot count,
  * requests pass (the store's own calls then answer 503).
  */
 export default fp(
-  async function rateLimits(app: FastifyInstance, { limits, keyPrefix }: RateLimitOptions) {
+  async function rateLimits(app: FastifyInstance, { limits }: RateLimitOptions) {
     // Runs before the plugin's own onRoute hook (registered below): it reads this config.
     app.addHook('onRoute', (route) => {
       const scope = route.config?.scope
@@ -44,10 +44,14 @@ export default fp(
       }
     })
 
+    const counter = app.store.rateLimits
     await app.register(rateLimit, {
       global: false,
-      redis: app.store.client,
-      nameSpace: `${keyPrefix}:ratelimit:`,
+      store: class SharedCounter implements FastifyRateLimitStore {
+        incr: FastifyRateLimitStore['incr'] = (...args) => counter.incr(...args)
+        // Every route of a scope shares the client's counter: the key names the scope.
+        child = () => this
+      },
       skipOnError: true,
     })
 

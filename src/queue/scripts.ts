@@ -22,6 +22,7 @@ export const SCRIPT_NAMES = [
   'redrive',
   'purge',
   'counts',
+  'rate-limit',
 ] as const
 export type ScriptName = (typeof SCRIPT_NAMES)[number]
 export type RedisClient = Redis | Cluster

@@ -4,6 +4,7 @@ import { DeadLetterStore } from './dead-letter-store.js'
 import { JobStore } from './job-store.js'
 import { LeaseStore } from './lease-store.js'
 import { QueueStore } from './queue-store.js'
+import { RateLimitCounter } from './rate-limit-counter.js'
 import { ScriptRunner, type StoreSettings } from './runner.js'
 import type { RedisClient } from './scripts.js'
 
@@ -29,6 +30,8 @@ export class Store {
   readonly leases: LeaseStore
   readonly deadLetters: DeadLetterStore
   readonly queues: QueueStore
+  /** Request counters of the rate limits, shared with other gateways. */
+  readonly rateLimits: RateLimitCounter
   /** Guards every request-path call; its state is the store's health. */
   readonly breaker: RedisBreaker
   private readonly runner: ScriptRunner
@@ -45,6 +48,7 @@ export class Store {
     this.leases = new LeaseStore(this.runner, this.blocking)
     this.deadLetters = new DeadLetterStore(this.runner)
     this.queues = new QueueStore(this.runner)
+    this.rateLimits = new RateLimitCounter(client, `${settings.keyPrefix}:ratelimit:`)
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,28 @@
+--[[
+  rate-limit — take request tokens from a client's fixed rate-limit window.
+
+  KEYS[1]  window counter  <prefix>:ratelimit:<scope>:<client>
+
+  ARGV[1]  window length, ms
+  ARGV[2]  tokens to take (>= 1)
+
+  The counter counts the tokens taken in the current window by every gateway; the window starts
+  with the first take and ends when the key expires. A gateway takes tokens in chunks and hands
+  them to requests one by one: a token numbered above the limit is a refusal.
+
+  Returns
+  {count, ttl_ms}   the counter after this take (the tokens taken are count - n + 1 .. count)
+                    and the ms left in the window
+]]
+
+local key, window, n = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+
+local count = redis.call('INCRBY', key, n)
+local ttl = -1
+if count > n then ttl = redis.call('PTTL', key) end
+-- A new window (or a counter that lost its expiry): the window starts now.
+if ttl < 0 then
+  redis.call('PEXPIRE', key, window)
+  ttl = window
+end
+return {count, ttl}

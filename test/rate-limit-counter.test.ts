@@ -1,0 +1,122 @@
+import { Redis } from 'ioredis'
+import t, { type Test } from 'tap'
+import { chunkFor, type RateLimitCount, RateLimitCounter } from '../src/queue/rate-limit-counter.js'
+import { defineScripts } from '../src/queue/scripts.js'
+import { RedisServer } from './helpers/redis-server.js'
+
+const NAMESPACE = 'jobgate:ratelimit:'
+
+async function counterOn(t: Test, redis: RedisServer): Promise<RateLimitCounter> {
+  const client = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 })
+  t.teardown(() => client.disconnect())
+  await new Promise((resolve) => client.once('ready', resolve))
+  defineScripts(client)
+  return new RateLimitCounter(client, NAMESPACE)
+}
+
+function take(counter: RateLimitCounter, key: string, max: number, windowMs = 60_000) {
+  return new Promise<RateLimitCount>((resolve, reject) =>
+    counter.incr(
+      key,
+      (error, result) => (error || !result ? reject(error) : resolve(result)),
+      windowMs,
+      max,
+    ),
+  )
+}
+
+async function takeCalls(client: Redis): Promise<number> {
+  const stats = await client.info('commandstats')
+  return Number(/cmdstat_incrby:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+}
+
+t.test('a chunk is 1 % of the limit, between 1 and 100 tokens', async (t) => {
+  t.strictSame([1, 10, 199, 200, 1000, 10_000, 1e7].map(chunkFor), [1, 1, 1, 2, 10, 100, 100])
+})
+
+t.test(
+  'concurrent requests share one take per chunk; every token is handed out once',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const client = redis.client()
+    t.teardown(() => client.disconnect())
+    const counter = await counterOn(t, redis)
+
+    const counts = await Promise.all(
+      Array.from({ length: 100 }, () => take(counter, 'produce:key:a', 1000)),
+    )
+    t.strictSame(
+      counts.map((count) => count.current).sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+      'tokens 1..100, each once',
+    )
+    t.ok(
+      counts.every((count) => count.ttl > 0 && count.ttl <= 60_000),
+      'ttl within the window',
+    )
+    t.equal(await client.get(`${NAMESPACE}produce:key:a`), '100', 'Redis counted every token')
+    t.equal(await takeCalls(client), 10, 'ten takes of ten tokens')
+    const pttl = await client.pttl(`${NAMESPACE}produce:key:a`)
+    t.ok(pttl > 0 && pttl <= 60_000, `the window expires (${pttl} ms)`)
+  },
+)
+
+t.test(
+  'two gateways together admit at most the limit, losing less than a chunk each',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const gateways = [await counterOn(t, redis), await counterOn(t, redis)]
+    const max = 1000
+    const counts = await Promise.all(
+      Array.from({ length: 1500 }, (_, i) =>
+        take(gateways[i % 2] as RateLimitCounter, 'produce:key:a', max),
+      ),
+    )
+    const tokens = counts.map((count) => count.current)
+    t.equal(new Set(tokens).size, tokens.length, 'no token handed out twice')
+    const admitted = tokens.filter((token) => token <= max).length
+    const slack = 2 * (chunkFor(max) - 1)
+    t.ok(admitted <= max && admitted >= max - slack, `${admitted} admitted of ${max}`)
+    t.equal(
+      (await take(gateways[0] as RateLimitCounter, 'produce:key:a', max)).current > max,
+      true,
+      'refused once the window is used up',
+    )
+  },
+)
+
+t.test('small limits are exact; a new window starts after the old one ends', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const gateways = [await counterOn(t, redis), await counterOn(t, redis)]
+  const currents = []
+  for (let i = 0; i < 6; i++) {
+    currents.push((await take(gateways[i % 2] as RateLimitCounter, 'read:ip:1', 5, 300)).current)
+  }
+  t.strictSame(currents, [1, 2, 3, 4, 5, 6], 'one token per request, in order, across gateways')
+  await new Promise((resolve) => setTimeout(resolve, 350))
+  const next = await take(gateways[0] as RateLimitCounter, 'read:ip:1', 5, 300)
+  t.equal(next.current, 1, 'counting starts over')
+  t.ok(next.ttl > 200 && next.ttl <= 300, `ttl ${next.ttl}`)
+  t.equal(
+    (await take(gateways[1] as RateLimitCounter, 'read:ip:2', 5, 300)).current,
+    1,
+    'clients count apart',
+  )
+})
+
+t.test('Redis unreachable: every waiting request gets the error', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const counter = await counterOn(t, redis)
+  await redis.kill()
+  const results = await Promise.allSettled(
+    Array.from({ length: 20 }, () => take(counter, 'produce:key:a', 10_000)),
+  )
+  t.ok(
+    results.every((result) => result.status === 'rejected'),
+    'all 20 fail (the rate-limit plugin then lets them through)',
+  )
+})
