@@ -21,8 +21,7 @@
 ]]
 
 local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, token, result, retention, events_max, prefix =
-  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local id, token, result, retention, events_max, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 local state, lease_token, attempts, hn =
   unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'hn'))
@@ -31,11 +30,13 @@ if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} e
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- Numbers reach Redis as text made without '%.14g' formatting (costly; see reserve).
+local now_text = time[1] .. string.sub('00000' .. time[2], -6, -4)
 
 -- The new state and its history entry in one write.
-local n = (tonumber(hn) or 0) + 1
-local fields = {'state', 'succeeded', 'finished_at', now, 'updated_at', now,
-  'hn', n, 'h:' .. n, cjson.encode({at = now, state = 'succeeded', attempt = tonumber(attempts)})}
+local n = string.format('%d', (tonumber(hn) or 0) + 1)
+local entry = '{"at":' .. now_text .. ',"state":"succeeded","attempt":' .. attempts .. '}'
+local fields = {'state', 'succeeded', 'finished_at', now_text, 'updated_at', now_text, 'hn', n, 'h:' .. n, entry}
 if result ~= '' then
   fields[#fields + 1] = 'result'
   fields[#fields + 1] = result
@@ -44,9 +45,9 @@ redis.call('HSET', job_key, unpack(fields))
 redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
 redis.call('ZREM', active_key, id)
 redis.call('PEXPIRE', job_key, retention)
-redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'succeeded', 'at', now)
-redis.call('HINCRBY', stats_key, 'succeeded', 1)
-local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
-if redis.call('HINCRBY', bucket, 'succeeded', 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
+redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'succeeded', 'at', now_text)
+redis.call('HINCRBY', stats_key, 'succeeded', '1')
+local bucket = prefix .. 'tp:' .. string.format('%d', math.floor(now / 60000))
+if redis.call('HINCRBY', bucket, 'succeeded', '1') == 1 then redis.call('PEXPIRE', bucket, '900000') end
 
 return {'OK', now}

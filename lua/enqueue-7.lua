@@ -31,9 +31,10 @@
 
 local job_key, idem_key, ready_key, scheduled_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_key, wake_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
-local id, fingerprint, idem_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local id, fingerprint, idem_ttl = ARGV[1], ARGV[2], ARGV[3]
 local delay, run_at, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local max_depth, events_max, prefix = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local max_depth, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local PRIORITIES = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
 if fingerprint ~= '' then
   local record = redis.call('GET', idem_key)
@@ -56,7 +57,7 @@ end
 
 if max_depth > 0 then
   local depth = redis.call('ZCARD', scheduled_key)
-  for priority = 0, 9 do
+  for _, priority in ipairs(PRIORITIES) do
     depth = depth + redis.call('LLEN', prefix .. 'ready:' .. priority)
   end
   if depth >= max_depth then
@@ -66,45 +67,48 @@ end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- Numbers handed to redis.call are formatted with '%.14g', which costs Redis about ten times a
+-- string concatenation: times travel as text made from TIME's own digits, or with '%d'.
+local now_text = time[1] .. string.sub('00000' .. time[2], -6, -4)
 local due = now + delay
 if run_at > 0 then due = run_at end
+
+local state, due_text = 'queued', now_text
+if due > now then
+  state, due_text = 'scheduled', string.format('%d', due)
+else
+  due = now
+end
+
+local entry = '{"at":' .. now_text .. ',"state":"' .. state .. '"}'
 local expires_at = ''
-if ttl > 0 then expires_at = now + ttl end
-
-local state = 'queued'
-if due > now then state = 'scheduled' else due = now end
-
-local fields = {
-  'id', id, 'state', state, 'attempts', 0, 'created_at', now, 'run_at', due, 'updated_at', now,
-  'hn', 1, 'h:1', cjson.encode({at = now, state = state}),
-}
-if expires_at ~= '' then
-  table.insert(fields, 'expires_at')
-  table.insert(fields, expires_at)
+if ttl > 0 then
+  expires_at = now + ttl
+  redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
+    'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry,
+    'expires_at', string.format('%d', expires_at), unpack(ARGV, 10))
+else
+  redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
+    'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, unpack(ARGV, 10))
 end
-for i = 10, #ARGV, 2 do
-  table.insert(fields, ARGV[i])
-  table.insert(fields, ARGV[i + 1])
-end
-redis.call('HSET', job_key, unpack(fields))
 
 if state == 'queued' then
   redis.call('LPUSH', ready_key, id)
-  redis.call('LPUSH', wake_key, 1)
+  redis.call('LPUSH', wake_key, '1')
 else
-  redis.call('ZADD', scheduled_key, due, id)
+  redis.call('ZADD', scheduled_key, due_text, id)
   -- A blocked worker sleeps until the earliest due job; wake one if this job is now the earliest.
   if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
-    redis.call('LPUSH', wake_key, 1)
+    redis.call('LPUSH', wake_key, '1')
   end
 end
 
 if fingerprint ~= '' then
   redis.call('SET', idem_key, fingerprint .. ':' .. id, 'PX', idem_ttl)
 end
-redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', state, 'at', now)
-redis.call('HINCRBY', stats_key, 'enqueued', 1)
-local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
-if redis.call('HINCRBY', bucket, 'enqueued', 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
+redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', state, 'at', now_text)
+redis.call('HINCRBY', stats_key, 'enqueued', '1')
+local bucket = prefix .. 'tp:' .. string.format('%d', math.floor(now / 60000))
+if redis.call('HINCRBY', bucket, 'enqueued', '1') == 1 then redis.call('PEXPIRE', bucket, '900000') end
 
 return {'CREATED', state, now, due, expires_at}
