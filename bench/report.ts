@@ -193,6 +193,51 @@ function growthSection(rows: GrowthRow[], targets: Target[]): string {
       met: Math.abs(worst) < 0.1,
     })
   }
+  const counted = rows.filter((row) => row.redisWork)
+  for (const [name, group] of [
+    ['depth', depthRows],
+    ['queue count', queueRows],
+  ] as const) {
+    const withWork = group.filter((row) => row.redisWork)
+    if (withWork.length < 2) continue
+    const worst = [
+      ...change(withWork, (row) => row.redisWork?.enqueue ?? Number.NaN),
+      ...change(withWork, (row) => row.redisWork?.reserveAndAck ?? Number.NaN),
+    ].reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a), 0)
+    targets.push({
+      goal: `${name} changes Redis instructions per call by < 10 % (callgrind)`,
+      measured: `worst ${pct(worst)}`,
+      met: Math.abs(worst) < 0.1,
+    })
+  }
+  const workBody = (group: GrowthRow[]) => {
+    const withWork = group.filter((row) => row.redisWork)
+    const enqueueOf = (row: GrowthRow) => row.redisWork?.enqueue ?? Number.NaN
+    const pairOf = (row: GrowthRow) => row.redisWork?.reserveAndAck ?? Number.NaN
+    const enqueueChange = change(withWork, enqueueOf)
+    const pairChange = change(withWork, pairOf)
+    return withWork.map((row, i) => [
+      row.label,
+      count(enqueueOf(row)),
+      pct(enqueueChange[i] ?? Number.NaN),
+      count(pairOf(row)),
+      pct(pairChange[i] ?? Number.NaN),
+    ])
+  }
+  const workTable =
+    counted.length === 0
+      ? []
+      : [
+          '',
+          'Redis instructions per call, counted with `valgrind --tool=callgrind` on a copy of the',
+          "same backlog (the count does not depend on the machine's load): enqueues as the gateway",
+          'makes them (idempotency key, depth check), reserve + ack as a worker makes them.',
+          '',
+          table(
+            ['backlog', 'per enqueue', 'change', 'per reserve + ack', 'change'],
+            [...workBody(depthRows), ...workBody(queueRows)],
+          ),
+        ]
   const body = (group: GrowthRow[]) => {
     const ingestChange = change(group, ingestOf)
     const workerChange = change(group, workerOf)
@@ -215,6 +260,7 @@ function growthSection(rows: GrowthRow[], targets: Target[]): string {
       ['backlog', 'ingest req/s', 'change', 'p99 ms', 'worker jobs/s', 'change'],
       [...body(depthRows), ...body(queueRows)],
     ),
+    ...workTable,
   ].join('\n')
 }
 

@@ -59,6 +59,7 @@ const sizes = {
   e2eRate: quick ? 100 : 1000,
   e2eSeconds: quick ? 2 : 20,
   soakSeconds: quick ? 12 : 300,
+  countedCalls: quick ? 50 : 1000,
 }
 
 function version(command: string, args: string[], pattern: RegExp): string {
@@ -187,6 +188,7 @@ try {
       workerJobs: sizes.workerJobs,
       depths: sizes.depths,
       queueCounts: sizes.queueCounts,
+      countedCalls: sizes.countedCalls,
     })
   }
   if (wanted('soak')) {

@@ -13,9 +13,15 @@ export const NOOP_BODY = {
   backoff: { type: 'exponential' as const, delay_ms: 1000, max_delay_ms: 3_600_000, jitter: true },
 }
 
-/** The product's own store, to fill queues fast (batches through the enqueue script). */
-export async function openStore(redisUrl: string): Promise<Store> {
-  const config = loadConfig({ REDIS_URL: redisUrl, MAX_QUEUE_DEPTH: '0' })
+/**
+ * The product's own store, to fill queues fast (batches through the enqueue script). `env`
+ * overrides settings, e.g. the production depth check (off here by default).
+ */
+export async function openStore(
+  redisUrl: string,
+  env: Record<string, string> = {},
+): Promise<Store> {
+  const config = loadConfig({ REDIS_URL: redisUrl, MAX_QUEUE_DEPTH: '0', ...env })
   const client = createRedisClient({
     url: config.redisUrl,
     clusterNodes: config.redisClusterNodes,

@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { freePort, INFRA_CPU, launch, type Spawned, tempDir, waitFor } from './proc.js'
 
@@ -55,6 +56,12 @@ export class BenchRedis {
       60_000,
       'AOF rewrite',
     )
+  }
+
+  /** Writes an RDB snapshot of everything Redis holds now; returns the file. */
+  async snapshot(): Promise<string> {
+    await this.client.save()
+    return join(this.dir.path, 'dump.rdb')
   }
 
   async version(): Promise<string> {

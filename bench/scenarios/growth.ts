@@ -1,5 +1,7 @@
+import { newJob } from '../../src/submission.js'
+import { CountedRedis } from '../lib/callgrind.js'
 import { JOBGATE } from '../lib/contenders.js'
-import { fill, openStore } from '../lib/jobs.js'
+import { fill, NOOP_BODY, openStore } from '../lib/jobs.js'
 import type { Progress } from '../lib/progress.js'
 import type { BenchRedis } from '../lib/redis.js'
 import type { WrkResult } from '../lib/wrk.js'
@@ -13,12 +15,21 @@ export interface GrowthOptions {
   workerJobs: number
   depths: number[]
   queueCounts: number[]
+  /** Calls of each kind counted under callgrind per row (0 = skip the count). */
+  countedCalls: number
+}
+
+/** Redis instructions per call, counted with callgrind: the same at every depth, or not. */
+export interface RedisWork {
+  enqueue: number
+  reserveAndAck: number
 }
 
 export interface GrowthRow {
   label: string
   ingest: WrkResult[]
   workerJobsPerSecond: number[]
+  redisWork?: RedisWork
 }
 
 /**
@@ -42,7 +53,8 @@ export async function growth(
       await fill(store, 'bench', depth + options.runs * options.workerJobs, (done) =>
         progress.note(`${done.toLocaleString('en-US')} jobs stored`),
       )
-      rows.push(await measureRow(redis, progress, options, label, 1))
+      const redisWork = await countRedisWork(redis, progress, 'bench', options.countedCalls)
+      rows.push({ ...(await measureRow(redis, progress, options, label, 1)), ...redisWork })
     }
     for (const queues of options.queueCounts) {
       const label = `${queues} queue${queues === 1 ? '' : 's'}, 1,000 jobs waiting in each`
@@ -51,7 +63,8 @@ export async function growth(
       for (let q = 0; q < queues; q++) {
         await fill(store, `q${q}`, 1000 + (q === 0 ? options.runs * options.workerJobs : 0))
       }
-      rows.push(await measureRow(redis, progress, options, label, queues))
+      const redisWork = await countRedisWork(redis, progress, 'q0', options.countedCalls)
+      rows.push({ ...(await measureRow(redis, progress, options, label, queues)), ...redisWork })
     }
   } finally {
     await store.close()
@@ -83,4 +96,45 @@ async function measureRow(
     progress.note(`ingest ${Math.round(ingest.rps)} req/s, worker ${Math.round(worker)} jobs/s`)
   }
   return row
+}
+
+/**
+ * On a snapshot of the filled Redis, under callgrind: `calls` enqueues the way the gateway
+ * makes them (one script call each, with an idempotency key and the production depth check),
+ * then `calls` reserve + ack pairs the way a worker makes them.
+ */
+async function countRedisWork(
+  redis: BenchRedis,
+  progress: Progress,
+  queue: string,
+  calls: number,
+): Promise<{ redisWork?: RedisWork }> {
+  if (calls === 0) return {}
+  progress.note('counting Redis instructions per call (callgrind)')
+  const counted = await CountedRedis.start(await redis.snapshot())
+  const store = await openStore(counted.url, { MAX_QUEUE_DEPTH: '100000000' })
+  try {
+    const submitter = { queue, requestId: 'bench-count', client: 'bench' }
+    const enqueueOne = async (key: string) => {
+      await store.jobs.enqueue(newJob(NOOP_BODY, submitter, key))
+    }
+    const reserveAndAckOne = async () => {
+      const reserved = await store.leases.reserve(queue, 'bench-count', 60_000)
+      if (!reserved.job) throw new Error(`bench: ${queue} ran dry while counting`)
+      await store.leases.ack(queue, reserved.job.id, reserved.job.leaseToken, null)
+    }
+    // Outside the count: the first call of each script loads it into Redis.
+    await enqueueOne('count-warm-up')
+    await reserveAndAckOne()
+    const enqueue = await counted.instructions(async () => {
+      for (let i = 0; i < calls; i++) await enqueueOne(`count-${i}`)
+    })
+    const reserveAndAck = await counted.instructions(async () => {
+      for (let i = 0; i < calls; i++) await reserveAndAckOne()
+    })
+    return { redisWork: { enqueue: enqueue / calls, reserveAndAck: reserveAndAck / calls } }
+  } finally {
+    await store.close()
+    await counted.stop()
+  }
 }
