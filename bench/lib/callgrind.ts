@@ -2,8 +2,9 @@ import { execFile } from 'node:child_process'
 import { copyFileSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { Redis } from 'ioredis'
-import { freePort, INFRA_CPU, launch, type Spawned, tempDir, waitFor } from './proc.js'
+import type { Redis } from 'ioredis'
+import { freePort, INFRA_CPU, launch, type Spawned, tempDir } from './proc.js'
+import { connectWhenUp, redisServerArgs } from './redis.js'
 
 const run = promisify(execFile)
 
@@ -32,22 +33,9 @@ export class CountedRedis {
       '--instr-atstart=no',
       `--callgrind-out-file=${join(dir.path, 'callgrind.out')}`,
       'redis-server',
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir.path,
-      '--dbfilename',
-      'dump.rdb',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
+      ...redisServerArgs(port, dir.path, ['--dbfilename', 'dump.rdb', '--appendonly', 'no']),
     ])
-    const client = new Redis({ port, maxRetriesPerRequest: 1, retryStrategy: () => 200 })
-    client.on('error', () => {})
-    await waitFor(async () => (await client.ping()) === 'PONG', 600_000, 'redis-server in valgrind')
+    const client = await connectWhenUp(port, 600_000, 'redis-server in valgrind')
     return new CountedRedis(port, server, dir, client)
   }
 

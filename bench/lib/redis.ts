@@ -2,6 +2,31 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { freePort, INFRA_CPU, launch, type Spawned, tempDir, waitFor } from './proc.js'
 
+/** redis-server on loopback at `port` with its data in `dir`, no RDB saves; `persistence` adds. */
+export function redisServerArgs(port: number, dir: string, persistence: string[]): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--loglevel',
+    'warning',
+    ...persistence,
+  ]
+}
+
+/** A client for the Redis starting at `port`, once it answers (it may be loading data). */
+export async function connectWhenUp(port: number, timeoutMs: number, what: string): Promise<Redis> {
+  const client = new Redis({ port, maxRetriesPerRequest: 1, retryStrategy: () => 50 })
+  client.on('error', () => {})
+  await waitFor(async () => (await client.ping()) === 'PONG', timeoutMs, what)
+  return client
+}
+
 /**
  * The benchmark's Redis: a fresh redis-server with the recommended production persistence
  * (AOF, fsync every second), pinned to the infrastructure core, in a new data directory.
@@ -17,25 +42,12 @@ export class BenchRedis {
   static async start(): Promise<BenchRedis> {
     const port = await freePort()
     const dir = tempDir('jobgate-bench-redis-')
-    const server = launch(INFRA_CPU, 'redis-server', [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir.path,
-      '--save',
-      '',
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--loglevel',
-      'warning',
-    ])
-    const client = new Redis({ port, maxRetriesPerRequest: 1, retryStrategy: () => 50 })
-    client.on('error', () => {})
-    await waitFor(async () => (await client.ping()) === 'PONG', 10_000, 'redis-server')
+    const server = launch(
+      INFRA_CPU,
+      'redis-server',
+      redisServerArgs(port, dir.path, ['--appendonly', 'yes', '--appendfsync', 'everysec']),
+    )
+    const client = await connectWhenUp(port, 10_000, 'redis-server')
     return new BenchRedis(port, server, dir, client)
   }
 
