@@ -62,11 +62,6 @@ export class RateLimitCounter {
     )
   }
 
-  /** Client windows held in memory (for tests and metrics). */
-  get size(): number {
-    return this.windows.size
-  }
-
   private windowOf(key: string, now: number): ClientWindow {
     let window = this.windows.get(key)
     if (window === undefined) {
