@@ -81,15 +81,12 @@ else
 end
 
 local entry = '{"at":' .. now_text .. ',"state":"' .. state .. '"}'
+redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
+  'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, unpack(ARGV, 10))
 local expires_at = ''
 if ttl > 0 then
   expires_at = now + ttl
-  redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
-    'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry,
-    'expires_at', string.format('%d', expires_at), unpack(ARGV, 10))
-else
-  redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
-    'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, unpack(ARGV, 10))
+  redis.call('HSET', job_key, 'expires_at', string.format('%d', expires_at))
 end
 
 if state == 'queued' then
