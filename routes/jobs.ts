@@ -6,9 +6,11 @@ import { idempotencyKeyOf } from '../src/idempotency.js'
 import { type JobView, jobView } from '../src/job-view.js'
 import { ANONYMOUS } from '../src/plugins/auth.js'
 import { validationProblem } from '../src/plugins/problems.js'
+import { prefersMinimal, RETURN_MINIMAL } from '../src/prefer.js'
 import type { EnqueueResult } from '../src/queue/job-store.js'
 import type { NewJob } from '../src/queue/records.js'
 import {
+  type AcceptedJob,
   type BatchJob,
   type EnqueueBody,
   keyRequiredProblem,
@@ -29,6 +31,7 @@ interface BatchBody {
 
 type BatchItemResult =
   | { index: number; status: 202; replayed: boolean; location: string; job: JobView }
+  | ({ index: number; status: 202; replayed: boolean; location: string } & AcceptedJob)
   | { index: number; status: number; problem: ProblemDocument }
 
 export default async function jobsRoutes(
@@ -47,16 +50,22 @@ export default async function jobsRoutes(
     async (request, reply) => {
       const key = idempotencyKeyOf(request.headers)?.key ?? null
       if (key === null && config.idempotencyRequired) throw keyRequiredProblem()
+      const minimal = prefersMinimal(request.headers)
       const job = newJob(request.body, submitter(request), key)
-      const outcome = submitted(job, await app.store.jobs.enqueue(job), request.body.payload)
+      const result = await app.store.jobs.enqueue(job)
+      const outcome = submitted(job, result, request.body.payload, minimal)
       if (!outcome.accepted) throw outcome.problem
+      if (minimal) reply.header('preference-applied', RETURN_MINIMAL)
       if (outcome.replayed) {
         reply.header('idempotent-replayed', 'true')
         app.metrics.replayed.inc({ queue: job.queue })
       } else {
         app.metrics.enqueued.inc({ queue: job.queue })
       }
-      return reply.code(202).header('location', outcome.location).send(outcome.job)
+      return reply
+        .code(202)
+        .header('location', outcome.location)
+        .send(outcome.job ?? outcome.acceptedJob)
     },
   )
 
@@ -65,9 +74,10 @@ export default async function jobsRoutes(
   app.post<{ Params: QueueParams; Body: BatchBody }>(
     '/v1/queues/:queue/jobs::batch',
     contract.route('enqueueJobs'),
-    async (request) => {
+    async (request, reply) => {
       const { queue } = request.params
       const from = submitter(request)
+      const minimal = prefersMinimal(request.headers)
       // One slot per item, filled in as each item's outcome is known.
       const results: BatchItemResult[] = new Array(request.body.jobs.length)
       const tally = { accepted: 0, replayed: 0, rejected: 0 }
@@ -94,16 +104,18 @@ export default async function jobsRoutes(
             )
           : []
       valid.forEach(({ index, job, payload }, n) => {
-        const outcome = submitted(job, stored[n] as EnqueueResult, payload)
+        const outcome = submitted(job, stored[n] as EnqueueResult, payload, minimal)
         if (!outcome.accepted) {
           refuse(index, outcome.problem)
           return
         }
-        const { replayed, location, job: view } = outcome
+        const { replayed, location, job: view, acceptedJob } = outcome
         ;(replayed ? app.metrics.replayed : app.metrics.enqueued).inc({ queue })
         tally[replayed ? 'replayed' : 'accepted']++
-        results[index] = { index, status: 202, replayed, location, job: view }
+        const item = { index, status: 202, replayed, location } as const
+        results[index] = view === null ? { ...item, ...acceptedJob } : { ...item, job: view }
       })
+      if (minimal) reply.header('preference-applied', RETURN_MINIMAL)
       return { ...tally, results }
     },
   )

@@ -3,7 +3,7 @@ import { ProblemError } from './errors.js'
 import { fingerprint } from './idempotency.js'
 import { type JobView, jobLocation, jobView } from './job-view.js'
 import type { EnqueueResult } from './queue/job-store.js'
-import type { BackoffType, NewJob } from './queue/records.js'
+import type { BackoffType, JobState, NewJob } from './queue/records.js'
 
 /**
  * A job submission, single or in a batch: from a validated `EnqueueRequest` to the job to
@@ -66,8 +66,21 @@ export function keyRequiredProblem(): ProblemError {
   )
 }
 
+/** The `AcceptedJob` schema: what a `202` says under `Prefer: return=minimal`. */
+export interface AcceptedJob {
+  id: string
+  state: JobState
+}
+
 export type Submitted =
-  | { accepted: true; replayed: boolean; job: JobView; location: string }
+  | {
+      accepted: true
+      replayed: boolean
+      acceptedJob: AcceptedJob
+      /** The whole job, unless the producer asked for a minimal answer. */
+      job: JobView | null
+      location: string
+    }
   | { accepted: false; problem: ProblemError }
 
 /**
@@ -78,6 +91,7 @@ export function submitted(
   job: NewJob,
   result: EnqueueResult,
   payload: Record<string, unknown>,
+  minimal = false,
 ): Submitted {
   switch (result.outcome) {
     case 'created':
@@ -85,7 +99,8 @@ export function submitted(
       return {
         accepted: true,
         replayed: result.outcome === 'replayed',
-        job: jobView(result.job, result.outcome === 'created' ? { payload } : {}),
+        acceptedJob: { id: result.job.id, state: result.job.state },
+        job: minimal ? null : jobView(result.job, result.outcome === 'created' ? { payload } : {}),
         location: jobLocation(job.queue, result.job.id),
       }
     case 'conflict':
