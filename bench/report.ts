@@ -17,7 +17,7 @@ export interface Report {
   machine: Record<string, string | number>
   sizes: Record<string, unknown>
   ingest?: IngestRow[]
-  batch?: IngestRow
+  batch?: IngestRow[]
   worker?: WorkerRow[]
   endToEnd?: EndToEndResult
   growth?: GrowthRow[]
@@ -46,7 +46,7 @@ function table(head: string[], rows: (string | number)[][]): string {
   ].join('\n')
 }
 
-function ingestSection(rows: IngestRow[], batch: IngestRow | undefined, targets: Target[]): string {
+function ingestSection(rows: IngestRow[], batches: IngestRow[], targets: Target[]): string {
   const byName = (prefix: string) => rows.find((row) => row.gateway.name.startsWith(prefix))
   const jobgate = rows.find((row) => row.gateway.name === 'jobgate')
   const lpush = byName('Fastify + LPUSH')
@@ -60,7 +60,7 @@ function ingestSection(rows: IngestRow[], batch: IngestRow | undefined, targets:
     row.runs.reduce((sum, run) => sum + run.errors, 0),
     row.gateway.what,
   ])
-  if (batch) {
+  for (const batch of batches) {
     body.push([
       `${batch.gateway.name} (jobs/s)`,
       count(rpsOf(batch.runs) * 100),
@@ -292,7 +292,7 @@ function soakSection(result: SoakResult, targets: Target[]): string {
 export function render(report: Report): string {
   const targets: Target[] = []
   const sections: string[] = []
-  if (report.ingest) sections.push(ingestSection(report.ingest, report.batch, targets))
+  if (report.ingest) sections.push(ingestSection(report.ingest, report.batch ?? [], targets))
   if (report.worker) sections.push(workerSection(report.worker, report.sizes.workerJobs, targets))
   if (report.endToEnd) sections.push(endToEndSection(report.endToEnd, targets))
   if (report.growth) sections.push(growthSection(report.growth, targets))

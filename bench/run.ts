@@ -15,7 +15,7 @@ import { symlinkSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { type Gateway, JOBGATE, jobgateAt } from './lib/contenders.js'
+import { type Gateway, JOBGATE, JOBGATE_MINIMAL, jobgateAt } from './lib/contenders.js'
 import { INFRA_CPU, ROOT, tempDir } from './lib/proc.js'
 import { Progress } from './lib/progress.js'
 import { BenchRedis } from './lib/redis.js'
@@ -111,8 +111,8 @@ process.on('exit', () => {
 })
 
 const steps =
-  (wanted('ingest') ? runs * (4 + compared.length) : 0) +
-  (wanted('batch') ? runs : 0) +
+  (wanted('ingest') ? runs * (5 + compared.length) : 0) +
+  (wanted('batch') ? runs * 2 : 0) +
   (wanted('worker') ? runs * (2 + compared.length) : 0) +
   (wanted('e2e') ? 1 : 0) +
   (wanted('growth') ? (sizes.depths.length + sizes.queueCounts.length) * (runs + 1) : 0) +
@@ -151,20 +151,28 @@ try {
     )
   }
   if (wanted('batch')) {
-    const row: IngestRow = { gateway: { ...JOBGATE, name: 'jobgate, batches of 100' }, runs: [] }
+    const rows: IngestRow[] = [
+      { gateway: { ...JOBGATE, name: 'jobgate, batches of 100' }, runs: [] },
+      {
+        gateway: { ...JOBGATE_MINIMAL, name: 'jobgate, batches of 100, return=minimal' },
+        runs: [],
+      },
+    ]
     for (let run = 1; run <= runs; run++) {
-      progress.step(`batch: 100 jobs per request, run ${run}/${runs}`)
-      const result = await measure(JOBGATE, redis, {
-        runs,
-        seconds,
-        warmupSeconds,
-        script: 'post-batch.lua',
-        wrkEnv: { WRK_BATCH: '100' },
-      })
-      row.runs.push(result)
-      progress.note(`${Math.round(result.rps * 100)} jobs/s, p99 ${result.p99Ms} ms`)
+      for (const row of rows) {
+        progress.step(`batch: ${row.gateway.name}, run ${run}/${runs}`)
+        const result = await measure(row.gateway, redis, {
+          runs,
+          seconds,
+          warmupSeconds,
+          script: 'post-batch.lua',
+          wrkEnv: { WRK_BATCH: '100' },
+        })
+        row.runs.push(result)
+        progress.note(`${Math.round(result.rps * 100)} jobs/s, p99 ${result.p99Ms} ms`)
+      }
     }
-    report.batch = row
+    report.batch = rows
   }
   if (wanted('worker')) {
     report.worker = await workerThroughput(

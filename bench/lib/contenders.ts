@@ -7,6 +7,8 @@ export interface Gateway {
   what: string
   /** Headers and env for wrk. */
   apiKey?: string
+  /** More environment for the wrk script (e.g. WRK_PREFER). */
+  wrkEnv?: Record<string, string>
   start(redisUrl: string, port: number, env?: Record<string, string>): Spawned
 }
 
@@ -70,6 +72,14 @@ export function jobgateAt(root: string, name: string): Gateway {
 
 /** jobgate as shipped (this checkout's dist/). */
 export const JOBGATE = jobgateAt(ROOT, 'jobgate')
+
+/** The same gateway, with producers asking for the short `202` (`Prefer: return=minimal`). */
+export const JOBGATE_MINIMAL: Gateway = {
+  ...JOBGATE,
+  name: 'jobgate, Prefer: return=minimal',
+  what: 'as jobgate; the producer asks for the short 202 (the job id and state, not the whole job)',
+  wrkEnv: { WRK_PREFER: 'return=minimal' },
+}
 
 export async function waitForHttp(port: number): Promise<void> {
   await waitFor(

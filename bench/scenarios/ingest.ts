@@ -1,4 +1,12 @@
-import { BARE, BULLMQ, type Gateway, JOBGATE, LPUSH, waitForHttp } from '../lib/contenders.js'
+import {
+  BARE,
+  BULLMQ,
+  type Gateway,
+  JOBGATE,
+  JOBGATE_MINIMAL,
+  LPUSH,
+  waitForHttp,
+} from '../lib/contenders.js'
 import { freePort } from '../lib/proc.js'
 import type { Progress } from '../lib/progress.js'
 import type { BenchRedis } from '../lib/redis.js'
@@ -36,7 +44,7 @@ export async function measure(
     const load = {
       url: `http://127.0.0.1:${port}`,
       script: options.script ?? 'post-job.lua',
-      env: { WRK_API_KEY: gateway.apiKey ?? '', ...options.wrkEnv },
+      env: { WRK_API_KEY: gateway.apiKey ?? '', ...gateway.wrkEnv, ...options.wrkEnv },
     }
     await wrk({ ...load, seconds: options.warmupSeconds })
     return await wrk({ ...load, seconds: options.seconds })
@@ -53,7 +61,8 @@ export async function ingest(
   /** Earlier builds of jobgate to measure alongside (`--compare`). */
   earlier: Gateway[] = [],
 ): Promise<IngestRow[]> {
-  const rows: IngestRow[] = [BARE, LPUSH, BULLMQ, ...earlier, JOBGATE].map((gateway) => ({
+  const contenders = [BARE, LPUSH, BULLMQ, ...earlier, JOBGATE, JOBGATE_MINIMAL]
+  const rows: IngestRow[] = contenders.map((gateway) => ({
     gateway,
     runs: [],
   }))

@@ -1,7 +1,8 @@
 -- wrk script: POST batches of WRK_BATCH jobs (default 100), each item with a fresh
--- idempotency_key. Environment: WRK_BATCH, WRK_API_KEY.
+-- idempotency_key. Environment: WRK_BATCH, WRK_API_KEY, WRK_PREFER (a Prefer header).
 local size = tonumber(os.getenv("WRK_BATCH") or "100")
 local api_key = os.getenv("WRK_API_KEY")
+local prefer = os.getenv("WRK_PREFER")
 local threads = 0
 
 function setup(thread)
@@ -16,6 +17,9 @@ function init(args)
   wrk.headers["Content-Type"] = "application/json"
   if api_key and api_key ~= "" then
     wrk.headers["Authorization"] = "Bearer " .. api_key
+  end
+  if prefer and prefer ~= "" then
+    wrk.headers["Prefer"] = prefer
   end
 end
 

@@ -1,7 +1,9 @@
 -- wrk script: POST a job with a fresh Idempotency-Key on every request.
--- Environment: WRK_QUEUES (spread over q0..qN-1, default 1 → queue "bench"), WRK_API_KEY.
+-- Environment: WRK_QUEUES (spread over q0..qN-1, default 1 → queue "bench"), WRK_API_KEY,
+-- WRK_PREFER (a Prefer header).
 local queues = tonumber(os.getenv("WRK_QUEUES") or "1")
 local api_key = os.getenv("WRK_API_KEY")
+local prefer = os.getenv("WRK_PREFER")
 local threads = 0
 
 function setup(thread)
@@ -17,6 +19,9 @@ function init(args)
   wrk.headers["Content-Type"] = "application/json"
   if api_key and api_key ~= "" then
     wrk.headers["Authorization"] = "Bearer " .. api_key
+  end
+  if prefer and prefer ~= "" then
+    wrk.headers["Prefer"] = prefer
   end
 end
 
