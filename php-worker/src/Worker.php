@@ -6,6 +6,7 @@ namespace Jobgate\Worker;
 
 use JsonException;
 use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\StopRequested;
 use Jobgate\Worker\Transport\Transport;
 use Throwable;
 
@@ -25,13 +26,9 @@ use Throwable;
  */
 class Worker
 {
-    /** Signals that ask the worker to stop after the current job. */
-    private const QUIT_SIGNALS = [SIGTERM, SIGINT, SIGQUIT];
-
     /** Alarms tick in whole seconds but the clock counts ms: a tick a hair early still counts. */
     private const TICK_SLACK_MS = 10;
 
-    private bool $quitRequested = false;
     private bool $timedOut = false;
     private bool $stopLogged = false;
     private int $jobsDone = 0;
@@ -51,6 +48,7 @@ class Worker
         protected readonly Logger $logger,
         protected readonly Clock $clock = new SystemClock(),
         protected readonly MemoryGauge $memory = new SystemMemoryGauge(),
+        protected readonly StopRequest $stop = new StopRequest(),
     ) {
     }
 
@@ -96,7 +94,7 @@ class Worker
      */
     public function quit(): void
     {
-        $this->quitRequested = true;
+        $this->stop->request();
     }
 
     /** Jobs this worker ran and reported while still holding their lease. */
@@ -141,7 +139,7 @@ class Worker
 
         return match (true) {
             $this->timedOut => ExitCode::JOB_TIMEOUT,
-            $this->quitRequested => ExitCode::SIGNAL,
+            $this->stop->isRequested() => ExitCode::SIGNAL,
             $this->memoryExceeded() => ExitCode::MEMORY_LIMIT,
             $this->options->maxJobs > 0 && $jobsDone >= $this->options->maxJobs => ExitCode::MAX_JOBS,
             $this->options->maxTimeSeconds > 0
@@ -228,9 +226,21 @@ class Worker
                 Outcome::FAIL => $this->reportFailure($job, $error),
                 default => $this->reportRetry($job, $error, $outcome->delayMs),
             };
+        } catch (StopRequested $unrecorded) {
+            $this->unrecorded($job, $outcome->kind, $unrecorded);
         } finally {
             $this->resumeQuitSignals();
         }
+    }
+
+    /** Asked to stop while the server was down: the outcome is lost, the job will run again. */
+    protected function unrecorded(Job $job, string $outcome, StopRequested $reason): void
+    {
+        $this->logger->warn('job outcome not recorded', $this->finishFields($job) + [
+            'outcome' => $outcome,
+            'error' => $reason->getMessage(),
+            'next' => 'the job runs again when its lease runs out',
+        ]);
     }
 
     protected function reportSuccess(Job $job, mixed $result): void
@@ -295,7 +305,11 @@ class Worker
         $error = new ErrorReport('timed out after ' . self::seconds($timeoutMs) . ' s', 'JobTimeout');
         $this->logger->error('job timed out', $this->finishFields($job) + self::errorFields($error));
         if (!$context->leaseLost()) {
-            $this->reportRetry($job, $error, null);
+            try {
+                $this->reportRetry($job, $error, null);
+            } catch (StopRequested $unrecorded) {
+                $this->unrecorded($job, Outcome::RETRY, $unrecorded);
+            }
         }
         $this->timedOut = true;
         $this->exitProcess($this->stop(ExitCode::JOB_TIMEOUT));
@@ -327,7 +341,7 @@ class Worker
     protected function installSignalHandlers(): void
     {
         pcntl_async_signals(true);
-        foreach (self::QUIT_SIGNALS as $signal) {
+        foreach (StopRequest::SIGNALS as $signal) {
             pcntl_signal($signal, function (): void {
                 $this->quit();
             });
@@ -345,16 +359,16 @@ class Worker
      */
     protected function deferQuitSignals(): void
     {
-        pcntl_sigprocmask(SIG_BLOCK, self::QUIT_SIGNALS);
+        pcntl_sigprocmask(SIG_BLOCK, StopRequest::SIGNALS);
     }
 
     protected function resumeQuitSignals(): void
     {
         $info = [];
-        while (pcntl_sigtimedwait(self::QUIT_SIGNALS, $info, 0, 0) > 0) {
+        while (pcntl_sigtimedwait(StopRequest::SIGNALS, $info, 0, 0) > 0) {
             $this->quit();
         }
-        pcntl_sigprocmask(SIG_UNBLOCK, self::QUIT_SIGNALS);
+        pcntl_sigprocmask(SIG_UNBLOCK, StopRequest::SIGNALS);
     }
 
     protected function armAlarm(int $seconds): void

@@ -19,6 +19,8 @@ use Jobgate\Worker\Tests\Fakes\Jobs;
 use Jobgate\Worker\Tests\Fakes\LogLines;
 use Jobgate\Worker\Tests\Fakes\TestableWorker;
 use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\StopRequested;
+use Jobgate\Worker\Transport\Unavailable;
 use Jobgate\Worker\WorkerOptions;
 use LogicException;
 use PHPUnit\Framework\TestCase;
@@ -283,6 +285,29 @@ final class WorkerTest extends TestCase
         ], $this->transport->calls, 'acked alone, and no reserve after the quit');
         self::assertSame(2, $this->worker?->jobsDone());
         self::assertSame(['reason' => 'signal', 'exit_code' => 0], $this->stoppingFields());
+    }
+
+    public function testAnAckGivenUpForAStopIsLoggedNotCountedAndTheWorkerExits0(): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'never')];
+        $this->transport->duringAckAndReserve = function (): void {
+            $this->worker?->quit();
+
+            throw new StopRequested(new Unavailable('Connection refused'));
+        };
+        $code = $this->runWorker(['echo' => fn () => 'done']);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame(0, $this->worker?->jobsDone());
+        self::assertSame(
+            ['worker started', 'job started', 'job outcome not recorded', 'worker stopping'],
+            $this->logs->messages(),
+        );
+        $unrecorded = $this->logs->first('job outcome not recorded');
+        self::assertSame('a', $unrecorded['job_id']);
+        self::assertSame('succeeded', $unrecorded['outcome']);
+        self::assertSame('warn', $unrecorded['level']);
+        self::assertSame([['reserve'], ['ackAndReserve', 'a', '"done"']], $this->transport->calls);
     }
 
     public function testAFailedOrRetriedJobNeverLeasesTheNextOne(): void

@@ -8,6 +8,7 @@ use Jobgate\Worker\ConfigError;
 use Jobgate\Worker\ExitCode;
 use Jobgate\Worker\HandlerMap;
 use Jobgate\Worker\Logger;
+use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\SystemClock;
 use Jobgate\Worker\Transport\Http\CurlHttpClient;
 use Jobgate\Worker\Transport\Http\HttpTransport;
@@ -60,9 +61,10 @@ class Application
             return ExitCode::USAGE;
         }
         $logger = new Logger($config->workerId, $this->stderr);
+        $stop = new StopRequest();
         try {
             $handlers = HandlerMap::fromFile($config->handlersFile);
-            $transport = $this->transport($config, $logger);
+            $transport = $this->transport($config, $logger, $stop);
         } catch (ConfigError $error) {
             fwrite($this->stderr, "jobgate-worker: configuration error: {$error->getMessage()}\n");
 
@@ -70,11 +72,16 @@ class Application
         }
         $this->reportPhpErrorsAsLogLines($logger);
 
-        return $this->worker($transport, $handlers, $config, $logger)->run();
+        return $this->worker($transport, $handlers, $config, $logger, $stop)->run();
     }
 
-    protected function worker(Transport $transport, HandlerMap $handlers, WorkerConfig $config, Logger $logger): Worker
-    {
+    protected function worker(
+        Transport $transport,
+        HandlerMap $handlers,
+        WorkerConfig $config,
+        Logger $logger,
+        StopRequest $stop,
+    ): Worker {
         return new Worker($transport, $handlers, new WorkerOptions(
             queues: $config->queues,
             timeoutSeconds: $config->timeoutSeconds,
@@ -82,11 +89,11 @@ class Application
             memoryMb: $config->memoryMb,
             maxJobs: $config->maxJobs,
             maxTimeSeconds: $config->maxTimeSeconds,
-        ), $logger);
+        ), $logger, stop: $stop);
     }
 
     /** @throws ConfigError */
-    protected function transport(WorkerConfig $config, Logger $logger): Transport
+    protected function transport(WorkerConfig $config, Logger $logger, StopRequest $stop): Transport
     {
         $clock = new SystemClock();
         if ($config->transport === 'http') {
@@ -104,7 +111,7 @@ class Application
                     blockMs: $config->blockMs(),
                     apiKey: $config->apiKey,
                 ),
-                new Retrier($logger, $clock, 'gateway unavailable, retrying'),
+                new Retrier($logger, $clock, 'gateway unavailable, retrying', stop: $stop),
             );
         }
         if (!extension_loaded('redis')) {
@@ -129,7 +136,7 @@ class Application
                 deadRetentionMs: $config->deadRetentionMs,
                 eventsMaxLen: $config->eventsMaxLen,
             ),
-            new Retrier($logger, $clock, 'redis unavailable, reconnecting'),
+            new Retrier($logger, $clock, 'redis unavailable, reconnecting', stop: $stop),
         );
     }
 

@@ -7,21 +7,27 @@ namespace Jobgate\Worker\Transport;
 use Closure;
 use Jobgate\Worker\Clock;
 use Jobgate\Worker\Logger;
+use Jobgate\Worker\StopRequest;
 
 /**
  * Waits out an unreachable server: logs, sleeps an exponential back-off, lets the caller try
- * again. Shared by both transports.
+ * again. Shared by both transports. With a StopRequest, a quit signal ends a back-off at once,
+ * and a call that has failed twice gives up once the worker was asked to stop.
  */
 final class Retrier
 {
     /** A server's Retry-After is honoured up to this long, so stop conditions stay responsive. */
     private const MAX_RETRY_AFTER_MS = 30_000;
 
+    /** Tries of one call before a stop request makes it give up (a blip gets one more chance). */
+    private const TRIES_BEFORE_STOPPING = 2;
+
     public function __construct(
         private readonly Logger $logger,
         private readonly Clock $clock,
         private readonly string $unavailableMessage,
         private readonly Backoff $backoff = new Backoff(),
+        private readonly ?StopRequest $stop = null,
     ) {
     }
 
@@ -34,14 +40,20 @@ final class Retrier
      * @param Unavailable|null $earlierFailure how a try made elsewhere (e.g. in a pipeline) failed:
      *        it is waited out first, and every call is a retry
      * @return T
+     * @throws StopRequested when the worker was asked to stop and the call still fails
      */
     public function untilAvailable(Closure $call, ?Unavailable $earlierFailure = null): mixed
     {
         $failure = $earlierFailure;
+        $tries = $earlierFailure === null ? 0 : 1;
         for (;;) {
             if ($failure !== null) {
+                if ($tries >= self::TRIES_BEFORE_STOPPING && $this->stop?->isRequested()) {
+                    throw new StopRequested($failure);
+                }
                 $this->pause($failure);
             }
+            $tries++;
             try {
                 $result = $call($failure !== null);
                 $this->backoff->reset();
@@ -64,7 +76,11 @@ final class Retrier
             'error' => $unavailable->getMessage(),
             'retry_in_ms' => $delayMs,
         ]);
-        $this->clock->sleepMs($delayMs);
+        if ($this->stop === null) {
+            $this->clock->sleepMs($delayMs);
+        } else {
+            $this->stop->sleepMs($delayMs);
+        }
     }
 
     /** Logs the outage without waiting (for best-effort calls such as heartbeats). */

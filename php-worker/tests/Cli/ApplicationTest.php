@@ -76,11 +76,12 @@ final class ApplicationTest extends TestCase
                 \Jobgate\Worker\HandlerMap $handlers,
                 \Jobgate\Worker\Cli\WorkerConfig $config,
                 \Jobgate\Worker\Logger $logger,
+                \Jobgate\Worker\StopRequest $stop,
             ): \Jobgate\Worker\Worker {
                 $this->transportName = $transport->name();
                 $options = new \Jobgate\Worker\WorkerOptions(queues: $config->queues, memoryMb: $config->memoryMb);
 
-                return new TestableWorker($transport, $handlers, $options, $logger);
+                return new TestableWorker($transport, $handlers, $options, $logger, stop: $stop);
             }
 
             protected function reportPhpErrorsAsLogLines(\Jobgate\Worker\Logger $logger): void
