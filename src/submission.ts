@@ -91,7 +91,7 @@ export function submitted(
   job: NewJob,
   result: EnqueueResult,
   payload: Record<string, unknown>,
-  minimal = false,
+  minimal: boolean,
 ): Submitted {
   switch (result.outcome) {
     case 'created':

@@ -408,6 +408,41 @@ final class WorkerTest extends TestCase
         self::assertSame(['reason' => 'timeout', 'exit_code' => 15], $this->stoppingFields());
     }
 
+    public function testATimedOutJobWhoseRetryIsGivenUpIsLoggedAndTheWorkerStillExits15(): void
+    {
+        $this->transport->jobs = [Jobs::make('slow')];
+        $this->transport->retryGivesUp = new StopRequested(new Unavailable('Connection refused'));
+        $code = $this->runWorker(['slow' => function () {
+            $this->clock->advance(60_000);
+            $this->worker?->onAlarm();
+
+            return 'too late';
+        }], timeoutSeconds: 60);
+
+        self::assertSame(ExitCode::JOB_TIMEOUT, $code);
+        self::assertSame([ExitCode::JOB_TIMEOUT], $this->worker?->exits);
+        $unrecorded = $this->logs->first('job outcome not recorded');
+        self::assertSame('job-1', $unrecorded['job_id']);
+        self::assertSame('retry', $unrecorded['outcome']);
+        self::assertSame(['reason' => 'timeout', 'exit_code' => 15], $this->stoppingFields());
+    }
+
+    public function testARetryGivenUpForAStopIsLoggedAndTheWorkerExits0(): void
+    {
+        $this->transport->jobs = [Jobs::make('boom'), Jobs::make('boom', id: 'never')];
+        $this->transport->retryGivesUp = new StopRequested(new Unavailable('Connection refused'));
+        $code = $this->runWorker(['boom' => function () {
+            $this->worker?->quit();
+
+            throw new RuntimeException('SMTP said no');
+        }]);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame('retry', $this->logs->first('job outcome not recorded')['outcome']);
+        self::assertNotContains('job retried', $this->logs->messages());
+        self::assertCount(1, $this->transport->jobs, 'nothing more was reserved');
+    }
+
     public function testAJobsOwnTimeoutWins(): void
     {
         $this->transport->jobs = [Jobs::make('slow', timeoutMs: 1500)];

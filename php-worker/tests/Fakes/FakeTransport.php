@@ -8,6 +8,7 @@ use Closure;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\RetryOutcome;
+use Jobgate\Worker\Transport\StopRequested;
 use Jobgate\Worker\Transport\Transport;
 
 /**
@@ -23,6 +24,8 @@ final class FakeTransport implements Transport
     public array $ackHeld = [];
     public bool $failHeld = true;
     public RetryOutcome $retryOutcome = RetryOutcome::Scheduled;
+    /** Thrown by retry() (after recording the call): the server was down and a stop was requested. */
+    public ?StopRequested $retryGivesUp = null;
     public bool $heartbeatHeld = true;
     public ?Closure $onEmpty = null;
     public bool $leaseWithAck = true;
@@ -80,6 +83,9 @@ final class FakeTransport implements Transport
     public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome
     {
         $this->calls[] = ['retry', $job->id, $message, $class, $delayMs];
+        if ($this->retryGivesUp !== null) {
+            throw $this->retryGivesUp;
+        }
 
         return $this->retryOutcome;
     }
