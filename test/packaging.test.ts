@@ -40,3 +40,12 @@ t.test('the worker image: non-root, the shared lua/ scripts, PHP from Debian', a
   t.match(dockerfile, /COPY lua /)
   t.match(dockerfile, /^USER /m)
 })
+
+t.test('npm start, the image and ./dev up run the gateway with the same node flags', async (t) => {
+  const { scripts } = JSON.parse(read('package.json')) as { scripts: { start: string } }
+  const start = scripts.start.split(' ')
+  t.match(scripts.start, /^node --max-semi-space-size=\d+ dist\/src\/server\.js$/)
+  const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'))?.[1] ?? '[]'
+  t.strictSame(JSON.parse(cmd), start, 'the image CMD')
+  t.match(read('dev'), new RegExp(`^\\s*${scripts.start} >>`, 'm'), './dev up')
+})

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { newApiKey } from '../../src/auth.js'
 import { APP_CPU, launch, ROOT, type Spawned, waitFor } from './proc.js'
@@ -50,14 +51,27 @@ export const BULLMQ = baseline(
   'Queue.add with the Idempotency-Key as the BullMQ job id',
 )
 
-/** jobgate built in `root`, with production settings: keys, rate limits, breaker, logs. */
+/** The node flags and entry point `npm start` runs in the checkout at `root`. */
+function startArgs(root: string): string[] {
+  const { scripts } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    scripts: { start: string }
+  }
+  const [command, ...args] = scripts.start.split(' ')
+  if (command !== 'node') throw new Error(`${root}: npm start does not run node: ${scripts.start}`)
+  return args.map((arg) => (arg.startsWith('-') ? arg : join(root, arg)))
+}
+
+/**
+ * jobgate built in `root`, started as its `npm start` does, with production settings: keys,
+ * rate limits, breaker, logs.
+ */
 export function jobgateAt(root: string, name: string): Gateway {
   return {
     name,
     what: 'production settings: API key auth, rate limit (set high), breaker, idempotency, access log at info, metrics',
     apiKey: BENCH_KEY.key,
     start: (redisUrl, port, env = {}) =>
-      launch(APP_CPU, process.execPath, [...nodeArgs(), join(root, 'dist/src/server.js')], {
+      launch(APP_CPU, process.execPath, [...nodeArgs(), ...startArgs(root)], {
         NODE_ENV: 'production',
         PORT: String(port),
         REDIS_URL: redisUrl,
