@@ -246,7 +246,9 @@ function growthSection(rows: GrowthRow[], targets: Target[]): string {
     '## 4. Growth',
     '',
     'jobgate ingest (as in 1; with several queues wrk spreads the POSTs over all of them) and one',
-    'jobgate-worker draining the first queue, on top of a backlog. Change is against the first row.',
+    'jobgate-worker draining the first queue, on top of a backlog. Each backlog waits in a Redis of',
+    'its own, filled once; each run measures every row, in an order that rotates from run to run.',
+    'Change is against the first row.',
     '',
     table(
       ['backlog', 'ingest req/s', 'change', 'p99 ms', 'worker jobs/s', 'change'],

@@ -189,7 +189,7 @@ try {
     })
   }
   if (wanted('growth')) {
-    report.growth = await growth(redis, progress, {
+    report.growth = await growth(progress, {
       runs,
       seconds,
       warmupSeconds,

@@ -1,9 +1,10 @@
+import type { Store } from '../../src/queue/store.js'
 import { newJob } from '../../src/submission.js'
 import { CountedRedis } from '../lib/callgrind.js'
 import { JOBGATE } from '../lib/contenders.js'
 import { fill, NOOP_BODY, openStore } from '../lib/jobs.js'
 import type { Progress } from '../lib/progress.js'
-import type { BenchRedis } from '../lib/redis.js'
+import { BenchRedis } from '../lib/redis.js'
 import type { WrkResult } from '../lib/wrk.js'
 import { measure } from './ingest.js'
 import { drainWithWorker } from './worker.js'
@@ -32,70 +33,94 @@ export interface GrowthRow {
   redisWork?: RedisWork
 }
 
+/** A row's backlog: its own Redis, filled once, measured in every run. */
+interface Backlog {
+  row: GrowthRow
+  redis: BenchRedis
+  queues: number
+}
+
 /**
  * Ingest and worker throughput with many jobs already waiting, and with jobs spread over many
- * queues. The backlog is filled once per row (through the enqueue script); every run then
- * submits on top of it and a worker drains `workerJobs` of it, so the depth never falls below
- * the row's.
+ * queues. Each row's backlog is filled once (through the enqueue script) in a Redis of its own,
+ * all of them running side by side; every run then measures each row in turn, in an order that
+ * rotates from run to run, so that a drift of the machine does not land on one row. A run
+ * submits on top of the backlog and a worker drains `workerJobs` of it, so the depth never falls
+ * below the row's.
  */
-export async function growth(
-  redis: BenchRedis,
-  progress: Progress,
-  options: GrowthOptions,
-): Promise<GrowthRow[]> {
-  const rows: GrowthRow[] = []
-  const store = await openStore(redis.url)
+export async function growth(progress: Progress, options: GrowthOptions): Promise<GrowthRow[]> {
+  const backlogs: Backlog[] = []
   try {
     for (const depth of options.depths) {
       const label = `${depth.toLocaleString('en-US')} jobs waiting, 1 queue`
-      progress.step(`growth: filling ${label}`)
-      await redis.flush()
-      await fill(store, 'bench', depth + options.runs * options.workerJobs, (done) =>
-        progress.note(`${done.toLocaleString('en-US')} jobs stored`),
+      backlogs.push(
+        await prepare(progress, options, label, 1, async (store) => {
+          await fill(store, 'bench', depth + options.runs * options.workerJobs, (done) =>
+            progress.note(`${done.toLocaleString('en-US')} jobs stored`),
+          )
+        }),
       )
-      const redisWork = await countRedisWork(redis, progress, 'bench', options.countedCalls)
-      rows.push({ ...(await measureRow(redis, progress, options, label, 1)), ...redisWork })
     }
     for (const queues of options.queueCounts) {
       const label = `${queues} queue${queues === 1 ? '' : 's'}, 1,000 jobs waiting in each`
-      progress.step(`growth: filling ${label}`)
-      await redis.flush()
-      for (let q = 0; q < queues; q++) {
-        await fill(store, `q${q}`, 1000 + (q === 0 ? options.runs * options.workerJobs : 0))
+      backlogs.push(
+        await prepare(progress, options, label, queues, async (store) => {
+          for (let q = 0; q < queues; q++) {
+            await fill(store, `q${q}`, 1000 + (q === 0 ? options.runs * options.workerJobs : 0))
+          }
+        }),
+      )
+    }
+    for (let run = 1; run <= options.runs; run++) {
+      const turn = (i: number) => backlogs[(i + run - 1) % backlogs.length] as Backlog
+      for (let i = 0; i < backlogs.length; i++) {
+        await measureOnce(progress, options, turn(i), run)
       }
-      const redisWork = await countRedisWork(redis, progress, 'q0', options.countedCalls)
-      rows.push({ ...(await measureRow(redis, progress, options, label, queues)), ...redisWork })
     }
   } finally {
-    await store.close()
+    for (const backlog of backlogs) await backlog.redis.stop()
   }
-  return rows
+  return backlogs.map((backlog) => backlog.row)
 }
 
-async function measureRow(
-  redis: BenchRedis,
+async function prepare(
   progress: Progress,
   options: GrowthOptions,
   label: string,
   queues: number,
-): Promise<GrowthRow> {
-  const row: GrowthRow = { label, ingest: [], workerJobsPerSecond: [] }
-  const workerQueue = queues === 1 ? 'bench' : 'q0'
-  for (let run = 1; run <= options.runs; run++) {
-    progress.step(`growth: ${label}, run ${run}/${options.runs}`)
-    const ingest = await measure(JOBGATE, redis, {
-      runs: 1,
-      seconds: options.seconds,
-      warmupSeconds: options.warmupSeconds,
-      keepData: true,
-      wrkEnv: queues === 1 ? {} : { WRK_QUEUES: String(queues) },
-    })
-    row.ingest.push(ingest)
-    const worker = await drainWithWorker(redis, workerQueue, options.workerJobs)
-    row.workerJobsPerSecond.push(worker)
-    progress.note(`ingest ${Math.round(ingest.rps)} req/s, worker ${Math.round(worker)} jobs/s`)
+  fillBacklog: (store: Store) => Promise<void>,
+): Promise<Backlog> {
+  progress.step(`growth: filling ${label}`)
+  const redis = await BenchRedis.start()
+  const store = await openStore(redis.url)
+  try {
+    await fillBacklog(store)
+  } finally {
+    await store.close()
   }
-  return row
+  const workerQueue = queues === 1 ? 'bench' : 'q0'
+  const redisWork = await countRedisWork(redis, progress, workerQueue, options.countedCalls)
+  return { row: { label, ingest: [], workerJobsPerSecond: [], ...redisWork }, redis, queues }
+}
+
+async function measureOnce(
+  progress: Progress,
+  options: GrowthOptions,
+  { row, redis, queues }: Backlog,
+  run: number,
+): Promise<void> {
+  progress.step(`growth: ${row.label}, run ${run}/${options.runs}`)
+  const ingest = await measure(JOBGATE, redis, {
+    runs: 1,
+    seconds: options.seconds,
+    warmupSeconds: options.warmupSeconds,
+    keepData: true,
+    wrkEnv: queues === 1 ? {} : { WRK_QUEUES: String(queues) },
+  })
+  row.ingest.push(ingest)
+  const worker = await drainWithWorker(redis, queues === 1 ? 'bench' : 'q0', options.workerJobs)
+  row.workerJobsPerSecond.push(worker)
+  progress.note(`ingest ${Math.round(ingest.rps)} req/s, worker ${Math.round(worker)} jobs/s`)
 }
 
 /**
