@@ -30,6 +30,11 @@ export async function connectWhenUp(port: number, timeoutMs: number, what: strin
 /**
  * The benchmark's Redis: a fresh redis-server with the recommended production persistence
  * (AOF, fsync every second), pinned to the infrastructure core, in a new data directory.
+ *
+ * Automatic AOF rewrites are off: one that starts in the middle of a measurement (the AOF
+ * doubles every few seconds under full load) forks Redis and rewrites the whole dataset on the
+ * core Redis shares with the load generator, and costs the process under test up to a third of
+ * its rate for that run. The AOF is rewritten between measurements instead (compact()).
  */
 export class BenchRedis {
   private constructor(
@@ -45,7 +50,14 @@ export class BenchRedis {
     const server = launch(
       INFRA_CPU,
       'redis-server',
-      redisServerArgs(port, dir.path, ['--appendonly', 'yes', '--appendfsync', 'everysec']),
+      redisServerArgs(port, dir.path, [
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'everysec',
+        '--auto-aof-rewrite-percentage',
+        '0',
+      ]),
     )
     const client = await connectWhenUp(port, 10_000, 'redis-server')
     return new BenchRedis(port, server, dir, client)
@@ -61,13 +73,22 @@ export class BenchRedis {
 
   async flush(): Promise<void> {
     await this.client.flushall()
-    // Reclaim the AOF so that earlier runs' writes do not weigh on this one.
+    await this.compact()
+  }
+
+  /** Rewrites the AOF and waits for it: earlier runs' writes do not weigh on the next one. */
+  async compact(): Promise<void> {
     await this.client.bgrewriteaof().catch(() => undefined)
     await waitFor(
       async () => !/aof_rewrite_in_progress:1/.test(await this.client.info('persistence')),
       60_000,
       'AOF rewrite',
     )
+  }
+
+  /** Automatic AOF rewrites on (as in production, for long runs) or off (the default here). */
+  async rewriteAutomatically(on: boolean): Promise<void> {
+    await this.client.config('SET', 'auto-aof-rewrite-percentage', on ? '100' : '0')
   }
 
   /** Writes an RDB snapshot of everything Redis holds now; returns the file. */

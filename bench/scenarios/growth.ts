@@ -110,6 +110,7 @@ async function measureOnce(
   run: number,
 ): Promise<void> {
   progress.step(`growth: ${row.label}, run ${run}/${options.runs}`)
+  await redis.compact()
   const ingest = await measure(JOBGATE, redis, {
     runs: 1,
     seconds: options.seconds,
