@@ -273,7 +273,7 @@ function soakSection(result: SoakResult, targets: Target[]): string {
     '## 5. Memory soak',
     '',
     `jobgate at ${count(result.rate)} req/s (half its median ingest peak) for ${result.seconds} s;`,
-    'resident memory every 5 s after a 30 s warm-up.',
+    `resident memory every 5 s after a ${result.warmupSeconds} s warm-up.`,
     '',
     table(
       ['requests', 'errors', 'first MiB', 'min MiB', 'max MiB', 'last MiB'],

@@ -14,6 +14,7 @@ export interface SoakOptions {
 export interface SoakResult {
   rate: number
   seconds: number
+  warmupSeconds: number
   sent: number
   errors: number
   /** RSS samples (every 5 s after the warm-up), MiB. */
@@ -57,6 +58,7 @@ export async function soak(
     return {
       rate: options.rate,
       seconds: options.seconds,
+      warmupSeconds: options.warmupSeconds,
       sent: load.sent,
       errors: load.errors,
       samplesMiB: samples,
