@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -118,8 +118,13 @@ export class RedisServer {
   }
 
   /** Freezes the process (SIGSTOP): connections stay open but nothing answers. */
-  pause(): void {
+  /** Stops the server process (SIGSTOP) and returns once the kernel shows it stopped. */
+  async pause(): Promise<void> {
+    const pid = this.process?.pid
+    if (pid === undefined) return
     this.process?.kill('SIGSTOP')
+    const stopped = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T')
+    while (!stopped()) await new Promise((resolve) => setTimeout(resolve, 1))
   }
 
   resume(): void {
