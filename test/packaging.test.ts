@@ -47,5 +47,6 @@ t.test('npm start, the image and ./dev up run the gateway with the same node fla
   t.match(scripts.start, /^node --max-semi-space-size=\d+ dist\/src\/server\.js$/)
   const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'))?.[1] ?? '[]'
   t.strictSame(JSON.parse(cmd), start, 'the image CMD')
-  t.match(read('dev'), new RegExp(`^\\s*${scripts.start} >>`, 'm'), './dev up')
+  const escaped = scripts.start.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  t.match(read('dev'), new RegExp(`^\\s*${escaped} >>`, 'm'), './dev up')
 })

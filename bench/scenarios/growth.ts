@@ -33,6 +33,9 @@ export interface GrowthRow {
   redisWork?: RedisWork
 }
 
+/** The queue the worker drains: the only one, or the first of many. */
+const workerQueue = (queues: number) => (queues === 1 ? 'bench' : 'q0')
+
 /** A row's backlog: its own Redis, filled once, measured in every run. */
 interface Backlog {
   row: GrowthRow
@@ -98,8 +101,7 @@ async function prepare(
   } finally {
     await store.close()
   }
-  const workerQueue = queues === 1 ? 'bench' : 'q0'
-  const redisWork = await countRedisWork(redis, progress, workerQueue, options.countedCalls)
+  const redisWork = await countRedisWork(redis, progress, workerQueue(queues), options.countedCalls)
   return { row: { label, ingest: [], workerJobsPerSecond: [], ...redisWork }, redis, queues }
 }
 
@@ -119,7 +121,7 @@ async function measureOnce(
     wrkEnv: queues === 1 ? {} : { WRK_QUEUES: String(queues) },
   })
   row.ingest.push(ingest)
-  const worker = await drainWithWorker(redis, queues === 1 ? 'bench' : 'q0', options.workerJobs)
+  const worker = await drainWithWorker(redis, workerQueue(queues), options.workerJobs)
   row.workerJobsPerSecond.push(worker)
   progress.note(`ingest ${Math.round(ingest.rps)} req/s, worker ${Math.round(worker)} jobs/s`)
 }

@@ -117,8 +117,10 @@ export class RedisServer {
     await this.signal('SIGTERM')
   }
 
-  /** Freezes the process (SIGSTOP): connections stay open but nothing answers. */
-  /** Stops the server process (SIGSTOP) and returns once the kernel shows it stopped. */
+  /**
+   * Freezes the process (SIGSTOP): connections stay open but nothing answers. Returns once the
+   * kernel shows it stopped.
+   */
   async pause(): Promise<void> {
     const pid = this.process?.pid
     if (pid === undefined) return
