@@ -66,12 +66,13 @@ function startArgs(root: string): string[] {
  * rate limits, breaker, logs.
  */
 export function jobgateAt(root: string, name: string): Gateway {
+  const args = startArgs(root)
   return {
     name,
     what: 'production settings: API key auth, rate limit (set high), breaker, idempotency, access log at info, metrics',
     apiKey: BENCH_KEY.key,
     start: (redisUrl, port, env = {}) =>
-      launch(APP_CPU, process.execPath, [...nodeArgs(), ...startArgs(root)], {
+      launch(APP_CPU, process.execPath, [...nodeArgs(), ...args], {
         NODE_ENV: 'production',
         PORT: String(port),
         REDIS_URL: redisUrl,

@@ -95,14 +95,21 @@ async function prepare(
 ): Promise<Backlog> {
   progress.step(`growth: filling ${label}`)
   const redis = await BenchRedis.start()
-  const store = await openStore(redis.url)
   try {
-    await fillBacklog(store)
-  } finally {
-    await store.close()
+    const store = await openStore(redis.url)
+    try {
+      await fillBacklog(store)
+    } finally {
+      await store.close()
+    }
+    const queue = workerQueue(queues)
+    const redisWork = await countRedisWork(redis, progress, queue, options.countedCalls)
+    return { row: { label, ingest: [], workerJobsPerSecond: [], ...redisWork }, redis, queues }
+  } catch (error) {
+    // Not a backlog yet, so growth() would not stop it: its data directory may hold gigabytes.
+    await redis.stop()
+    throw error
   }
-  const redisWork = await countRedisWork(redis, progress, workerQueue(queues), options.countedCalls)
-  return { row: { label, ingest: [], workerJobsPerSecond: [], ...redisWork }, redis, queues }
 }
 
 async function measureOnce(
