@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import deadLettersRoutes from '../routes/dead-letters.js'
+import eventsRoutes from '../routes/events.js'
 import healthRoutes from '../routes/health.js'
 import jobsRoutes from '../routes/jobs.js'
 import metricsRoutes from '../routes/metrics.js'
@@ -60,5 +61,6 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(jobsRoutes, { contract, config })
   app.register(workersRoutes, { contract })
   app.register(deadLettersRoutes, { contract })
+  app.register(eventsRoutes, { contract, config })
   return app
 }

@@ -30,6 +30,10 @@ export interface Config {
   longPollConnections: number
   /** Approximate cap of each queue's event stream. */
   eventsMaxLen: number
+  /** Server-Sent Events streams one gateway serves at once. */
+  eventStreamsMax: number
+  /** Comment lines sent on an idle event stream, ms apart, so proxies keep it open. */
+  eventKeepAliveMs: number
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
   shutdownTimeoutMs: number
   /** Redis Cluster seed nodes; null = the single Redis of `redisUrl`. */
@@ -296,6 +300,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueueDepth: read.integer('MAX_QUEUE_DEPTH', 1_000_000, 0, 1_000_000_000),
     longPollConnections: read.integer('LONG_POLL_CONNECTIONS', 64, 1, 10_000),
     eventsMaxLen: read.integer('EVENTS_MAX_LEN', 10_000, 100, 10_000_000),
+    eventStreamsMax: read.integer('EVENT_STREAMS_MAX', 1000, 1, 100_000),
+    eventKeepAliveMs: read.duration('EVENT_KEEPALIVE', 15_000, 100, 10 * 60_000),
     shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 0, 10 * 60_000),
     redisClusterNodes: clusterNodes(read),
     redisCommandTimeoutMs: commandTimeoutMs,

@@ -30,6 +30,7 @@ const catalogue = {
   NOT_READY: { status: 503, title: 'The gateway is not ready' },
   QUEUE_FULL: { status: 503, title: 'The queue is full' },
   SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down' },
+  TOO_MANY_EVENT_STREAMS: { status: 503, title: 'The gateway serves its maximum of event streams' },
   REDIS_UNAVAILABLE: { status: 503, title: 'The job store is unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>
 

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { EventReader } from './helpers/event-source.js'
 import { startClusterGateway } from './helpers/gateway.js'
 import { lifecycleSuite } from './helpers/lifecycle-suite.js'
 import { RedisCluster } from './helpers/redis-cluster.js'
@@ -102,6 +103,44 @@ t.test('ingest on Redis Cluster', async (t) => {
     t.equal(await client.llen('jobgate:{bulk}:ready:5'), 40)
   })
 })
+
+t.test(
+  'event streams on Redis Cluster: one job watched to its end, a queue followed live',
+  async (t) => {
+    await cluster.flush()
+    const { url } = await startClusterGateway(t, cluster, { listen: true })
+    const post = async (path: string, body: object) => {
+      const res = await fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+      return (await res.json()) as { id: string; job: { id: string }; lease: { token: string } }
+    }
+    const { id } = await post('/v1/queues/reports/jobs', { type: 't' })
+    const other = await post('/v1/queues/sms/jobs', { type: 't' })
+    const job = await EventReader.open(`${url}/v1/queues/reports/events?job=${id}`)
+    const queue = await EventReader.open(`${url}/v1/queues/sms/events`)
+    t.teardown(() => {
+      job.close()
+      queue.close()
+    })
+    await job.received(1)
+    const reserved = await post('/v1/queues/reports/jobs:reserve', { worker: 'w' })
+    await post(`/v1/queues/reports/jobs/${id}:ack`, { lease_token: reserved.lease.token })
+    await job.ended
+    t.strictSame(
+      job.messages<{ state: string }>().map((m) => m.state),
+      ['queued', 'active', 'succeeded'],
+    )
+    await post('/v1/queues/sms/jobs:reserve', { worker: 'w' })
+    await queue.received(1)
+    t.strictSame(
+      queue.messages<{ job: string; state: string }>().map((m) => [m.job, m.state]),
+      [[other.id, 'active']],
+    )
+  },
+)
 
 t.test('worker lifecycle on Redis Cluster, Redis transport', async (t) => {
   lifecycleSuite(t, { transport: 'redis', cluster })

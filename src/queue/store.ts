@@ -1,6 +1,7 @@
 import { BlockingClients } from './blocking.js'
 import { type BreakerOptions, RedisBreaker } from './breaker.js'
 import { DeadLetterStore } from './dead-letter-store.js'
+import { EventFeed } from './event-feed.js'
 import { JobStore } from './job-store.js'
 import { LeaseStore } from './lease-store.js'
 import { QueueStore } from './queue-store.js'
@@ -30,6 +31,8 @@ export class Store {
   readonly leases: LeaseStore
   readonly deadLetters: DeadLetterStore
   readonly queues: QueueStore
+  /** The queues' event streams, read and followed for watchers. */
+  readonly events: EventFeed
   /** Request counters of the rate limits, shared with other gateways. */
   readonly rateLimits: RateLimitCounter
   /** Guards every request-path call; its state is the store's health. */
@@ -48,6 +51,7 @@ export class Store {
     this.leases = new LeaseStore(this.runner, this.blocking)
     this.deadLetters = new DeadLetterStore(this.runner)
     this.queues = new QueueStore(this.runner)
+    this.events = new EventFeed(this.runner, client)
     this.rateLimits = new RateLimitCounter(client, `${settings.keyPrefix}:ratelimit:`)
   }
 
@@ -58,10 +62,12 @@ export class Store {
   /** Ends long polls at once (they answer "no job"): the first step of a shutdown. */
   interruptWaits(): void {
     this.blocking.interrupt()
+    this.events.close()
   }
 
   async close(): Promise<void> {
     this.breaker.shutdown()
+    this.events.close()
     await this.blocking.close()
     await this.client.quit().catch(() => this.client.disconnect())
   }

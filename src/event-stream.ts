@@ -1,0 +1,166 @@
+import { PassThrough } from 'node:stream'
+import { iso } from './job-view.js'
+import { compareIds, type EventFeed, type QueueEvent } from './queue/event-feed.js'
+
+/**
+ * One watcher's Server-Sent Events stream of a queue's state transitions: the entries after
+ * its start position first, then live ones as they are added. Each event's `id` is the stream
+ * entry id, so a client that reconnects with `Last-Event-ID` resumes exactly after the last
+ * event it saw.
+ */
+
+/** States a job leaves only by an operator's redrive: a stream watching one job ends there. */
+export const FINAL_STATES: ReadonlySet<string> = new Set([
+  'succeeded',
+  'dead',
+  'canceled',
+  'expired',
+])
+
+/** How long a client waits before it reconnects after the stream ends, ms. */
+export const RECONNECT_MS = 2000
+
+const PAGE = 500
+/** A watcher this far behind is cut off; it reconnects and resumes from its last event. */
+const MAX_BUFFERED_BYTES = 1024 * 1024
+
+export interface EventStreamOptions {
+  queue: string
+  /** Only this job's transitions; the stream ends after its final state. */
+  job: string | null
+  /** The stream entry id to start after (exclusive). */
+  after: string
+  /** Entries up to `after`'s successors may have been dropped by the length cap: say so first. */
+  gapBefore: string | null
+  keepAliveMs: number
+  /** Called once, when the stream ends for any reason. */
+  onEnd: () => void
+}
+
+/** The JSON of one transition, as the `QueueEvent` schema of openapi.yaml describes it. */
+export function eventData(queue: string, event: QueueEvent): string {
+  return JSON.stringify({ queue, job: event.job, state: event.state, at: iso(event.at) })
+}
+
+export class EventStream {
+  /** The response body: `text/event-stream`. */
+  readonly body = new PassThrough()
+  private position: string
+  /** Live entries held back while the catch-up runs; null once live. */
+  private held: QueueEvent[] | null = []
+  private unsubscribe: () => void = () => {}
+  private keepAlive: NodeJS.Timeout | null = null
+  private ended = false
+  /** Ends a wait for the client to read, when the stream ends instead. */
+  private stopWaiting: (() => void) | null = null
+  /** Events written so far. */
+  emitted = 0
+
+  constructor(
+    private readonly feed: EventFeed,
+    private readonly options: EventStreamOptions,
+  ) {
+    this.position = options.after
+  }
+
+  /**
+   * Subscribes, then reads the first page of the catch-up: a Redis failure here throws before
+   * anything is sent, so the caller can still answer with a problem.
+   */
+  async open(): Promise<void> {
+    this.body.write(`retry: ${RECONNECT_MS}\n\n`)
+    if (this.options.gapBefore !== null) {
+      const data = JSON.stringify({ queue: this.options.queue, oldest_id: this.options.gapBefore })
+      this.body.write(`event: gap\ndata: ${data}\n\n`)
+    }
+    this.unsubscribe = this.feed.subscribe(this.options.queue, this.position, (events) =>
+      this.receive(events),
+    )
+    try {
+      const page = await this.feed.after(this.options.queue, this.position, PAGE)
+      this.emit(page)
+      if (page.length === PAGE && !this.ended) void this.catchUp()
+      else this.goLive()
+    } catch (error) {
+      this.end()
+      throw error
+    }
+  }
+
+  /** The rest of the catch-up, after the answer's headers went out; a failure ends the stream. */
+  private async catchUp(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.body.writableLength > MAX_BUFFERED_BYTES) await this.drained()
+        if (this.ended) return
+        const page = await this.feed.after(this.options.queue, this.position, PAGE)
+        this.emit(page)
+        if (page.length < PAGE || this.ended) break
+      }
+      this.goLive()
+    } catch {
+      // Redis failed mid catch-up: the client reconnects and resumes after its last event.
+      this.end()
+    }
+  }
+
+  /** Resolves when the client has read what is buffered, or the stream ended. */
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.body.off('drain', done)
+        this.stopWaiting = null
+        resolve()
+      }
+      this.stopWaiting = done
+      this.body.once('drain', done)
+    })
+  }
+
+  private goLive(): void {
+    if (this.ended) return
+    const held = this.held ?? []
+    this.held = null
+    this.emit(held)
+    if (this.ended) return
+    this.keepAlive = setInterval(
+      () => this.body.write(': keep-alive\n\n'),
+      this.options.keepAliveMs,
+    )
+    this.keepAlive.unref()
+  }
+
+  private receive(events: readonly QueueEvent[]): void {
+    if (this.held !== null) {
+      this.held.push(...events)
+      return
+    }
+    this.emit(events)
+    if (this.body.writableLength > MAX_BUFFERED_BYTES) this.end()
+  }
+
+  /** Writes the entries after the position that pass the job filter, in order. */
+  private emit(events: readonly QueueEvent[]): void {
+    const { queue, job } = this.options
+    for (const event of events) {
+      if (this.ended) return
+      if (compareIds(event.id, this.position) <= 0) continue
+      this.position = event.id
+      if (job !== null && event.job !== job) continue
+      this.body.write(`id: ${event.id}\ndata: ${eventData(queue, event)}\n\n`)
+      this.emitted++
+      if (job !== null && FINAL_STATES.has(event.state)) this.end()
+    }
+  }
+
+  /** Ends the stream (idempotent): on a watched job's final state, a disconnect or shutdown. */
+  end(): void {
+    if (this.ended) return
+    this.ended = true
+    if (this.keepAlive) clearInterval(this.keepAlive)
+    this.unsubscribe()
+    this.stopWaiting?.()
+    this.body.end()
+    this.options.onEnd()
+  }
+}

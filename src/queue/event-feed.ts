@@ -1,0 +1,192 @@
+import { duplicateForBlocking, waitUntilReady } from './connection.js'
+import type { ScriptRunner } from './runner.js'
+import type { RedisClient } from './scripts.js'
+
+/** One entry of a queue's event stream: a job's state transition. */
+export interface QueueEvent {
+  /** The stream entry id, `<ms>-<seq>`: ordered, and the position to resume after. */
+  id: string
+  job: string
+  state: string
+  /** Redis server time of the transition, epoch ms. */
+  at: number
+}
+
+/** What the stream holds right now. */
+export interface StreamInfo {
+  /** The id of the newest entry ever added; `0-0` for a queue without events. */
+  lastId: string
+  /** The oldest entry still held; null when the stream is empty. */
+  firstId: string | null
+  /** True when entries were dropped by the stream's length cap. */
+  trimmed: boolean
+}
+
+export type EventListener = (events: readonly QueueEvent[]) => void
+
+/** The start of every stream: a position before any entry. */
+export const STREAM_START = '0-0'
+
+const READ_COUNT = 500
+const BLOCK_MS = 5000
+const RETRY_MS = [100, 250, 500, 1000, 2000]
+
+/** Orders two stream ids; negative when `a` comes first. */
+export function compareIds(a: string, b: string): number {
+  const [aMs = 0, aSeq = 0] = a.split('-').map(Number)
+  const [bMs = 0, bSeq = 0] = b.split('-').map(Number)
+  return aMs - bMs || aSeq - bSeq
+}
+
+/** Stream entries as ioredis returns them: `[id, [field, value, ...]]`. */
+function decode(entries: [string, string[]][]): QueueEvent[] {
+  return entries.map(([id, fields]) => {
+    const event: QueueEvent = { id, job: '', state: '', at: 0 }
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const value = fields[i + 1] as string
+      if (fields[i] === 'job') event.job = value
+      else if (fields[i] === 'state') event.state = value
+      else if (fields[i] === 'at') event.at = Number(value)
+    }
+    return event
+  })
+}
+
+function infoField(flat: unknown[], name: string): unknown {
+  const index = flat.indexOf(name)
+  return index === -1 ? undefined : flat[index + 1]
+}
+
+/**
+ * Follows one queue's event stream on a connection of its own (`XREAD BLOCK` holds the whole
+ * connection) and hands each batch of new entries to every listener. It reads from the id it
+ * last saw, so a Redis outage delays events but loses none.
+ */
+class StreamFollower {
+  readonly listeners = new Set<EventListener>()
+  private stopped = false
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly key: string,
+    private lastId: string,
+  ) {
+    void this.follow()
+  }
+
+  private async follow(): Promise<void> {
+    await waitUntilReady(this.client, 2000)
+    let failures = 0
+    while (!this.stopped) {
+      try {
+        const reply = (await this.client.xread(
+          'COUNT',
+          READ_COUNT,
+          'BLOCK',
+          BLOCK_MS,
+          'STREAMS',
+          this.key,
+          this.lastId,
+        )) as [string, [string, string[]][]][] | null
+        failures = 0
+        const events = reply ? decode(reply[0]?.[1] ?? []) : []
+        const last = events.at(-1)
+        if (last === undefined || this.stopped) continue
+        this.lastId = last.id
+        for (const listener of this.listeners) listener(events)
+      } catch {
+        if (this.stopped) return
+        // Redis is unreachable: the connection reconnects on its own; read again from lastId.
+        const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)]
+        await new Promise((resolve) => setTimeout(resolve, delay))
+      }
+    }
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.client.disconnect()
+  }
+}
+
+/**
+ * The queues' event streams for watchers: reads of what a stream holds (through the breaker,
+ * like every request-path call) and live followers, one per watched queue and shared by all
+ * of its watchers.
+ */
+export class EventFeed {
+  private readonly followers = new Map<string, StreamFollower>()
+  private closed = false
+
+  constructor(
+    private readonly runner: ScriptRunner,
+    private readonly source: RedisClient,
+  ) {}
+
+  async info(queue: string): Promise<StreamInfo> {
+    const key = this.runner.keys(queue).events
+    const flat = await this.runner.command(async () => {
+      try {
+        return (await this.runner.client.xinfo('STREAM', key)) as unknown[]
+      } catch (error) {
+        if (error instanceof Error && /no such key/i.test(error.message)) return null
+        throw error
+      }
+    })
+    if (flat === null) return { lastId: STREAM_START, firstId: null, trimmed: false }
+    const first = infoField(flat, 'first-entry') as [string, string[]] | null
+    const added = Number(infoField(flat, 'entries-added'))
+    return {
+      lastId: String(infoField(flat, 'last-generated-id')),
+      firstId: first ? first[0] : null,
+      trimmed: added > Number(infoField(flat, 'length')),
+    }
+  }
+
+  /** Up to `count` entries after `afterId` (exclusive), oldest first. */
+  async after(queue: string, afterId: string, count: number): Promise<QueueEvent[]> {
+    const key = this.runner.keys(queue).events
+    const entries = await this.runner.command(
+      () =>
+        this.runner.client.xrange(key, `(${afterId}`, '+', 'COUNT', count) as Promise<
+          [string, string[]][]
+        >,
+    )
+    return decode(entries)
+  }
+
+  /**
+   * Calls `listener` with each batch of entries added to the queue's stream from now on
+   * (possibly with some from shortly before: a follower reads from where it stood).
+   * `fromId` is where a new follower starts. Returns the unsubscribe function.
+   */
+  subscribe(queue: string, fromId: string, listener: EventListener): () => void {
+    if (this.closed) return () => {}
+    let follower = this.followers.get(queue)
+    if (follower === undefined) {
+      const client = duplicateForBlocking(this.source)
+      client.on('error', () => {}) // the request path's client reports connection trouble
+      follower = new StreamFollower(client, this.runner.keys(queue).events, fromId)
+      this.followers.set(queue, follower)
+    }
+    const subscribed = follower
+    subscribed.listeners.add(listener)
+    return () => {
+      subscribed.listeners.delete(listener)
+      if (subscribed.listeners.size > 0 || this.followers.get(queue) !== subscribed) return
+      this.followers.delete(queue)
+      subscribed.stop()
+    }
+  }
+
+  /** Queues with a live follower (each holds one Redis connection). */
+  get followedQueues(): number {
+    return this.followers.size
+  }
+
+  close(): void {
+    this.closed = true
+    for (const follower of this.followers.values()) follower.stop()
+    this.followers.clear()
+  }
+}

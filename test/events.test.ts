@@ -1,0 +1,430 @@
+import { type IncomingMessage, request } from 'node:http'
+import t, { type Test } from 'tap'
+import { newApiKey } from '../src/auth.js'
+import type { JsonSchema } from '../src/contract.js'
+import { compareIds } from '../src/queue/event-feed.js'
+import { EventReader } from './helpers/event-source.js'
+import { dataKeys, type Gateway, startGateway } from './helpers/gateway.js'
+import { sleep, until } from './helpers/load.js'
+import { PhpWorker } from './helpers/php-worker.js'
+import { parsePrometheus, sample } from './helpers/prometheus.js'
+
+interface Transition {
+  queue: string
+  job: string
+  state: string
+  at: string
+}
+
+async function submit(gateway: Gateway, queue: string, body: object = { type: 'echo' }) {
+  const res = await fetch(`${gateway.url}/v1/queues/${queue}/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
+  if (res.status !== 202) throw new Error(`submit: ${res.status} ${await res.text()}`)
+  return ((await res.json()) as { id: string }).id
+}
+
+async function work(gateway: Gateway, queue: string, outcome: 'ack' | 'fail' = 'ack') {
+  const url = `${gateway.url}/v1/queues/${queue}/jobs`
+  const post = (path: string, body: object) =>
+    fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+  const reserved = (await (await post(':reserve', { worker: 'w1' })).json()) as {
+    job: { id: string }
+    lease: { token: string }
+  }
+  const res = await post(`/${reserved.job.id}:${outcome}`, {
+    lease_token: reserved.lease.token,
+    ...(outcome === 'fail' ? { error: { message: 'no' } } : {}),
+  })
+  if (res.status !== 200) throw new Error(`${outcome}: ${res.status}`)
+  return reserved.job.id
+}
+
+async function watch(t: Test, url: string, headers: Record<string, string> = {}) {
+  const reader = await EventReader.open(url, headers)
+  t.teardown(() => reader.close())
+  return reader
+}
+
+/** Every transition's data validates against QueueEvent, and ids only grow. */
+function checkEvents(t: Test, gateway: Gateway, reader: EventReader): void {
+  const schemas = gateway.checker.document.components.schemas as Record<string, JsonSchema>
+  const ids = reader.events.filter((e) => e.type === 'message').map((e) => e.id ?? '')
+  for (const event of reader.events) {
+    const schema = event.type === 'gap' ? schemas.StreamGap : schemas.QueueEvent
+    t.equal(event.type === 'message' || event.type === 'gap', true, `event type ${event.type}`)
+    t.strictSame(gateway.checker.validateValue(schema ?? {}, JSON.parse(event.data)), null)
+  }
+  t.ok(
+    ids.every((id, i) => i === 0 || compareIds(ids[i - 1] ?? '', id) < 0),
+    'event ids strictly increase',
+  )
+}
+
+t.test('a queue stream: headers, then each transition live, in order', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q') // the queue exists
+  await work(gateway, 'q')
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events`, { 'x-request-id': 'dash-1' })
+  t.equal(reader.status, 200)
+  t.equal(reader.header('content-type'), 'text/event-stream; charset=utf-8')
+  t.equal(reader.header('cache-control'), 'no-cache')
+  t.equal(reader.header('x-request-id'), 'dash-1')
+
+  const id = await submit(gateway, 'q', { type: 'echo', payload: { n: 1 } })
+  await work(gateway, 'q')
+  const second = await submit(gateway, 'q', { type: 'echo', delay_ms: 60_000 })
+  await reader.received(4)
+  const messages = reader.messages<Transition>()
+  t.strictSame(
+    messages.map(({ job, state }) => [job, state]),
+    [
+      [id, 'queued'],
+      [id, 'active'],
+      [id, 'succeeded'],
+      [second, 'scheduled'],
+    ],
+    'only what happened after connecting, in order',
+  )
+  t.equal(reader.retry, 2000)
+  t.ok(messages.every((m) => m.queue === 'q'))
+  // The stream ids are Redis's own: the same as XRANGE shows.
+  const entries = await gateway.client.xrange('jobgate:{q}:events', '-', '+')
+  t.strictSame(
+    reader.events.map((e) => e.id),
+    entries.slice(-4).map(([entryId]) => entryId),
+  )
+  checkEvents(t, gateway, reader)
+  t.notOk(reader.done, 'a queue stream stays open')
+})
+
+t.test(
+  'watching one job: its whole history, then the stream ends; a real PHP worker runs it',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true })
+    const other = await submit(gateway, 'q', { type: 'echo' })
+    const id = await submit(gateway, 'q', { type: 'echo', payload: { hello: 'world' } })
+    // Connected after the job was queued: its creation still comes first.
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`)
+    t.equal(reader.status, 200)
+    await reader.received(1)
+    const worker = new PhpWorker({ redisUrl: gateway.redis.url })
+    t.teardown(() => worker.stop())
+    await reader.ended
+    t.strictSame(
+      reader.messages<Transition>().map(({ job, state }) => [job, state]),
+      [
+        [id, 'queued'],
+        [id, 'active'],
+        [id, 'succeeded'],
+      ],
+      'only the watched job, ending at its final state',
+    )
+    t.notOk(
+      reader.messages<Transition>().some((m) => m.job === other),
+      'other jobs are not sent',
+    )
+    checkEvents(t, gateway, reader)
+
+    // Reconnecting after the final event: nothing left, 204 (an EventSource stops there).
+    const last = reader.events.at(-1)?.id ?? ''
+    const again = await fetch(`${gateway.url}/v1/queues/q/events?job=${id}`, {
+      headers: { 'last-event-id': last },
+    })
+    t.equal(again.status, 204)
+    t.equal(await again.text(), '')
+    // Without a position the finished job's history is sent again, then the stream ends.
+    const replay = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`)
+    await replay.ended
+    t.strictSame(
+      replay.messages<Transition>().map((m) => m.state),
+      ['queued', 'active', 'succeeded'],
+    )
+  },
+)
+
+t.test('Last-Event-ID resumes exactly after the last event seen', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  await work(gateway, 'q')
+  const first = await watch(t, `${gateway.url}/v1/queues/q/events`)
+  const a = await submit(gateway, 'q')
+  await first.received(1)
+  first.close()
+  await first.ended
+  const seen = first.events.at(-1)?.id ?? ''
+  // While disconnected:
+  const b = await submit(gateway, 'q')
+  await work(gateway, 'q')
+  await work(gateway, 'q', 'fail')
+
+  const resumed = await watch(t, `${gateway.url}/v1/queues/q/events`, { 'last-event-id': seen })
+  const c = await submit(gateway, 'q')
+  await resumed.received(6)
+  await sleep(100)
+  t.strictSame(
+    resumed.messages<Transition>().map(({ job, state }) => [job, state]),
+    [
+      [b, 'queued'],
+      [a, 'active'],
+      [a, 'succeeded'],
+      [b, 'active'],
+      [b, 'dead'],
+      [c, 'queued'],
+    ],
+    'the missed transitions, then live ones: none lost, none repeated',
+  )
+  checkEvents(t, gateway, resumed)
+
+  const since = await watch(t, `${gateway.url}/v1/queues/q/events?since=0`)
+  await since.received(10)
+  t.equal(since.messages().length, 10, '`since=0`: everything the stream holds')
+  t.notOk(
+    since.events.some((e) => e.type === 'gap'),
+    'no gap while the stream holds everything',
+  )
+})
+
+t.test('a catch-up of many pages racing live writes: every entry once, in order', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const key = 'jobgate:{q}:events'
+  const add = (n: number) => {
+    const pipeline = gateway.client.pipeline()
+    for (let i = 0; i < n; i++)
+      pipeline.xadd(key, '*', 'job', `j-${i}`, 'state', 'queued', 'at', '1')
+    return pipeline.exec()
+  }
+  await add(1_800)
+  // Entries keep arriving while the stream pages through the backlog and goes live.
+  let writing = true
+  const writer = (async () => {
+    while (writing) await add(20)
+  })()
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events?since=0`)
+  await sleep(300)
+  writing = false
+  await writer
+  const all = (await gateway.client.xrange(key, '-', '+')).map(([id]) => id)
+  t.ok(all.length > 1_900, `${all.length} entries`)
+  await reader.received(all.length, 10_000)
+  await sleep(100)
+  t.strictSame(
+    reader.events.map((e) => e.id),
+    all,
+    'exactly the stream: none skipped at the seam, none twice',
+  )
+})
+
+t.test('a capped stream: a gap event names the oldest entry left', async (t) => {
+  const gateway = await startGateway(t, { listen: true, env: { EVENTS_MAX_LEN: '100' } })
+  for (let i = 0; i < 300; i++) await submit(gateway, 'q')
+  const info = (await gateway.client.xinfo('STREAM', 'jobgate:{q}:events')) as unknown[]
+  const firstEntry = info[info.indexOf('first-entry') + 1] as [string, string[]]
+  const length = Number(info[info.indexOf('length') + 1])
+  t.ok(length < 300, `the stream was trimmed to ${length}`)
+
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events?since=0`)
+  await reader.received(length + 1)
+  t.equal(reader.events[0]?.type, 'gap')
+  t.strictSame(JSON.parse(reader.events[0]?.data ?? ''), { queue: 'q', oldest_id: firstEntry[0] })
+  t.equal(reader.events[1]?.id, firstEntry[0], 'then every entry left, from the oldest')
+  t.equal(reader.messages().length, length)
+  checkEvents(t, gateway, reader)
+
+  // A position the stream still holds: no gap.
+  const recent = await watch(t, `${gateway.url}/v1/queues/q/events`, {
+    'last-event-id': reader.events.at(-2)?.id ?? '',
+  })
+  await recent.received(1)
+  t.strictSame(
+    recent.events.map((e) => e.type),
+    ['message'],
+  )
+})
+
+t.test('many watchers of a queue share one Redis connection', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  await submit(gateway, 'other')
+  const readers = await Promise.all(
+    Array.from({ length: 20 }, () => watch(t, `${gateway.url}/v1/queues/q/events`)),
+  )
+  const elsewhere = await watch(t, `${gateway.url}/v1/queues/other/events`)
+  t.equal(gateway.app.store.events.followedQueues, 2, 'one follower per watched queue')
+  const scrape = async () =>
+    sample(
+      parsePrometheus(await (await fetch(`${gateway.url}/metrics`)).text()),
+      'jobgate_event_streams',
+    )
+  t.equal(await scrape(), 21, 'jobgate_event_streams counts the open streams')
+  const id = await submit(gateway, 'q')
+  for (const reader of readers) await reader.received(1)
+  t.ok(
+    readers.every((r) => r.messages<Transition>()[0]?.job === id),
+    'every watcher got the event',
+  )
+  t.equal(elsewhere.events.length, 0, "another queue's watcher got nothing")
+  for (const reader of readers) reader.close()
+  t.ok(
+    await until(() => gateway.app.store.events.followedQueues === 1, 2000),
+    'the follower stops with its last watcher',
+  )
+  t.equal(await scrape(), 1)
+})
+
+t.test('bad input: a problem, and nothing written', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  const id = await submit(gateway, 'q')
+  const before = await dataKeys(gateway.client)
+  const cases: [string, Record<string, string>, number, string][] = [
+    ['/v1/queues/q/events?since=abc', {}, 400, 'VALIDATION_FAILED'],
+    ['/v1/queues/q/events?since=1-2-3', {}, 400, 'VALIDATION_FAILED'],
+    ['/v1/queues/q/events?since=5', {}, 400, 'VALIDATION_FAILED'],
+    ['/v1/queues/q/events?unknown=1', {}, 400, 'VALIDATION_FAILED'],
+    ['/v1/queues/q/events?job=not%20an%20id', {}, 400, 'VALIDATION_FAILED'],
+    ['/v1/queues/q/events', { 'last-event-id': 'yesterday' }, 400, 'VALIDATION_FAILED'],
+    ['/v1/queues/bad%20name/events', {}, 400, 'VALIDATION_FAILED'],
+    ['/v1/queues/nowhere/events', {}, 404, 'QUEUE_NOT_FOUND'],
+    ['/v1/queues/q/events?job=no-such-job', {}, 404, 'JOB_NOT_FOUND'],
+  ]
+  for (const [path, headers, status, code] of cases) {
+    const res = await fetch(`${gateway.url}${path}`, { headers })
+    t.equal(res.status, status, path)
+    t.equal(res.headers.get('content-type'), 'application/problem+json; charset=utf-8', path)
+    t.equal(((await res.json()) as { code: string }).code, code, path)
+  }
+  t.strictSame(await dataKeys(gateway.client), before, 'the keyspace is unchanged')
+  t.equal(gateway.app.store.events.followedQueues, 0, 'no follower was left behind')
+  t.ok(id)
+})
+
+t.test('auth: the read scope is required', async (t) => {
+  const reader = newApiKey('dashboard', ['read'])
+  const producer = newApiKey('producer', ['produce'])
+  const gateway = await startGateway(t, {
+    listen: true,
+    env: { API_KEYS: `${reader.entry},${producer.entry}` },
+  })
+  const url = `${gateway.url}/v1/queues/q/events`
+  const none = await fetch(url)
+  t.equal(none.status, 401)
+  t.match(none.headers.get('www-authenticate') ?? '', /^Bearer/)
+  const forbidden = await fetch(url, { headers: { authorization: `Bearer ${producer.key}` } })
+  t.equal(forbidden.status, 403)
+  const res = await fetch(`${gateway.url}/v1/queues/q/jobs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${producer.key}`, 'content-type': 'application/json' },
+    body: '{"type":"t"}',
+  })
+  t.equal(res.status, 202)
+  const stream = await watch(t, url, { 'x-api-key': reader.key })
+  t.equal(stream.status, 200)
+})
+
+t.test(
+  'EVENT_STREAMS_MAX: one stream too many gets 503, and a slot frees when one ends',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true, env: { EVENT_STREAMS_MAX: '1' } })
+    await submit(gateway, 'q')
+    const first = await watch(t, `${gateway.url}/v1/queues/q/events`)
+    t.equal(first.status, 200)
+    const refused = await fetch(`${gateway.url}/v1/queues/q/events`)
+    t.equal(refused.status, 503)
+    t.equal(refused.headers.get('retry-after'), '5')
+    t.equal(((await refused.json()) as { code: string }).code, 'TOO_MANY_EVENT_STREAMS')
+    first.close()
+    let again: EventReader | null = null
+    t.ok(
+      await until(() => gateway.app.store.events.followedQueues === 0, 2000),
+      'the closed stream released its slot',
+    )
+    again = await watch(t, `${gateway.url}/v1/queues/q/events`)
+    t.equal(again.status, 200)
+  },
+)
+
+t.test('a quiet stream sends keep-alive comments', async (t) => {
+  const gateway = await startGateway(t, { listen: true, env: { EVENT_KEEPALIVE: '100ms' } })
+  await submit(gateway, 'q')
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
+  t.ok(await reader.until((r) => r.comments.length >= 2, 2000))
+  t.ok(reader.comments.every((c) => c === 'keep-alive'))
+  t.equal(reader.events.length, 0)
+})
+
+t.test('a watcher that does not read is cut off', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const sent = request(`${gateway.url}/v1/queues/q/events`, { agent: false })
+  const response = await new Promise<IncomingMessage>((resolve) => {
+    sent.on('response', resolve)
+    sent.end()
+  })
+  t.teardown(() => sent.destroy())
+  t.equal(response.statusCode, 200)
+  response.pause() // never read
+  // About 15 MB of transitions, more than the socket buffers hold.
+  const pipeline = gateway.client.pipeline()
+  for (let i = 0; i < 100_000; i++) {
+    pipeline.xadd('jobgate:{q}:events', '*', 'job', `job-${i}`, 'state', 'queued', 'at', '1')
+  }
+  await pipeline.exec()
+  t.ok(
+    await until(() => gateway.app.store.events.followedQueues === 0, 5000),
+    'the stream was ended and its follower stopped',
+  )
+})
+
+t.test(
+  'a dropped Redis connection or a Redis restart: the stream stays open, no entry is skipped',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true })
+    await submit(gateway, 'q')
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
+    const key = 'jobgate:{q}:events'
+    // Every gateway connection dropped, and an entry added before the follower is back.
+    await gateway.client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
+    const whileAway = await gateway.client.xadd(
+      key,
+      '*',
+      'job',
+      'j-1',
+      'state',
+      'queued',
+      'at',
+      '1',
+    )
+    await reader.received(1)
+    t.equal(reader.events[0]?.id, whileAway, 'the follower read on from where it stood')
+
+    await gateway.redis.kill()
+    await sleep(300)
+    await gateway.redis.spawn()
+    const client = gateway.redis.client()
+    t.teardown(() => client.disconnect())
+    const afterRestart = await client.xadd(key, '*', 'job', 'j-2', 'state', 'queued', 'at', '2')
+    await reader.received(2, 10_000)
+    t.equal(reader.events[1]?.id, afterRestart)
+    t.notOk(reader.done)
+  },
+)
+
+t.test('shutdown ends every open stream', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const readers = await Promise.all(
+    [1, 2, 3].map(() => watch(t, `${gateway.url}/v1/queues/q/events`)),
+  )
+  const started = Date.now()
+  await gateway.app.close()
+  await Promise.all(readers.map((r) => r.ended))
+  t.ok(Date.now() - started < 2000, 'the gateway closed without waiting on its watchers')
+  t.ok(readers.every((r) => r.done))
+})
