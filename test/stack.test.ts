@@ -76,6 +76,16 @@ t.test('./dev up brings up Redis, the gateway and a PHP worker; its curl runs a 
   }
   t.equal(state_, 'succeeded', 'the stack worker ran the job')
 
+  // The printed watch command, with the job's id: its history, ending at `succeeded`.
+  const watch = /(curl -N '[^']*')/.exec(output)?.[1]
+  t.ok(watch, 'prints a curl to watch the job')
+  const id = location?.split('/').at(-1) ?? ''
+  const events = await run('bash', ['-c', (watch ?? 'false').replace('<id>', id)])
+  t.strictSame(
+    [...events.stdout.matchAll(/"state":"([a-z]+)"/g)].map((m) => m[1]),
+    ['queued', 'active', 'succeeded'],
+  )
+
   // SIGTERM: the test runner starts children with SIGINT ignored, so Ctrl-C cannot be simulated.
   stack.kill('SIGTERM')
   t.equal(await exited, 143, 'the stack stops on a signal')
