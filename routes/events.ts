@@ -107,6 +107,7 @@ export default async function eventsRoutes(
         queue,
         job,
         after,
+        newest: info.lastId,
         gapBefore: expected === null ? null : gapBefore(info, expected),
         keepAliveMs: config.eventKeepAliveMs,
         onEnd: () => open.delete(stream),

@@ -30,6 +30,8 @@ export interface EventStreamOptions {
   job: string | null
   /** The stream entry id to start after (exclusive). */
   after: string
+  /** The newest entry when the watcher connected: live reading starts there, the catch-up before. */
+  newest: string
   /** Entries up to `after`'s successors may have been dropped by the length cap: say so first. */
   gapBefore: string | null
   keepAliveMs: number
@@ -73,7 +75,7 @@ export class EventStream {
       const data = JSON.stringify({ queue: this.options.queue, oldest_id: this.options.gapBefore })
       this.body.write(`event: gap\ndata: ${data}\n\n`)
     }
-    this.unsubscribe = this.feed.subscribe(this.options.queue, this.position, (events) =>
+    this.unsubscribe = this.feed.subscribe(this.options.queue, this.options.newest, (events) =>
       this.receive(events),
     )
     try {
