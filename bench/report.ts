@@ -4,6 +4,7 @@ import { ROOT } from './lib/proc.js'
 import { count, fixed, median, spread } from './lib/stats.js'
 import type { WrkResult } from './lib/wrk.js'
 import type { EndToEndResult } from './scenarios/end-to-end.js'
+import type { FanoutRow } from './scenarios/fanout.js'
 import type { GrowthRow } from './scenarios/growth.js'
 import type { IngestRow } from './scenarios/ingest.js'
 import type { SoakResult } from './scenarios/soak.js'
@@ -22,6 +23,7 @@ export interface Report {
   endToEnd?: EndToEndResult
   growth?: GrowthRow[]
   soak?: SoakResult
+  fanout?: FanoutRow[]
 }
 
 interface Target {
@@ -291,6 +293,37 @@ function soakSection(result: SoakResult, targets: Target[]): string {
   ].join('\n')
 }
 
+function fanoutSection(rows: FanoutRow[], sizes: Record<string, unknown>): string {
+  const base = median(rows[0]?.cpuUsPerEvent ?? [])
+  return [
+    '## 6. Event-stream fan-out',
+    '',
+    `${count(Number(sizes.fanoutEvents))} entries added to one queue's event stream at ${count(Number(sizes.fanoutRate))}/s`,
+    '(straight to Redis, as the protocol scripts write them), each delivered by the gateway to',
+    'every watcher of `GET /v1/queues/bench/events`; the gateway CPU they cost, per entry.',
+    '',
+    table(
+      [
+        'watchers',
+        'gateway CPU per entry, µs (median)',
+        'spread',
+        'vs 1 watcher',
+        'delivered to the slowest',
+      ],
+      rows.map((row) => {
+        const cpu = median(row.cpuUsPerEvent)
+        return [
+          row.watchers,
+          fixed(cpu, 1),
+          spread(row.cpuUsPerEvent, (value) => fixed(value, 1)),
+          `${fixed(cpu / base, 2)} ×`,
+          `${count(Math.min(...row.delivered))} of ${count(Number(sizes.fanoutEvents))}`,
+        ]
+      }),
+    ),
+  ].join('\n')
+}
+
 export function render(report: Report): string {
   const targets: Target[] = []
   const sections: string[] = []
@@ -299,6 +332,7 @@ export function render(report: Report): string {
   if (report.endToEnd) sections.push(endToEndSection(report.endToEnd, targets))
   if (report.growth) sections.push(growthSection(report.growth, targets))
   if (report.soak) sections.push(soakSection(report.soak, targets))
+  if (report.fanout) sections.push(fanoutSection(report.fanout, report.sizes))
   const notes = join(ROOT, 'bench/NOTES.md')
   return [
     '# Benchmark results',

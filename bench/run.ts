@@ -7,7 +7,7 @@
  * PHP worker) in the ingest and worker scenarios, built in a temporary worktree: what the
  * changes since then bought.
  *
- * Scenarios: ingest, batch, worker, e2e, growth, soak. `--quick` is a smoke run of the harness
+ * Scenarios: ingest, batch, worker, e2e, growth, soak, fanout. `--quick` is a smoke run of the harness
  * (tiny sizes, results not meaningful).
  */
 import { execFileSync } from 'node:child_process'
@@ -22,12 +22,13 @@ import { BenchRedis } from './lib/redis.js'
 import { median } from './lib/stats.js'
 import { type Report, render } from './report.js'
 import { endToEnd } from './scenarios/end-to-end.js'
+import { fanout } from './scenarios/fanout.js'
 import { growth } from './scenarios/growth.js'
 import { type IngestRow, ingest, measure } from './scenarios/ingest.js'
 import { soak } from './scenarios/soak.js'
 import { type ComparedWorker, workerThroughput } from './scenarios/worker.js'
 
-const SCENARIOS = ['ingest', 'batch', 'worker', 'e2e', 'growth', 'soak'] as const
+const SCENARIOS = ['ingest', 'batch', 'worker', 'e2e', 'growth', 'soak', 'fanout'] as const
 type Scenario = (typeof SCENARIOS)[number]
 
 const { values } = parseArgs({
@@ -60,6 +61,9 @@ const sizes = {
   e2eSeconds: quick ? 2 : 20,
   soakSeconds: quick ? 12 : 300,
   countedCalls: quick ? 50 : 1000,
+  fanoutWatchers: quick ? [1, 3] : [1, 10, 100],
+  fanoutEvents: quick ? 500 : 40_000,
+  fanoutRate: quick ? 1000 : 10_000,
 }
 
 function version(command: string, args: string[], pattern: RegExp): string {
@@ -116,7 +120,8 @@ const steps =
   (wanted('worker') ? runs * (2 + compared.length) : 0) +
   (wanted('e2e') ? 1 : 0) +
   (wanted('growth') ? (sizes.depths.length + sizes.queueCounts.length) * (runs + 1) : 0) +
-  (wanted('soak') ? 1 : 0)
+  (wanted('soak') ? 1 : 0) +
+  (wanted('fanout') ? runs * sizes.fanoutWatchers.length : 0)
 const progress = new Progress(steps)
 
 // The driver (fills, steady loads) shares the infrastructure core with Redis and wrk.
@@ -197,6 +202,14 @@ try {
       depths: sizes.depths,
       queueCounts: sizes.queueCounts,
       countedCalls: sizes.countedCalls,
+    })
+  }
+  if (wanted('fanout')) {
+    report.fanout = await fanout(redis, progress, {
+      runs,
+      watchers: sizes.fanoutWatchers,
+      events: sizes.fanoutEvents,
+      rate: sizes.fanoutRate,
     })
   }
   if (wanted('soak')) {

@@ -44,6 +44,29 @@ export function eventData(queue: string, event: QueueEvent): string {
   return JSON.stringify({ queue, job: event.job, state: event.state, at: iso(event.at) })
 }
 
+// Every watcher of a queue receives the same entries, as the same objects: each entry's event
+// text, and a whole batch's bytes, are made once however many watchers write them.
+const frames = new WeakMap<QueueEvent, string>()
+const batches = new WeakMap<readonly QueueEvent[], Buffer>()
+
+function frameOf(queue: string, event: QueueEvent): string {
+  let frame = frames.get(event)
+  if (frame === undefined) {
+    frame = `id: ${event.id}\ndata: ${eventData(queue, event)}\n\n`
+    frames.set(event, frame)
+  }
+  return frame
+}
+
+function batchOf(queue: string, events: readonly QueueEvent[]): Buffer {
+  let bytes = batches.get(events)
+  if (bytes === undefined) {
+    bytes = Buffer.from(events.map((event) => frameOf(queue, event)).join(''))
+    batches.set(events, bytes)
+  }
+  return bytes
+}
+
 export class EventStream {
   /** The response body: `text/event-stream`. */
   readonly body = new PassThrough()
@@ -55,6 +78,7 @@ export class EventStream {
   private ended = false
   /** Ends a wait for the client to read, when the stream ends instead. */
   private stopWaiting: (() => void) | null = null
+  private lastWriteAt = 0
   /** Events written so far. */
   emitted = 0
 
@@ -73,7 +97,7 @@ export class EventStream {
     this.body.write(`retry: ${RECONNECT_MS}\n\n`)
     if (this.options.gapBefore !== null) {
       const data = JSON.stringify({ queue: this.options.queue, oldest_id: this.options.gapBefore })
-      this.body.write(`event: gap\ndata: ${data}\n\n`)
+      this.write(`event: gap\ndata: ${data}\n\n`)
     }
     this.unsubscribe = this.feed.subscribe(this.options.queue, this.options.newest, (events) =>
       this.receive(events),
@@ -125,10 +149,10 @@ export class EventStream {
     this.held = null
     this.emit(held)
     if (this.ended) return
-    this.keepAlive = setInterval(
-      () => this.body.write(': keep-alive\n\n'),
-      this.options.keepAliveMs,
-    )
+    const { keepAliveMs } = this.options
+    this.keepAlive = setInterval(() => {
+      if (Date.now() - this.lastWriteAt >= keepAliveMs / 2) this.write(': keep-alive\n\n')
+    }, keepAliveMs)
     this.keepAlive.unref()
   }
 
@@ -141,18 +165,42 @@ export class EventStream {
     if (this.body.writableLength > MAX_BUFFERED_BYTES) this.end()
   }
 
-  /** Writes the entries after the position that pass the job filter, in order. */
+  /**
+   * Writes the entries after the position that pass the job filter, in order, in one write:
+   * a follower's batch (up to 500 entries) costs one socket write per watcher, not one per entry.
+   */
   private emit(events: readonly QueueEvent[]): void {
+    const first = events[0]
+    const last = events.at(-1)
+    if (this.ended || first === undefined || last === undefined) return
     const { queue, job } = this.options
+    if (job === null && compareIds(first.id, this.position) > 0) {
+      // The common case, a live batch wholly after the position: the shared bytes, as they are.
+      this.position = last.id
+      this.emitted += events.length
+      this.write(batchOf(queue, events))
+      return
+    }
+    let out = ''
+    let final = false
     for (const event of events) {
-      if (this.ended) return
       if (compareIds(event.id, this.position) <= 0) continue
       this.position = event.id
       if (job !== null && event.job !== job) continue
-      this.body.write(`id: ${event.id}\ndata: ${eventData(queue, event)}\n\n`)
+      out += frameOf(queue, event)
       this.emitted++
-      if (job !== null && FINAL_STATES.has(event.state)) this.end()
+      if (job !== null && FINAL_STATES.has(event.state)) {
+        final = true
+        break
+      }
     }
+    if (out !== '') this.write(out)
+    if (final) this.end()
+  }
+
+  private write(text: string | Buffer): void {
+    this.lastWriteAt = Date.now()
+    this.body.write(text)
   }
 
   /** Ends the stream (idempotent): on a watched job's final state, a disconnect or shutdown. */

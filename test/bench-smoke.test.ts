@@ -8,7 +8,7 @@ import t from 'tap'
  * The benchmark suite never runs in CI; this runs its harness once at toy sizes so that it
  * cannot rot: real gateway, real PHP workers, the Markdown report.
  */
-t.test('bench --quick runs the worker and end-to-end scenarios and writes a report', (t) => {
+t.test('bench --quick: worker, end-to-end and fan-out scenarios, and the report', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'jobgate-bench-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const out = join(dir, 'RESULTS.md')
@@ -23,18 +23,23 @@ t.test('bench --quick runs the worker and end-to-end scenarios and writes a repo
       'tsx',
       'bench/run.ts',
       '--quick',
-      '--only=worker,e2e',
+      '--only=worker,e2e,fanout',
       `--out=${out}`,
     ],
     { encoding: 'utf8', timeout: 120_000 },
   )
   t.equal(run.status, 0, run.stderr)
-  t.match(run.stderr, /\[1\/3\] worker: BRPOP loop, run 1\/1/, 'progress on stderr')
+  t.match(run.stderr, /\[1\/5\] worker: BRPOP loop, run 1\/1/, 'progress on stderr')
   const report = readFileSync(out, 'utf8')
   t.match(report, /^# Benchmark results/)
   t.match(report, /\| php \| 8\.\d+\.\d+/, 'machine info')
   t.match(report, /\| jobgate-worker \| [\d,]+ \|/, 'a worker row with a rate')
   t.match(report, /\| worker ≥ 0\.5 × bare BRPOP loop \| [\d.]+ × \| (met|\*\*not met\*\*) \|/)
   t.match(report, /\| 200 \| \d+ \| \d+ \|/, 'every end-to-end job finished, with latencies')
+  t.match(
+    report,
+    /\| 3 \| [\d.]+ \| [^|]* \| [\d.]+ × \| 500 of 500 \|/,
+    'every watcher got every entry',
+  )
   t.end()
 })
