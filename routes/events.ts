@@ -21,7 +21,8 @@ interface EventsQuery {
 const EVENT_ID = /^(0|[0-9]{1,15}-[0-9]{1,15})$/
 
 function lastEventIdOf(header: string | string[] | undefined): string | null {
-  if (header === undefined) return null
+  // An empty id is what a client that saw no event with an id has: no position.
+  if (header === undefined || header === '') return null
   if (typeof header === 'string' && EVENT_ID.test(header)) return header
   throw new ProblemError(
     'VALIDATION_FAILED',

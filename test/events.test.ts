@@ -182,6 +182,13 @@ t.test('Last-Event-ID resumes exactly after the last event seen', async (t) => {
   )
   checkEvents(t, gateway, resumed)
 
+  const empty = await watch(t, `${gateway.url}/v1/queues/q/events?since=0`, {
+    'last-event-id': '',
+  })
+  t.equal(empty.status, 200, 'an empty Last-Event-ID is no position: `since` counts')
+  await empty.received(10)
+  t.equal(empty.messages().length, 10)
+
   const since = await watch(t, `${gateway.url}/v1/queues/q/events?since=0`)
   await since.received(10)
   t.equal(since.messages().length, 10, '`since=0`: everything the stream holds')
