@@ -23,6 +23,8 @@ export const RECONNECT_MS = 2000
 const PAGE = 500
 /** A watcher this far behind is cut off; it reconnects and resumes from its last event. */
 const MAX_BUFFERED_BYTES = 1024 * 1024
+/** Live entries held for a watcher still catching up, at most. */
+const MAX_HELD = 10_000
 
 export interface EventStreamOptions {
   queue: string
@@ -159,6 +161,9 @@ export class EventStream {
   private receive(events: readonly QueueEvent[]): void {
     if (this.held !== null) {
       this.held.push(...events)
+      // A catch-up that cannot keep up with the queue (a watcher reading slowly from far back):
+      // end it rather than hold the queue's traffic; the client resumes after its last event.
+      if (this.held.length > MAX_HELD) this.end()
       return
     }
     this.emit(events)

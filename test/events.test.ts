@@ -390,6 +390,37 @@ t.test('a watcher that does not read is cut off', async (t) => {
 })
 
 t.test(
+  'a watcher catching up slowly from far back is cut off, not holding live traffic',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true })
+    await submit(gateway, 'q')
+    const key = 'jobgate:{q}:events'
+    const add = async (n: number) => {
+      const pipeline = gateway.client.pipeline()
+      for (let i = 0; i < n; i++)
+        pipeline.xadd(key, '*', 'job', `j-${i}`, 'state', 'queued', 'at', '1')
+      await pipeline.exec()
+    }
+    await add(50_000) // a backlog of about 7 MB of events
+    const sent = request(`${gateway.url}/v1/queues/q/events?since=0`, { agent: false })
+    const response = await new Promise<IncomingMessage>((resolve) => {
+      sent.on('response', resolve)
+      sent.end()
+    })
+    t.teardown(() => sent.destroy())
+    t.equal(response.statusCode, 200)
+    response.pause() // the catch-up stalls once the socket buffers are full
+    await sleep(300)
+    t.equal(gateway.app.store.events.followedQueues, 1, 'still open while the catch-up waits')
+    await add(10_001) // live entries keep coming meanwhile
+    t.ok(
+      await until(() => gateway.app.store.events.followedQueues === 0, 5000),
+      'the stream was ended and its follower stopped',
+    )
+  },
+)
+
+t.test(
   'a dropped Redis connection or a Redis restart: the stream stays open, no entry is skipped',
   async (t) => {
     const gateway = await startGateway(t, { listen: true })
