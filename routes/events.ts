@@ -4,7 +4,9 @@ import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
 import { ProblemError } from '../src/errors.js'
 import { EventStream, FINAL_STATES } from '../src/event-stream.js'
+import { shuttingDown } from '../src/plugins/draining.js'
 import { compareIds, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
+import type { JobRecord } from '../src/queue/records.js'
 import type { QueueParams } from './params.js'
 
 export interface EventsRoutesOptions {
@@ -40,6 +42,36 @@ function lastEventIdOf(header: string | string[] | undefined): string | null {
 /** `0` stands for the start of the stream. */
 const position = (id: string) => (id === '0' ? STREAM_START : id)
 
+/**
+ * Where a watcher starts: after the client's last event, else after `since`, else at a watched
+ * job's creation (its whole history), else at the newest entry (only what happens from now).
+ */
+function startOf(
+  info: StreamInfo,
+  explicit: string | null,
+  watched: JobRecord | null,
+): { after: string; gapBefore: string | null } {
+  if (explicit !== null) {
+    const after = position(explicit)
+    // A position the stream never reached: Redis lost entries (a restart without them).
+    if (compareIds(after, info.lastId) > 0) {
+      return { after: info.lastId, gapBefore: info.firstId ?? STREAM_START }
+    }
+    return { after, gapBefore: gapBefore(info, after) }
+  }
+  if (watched !== null) {
+    // Its creation entry can carry a time a little before created_at (Redis may stamp entries
+    // with the script's start); entries of other jobs in the margin are filtered out anyway.
+    return {
+      after: `${watched.createdAt - CREATION_MARGIN_MS}-0`,
+      gapBefore: gapBefore(info, `${watched.createdAt}-0`),
+    }
+  }
+  return { after: info.lastId, gapBefore: null }
+}
+
+const CREATION_MARGIN_MS = 1000
+
 /** The stream's oldest entry, when the cap may have dropped the entry `expected` or later ones. */
 function gapBefore(info: StreamInfo, expected: string): string | null {
   if (!info.trimmed || info.firstId === null) return null
@@ -52,6 +84,9 @@ export default async function eventsRoutes(
   { contract, config }: EventsRoutesOptions,
 ) {
   const open = new Set<EventStream>()
+  /** Requests past the limit check whose stream is not open yet: they hold a slot too. */
+  let starting = 0
+  let closing = false
   new Gauge({
     name: 'jobgate_event_streams',
     help: 'Server-Sent Events streams open on this gateway',
@@ -61,6 +96,7 @@ export default async function eventsRoutes(
     },
   })
   app.addHook('preClose', async () => {
+    closing = true
     for (const stream of open) stream.end()
   })
 
@@ -72,54 +108,62 @@ export default async function eventsRoutes(
       const { queue } = request.params
       const { job = null, since } = request.query
       const lastEventId = lastEventIdOf(request.headers['last-event-id'])
-      if (open.size >= config.eventStreamsMax) {
+      if (open.size + starting >= config.eventStreamsMax) {
         throw new ProblemError(
           'TOO_MANY_EVENT_STREAMS',
-          `This gateway already serves ${open.size} event streams, its maximum. Retry shortly or on another replica.`,
+          `This gateway already serves ${open.size + starting} event streams, its maximum. Retry shortly or on another replica.`,
           { headers: { 'retry-after': '5' } },
         )
       }
+      let gone = false
+      reply.raw.once('close', () => {
+        gone = true
+      })
       const store = app.store
-      const [info, known, watched] = await Promise.all([
-        store.events.info(queue),
-        store.queues.exists(queue),
-        job === null ? null : store.jobs.get(queue, job),
-      ])
+      starting++
+      let lookups: [StreamInfo, boolean, JobRecord | null]
+      try {
+        lookups = await Promise.all([
+          store.events.info(queue),
+          store.queues.exists(queue),
+          job === null ? null : store.jobs.get(queue, job),
+        ])
+      } finally {
+        starting--
+      }
+      const [info, known, watched] = lookups
       if (!known) {
         throw new ProblemError('QUEUE_NOT_FOUND', `There is no queue ${queue}: it never had a job.`)
       }
       if (job !== null && watched === null) {
         throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${job}.`)
       }
-      // Where to start: the client's last event, else `since`, else a watched job's creation
-      // (its whole history), else now.
-      const explicit = lastEventId ?? since ?? null
-      let after = info.lastId
-      let expected: string | null = null
-      if (explicit !== null) {
-        after = position(explicit)
-        expected = after
-      } else if (watched) {
-        after = `${watched.createdAt - 1}-0`
-        // The job's first entry is its creation, at or just after created_at.
-        expected = `${watched.createdAt}-0`
-      }
+      if (closing) throw shuttingDown()
+      // The client left while the lookups ran: nobody to stream to.
+      if (gone) return reply
+      const start = startOf(info, lastEventId ?? since ?? null, watched)
       const stream: EventStream = new EventStream(store.events, {
         queue,
         job,
-        after,
+        after: start.after,
         newest: info.lastId,
-        gapBefore: expected === null ? null : gapBefore(info, expected),
+        gapBefore: start.gapBefore,
         keepAliveMs: config.eventKeepAliveMs,
+        abort: () => reply.raw.destroy(),
         onEnd: () => open.delete(stream),
       })
       open.add(stream)
-      reply.raw.on('close', () => stream.end())
-      await stream.open()
-      if (watched && FINAL_STATES.has(watched.state) && stream.emitted === 0) {
-        // Nothing left to tell about a finished job: 204 also stops an EventSource reconnecting.
+      reply.raw.once('close', () => stream.end())
+      // A finished job has nothing more to come: read all that is left before answering.
+      const finished = watched !== null && FINAL_STATES.has(watched.state)
+      await stream.open(finished)
+      if (finished) {
+        if (stream.emitted === 0 && !stream.gapped) {
+          // Nothing left to tell about it: 204, which also stops an EventSource reconnecting.
+          stream.end()
+          return reply.code(204).send()
+        }
         stream.end()
-        return reply.code(204).send()
       }
       return reply
         .header('content-type', 'text/event-stream; charset=utf-8')

@@ -23,8 +23,10 @@ export const RECONNECT_MS = 2000
 const PAGE = 500
 /** A watcher this far behind is cut off; it reconnects and resumes from its last event. */
 const MAX_BUFFERED_BYTES = 1024 * 1024
-/** Live entries held for a watcher still catching up, at most. */
-const MAX_HELD = 10_000
+/** Live entries held for a watcher still catching up, at most (about half the bytes above). */
+const MAX_HELD = 4000
+/** A catch-up that waits longer than this for its client to read is cut off. */
+const STALL_MS = 30_000
 
 export interface EventStreamOptions {
   queue: string
@@ -34,9 +36,11 @@ export interface EventStreamOptions {
   after: string
   /** The newest entry when the watcher connected: live reading starts there, the catch-up before. */
   newest: string
-  /** Entries up to `after`'s successors may have been dropped by the length cap: say so first. */
+  /** Entries after `after` may have been dropped by the length cap: a gap event names this one. */
   gapBefore: string | null
   keepAliveMs: number
+  /** Drops the connection: how a watcher that fell behind is cut off. */
+  abort: () => void
   /** Called once, when the stream ends for any reason. */
   onEnd: () => void
 }
@@ -83,31 +87,38 @@ export class EventStream {
   private lastWriteAt = 0
   /** Events written so far. */
   emitted = 0
+  /** A gap event was written. */
+  gapped = false
 
   constructor(
     private readonly feed: EventFeed,
     private readonly options: EventStreamOptions,
   ) {
     this.position = options.after
+    // Fastify destroys the body when the client goes, whenever that happens.
+    this.body.once('close', () => this.end())
+  }
+
+  get isEnded(): boolean {
+    return this.ended
   }
 
   /**
-   * Subscribes, then reads the first page of the catch-up: a Redis failure here throws before
-   * anything is sent, so the caller can still answer with a problem.
+   * Subscribes, then reads the first page of the catch-up (all of it when `complete`): a Redis
+   * failure here throws before anything is sent, so the caller can still answer with a problem.
+   * The preamble's `id` is the start position: a client cut off before its first event resumes
+   * from there, not from whatever is newest when it comes back.
    */
-  async open(): Promise<void> {
-    this.body.write(`retry: ${RECONNECT_MS}\n\n`)
-    if (this.options.gapBefore !== null) {
-      const data = JSON.stringify({ queue: this.options.queue, oldest_id: this.options.gapBefore })
-      this.write(`event: gap\ndata: ${data}\n\n`)
-    }
+  async open(complete = false): Promise<void> {
+    this.body.write(`retry: ${RECONNECT_MS}\nid: ${this.position}\n\n`)
+    if (this.options.gapBefore !== null) this.gap(this.options.gapBefore)
     this.unsubscribe = this.feed.subscribe(this.options.queue, this.options.newest, (events) =>
       this.receive(events),
     )
     try {
-      const page = await this.feed.after(this.options.queue, this.position, PAGE)
-      this.emit(page)
-      if (page.length === PAGE && !this.ended) void this.catchUp()
+      let more = await this.page()
+      while (complete && more && !this.ended) more = await this.page()
+      if (more && !this.ended) void this.catchUp()
       else this.goLive()
     } catch (error) {
       this.end()
@@ -115,15 +126,28 @@ export class EventStream {
     }
   }
 
+  /** One page of the catch-up; true when there may be more. */
+  private async page(): Promise<boolean> {
+    const { events, oldestId } = await this.feed.after(this.options.queue, this.position, PAGE)
+    // The cap trimmed the stream past the position while this watcher was catching up.
+    const moved = this.position !== this.options.after // the first page's gap is the caller's
+    if (moved && oldestId !== null && compareIds(oldestId, this.position) > 0) {
+      this.gap(oldestId)
+    }
+    this.emit(events)
+    return events.length === PAGE
+  }
+
   /** The rest of the catch-up, after the answer's headers went out; a failure ends the stream. */
   private async catchUp(): Promise<void> {
     try {
-      for (;;) {
-        if (this.body.writableLength > MAX_BUFFERED_BYTES) await this.drained()
+      let more = true
+      while (more) {
+        if (this.body.writableLength > MAX_BUFFERED_BYTES && !(await this.drained())) {
+          this.cutOff()
+        }
         if (this.ended) return
-        const page = await this.feed.after(this.options.queue, this.position, PAGE)
-        this.emit(page)
-        if (page.length < PAGE || this.ended) break
+        more = await this.page()
       }
       this.goLive()
     } catch {
@@ -132,16 +156,19 @@ export class EventStream {
     }
   }
 
-  /** Resolves when the client has read what is buffered, or the stream ended. */
-  private drained(): Promise<void> {
+  /** True once the client has read what is buffered; false after STALL_MS or when it ended. */
+  private drained(): Promise<boolean> {
     return new Promise((resolve) => {
-      const done = () => {
-        this.body.off('drain', done)
+      const done = (drained: boolean) => {
+        clearTimeout(timer)
+        this.body.off('drain', onDrain)
         this.stopWaiting = null
-        resolve()
+        resolve(drained)
       }
-      this.stopWaiting = done
-      this.body.once('drain', done)
+      const onDrain = () => done(true)
+      const timer = setTimeout(() => done(false), STALL_MS)
+      this.stopWaiting = () => done(false)
+      this.body.once('drain', onDrain)
     })
   }
 
@@ -151,23 +178,28 @@ export class EventStream {
     this.held = null
     this.emit(held)
     if (this.ended) return
+    // Checked twice per interval, so a quiet stream is never silent for longer than it.
     const { keepAliveMs } = this.options
     this.keepAlive = setInterval(() => {
       if (Date.now() - this.lastWriteAt >= keepAliveMs / 2) this.write(': keep-alive\n\n')
-    }, keepAliveMs)
+    }, keepAliveMs / 2)
     this.keepAlive.unref()
   }
 
   private receive(events: readonly QueueEvent[]): void {
-    if (this.held !== null) {
-      this.held.push(...events)
-      // A catch-up that cannot keep up with the queue (a watcher reading slowly from far back):
-      // end it rather than hold the queue's traffic; the client resumes after its last event.
-      if (this.held.length > MAX_HELD) this.end()
-      return
+    try {
+      if (this.held !== null) {
+        this.held.push(...events)
+        // A catch-up that cannot keep up with the queue (a watcher reading slowly from far
+        // back): cut it off rather than hold the queue's traffic.
+        if (this.held.length > MAX_HELD) this.cutOff()
+        return
+      }
+      this.emit(events)
+      if (this.body.writableLength > MAX_BUFFERED_BYTES) this.cutOff()
+    } catch {
+      this.end()
     }
-    this.emit(events)
-    if (this.body.writableLength > MAX_BUFFERED_BYTES) this.end()
   }
 
   /**
@@ -203,9 +235,22 @@ export class EventStream {
     if (final) this.end()
   }
 
+  private gap(oldestId: string): void {
+    this.gapped = true
+    const data = JSON.stringify({ queue: this.options.queue, oldest_id: oldestId })
+    this.write(`event: gap\ndata: ${data}\n\n`)
+  }
+
   private write(text: string | Buffer): void {
     this.lastWriteAt = Date.now()
     this.body.write(text)
+  }
+
+  /** Ends the stream and drops the connection: the client stopped reading. */
+  private cutOff(): void {
+    this.end()
+    this.body.destroy()
+    this.options.abort()
   }
 
   /** Ends the stream (idempotent): on a watched job's final state, a disconnect or shutdown. */

@@ -1,9 +1,8 @@
-import { type IncomingMessage, request } from 'node:http'
 import t, { type Test } from 'tap'
 import { newApiKey } from '../src/auth.js'
 import type { JsonSchema } from '../src/contract.js'
 import { compareIds } from '../src/queue/event-feed.js'
-import { EventReader } from './helpers/event-source.js'
+import { EventReader, serverSockets, stalledWatcher } from './helpers/event-source.js'
 import { dataKeys, type Gateway, startGateway } from './helpers/gateway.js'
 import { sleep, until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
@@ -56,11 +55,14 @@ async function watch(t: Test, url: string, headers: Record<string, string> = {})
 function checkEvents(t: Test, gateway: Gateway, reader: EventReader): void {
   const schemas = gateway.checker.document.components.schemas as Record<string, JsonSchema>
   const ids = reader.events.filter((e) => e.type === 'message').map((e) => e.id ?? '')
+  const violations: string[] = []
   for (const event of reader.events) {
+    if (event.type !== 'message' && event.type !== 'gap') violations.push(`type ${event.type}`)
     const schema = event.type === 'gap' ? schemas.StreamGap : schemas.QueueEvent
-    t.equal(event.type === 'message' || event.type === 'gap', true, `event type ${event.type}`)
-    t.strictSame(gateway.checker.validateValue(schema ?? {}, JSON.parse(event.data)), null)
+    const error = gateway.checker.validateValue(schema ?? {}, JSON.parse(event.data))
+    if (error !== null) violations.push(`${event.id}: ${error}`)
   }
+  t.strictSame(violations, [], `${reader.events.length} events match their openapi.yaml schemas`)
   t.ok(
     ids.every((id, i) => i === 0 || compareIds(ids[i - 1] ?? '', id) < 0),
     'event ids strictly increase',
@@ -366,27 +368,38 @@ t.test('a quiet stream sends keep-alive comments', async (t) => {
   t.equal(reader.events.length, 0)
 })
 
-t.test('a watcher that does not read is cut off', async (t) => {
-  const gateway = await startGateway(t, { listen: true })
-  await submit(gateway, 'q')
-  const sent = request(`${gateway.url}/v1/queues/q/events`, { agent: false })
-  const response = await new Promise<IncomingMessage>((resolve) => {
-    sent.on('response', resolve)
-    sent.end()
-  })
-  t.teardown(() => sent.destroy())
-  t.equal(response.statusCode, 200)
-  response.pause() // never read
-  // About 15 MB of transitions, more than the socket buffers hold.
+/** `n` entries added straight to the queue's stream, as the scripts write them. */
+async function addEntries(gateway: Gateway, n: number, extra: string[] = []): Promise<void> {
   const pipeline = gateway.client.pipeline()
-  for (let i = 0; i < 100_000; i++) {
-    pipeline.xadd('jobgate:{q}:events', '*', 'job', `job-${i}`, 'state', 'queued', 'at', '1')
+  for (let i = 0; i < n; i++) {
+    pipeline.xadd(
+      'jobgate:{q}:events',
+      ...extra,
+      '*',
+      'job',
+      `j-${i}`,
+      'state',
+      'queued',
+      'at',
+      '1',
+    )
   }
   await pipeline.exec()
+}
+
+t.test('a watcher that does not read is cut off: stream ended, connection dropped', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const socketOf = serverSockets(gateway.app.server)
+  const watcher = await stalledWatcher(`${gateway.url}/v1/queues/q/events`)
+  t.teardown(() => watcher.destroy())
+  t.equal(watcher.status, 200)
+  await addEntries(gateway, 100_000) // about 15 MB, more than the socket buffers hold
   t.ok(
     await until(() => gateway.app.store.events.followedQueues === 0, 5000),
     'the stream was ended and its follower stopped',
   )
+  t.equal(socketOf(watcher.localPort)?.destroyed, true, 'its connection is dropped')
 })
 
 t.test(
@@ -394,31 +407,122 @@ t.test(
   async (t) => {
     const gateway = await startGateway(t, { listen: true })
     await submit(gateway, 'q')
-    const key = 'jobgate:{q}:events'
-    const add = async (n: number) => {
-      const pipeline = gateway.client.pipeline()
-      for (let i = 0; i < n; i++)
-        pipeline.xadd(key, '*', 'job', `j-${i}`, 'state', 'queued', 'at', '1')
-      await pipeline.exec()
-    }
-    await add(50_000) // a backlog of about 7 MB of events
-    const sent = request(`${gateway.url}/v1/queues/q/events?since=0`, { agent: false })
-    const response = await new Promise<IncomingMessage>((resolve) => {
-      sent.on('response', resolve)
-      sent.end()
-    })
-    t.teardown(() => sent.destroy())
-    t.equal(response.statusCode, 200)
-    response.pause() // the catch-up stalls once the socket buffers are full
-    await sleep(300)
+    await addEntries(gateway, 50_000) // a backlog of about 7 MB of events
+    const socketOf = serverSockets(gateway.app.server)
+    const watcher = await stalledWatcher(`${gateway.url}/v1/queues/q/events?since=0`)
+    t.teardown(() => watcher.destroy())
+    t.equal(watcher.status, 200)
+    await sleep(300) // the catch-up stalls once the socket buffers are full
     t.equal(gateway.app.store.events.followedQueues, 1, 'still open while the catch-up waits')
-    await add(10_001) // live entries keep coming meanwhile
+    await addEntries(gateway, 5000) // live entries keep coming meanwhile
     t.ok(
       await until(() => gateway.app.store.events.followedQueues === 0, 5000),
       'the stream was ended and its follower stopped',
     )
+    t.equal(socketOf(watcher.localPort)?.destroyed, true, 'its connection is dropped')
   },
 )
+
+t.test('the cap trims past a slow catch-up: a gap event, then the oldest entry left', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  await addEntries(gateway, 60_000)
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events?since=0`)
+  reader.response.pause()
+  await sleep(300)
+  // Trim everything the watcher has not read yet, while it is not reading.
+  await addEntries(gateway, 10, ['MAXLEN', '10'])
+  reader.response.resume()
+  t.ok(await reader.until((r) => r.events.some((e) => e.type === 'gap'), 5000), 'a gap event')
+  const at = reader.events.findIndex((e) => e.type === 'gap')
+  const oldest = (await gateway.client.xrange('jobgate:{q}:events', '-', '+', 'COUNT', 1))[0]?.[0]
+  t.strictSame(JSON.parse(reader.events[at]?.data ?? ''), { queue: 'q', oldest_id: oldest })
+  await reader.until((r) => r.events.length > at + 10, 5000)
+  t.equal(reader.events[at + 1]?.id, oldest, 'then on from the oldest entry left')
+  t.equal(reader.events.length, at + 11, 'and the ten entries the stream holds')
+  checkEvents(t, gateway, reader)
+})
+
+t.test('a client that leaves while the stream is being set up leaves nothing behind', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  await gateway.redis.pause() // the lookups wait on Redis
+  const watcher = await Promise.race([
+    stalledWatcher(`${gateway.url}/v1/queues/q/events`),
+    sleep(200).then(() => null),
+  ])
+  t.equal(watcher, null, 'no answer while Redis is stopped')
+  // The client goes; then Redis answers the lookups, well within the command timeout.
+  gateway.app.server.closeAllConnections()
+  await sleep(100)
+  gateway.redis.resume()
+  await sleep(500)
+  const metrics = await fetch(`${gateway.url}/metrics`)
+  t.equal(sample(parsePrometheus(await metrics.text()), 'jobgate_event_streams'), 0)
+  t.equal(gateway.app.store.events.followedQueues, 0, 'no follower was started')
+})
+
+t.test('a position Redis never reached (it lost entries): a gap, then live from now', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const newest = (await gateway.client.xrevrange('jobgate:{q}:events', '+', '-', 'COUNT', 1))[0]
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events`, {
+    'last-event-id': '99999999999999-0',
+  })
+  const id = await submit(gateway, 'q')
+  await reader.received(2)
+  t.equal(reader.events[0]?.type, 'gap')
+  t.equal(JSON.parse(reader.events[0]?.data ?? '').oldest_id, newest?.[0])
+  t.strictSame(
+    reader.messages<Transition>().map((m) => m.job),
+    [id],
+  )
+})
+
+t.test(
+  'the first id line is the start: a client cut off before any event resumes there',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true })
+    await submit(gateway, 'q')
+    const newest = (await gateway.client.xrevrange('jobgate:{q}:events', '+', '-', 'COUNT', 1))[0]
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
+    await reader.until((r) => r.lastEventId !== '', 2000)
+    t.equal(reader.lastEventId, newest?.[0])
+    t.equal(reader.events.length, 0, 'an id line alone is not an event')
+    reader.close()
+    const missed = await submit(gateway, 'q')
+    const again = await watch(t, `${gateway.url}/v1/queues/q/events`, {
+      'last-event-id': reader.lastEventId,
+    })
+    await again.received(1)
+    t.equal(again.messages<Transition>()[0]?.job, missed, 'what happened in between comes first')
+  },
+)
+
+t.test('a finished job far back: the whole catch-up before the answer, then it ends', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  const id = await submit(gateway, 'q')
+  await work(gateway, 'q') // queued, active, succeeded
+  const [first] = (await gateway.client.xrange('jobgate:{q}:events', '-', '+', 'COUNT', 1))[0] ?? []
+  // More than a page of other transitions after the job was queued, before it finished.
+  const entries = await gateway.client.xrange('jobgate:{q}:events', '-', '+')
+  t.equal(entries.length, 3)
+  await gateway.client.del('jobgate:{q}:events')
+  await gateway.client.xadd('jobgate:{q}:events', entries[0]?.[0] ?? '', ...(entries[0]?.[1] ?? []))
+  await addEntries(gateway, 1200)
+  for (const [, fields] of entries.slice(1)) {
+    await gateway.client.xadd('jobgate:{q}:events', '*', ...fields)
+  }
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`, {
+    'last-event-id': first ?? '',
+  })
+  t.equal(reader.status, 200, 'not 204: its final state is still to be told')
+  await reader.ended
+  t.strictSame(
+    reader.messages<Transition>().map((m) => m.state),
+    ['active', 'succeeded'],
+  )
+})
 
 t.test(
   'a dropped Redis connection or a Redis restart: the stream stays open, no entry is skipped',

@@ -2,6 +2,15 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { ProblemError } from '../errors.js'
 
+/** The answer to a request that arrives, or would start something, during a shutdown. */
+export function shuttingDown(): ProblemError {
+  return new ProblemError(
+    'SHUTTING_DOWN',
+    'The gateway is shutting down; retry on another replica or shortly.',
+    { headers: { 'retry-after': '1' } },
+  )
+}
+
 /**
  * Once a shutdown starts, requests that still arrive on open keep-alive connections get a 503
  * problem with `Connection: close` (Fastify's own answer would not be a problem document);
@@ -16,15 +25,7 @@ export default fp(
     app.addHook('onRequest', (_request, reply, done) => {
       if (!closing) return done()
       reply.header('connection', 'close')
-      done(
-        new ProblemError(
-          'SHUTTING_DOWN',
-          'The gateway is shutting down; retry on another replica or shortly.',
-          {
-            headers: { 'retry-after': '1' },
-          },
-        ),
-      )
+      done(shuttingDown())
     })
   },
   { name: 'jobgate-draining' },

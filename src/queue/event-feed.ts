@@ -36,6 +36,8 @@ const BLOCK_MS = 5000
  */
 const BATCH_MS = 20
 const RETRY_MS = [100, 250, 500, 1000, 2000]
+/** A `BLOCK` that has not answered this long after its timeout means a dead connection. */
+const DEAD_AFTER_MS = 900
 
 /** Orders two stream ids (`<ms>-<seq>`); negative when `a` comes first. */
 export function compareIds(a: string, b: string): number {
@@ -88,6 +90,7 @@ class StreamFollower {
     let failures = 0
     while (!this.stopped) {
       try {
+        const sentAt = Date.now()
         const reply = (await this.client.xread(
           'COUNT',
           READ_COUNT,
@@ -98,12 +101,24 @@ class StreamFollower {
           this.lastId,
         )) as [string, [string, string[]][]][] | null
         failures = 0
+        if (reply === null && Date.now() - sentAt >= BLOCK_MS + DEAD_AFTER_MS) {
+          // Redis did not end the block itself: ioredis gave up on a connection that may be
+          // half open (a vanished host). Reconnect rather than keep writing into it.
+          this.client.disconnect(true)
+          continue
+        }
         const events = reply ? decode(reply[0]?.[1] ?? []) : []
         const last = events.at(-1)
         if (last === undefined || this.stopped) continue
         this.lastId = last.id
         const readAt = Date.now()
-        for (const listener of this.listeners) listener(events)
+        for (const listener of this.listeners) {
+          try {
+            listener(events)
+          } catch {
+            // One watcher's failure is its own; the others still get the batch.
+          }
+        }
         const wait = readAt + BATCH_MS - Date.now()
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
       } catch {
@@ -147,24 +162,31 @@ export class EventFeed {
     })
     if (flat === null) return { lastId: STREAM_START, firstId: null, trimmed: false }
     const first = infoField(flat, 'first-entry') as [string, string[]] | null
-    const added = Number(infoField(flat, 'entries-added'))
+    // `entries-added` is Redis 7's; without it, assume the cap may have trimmed the stream.
+    const added = infoField(flat, 'entries-added')
     return {
       lastId: String(infoField(flat, 'last-generated-id')),
       firstId: first ? first[0] : null,
-      trimmed: added > Number(infoField(flat, 'length')),
+      trimmed: added === undefined || Number(added) > Number(infoField(flat, 'length')),
     }
   }
 
-  /** Up to `count` entries after `afterId` (exclusive), oldest first. */
-  async after(queue: string, afterId: string, count: number): Promise<QueueEvent[]> {
+  /**
+   * Up to `count` entries after `afterId` (exclusive), oldest first, and the oldest entry the
+   * stream holds (null when empty), read together: a caller paging forward sees when the cap
+   * trimmed the stream past its position.
+   */
+  async after(
+    queue: string,
+    afterId: string,
+    count: number,
+  ): Promise<{ events: QueueEvent[]; oldestId: string | null }> {
     const key = this.runner.keys(queue).events
-    const entries = await this.runner.command(
-      () =>
-        this.runner.client.xrange(key, `(${afterId}`, '+', 'COUNT', count) as Promise<
-          [string, string[]][]
-        >,
-    )
-    return decode(entries)
+    const [oldest, entries] = (await this.runner.pipeline((pipeline) => {
+      pipeline.xrange(key, '-', '+', 'COUNT', 1)
+      pipeline.xrange(key, `(${afterId}`, '+', 'COUNT', count)
+    })) as [[string, string[]][], [string, string[]][]]
+    return { events: decode(entries), oldestId: oldest[0]?.[0] ?? null }
   }
 
   /**
@@ -173,7 +195,7 @@ export class EventFeed {
    * `fromId` is where a new follower starts. Returns the unsubscribe function.
    */
   subscribe(queue: string, fromId: string, listener: EventListener): () => void {
-    if (this.closed) return () => {}
+    if (this.closed) throw new Error('jobgate: the event feed is closed')
     let follower = this.followers.get(queue)
     if (follower === undefined) {
       const client = duplicateForBlocking(this.source)

@@ -1,4 +1,5 @@
-import { type ClientRequest, type IncomingMessage, request } from 'node:http'
+import { type ClientRequest, type IncomingMessage, request, type Server } from 'node:http'
+import type { Socket } from 'node:net'
 
 /**
  * A Server-Sent Events client over a real socket of its own (closing it closes the socket),
@@ -17,6 +18,8 @@ export class EventReader {
   readonly events: ServerEvent[] = []
   readonly comments: string[] = []
   retry: number | null = null
+  /** What an EventSource would send as `Last-Event-ID` now (WHATWG: set by every `id` line). */
+  lastEventId = ''
   /** Resolves when the server ends the stream (or the reader is closed). */
   readonly ended: Promise<void>
   private readonly waiters = new Set<() => void>()
@@ -91,8 +94,10 @@ export class EventReader {
       const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '')
       if (field === 'retry') this.retry = Number(value)
       else if (field === 'event') type = value
-      else if (field === 'id') id = value
-      else if (field === 'data') {
+      else if (field === 'id') {
+        id = value
+        this.lastEventId = value
+      } else if (field === 'data') {
         data.push(value)
         isEvent = true
       }
@@ -137,4 +142,30 @@ export class EventReader {
   close(): void {
     this.request.destroy()
   }
+}
+
+/** A request whose answer is never read: the client side of a watcher that stopped reading. */
+export async function stalledWatcher(
+  url: string,
+): Promise<{ status: number; localPort: number; destroy(): void }> {
+  const sent = request(url, { agent: false })
+  sent.on('error', () => {})
+  const response = await new Promise<IncomingMessage>((resolve) => {
+    sent.on('response', resolve)
+    sent.end()
+  })
+  response.pause()
+  return {
+    status: response.statusCode ?? 0,
+    localPort: response.socket.localPort ?? 0,
+    destroy: () => sent.destroy(),
+  }
+}
+
+/** The server side of each connection a server accepts from now on. */
+export function serverSockets(server: Server): (localPort: number) => Socket | undefined {
+  // By the client's port, read at once: a destroyed socket no longer knows its peer.
+  const sockets = new Map<number, Socket>()
+  server.on('connection', (socket: Socket) => sockets.set(socket.remotePort ?? 0, socket))
+  return (localPort) => sockets.get(localPort)
 }
