@@ -112,10 +112,10 @@ export class EventStream {
   async open(complete = false): Promise<void> {
     this.body.write(`retry: ${RECONNECT_MS}\nid: ${this.position}\n\n`)
     if (this.options.gapBefore !== null) this.gap(this.options.gapBefore)
-    this.unsubscribe = this.feed.subscribe(this.options.queue, this.options.newest, (events) =>
-      this.receive(events),
-    )
     try {
+      this.unsubscribe = this.feed.subscribe(this.options.queue, this.options.newest, (events) =>
+        this.receive(events),
+      )
       let more = await this.page()
       while (complete && more && !this.ended) more = await this.page()
       if (more && !this.ended) void this.catchUp()

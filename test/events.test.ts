@@ -558,6 +558,23 @@ t.test(
   },
 )
 
+t.test('a stream still being set up when a shutdown starts gets 503, not a stream', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  await gateway.redis.pause() // the lookups wait on Redis
+  const answer = EventReader.open(`${gateway.url}/v1/queues/q/events`)
+  await sleep(200)
+  const closed = gateway.app.close()
+  await sleep(100)
+  gateway.redis.resume()
+  const reader = await answer
+  t.equal(reader.status, 503)
+  t.equal(reader.header('content-type'), 'application/problem+json; charset=utf-8')
+  await reader.ended
+  await closed
+  t.equal(gateway.app.store.events.followedQueues, 0)
+})
+
 t.test('shutdown ends every open stream', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')
