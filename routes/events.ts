@@ -115,10 +115,6 @@ export default async function eventsRoutes(
           { headers: { 'retry-after': '5' } },
         )
       }
-      let gone = false
-      reply.raw.once('close', () => {
-        gone = true
-      })
       const store = app.store
       starting++
       let lookups: [StreamInfo, boolean, JobRecord | null]
@@ -140,7 +136,7 @@ export default async function eventsRoutes(
       }
       if (closing) throw shuttingDown()
       // The client left while the lookups ran: nobody to stream to.
-      if (gone) return reply
+      if (reply.raw.destroyed) return reply
       const start = startOf(info, lastEventId ?? since ?? null, watched)
       const stream: EventStream = new EventStream(store.events, {
         queue,

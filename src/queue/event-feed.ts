@@ -18,7 +18,7 @@ export interface StreamInfo {
   lastId: string
   /** The oldest entry still held; null when the stream is empty. */
   firstId: string | null
-  /** True when entries were dropped by the stream's length cap. */
+  /** True when the length cap dropped entries (before Redis 7, which does not say: always). */
   trimmed: boolean
 }
 
@@ -36,6 +36,7 @@ const BLOCK_MS = 5000
  */
 const BATCH_MS = 20
 const RETRY_MS = [100, 250, 500, 1000, 2000]
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /** A `BLOCK` that has not answered this long after its timeout means a dead connection. */
 const DEAD_AFTER_MS = 900
 
@@ -120,12 +121,11 @@ class StreamFollower {
           }
         }
         const wait = readAt + BATCH_MS - Date.now()
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+        if (wait > 0) await sleep(wait)
       } catch {
         if (this.stopped) return
         // Redis is unreachable: the connection reconnects on its own; read again from lastId.
-        const delay = RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)]
-        await new Promise((resolve) => setTimeout(resolve, delay))
+        await sleep(RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)] ?? 0)
       }
     }
   }
