@@ -53,9 +53,10 @@ function startOf(
 ): { after: string; gapBefore: string | null } {
   if (explicit !== null) {
     const after = position(explicit)
-    // A position the stream never reached: Redis lost entries (a restart without them).
+    // A position the stream never reached: Redis lost entries (a restart without them). What
+    // it holds now is told from its start, as after any gap.
     if (compareIds(after, info.lastId) > 0) {
-      return { after: info.lastId, gapBefore: info.firstId ?? STREAM_START }
+      return { after: STREAM_START, gapBefore: info.firstId ?? STREAM_START }
     }
     return { after, gapBefore: gapBefore(info, after) }
   }
