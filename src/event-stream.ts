@@ -99,10 +99,6 @@ export class EventStream {
     this.body.once('close', () => this.end())
   }
 
-  get isEnded(): boolean {
-    return this.ended
-  }
-
   /**
    * Subscribes, then reads the first page of the catch-up (all of it when `complete`): a Redis
    * failure here throws before anything is sent, so the caller can still answer with a problem.
@@ -144,7 +140,7 @@ export class EventStream {
       let more = true
       while (more) {
         if (this.body.writableLength > MAX_BUFFERED_BYTES && !(await this.drained())) {
-          this.cutOff()
+          if (!this.ended) this.cutOff() // stalled, rather than ended meanwhile
         }
         if (this.ended) return
         more = await this.page()
