@@ -7,6 +7,8 @@ import { dataKeys, type Gateway, startGateway } from './helpers/gateway.js'
 import { sleep, until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
 import { parsePrometheus, sample } from './helpers/prometheus.js'
+import { RedisServer } from './helpers/redis-server.js'
+import { FreezableProxy } from './helpers/tcp-proxy.js'
 
 interface Transition {
   queue: string
@@ -555,6 +557,41 @@ t.test(
     await reader.received(2, 10_000)
     t.equal(reader.events[1]?.id, afterRestart)
     t.notOk(reader.done)
+  },
+)
+
+t.test(
+  'a follower whose connection went silent (a vanished host) reconnects and reads on',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const proxy = await FreezableProxy.start(redis.port)
+    t.teardown(() => proxy.close())
+    const gateway = await startGateway(t, {
+      listen: true,
+      redis,
+      env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
+    })
+    await submit(gateway, 'q')
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
+    await sleep(300)
+    proxy.freeze() // the follower's XREAD BLOCK now waits on a connection that carries nothing
+    const entry = await gateway.client.xadd(
+      'jobgate:{q}:events',
+      '*',
+      'job',
+      'j',
+      'state',
+      'queued',
+      'at',
+      '1',
+    )
+    await reader.received(1, 12_000)
+    t.equal(
+      reader.events[0]?.id,
+      entry,
+      'delivered over a new connection, after the block timed out',
+    )
   },
 )
 

@@ -1,6 +1,9 @@
 import t from 'tap'
+import { startGateway } from './helpers/gateway.js'
 import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { SubmissionLoad, sleep, until } from './helpers/load.js'
+import { RedisServer } from './helpers/redis-server.js'
+import { FreezableProxy } from './helpers/tcp-proxy.js'
 
 /**
  * The documented bound: no request waits longer than twice REDIS_COMMAND_TIMEOUT (1 s): a
@@ -115,5 +118,34 @@ t.test(
     )
     await gateway.waitForLog((line) => line.msg === 'Redis circuit breaker closed', 10_000)
     t.equal((await fetch(`${gateway.url}/readyz`)).status, 200)
+  },
+)
+
+t.test(
+  'Redis gone silent (a vanished host, no reset): 503s, then a new connection recovers',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const proxy = await FreezableProxy.start(redis.port)
+    t.teardown(() => proxy.close())
+    const { url } = await startGateway(t, {
+      listen: true,
+      redis,
+      env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}`, BREAKER_RESET: '500ms' },
+    })
+    const load = new SubmissionLoad(url, 4)
+    await sleep(300)
+    proxy.freeze() // every open connection now carries nothing, and stays open
+    const frozenAt = Date.now()
+    const recovered = await until(
+      () => load.outcomes.some((outcome) => outcome.started > frozenAt && outcome.status === 202),
+      15_000,
+    )
+    const outcomes = await load.stop()
+    t.ok(
+      outcomes.some((outcome) => outcome.started > frozenAt && outcome.status === 503),
+      'requests on the silent connection got 503',
+    )
+    t.ok(recovered, '202s again, over a new connection')
   },
 )

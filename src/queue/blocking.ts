@@ -1,4 +1,4 @@
-import { duplicateForBlocking, waitUntilReady } from './connection.js'
+import { blockTimedOutLocally, duplicateForBlocking, waitUntilReady } from './connection.js'
 import { unavailableAsProblem } from './runner.js'
 import type { RedisClient } from './scripts.js'
 
@@ -30,7 +30,10 @@ export class BlockingClients {
       return
     }
     try {
-      await unavailableAsProblem(client.blpop(wakeKey, Math.max(ms, 1) / 1000))
+      const blockMs = Math.max(ms, 1)
+      const sentAt = Date.now()
+      const token = await unavailableAsProblem(client.blpop(wakeKey, blockMs / 1000))
+      if (token === null && blockTimedOutLocally(sentAt, blockMs)) client.disconnect(true)
     } catch (error) {
       if (!this.interrupted) throw error
     } finally {

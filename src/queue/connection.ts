@@ -86,8 +86,25 @@ export function isUnavailableError(error: unknown): boolean {
  * plus a grace period, not the request path's command timeout.
  */
 export function duplicateForBlocking(client: RedisClient): RedisClient {
-  const options = { commandTimeout: undefined, blockingTimeout: 60_000, blockingTimeoutGrace: 1000 }
+  const options = {
+    commandTimeout: undefined,
+    blockingTimeout: 60_000,
+    blockingTimeoutGrace: BLOCKING_GRACE_MS,
+  }
   return client instanceof Redis
     ? client.duplicate(options)
     : client.duplicate(undefined, { redisOptions: options })
+}
+
+/** How long past its own timeout ioredis waits for a blocking command before giving up. */
+const BLOCKING_GRACE_MS = 1000
+
+/**
+ * True when a blocking command that answered null did so because ioredis gave up on it, not
+ * because Redis ended the block: the connection may be half open (a host that vanished without
+ * a reset), and ioredis keeps it. The caller should reconnect (`disconnect(true)`).
+ */
+export function blockTimedOutLocally(sentAt: number, blockMs: number): boolean {
+  // Redis ends blocks on its timer, up to about 100 ms late; ioredis at the grace period.
+  return Date.now() - sentAt >= blockMs + BLOCKING_GRACE_MS - 100
 }

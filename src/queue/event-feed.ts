@@ -1,4 +1,4 @@
-import { duplicateForBlocking, waitUntilReady } from './connection.js'
+import { blockTimedOutLocally, duplicateForBlocking, waitUntilReady } from './connection.js'
 import type { ScriptRunner } from './runner.js'
 import type { RedisClient } from './scripts.js'
 
@@ -37,8 +37,6 @@ const BLOCK_MS = 5000
 const BATCH_MS = 20
 const RETRY_MS = [100, 250, 500, 1000, 2000]
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-/** A `BLOCK` that has not answered this long after its timeout means a dead connection. */
-const DEAD_AFTER_MS = 900
 
 /** Orders two stream ids (`<ms>-<seq>`); negative when `a` comes first. */
 export function compareIds(a: string, b: string): number {
@@ -102,9 +100,7 @@ class StreamFollower {
           this.lastId,
         )) as [string, [string, string[]][]][] | null
         failures = 0
-        if (reply === null && Date.now() - sentAt >= BLOCK_MS + DEAD_AFTER_MS) {
-          // Redis did not end the block itself: ioredis gave up on a connection that may be
-          // half open (a vanished host). Reconnect rather than keep writing into it.
+        if (reply === null && blockTimedOutLocally(sentAt, BLOCK_MS)) {
           this.client.disconnect(true)
           continue
         }

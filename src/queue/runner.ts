@@ -18,6 +18,8 @@ export interface StoreSettings {
 }
 
 const KEY_CACHE_LIMIT = 10_000
+/** No reply for this long, and a command timed out: the connection is taken for dead. */
+const SILENT_MS = 3000
 
 const RETRY_SAFELY = 'a job submission is safe to retry with the same Idempotency-Key.'
 
@@ -56,6 +58,7 @@ export function replyStrings(reply: unknown): string[] {
 /** Runs protocol scripts on one client, with the key layout of each queue cached. */
 export class ScriptRunner {
   private readonly keysByQueue = new Map<string, QueueKeys>()
+  private lastReplyAt = Date.now()
 
   constructor(
     readonly client: RedisClient,
@@ -99,6 +102,29 @@ export class ScriptRunner {
 
   /** A Redis call of the request path, through the breaker, with unavailability as a 503. */
   command<T>(call: () => Promise<T>): Promise<T> {
-    return unavailableAsProblem(this.breaker.run(call), this.breaker.retryAfterSeconds())
+    const answered = this.breaker.run(call).then(
+      (reply) => {
+        this.lastReplyAt = Date.now()
+        return reply
+      },
+      (error: unknown) => {
+        this.reconnectIfSilent(error)
+        throw error
+      },
+    )
+    return unavailableAsProblem(answered, this.breaker.retryAfterSeconds())
+  }
+
+  /**
+   * A command timed out and nothing has answered for a while on a connection ioredis thinks
+   * ready: it may have gone silent (a host that vanished without a reset), and ioredis keeps
+   * such a connection for as long as TCP does. Start a fresh one; one being re-established is
+   * left to finish.
+   */
+  private reconnectIfSilent(error: unknown): void {
+    if (!(error instanceof Error) || error.message !== 'Command timed out') return
+    if (Date.now() - this.lastReplyAt < SILENT_MS || this.client.status !== 'ready') return
+    this.lastReplyAt = Date.now()
+    this.client.disconnect(true)
   }
 }
