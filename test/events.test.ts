@@ -1,14 +1,13 @@
+import type { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { newApiKey } from '../src/auth.js'
 import type { JsonSchema } from '../src/contract.js'
 import { compareIds } from '../src/queue/event-feed.js'
 import { EventReader, serverSockets, stalledWatcher } from './helpers/event-source.js'
-import { dataKeys, type Gateway, startGateway } from './helpers/gateway.js'
+import { dataKeys, type Gateway, startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
 import { sleep, until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
 import { parsePrometheus, sample } from './helpers/prometheus.js'
-import { RedisServer } from './helpers/redis-server.js'
-import { FreezableProxy } from './helpers/tcp-proxy.js'
 
 interface Transition {
   queue: string
@@ -389,6 +388,11 @@ async function addEntries(gateway: Gateway, n: number, extra: string[] = []): Pr
   await pipeline.exec()
 }
 
+/** One entry added straight to the queue's stream; its id. */
+function addEntry(client: Redis, job: string): Promise<string | null> {
+  return client.xadd('jobgate:{q}:events', '*', 'job', job, 'state', 'queued', 'at', '1')
+}
+
 t.test('a watcher that does not read is cut off: stream ended, connection dropped', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')
@@ -532,19 +536,9 @@ t.test(
     const gateway = await startGateway(t, { listen: true })
     await submit(gateway, 'q')
     const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
-    const key = 'jobgate:{q}:events'
     // Every gateway connection dropped, and an entry added before the follower is back.
     await gateway.client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
-    const whileAway = await gateway.client.xadd(
-      key,
-      '*',
-      'job',
-      'j-1',
-      'state',
-      'queued',
-      'at',
-      '1',
-    )
+    const whileAway = await addEntry(gateway.client, 'j-1')
     await reader.received(1)
     t.equal(reader.events[0]?.id, whileAway, 'the follower read on from where it stood')
 
@@ -553,7 +547,7 @@ t.test(
     await gateway.redis.spawn()
     const client = gateway.redis.client()
     t.teardown(() => client.disconnect())
-    const afterRestart = await client.xadd(key, '*', 'job', 'j-2', 'state', 'queued', 'at', '2')
+    const afterRestart = await addEntry(client, 'j-2')
     await reader.received(2, 10_000)
     t.equal(reader.events[1]?.id, afterRestart)
     t.notOk(reader.done)
@@ -563,29 +557,12 @@ t.test(
 t.test(
   'a follower whose connection went silent (a vanished host) reconnects and reads on',
   async (t) => {
-    const redis = await RedisServer.start()
-    t.teardown(() => redis.destroy())
-    const proxy = await FreezableProxy.start(redis.port)
-    t.teardown(() => proxy.close())
-    const gateway = await startGateway(t, {
-      listen: true,
-      redis,
-      env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}` },
-    })
+    const gateway = await startGatewayBehindProxy(t, { listen: true })
     await submit(gateway, 'q')
     const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
     await sleep(300)
-    proxy.freeze() // the follower's XREAD BLOCK now waits on a connection that carries nothing
-    const entry = await gateway.client.xadd(
-      'jobgate:{q}:events',
-      '*',
-      'job',
-      'j',
-      'state',
-      'queued',
-      'at',
-      '1',
-    )
+    gateway.proxy.freeze() // the follower's XREAD BLOCK now waits on a connection that carries nothing
+    const entry = await addEntry(gateway.client, 'j')
     await reader.received(1, 12_000)
     t.equal(
       reader.events[0]?.id,

@@ -6,6 +6,7 @@ import { type Config, loadConfig } from '../../src/config.js'
 import { ContractChecker } from './contract-check.js'
 import type { RedisCluster } from './redis-cluster.js'
 import { RedisServer } from './redis-server.js'
+import { FreezableProxy } from './tcp-proxy.js'
 
 interface Launched {
   app: FastifyInstance
@@ -66,6 +67,19 @@ export async function startGateway(t: Test, options: GatewayOptions = {}): Promi
     options.listen ?? false,
   )
   return { ...launched, redis, client }
+}
+
+/** A gateway whose Redis connections pass a proxy that can freeze them (`gateway.proxy`). */
+export async function startGatewayBehindProxy(
+  t: Test,
+  options: Omit<GatewayOptions, 'redis'> = {},
+): Promise<Gateway & { proxy: FreezableProxy }> {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const proxy = await FreezableProxy.start(redis.port)
+  t.teardown(() => proxy.close())
+  const env = { ...options.env, REDIS_URL: `redis://127.0.0.1:${proxy.port}` }
+  return { ...(await startGateway(t, { ...options, redis, env })), proxy }
 }
 
 /** A gateway on a Redis Cluster (REDIS_CLUSTER_NODES). */
