@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
-import { ProblemError } from '../src/errors.js'
+import { jobNotFound, ProblemError } from '../src/errors.js'
 import { jobView } from '../src/job-view.js'
 import type { DeadJobOutcome } from '../src/queue/dead-letter-store.js'
 import { JOB_ID, type JobParams, type QueueParams } from './params.js'
@@ -11,7 +11,7 @@ export interface DeadLettersRoutesOptions {
 
 function done(outcome: DeadJobOutcome, queue: string, id: string): void {
   if (outcome.outcome === 'not_found') {
-    throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+    throw jobNotFound(queue, id)
   }
   if (outcome.outcome === 'not_dead') {
     throw new ProblemError('JOB_NOT_DEAD', `Job ${id} is ${outcome.state}, not dead.`, {
@@ -63,7 +63,7 @@ export default async function deadLettersRoutes(
     async ({ params: { queue, id } }) => {
       done(await deadLetters.redrive(queue, id), queue, id)
       const job = await app.store.jobs.get(queue, id)
-      if (job === null) throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+      if (job === null) throw jobNotFound(queue, id)
       return jobView(job)
     },
   )

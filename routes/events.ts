@@ -2,9 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
 import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
-import { ProblemError } from '../src/errors.js'
+import { jobNotFound, ProblemError, queueNotFound, shuttingDown } from '../src/errors.js'
 import { EventStream, FINAL_STATES } from '../src/event-stream.js'
-import { shuttingDown } from '../src/plugins/draining.js'
 import { compareIds, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
 import type { JobRecord } from '../src/queue/records.js'
 import type { QueueParams } from './params.js'
@@ -130,10 +129,10 @@ export default async function eventsRoutes(
       }
       const [info, known, watched] = lookups
       if (!known) {
-        throw new ProblemError('QUEUE_NOT_FOUND', `There is no queue ${queue}: it never had a job.`)
+        throw queueNotFound(queue)
       }
       if (job !== null && watched === null) {
-        throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${job}.`)
+        throw jobNotFound(queue, job)
       }
       if (closing) throw shuttingDown()
       // The client left while the lookups ran: nobody to stream to.

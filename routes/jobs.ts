@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
-import { type ProblemDocument, ProblemError } from '../src/errors.js'
+import { jobNotFound, type ProblemDocument, ProblemError } from '../src/errors.js'
 import { idempotencyKeyOf } from '../src/idempotency.js'
 import { type JobView, jobView } from '../src/job-view.js'
 import { ANONYMOUS } from '../src/plugins/auth.js'
@@ -126,7 +126,7 @@ export default async function jobsRoutes(
     async (request) => {
       const { queue, id } = request.params
       const job = await app.store.jobs.get(queue, id)
-      if (job === null) throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+      if (job === null) throw jobNotFound(queue, id)
       return jobView(job)
     },
   )
@@ -137,7 +137,7 @@ export default async function jobsRoutes(
     async ({ params: { queue, id } }) => {
       const outcome = await app.store.jobs.cancel(queue, id)
       if (outcome.outcome === 'not_found') {
-        throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+        throw jobNotFound(queue, id)
       }
       if (outcome.outcome === 'not_cancelable') {
         throw new ProblemError(

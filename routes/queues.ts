@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
-import { ProblemError } from '../src/errors.js'
+import { queueNotFound } from '../src/errors.js'
 import { queueSummaryView } from '../src/queue-view.js'
 import type { QueueParams } from './params.js'
 
@@ -26,7 +26,7 @@ export default async function queuesRoutes(
     contract.route('getQueue'),
     async ({ params: { queue } }) => {
       if (!(await queues.exists(queue))) {
-        throw new ProblemError('QUEUE_NOT_FOUND', `There is no queue ${queue}: it never had a job.`)
+        throw queueNotFound(queue)
       }
       return queueSummaryView(await queues.counts(queue))
     },

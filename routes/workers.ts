@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
-import { ProblemError } from '../src/errors.js'
+import { jobNotFound, ProblemError } from '../src/errors.js'
 import { reservationView, settlementView } from '../src/job-view.js'
 import type { JobError, LeaseOutcome } from '../src/queue/lease-store.js'
 import { JOB_ID, type JobParams, type QueueParams } from './params.js'
@@ -44,7 +44,7 @@ function json(value: unknown): string | null {
 function held<T>(outcome: LeaseOutcome<T>, queue: string, id: string): T {
   if (outcome.outcome === 'done') return outcome
   if (outcome.outcome === 'not_found') {
-    throw new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+    throw jobNotFound(queue, id)
   }
   throw new ProblemError(
     'LEASE_LOST',

@@ -106,3 +106,22 @@ export class ProblemError extends Error {
     }
   }
 }
+
+/** A job id the queue does not hold (never, or no longer: records expire after their retention). */
+export function jobNotFound(queue: string, id: string): ProblemError {
+  return new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
+}
+
+/** A queue name that never had a job. */
+export function queueNotFound(queue: string): ProblemError {
+  return new ProblemError('QUEUE_NOT_FOUND', `There is no queue ${queue}: it never had a job.`)
+}
+
+/** The answer to a request that arrives, or would start something, during a shutdown. */
+export function shuttingDown(): ProblemError {
+  return new ProblemError(
+    'SHUTTING_DOWN',
+    'The gateway is shutting down; retry on another replica or shortly.',
+    { headers: { 'retry-after': '1' } },
+  )
+}

@@ -1,15 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { ProblemError } from '../errors.js'
-
-/** The answer to a request that arrives, or would start something, during a shutdown. */
-export function shuttingDown(): ProblemError {
-  return new ProblemError(
-    'SHUTTING_DOWN',
-    'The gateway is shutting down; retry on another replica or shortly.',
-    { headers: { 'retry-after': '1' } },
-  )
-}
+import { shuttingDown } from '../errors.js'
 
 /**
  * Once a shutdown starts, requests that still arrive on open keep-alive connections get a 503
