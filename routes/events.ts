@@ -3,9 +3,9 @@ import { Gauge } from 'prom-client'
 import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, ProblemError, queueNotFound, shuttingDown } from '../src/errors.js'
-import { EventStream, FINAL_STATES } from '../src/event-stream.js'
+import { EventStream } from '../src/event-stream.js'
 import { compareIds, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
-import type { JobRecord } from '../src/queue/records.js'
+import { isFinal, type JobRecord } from '../src/queue/records.js'
 import type { QueueParams } from './params.js'
 
 export interface EventsRoutesOptions {
@@ -18,8 +18,8 @@ interface EventsQuery {
   since?: string
 }
 
-/** A stream entry id (`<ms>-<seq>`), or `0` for the oldest entry the stream still holds. */
-const EVENT_ID = /^(0|[0-9]{1,15}-[0-9]{1,15})$/
+/** A stream entry id (`<ms>-<seq>`), or `0`: the `EventId` schema of openapi.yaml. */
+export const EVENT_ID = /^(0|[0-9]{1,15}-[0-9]{1,15})$/
 
 function lastEventIdOf(header: string | string[] | undefined): string | null {
   // An empty id is what a client that saw no event with an id has: no position.
@@ -151,7 +151,7 @@ export default async function eventsRoutes(
       open.add(stream)
       reply.raw.once('close', () => stream.end())
       // A finished job has nothing more to come: read all that is left before answering.
-      const finished = watched !== null && FINAL_STATES.has(watched.state)
+      const finished = watched !== null && isFinal(watched.state)
       await stream.open(finished)
       if (finished) {
         if (stream.emitted === 0 && !stream.gapped) {

@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream'
 import { iso } from './job-view.js'
 import { compareIds, type EventFeed, type QueueEvent } from './queue/event-feed.js'
+import { isFinal } from './queue/records.js'
 
 /**
  * One watcher's Server-Sent Events stream of a queue's state transitions: the entries after
@@ -8,14 +9,6 @@ import { compareIds, type EventFeed, type QueueEvent } from './queue/event-feed.
  * entry id, so a client that reconnects with `Last-Event-ID` resumes exactly after the last
  * event it saw.
  */
-
-/** States a job leaves only by an operator's redrive: a stream watching one job ends there. */
-export const FINAL_STATES: ReadonlySet<string> = new Set([
-  'succeeded',
-  'dead',
-  'canceled',
-  'expired',
-])
 
 /** How long a client waits before it reconnects after the stream ends, ms. */
 export const RECONNECT_MS = 2000
@@ -46,7 +39,7 @@ export interface EventStreamOptions {
 }
 
 /** The JSON of one transition, as the `QueueEvent` schema of openapi.yaml describes it. */
-export function eventData(queue: string, event: QueueEvent): string {
+function eventData(queue: string, event: QueueEvent): string {
   return JSON.stringify({ queue, job: event.job, state: event.state, at: iso(event.at) })
 }
 
@@ -222,7 +215,7 @@ export class EventStream {
       if (job !== null && event.job !== job) continue
       out += frameOf(queue, event)
       this.emitted++
-      if (job !== null && FINAL_STATES.has(event.state)) {
+      if (job !== null && isFinal(event.state)) {
         final = true
         break
       }

@@ -1,6 +1,7 @@
 import { Validator } from '@seriousme/openapi-schema-validator'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
+import { EVENT_ID } from '../routes/events.js'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { createAjv, dereference, HTTP_METHODS, loadOpenApi } from '../src/contract.js'
@@ -97,6 +98,15 @@ t.test('the documented idempotency key pattern and the gateway agree', async (t)
       accepted = false
     }
     t.equal(accepted, pattern.test(sample), JSON.stringify(sample))
+  }
+})
+
+t.test('the documented event id pattern and the Last-Event-ID check agree', async (t) => {
+  const schemas = document.components.schemas as Record<string, { pattern: string }>
+  const pattern = new RegExp(schemas.EventId?.pattern ?? '', 'u')
+  const samples = ['0', '0-0', '1795783219387-0', '1795783219387-12', '', '00', '1-', '-1', '1-2-3']
+  for (const sample of [...samples, `${'9'.repeat(16)}-0`, `1-${'9'.repeat(16)}`, 'abc']) {
+    t.equal(EVENT_ID.test(sample), pattern.test(sample), JSON.stringify(sample))
   }
 })
 

@@ -14,6 +14,18 @@ export const JOB_STATES = [
 ] as const
 export type JobState = (typeof JOB_STATES)[number]
 
+/** States a job leaves only by an operator's redrive (a dead job): nothing else happens to it. */
+const FINAL_STATES: ReadonlySet<string> = new Set<JobState>([
+  'succeeded',
+  'dead',
+  'canceled',
+  'expired',
+])
+
+export function isFinal(state: string): boolean {
+  return FINAL_STATES.has(state)
+}
+
 export type BackoffType = 'exponential' | 'fixed'
 
 export interface Backoff {
