@@ -142,3 +142,49 @@ t.test(
     t.ok(recovered, '202s again, over a new connection')
   },
 )
+
+t.test(
+  'a long-poll connection gone silent is replaced: the next wait wakes at the next job, not at its end',
+  async (t) => {
+    const { url, proxy } = await startGatewayBehindProxy(t, {
+      listen: true,
+      env: { BREAKER_RESET: '500ms' },
+    })
+    const reserve = (waitMs: number) =>
+      fetch(`${url}/v1/queues/q/jobs:reserve`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ worker: 'w1', wait_ms: waitMs }),
+      })
+    t.equal((await reserve(200)).status, 204, 'a wait opens the blocking connection')
+    proxy.freeze()
+    // The request path reconnects after its command timeout (503s meanwhile); then one wait
+    // runs on the silent blocking connection, which ioredis ends at the block time plus 1 s.
+    const frozenAt = Date.now()
+    let status = 0
+    while (status !== 204 && Date.now() - frozenAt < 15_000) {
+      status = (await reserve(1000)).status
+      if (status !== 204) await sleep(50)
+    }
+    t.equal(status, 204, 'waits answer again once the request path has a new connection')
+
+    const started = Date.now()
+    const waiting = reserve(8000)
+    await sleep(300)
+    const submitted = await fetch(`${url}/v1/queues/q/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'after-freeze' },
+      body: JSON.stringify({ type: 'echo', payload: {} }),
+    })
+    t.equal(submitted.status, 202)
+    const reserved = await waiting
+    const waited = Date.now() - started
+    t.equal(reserved.status, 200, 'the wait ends with the job')
+    t.equal(
+      ((await reserved.json()) as { job: { id: string } }).job.id,
+      ((await submitted.json()) as { id: string }).id,
+      'the job just submitted',
+    )
+    t.ok(waited < 2000, `woken by the job, not by the end of its wait (${waited} ms)`)
+  },
+)

@@ -1,7 +1,9 @@
 import t from 'tap'
+import { until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { enqueue, startStore } from './helpers/store.js'
+import { FreezableProxy } from './helpers/tcp-proxy.js'
 
 t.test('SIGTERM arriving as Redis goes away still stops the worker cleanly', async (t) => {
   for (let round = 0; round < 3; round++) {
@@ -49,6 +51,69 @@ t.test(
       { level: 'warn', job_id: id, outcome: 'succeeded' },
     )
     t.match(worker.lines.at(-1), { msg: 'worker stopping', reason: 'signal' })
+  },
+)
+
+t.test(
+  'a Redis connection that goes silent without a reset: the worker gives it up after its read timeout, reconnects, and every job runs once',
+  async (t) => {
+    const { store, redis } = await startStore(t)
+    const proxy = await FreezableProxy.start(redis.port)
+    t.teardown(() => proxy.close())
+    // --sleep=0.5: the read timeout is the block time plus 5 s.
+    const worker = new PhpWorker({ redisUrl: `redis://127.0.0.1:${proxy.port}`, queues: ['q'] })
+    t.teardown(() => worker.signal('SIGKILL'))
+    const stateOf = async (id: string) => (await store.jobs.get('q', id))?.state
+    const reaches = async (id: string, state: string, timeoutMs: number) => {
+      for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
+        if ((await stateOf(id)) === state) return true
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      return false
+    }
+    const reconnects = () =>
+      worker.lines.filter((line) => line.msg === 'redis unavailable, reconnecting').length
+
+    // Idle: the worker waits for a wake-up on a connection that no longer carries anything.
+    await worker.waitForLog((line) => line.msg === 'worker started')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    proxy.freeze()
+    const waiting = await enqueue(store, 'q', { type: 'echo', payload: '{"n":1}' })
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    t.equal(await stateOf(waiting), 'queued', 'not taken while the connection is silent')
+    t.ok(
+      await until(() => reconnects() >= 1, 10_000),
+      'the worker gives the connection up within its read timeout',
+    )
+    t.ok(
+      await reaches(waiting, 'succeeded', 5000),
+      'the job waiting meanwhile runs over the new connection',
+    )
+
+    // Mid-job: the ack (pipelined with the next reserve) goes into a connection that carries
+    // nothing; it must reach Redis once, over the next connection.
+    const running = await enqueue(store, 'q', { type: 'sleep', payload: '{"ms":800}' })
+    await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === running)
+    proxy.freeze()
+    const before = reconnects()
+    t.ok(
+      await until(() => reconnects() > before, 12_000),
+      'the silent ack is given up within the read timeout',
+    )
+    await reaches(running, 'succeeded', 5000)
+    const job = await store.jobs.get('q', running)
+    t.equal(job?.state, 'succeeded', 'the ack reached Redis over the new connection')
+    t.equal(job?.attempts, 1, 'one attempt: the job was not run again')
+    t.same(
+      job?.history.map((entry) => entry.state),
+      ['queued', 'active', 'succeeded'],
+      'one lease, one success',
+    )
+    t.equal(
+      worker.lines.filter((line) => line.msg === 'job succeeded' && line.job_id === running).length,
+      1,
+    )
+    t.equal(worker.running, true, 'the worker keeps running')
   },
 )
 

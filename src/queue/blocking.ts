@@ -29,16 +29,25 @@ export class BlockingClients {
       await new Promise((resolve) => setTimeout(resolve, Math.min(ms, POOL_EXHAUSTED_SLEEP_MS)))
       return
     }
+    let reusable = true
     try {
       const blockMs = Math.max(ms, 1)
       const sentAt = Date.now()
       const token = await unavailableAsProblem(client.blpop(wakeKey, blockMs / 1000))
-      if (token === null && blockTimedOutLocally(sentAt, blockMs)) client.disconnect(true)
+      // Possibly half open: dropped, not reconnected in place, because until ioredis sees the
+      // old socket close (up to its disconnect timeout) it would write the next BLPOP there.
+      if (token === null && blockTimedOutLocally(sentAt, blockMs)) reusable = false
     } catch (error) {
       if (!this.interrupted) throw error
     } finally {
-      this.idle.push(client)
+      if (reusable) this.idle.push(client)
+      else this.discard(client)
     }
+  }
+
+  private discard(client: RedisClient): void {
+    this.all.delete(client)
+    client.disconnect()
   }
 
   private async acquire(): Promise<RedisClient | null> {

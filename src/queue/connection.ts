@@ -20,6 +20,9 @@ const reconnectDelay = (attempt: number) => Math.min(50 * 2 ** attempt, 2000)
 export function createRedisClient(options: RedisOptions): RedisClient {
   const perConnection = {
     maxRetriesPerRequest: 0,
+    // How long a connection given up as silent lingers (ioredis' default: 2 s) before it is
+    // destroyed and replaced; a healthy Redis closes its end at once.
+    disconnectTimeout: 200,
     commandTimeout: options.commandTimeoutMs ?? 1000,
     connectTimeout: options.connectTimeoutMs ?? 2000,
   }
@@ -55,6 +58,21 @@ export function createRedisClient(options: RedisOptions): RedisClient {
 /** Resolves once the client is ready, or after `timeoutMs`; reports which. */
 export function waitUntilReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
   if (client.status === 'ready') return Promise.resolve(true)
+  return nextReady(client, timeoutMs)
+}
+
+/**
+ * Replaces a connection that may be half open with a new one and resolves once that is ready
+ * (or after `timeoutMs`). Until ioredis sees the old socket close it still counts as ready and
+ * writes commands there, so its owner should wait for this before the next command.
+ */
+export function reconnect(client: RedisClient, timeoutMs: number): Promise<boolean> {
+  const ready = nextReady(client, timeoutMs)
+  client.disconnect(true)
+  return ready
+}
+
+function nextReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const done = (ready: boolean) => {
       clearTimeout(timer)

@@ -1,4 +1,9 @@
-import { blockTimedOutLocally, duplicateForBlocking, waitUntilReady } from './connection.js'
+import {
+  blockTimedOutLocally,
+  duplicateForBlocking,
+  reconnect,
+  waitUntilReady,
+} from './connection.js'
 import type { ScriptRunner } from './runner.js'
 import type { RedisClient } from './scripts.js'
 
@@ -101,7 +106,7 @@ class StreamFollower {
         )) as [string, [string, string[]][]][] | null
         failures = 0
         if (reply === null && blockTimedOutLocally(sentAt, BLOCK_MS)) {
-          this.client.disconnect(true)
+          await reconnect(this.client, 5000)
           continue
         }
         const events = reply ? decode(reply[0]?.[1] ?? []) : []
