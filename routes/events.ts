@@ -4,6 +4,7 @@ import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, ProblemError, queueNotFound, shuttingDown } from '../src/errors.js'
 import { EventStream } from '../src/event-stream.js'
+import { accessLine } from '../src/logger.js'
 import { compareIds, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
 import { isFinal, type JobRecord } from '../src/queue/records.js'
 import type { QueueParams } from './params.js'
@@ -100,10 +101,11 @@ export default async function eventsRoutes(
     for (const stream of open) stream.end()
   })
 
+  const route = contract.route('streamEvents')
   app.get<{ Params: QueueParams; Querystring: EventsQuery }>(
     '/v1/queues/:queue/events',
     // A HEAD would open a stream only to drop it.
-    { ...contract.route('streamEvents'), exposeHeadRoute: false },
+    { ...route, config: { ...route.config, streamed: true }, exposeHeadRoute: false },
     async (request, reply) => {
       const { queue } = request.params
       const { job = null, since } = request.query
@@ -149,7 +151,14 @@ export default async function eventsRoutes(
         onEnd: () => open.delete(stream),
       })
       open.add(stream)
-      reply.raw.once('close', () => stream.end())
+      reply.raw.once('close', () => {
+        stream.end()
+        // The access log writes its line when an answer finishes; a stream its client closed
+        // never does.
+        if (!reply.raw.writableFinished) {
+          request.log.info(accessLine(request, reply), 'request completed')
+        }
+      })
       // A finished job has nothing more to come: read all that is left before answering.
       const finished = watched !== null && isFinal(watched.state)
       await stream.open(finished)

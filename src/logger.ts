@@ -36,6 +36,16 @@ export function loggerOptions(level: LogLevel): NonNullable<FastifyServerOptions
 /** Routes polled by probes and scrapers: logged at debug, so they do not drown the access log. */
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
 
+/** What the access log says of an answer. */
+export function accessLine(request: FastifyRequest, reply: FastifyReply) {
+  return {
+    method: request.method,
+    url: request.url,
+    status: reply.statusCode,
+    ms: Math.round(reply.elapsedTime * 100) / 100,
+  }
+}
+
 /** One access-log line per request, every line labelled with `request_id`. */
 export class AccessLog extends LogController {
   constructor() {
@@ -51,12 +61,7 @@ export class AccessLog extends LogController {
     request: FastifyRequest,
     reply: FastifyReply,
   ): void {
-    const line = {
-      method: request.method,
-      url: request.url,
-      status: reply.statusCode,
-      ms: Math.round(reply.elapsedTime * 100) / 100,
-    }
+    const line = accessLine(request, reply)
     if (error) reply.log.error({ ...line, err: error }, 'request failed')
     else if (QUIET_ROUTES.has(request.routeOptions.url ?? ''))
       reply.log.debug(line, 'request completed')

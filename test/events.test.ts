@@ -287,6 +287,22 @@ t.test('many watchers of a queue share one Redis connection', async (t) => {
     'the follower stops with its last watcher',
   )
   t.equal(await scrape(), 1)
+  const streamed = { method: 'GET', route: '/v1/queues/:queue/events', status: '200' }
+  let samples = new Map<string, number>()
+  for (const deadline = Date.now() + 2000; Date.now() < deadline; await sleep(50)) {
+    samples = parsePrometheus(await (await fetch(`${gateway.url}/metrics`)).text())
+    if (sample(samples, 'jobgate_http_requests_total', streamed) === 20) break
+  }
+  t.equal(
+    sample(samples, 'jobgate_http_requests_total', streamed),
+    20,
+    'closed streams are counted',
+  )
+  t.equal(
+    sample(samples, 'jobgate_http_request_duration_seconds_count', streamed),
+    0,
+    'but not timed: a stream lasts as long as its watcher',
+  )
 })
 
 t.test('bad input: a problem, and nothing written', async (t) => {

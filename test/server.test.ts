@@ -1,4 +1,5 @@
 import t from 'tap'
+import { EventReader } from './helpers/event-source.js'
 import { GatewayProcess } from './helpers/gateway-process.js'
 import { RedisServer } from './helpers/redis-server.js'
 
@@ -26,6 +27,16 @@ t.test('serves over HTTP, logs JSON with the request id, exits 0 on SIGTERM', as
     (l) => l.msg === 'request completed' && l.url === '/v1/queues/q/jobs',
   )
   t.match(line, { request_id: 'trace-123', method: 'POST', status: 202, url: '/v1/queues/q/jobs' })
+  const watcher = await EventReader.open(`${gateway.url}/v1/queues/q/events`, {
+    'x-request-id': 'watch-1',
+  })
+  await watcher.received(0)
+  watcher.close()
+  t.match(
+    await gateway.waitForLog((l) => l.msg === 'request completed' && l.request_id === 'watch-1'),
+    { method: 'GET', status: 200, url: '/v1/queues/q/events' },
+    'an event stream its client closed has its access-log line too',
+  )
   t.ok(
     gateway.lines.every((l) => !l.msg.startsWith('(not JSON)')),
     'every stdout line is a JSON log line',

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { QueueCounts } from '../queue/queue-store.js'
@@ -6,6 +6,13 @@ import type { QueueCounts } from '../queue/queue-store.js'
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: GatewayMetrics
+  }
+  interface FastifyContextConfig {
+    /**
+     * The route's 200 is a stream held open for as long as its client stays: counted like any
+     * answer, but its duration is no latency, so it stays out of the request histogram.
+     */
+    streamed?: boolean
   }
 }
 
@@ -170,15 +177,32 @@ export default fp(
       }
       return child
     }
-    app.addHook('onResponse', (request, reply, done) => {
+    const record = (request: FastifyRequest, reply: FastifyReply) => {
       const route = request.routeOptions.url ?? 'unmatched'
       const child = childrenFor(request.method, route, reply.statusCode)
       child.count()
-      child.observe(reply.elapsedTime / 1000)
+      if (!(reply.statusCode === 200 && request.routeOptions.config.streamed)) {
+        child.observe(reply.elapsedTime / 1000)
+      }
       if (reply.problemCode && route === '/v1/queues/:queue/jobs' && request.method === 'POST') {
         gateway.rejected.inc({ code: reply.problemCode })
       }
+    }
+    app.addHook('onResponse', (request, reply, done) => {
+      record(request, reply)
       done()
+    })
+    // A stream that its client closes never finishes, and Fastify runs no onResponse hook then.
+    const recordOnClose: onRequestHookHandler = (request, reply, done) => {
+      reply.raw.once('close', () => {
+        if (reply.raw.headersSent && !reply.raw.writableFinished) record(request, reply)
+      })
+      done()
+    }
+    app.addHook('onRoute', (route) => {
+      if (!route.config?.streamed) return
+      const hooks = route.onRequest
+      route.onRequest = [...(hooks === undefined ? [] : [hooks].flat()), recordOnClose]
     })
   },
   { name: 'jobgate-metrics', dependencies: ['jobgate-store', 'jobgate-problems'] },
