@@ -37,6 +37,12 @@ export interface RedisServerOptions {
   port?: number
 }
 
+class EarlyExit extends Error {
+  constructor(code: number) {
+    super(`redis-server exited with ${code}`)
+  }
+}
+
 /** A private `redis-server` process on a free port, with its own data directory. */
 export class RedisServer {
   private process: ChildProcess | null = null
@@ -47,11 +53,19 @@ export class RedisServer {
   ) {}
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
-    const port = options.port ?? (await freePort())
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'jobgate-redis-'))
-    const server = new RedisServer(port, dir, options.args ?? [])
-    await server.spawn()
-    return server
+    for (let attempt = 1; ; attempt++) {
+      const server = new RedisServer(options.port ?? (await freePort()), dir, options.args ?? [])
+      try {
+        await server.spawn()
+        return server
+      } catch (error) {
+        // A port found free can be taken before redis-server binds it (by another test file's
+        // server, or a cluster node's bus port at its port + 10000): try another one.
+        if (options.port !== undefined || attempt === 5 || !(error instanceof EarlyExit))
+          throw error
+      }
+    }
   }
 
   get url(): string {
@@ -88,7 +102,7 @@ export class RedisServer {
     this.process = child
     const deadline = Date.now() + 10_000
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
+      if (child.exitCode !== null) throw new EarlyExit(child.exitCode)
       const probe = new Redis(this.url, {
         lazyConnect: true,
         maxRetriesPerRequest: 0,
