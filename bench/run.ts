@@ -3,6 +3,9 @@
  *
  *   npm run bench -- [--runs=3] [--seconds=10] [--only=ingest,worker,…] [--quick] [--out=FILE]
  *
+ * The measurements are also saved beside the Markdown (`bench/RESULTS.json`); `--render`
+ * writes the Markdown again from them, with the current bench/NOTES.md, without measuring.
+ *
  * `--compare=<git revision>` (repeatable) also measures that revision of jobgate (gateway and
  * PHP worker) in the ingest and worker scenarios, built in a temporary worktree: what the
  * changes since then bought.
@@ -11,7 +14,7 @@
  * (tiny sizes, results not meaningful).
  */
 import { execFileSync } from 'node:child_process'
-import { symlinkSync, writeFileSync } from 'node:fs'
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -39,8 +42,17 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     out: { type: 'string', default: join(ROOT, 'bench/RESULTS.md') },
     compare: { type: 'string', multiple: true, default: [] },
+    render: { type: 'boolean', default: false },
   },
 })
+
+const out = values.out ?? join(ROOT, 'bench/RESULTS.md')
+const measurementsFile = out.replace(/(\.md)?$/, '.json')
+if (values.render) {
+  writeFileSync(out, render(JSON.parse(readFileSync(measurementsFile, 'utf8')) as Report))
+  process.stderr.write(`wrote ${out} from ${measurementsFile}\n`)
+  process.exit(0)
+}
 
 const quick = values.quick ?? false
 const only = new Set((values.only ?? SCENARIOS.join(',')).split(',').map((name) => name.trim()))
@@ -226,5 +238,6 @@ try {
 } finally {
   await redis.stop()
 }
-writeFileSync(values.out ?? '', render(report))
-process.stderr.write(`wrote ${values.out}\n`)
+writeFileSync(measurementsFile, `${JSON.stringify(report, null, 1)}\n`)
+writeFileSync(out, render(report))
+process.stderr.write(`wrote ${out} and ${measurementsFile}\n`)

@@ -13,21 +13,13 @@ t.test('bench --quick: worker, end-to-end and fan-out scenarios, and the report'
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const out = join(dir, 'RESULTS.md')
   // `env -u`: tap adds its own loader to NODE_OPTIONS of every child, which the build chokes on.
-  const run = spawnSync(
-    'env',
-    [
-      '-u',
-      'NODE_OPTIONS',
-      process.execPath,
-      '--import',
-      'tsx',
-      'bench/run.ts',
-      '--quick',
-      '--only=worker,e2e,fanout',
-      `--out=${out}`,
-    ],
-    { encoding: 'utf8', timeout: 120_000 },
-  )
+  const bench = (...args: string[]) =>
+    spawnSync(
+      'env',
+      ['-u', 'NODE_OPTIONS', process.execPath, '--import', 'tsx', 'bench/run.ts', ...args],
+      { encoding: 'utf8', timeout: 120_000 },
+    )
+  const run = bench('--quick', '--only=worker,e2e,fanout', `--out=${out}`)
   t.equal(run.status, 0, run.stderr)
   t.match(run.stderr, /\[1\/5\] worker: BRPOP loop, run 1\/1/, 'progress on stderr')
   const report = readFileSync(out, 'utf8')
@@ -41,5 +33,11 @@ t.test('bench --quick: worker, end-to-end and fan-out scenarios, and the report'
     /\| 3 \| [\d.]+ \| [^|]* \| [\d.]+ × \| 500 of 500 \|/,
     'every watcher got every entry',
   )
+  const measured = JSON.parse(readFileSync(join(dir, 'RESULTS.json'), 'utf8'))
+  t.equal(measured.sizes.workerJobs, 200, 'the measurements are saved beside the report')
+  rmSync(out)
+  const rendered = bench('--render', `--out=${out}`)
+  t.equal(rendered.status, 0, rendered.stderr)
+  t.equal(readFileSync(out, 'utf8'), report, '--render writes the same report from them')
   t.end()
 })
