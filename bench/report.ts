@@ -6,7 +6,7 @@ import type { WrkResult } from './lib/wrk.js'
 import type { EndToEndResult } from './scenarios/end-to-end.js'
 import type { FanoutRow } from './scenarios/fanout.js'
 import type { GrowthRow } from './scenarios/growth.js'
-import type { IngestRow } from './scenarios/ingest.js'
+import type { IngestRow, IngestRun } from './scenarios/ingest.js'
 import type { SoakResult } from './scenarios/soak.js'
 import { WORKER_ROW, type WorkerRow } from './scenarios/worker.js'
 
@@ -48,6 +48,12 @@ function table(head: string[], rows: (string | number)[][]): string {
   ].join('\n')
 }
 
+/** Median gateway CPU per request (per job: `jobsPerRequest`), µs; '–' where not measured. */
+function cpuPer(runs: IngestRun[], jobsPerRequest: number): string {
+  const measured = runs.flatMap((run) => run.cpuUsPerRequest ?? [])
+  return measured.length === 0 ? '–' : (median(measured) / jobsPerRequest).toFixed(1)
+}
+
 function ingestSection(rows: IngestRow[], batches: IngestRow[], targets: Target[]): string {
   const byName = (prefix: string) => rows.find((row) => row.gateway.name.startsWith(prefix))
   const jobgate = rows.find((row) => row.gateway.name === 'jobgate')
@@ -59,6 +65,7 @@ function ingestSection(rows: IngestRow[], batches: IngestRow[], targets: Target[
     spread(row.runs.map((run) => run.rps)),
     fixed(median(row.runs.map((run) => run.p50Ms))),
     fixed(median(row.runs.map((run) => run.p99Ms))),
+    cpuPer(row.runs, 1),
     row.runs.reduce((sum, run) => sum + run.errors, 0),
     row.gateway.what,
   ])
@@ -69,6 +76,7 @@ function ingestSection(rows: IngestRow[], batches: IngestRow[], targets: Target[
       spread(batch.runs.map((run) => run.rps * 100)),
       fixed(median(batch.runs.map((run) => run.p50Ms))),
       fixed(median(batch.runs.map((run) => run.p99Ms))),
+      cpuPer(batch.runs, 100),
       batch.runs.reduce((sum, run) => sum + run.errors, 0),
       'POST …/jobs:batch with 100 jobs, each with its own idempotency key; latency per batch',
     ])
@@ -98,9 +106,13 @@ function ingestSection(rows: IngestRow[], batches: IngestRow[], targets: Target[
     '## 1. HTTP ingest',
     '',
     'wrk, 1 thread, 50 connections, a fresh `Idempotency-Key` on every POST; median of the runs',
-    '(spread = slowest–fastest run). Every gateway answers 202 with a JSON body.',
+    '(spread = slowest–fastest run). Every gateway answers 202 with a JSON body. CPU µs: the',
+    "gateway process's CPU time per request (per job for batches), median of the runs.",
     '',
-    table(['gateway', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'errors', 'what it does'], body),
+    table(
+      ['gateway', 'req/s', 'spread', 'p50 ms', 'p99 ms', 'CPU µs', 'errors', 'what it does'],
+      body,
+    ),
   ].join('\n')
 }
 

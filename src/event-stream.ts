@@ -19,7 +19,7 @@ const MAX_BUFFERED_BYTES = 1024 * 1024
 /** Live entries held for a watcher still catching up, at most (about half the bytes above). */
 const MAX_HELD = 4000
 /** A catch-up that waits longer than this for its client to read is cut off. */
-const STALL_MS = 30_000
+export const STALL_MS = 30_000
 
 export interface EventStreamOptions {
   queue: string
@@ -32,6 +32,8 @@ export interface EventStreamOptions {
   /** Entries after `after` may have been dropped by the length cap: a gap event names this one. */
   gapBefore: string | null
   keepAliveMs: number
+  /** How long a catch-up waits for its client to read a full buffer; default STALL_MS. */
+  stallMs?: number
   /** Drops the connection: how a watcher that fell behind is cut off. */
   abort: () => void
   /** Called once, when the stream ends for any reason. */
@@ -145,7 +147,7 @@ export class EventStream {
     }
   }
 
-  /** True once the client has read what is buffered; false after STALL_MS or when it ended. */
+  /** True once the client has read what is buffered; false after the stall time or when it ended. */
   private drained(): Promise<boolean> {
     return new Promise((resolve) => {
       const done = (drained: boolean) => {
@@ -155,7 +157,7 @@ export class EventStream {
         resolve(drained)
       }
       const onDrain = () => done(true)
-      const timer = setTimeout(() => done(false), STALL_MS)
+      const timer = setTimeout(() => done(false), this.options.stallMs ?? STALL_MS)
       this.stopWaiting = () => done(false)
       this.body.once('drain', onDrain)
     })

@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { newApiKey } from '../src/auth.js'
 import type { JsonSchema } from '../src/contract.js'
-import { compareIds } from '../src/queue/event-feed.js'
+import { EventStream, STALL_MS } from '../src/event-stream.js'
+import { compareIds, STREAM_START } from '../src/queue/event-feed.js'
 import { EventReader, serverSockets, stalledWatcher } from './helpers/event-source.js'
 import { dataKeys, type Gateway, startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
 import { sleep, until } from './helpers/load.js'
@@ -444,6 +445,40 @@ t.test(
     t.equal(socketOf(watcher.localPort)?.destroyed, true, 'its connection is dropped')
   },
 )
+
+t.test('a catch-up whose client reads nothing for the stall time is cut off', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  await addEntries(gateway, 20_000) // about 3 MB of events, over the 1 MiB a watcher may lag
+  const feed = gateway.app.store.events
+  let abortedAt = 0
+  let ended = false
+  const stream = new EventStream(feed, {
+    queue: 'q',
+    job: null,
+    after: STREAM_START,
+    newest: (await feed.info('q')).lastId,
+    gapBefore: null,
+    keepAliveMs: 15_000,
+    stallMs: 500,
+    abort: () => {
+      abortedAt = Date.now()
+    },
+    onEnd: () => {
+      ended = true
+    },
+  })
+  const openedAt = Date.now()
+  await stream.open() // nobody reads stream.body
+  await sleep(250)
+  t.equal(abortedAt, 0, 'not cut off while within the stall time')
+  t.equal(feed.followedQueues, 1)
+  t.ok(await until(() => abortedAt !== 0, 5000), 'cut off once the stall time has passed')
+  t.ok(abortedAt - openedAt >= 500, `after the stall time (${abortedAt - openedAt} ms)`)
+  t.ok(ended, 'the stream ended')
+  t.equal(feed.followedQueues, 0, 'and its follower stopped')
+  t.equal(STALL_MS, 30_000, 'the default stall time, as the README says')
+})
 
 t.test('the cap trims past a slow catch-up: a gap event, then the oldest entry left', async (t) => {
   const gateway = await startGateway(t, { listen: true })

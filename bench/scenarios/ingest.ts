@@ -7,15 +7,24 @@ import {
   LPUSH,
   waitForHttp,
 } from '../lib/contenders.js'
-import { freePort } from '../lib/proc.js'
+import { cpuMs, freePort } from '../lib/proc.js'
 import type { Progress } from '../lib/progress.js'
 import type { BenchRedis } from '../lib/redis.js'
 import { median } from '../lib/stats.js'
 import { type WrkResult, wrk } from '../lib/wrk.js'
 
+export interface IngestRun extends WrkResult {
+  /**
+   * The gateway's CPU time (user + system) per request during the measurement, µs: less
+   * swayed than the rate by what else the machine runs, since time the core is taken away
+   * is not counted. Absent in results from before it was measured.
+   */
+  cpuUsPerRequest?: number
+}
+
 export interface IngestRow {
   gateway: Gateway
-  runs: WrkResult[]
+  runs: IngestRun[]
 }
 
 export interface IngestOptions {
@@ -35,7 +44,7 @@ export async function measure(
   gateway: Gateway,
   redis: BenchRedis,
   options: IngestOptions,
-): Promise<WrkResult> {
+): Promise<IngestRun> {
   if (!options.keepData) await redis.flush()
   const port = await freePort()
   const server = gateway.start(redis.url, port, options.env)
@@ -47,7 +56,10 @@ export async function measure(
       env: { WRK_API_KEY: gateway.apiKey ?? '', ...gateway.wrkEnv, ...options.wrkEnv },
     }
     await wrk({ ...load, seconds: options.warmupSeconds })
-    return await wrk({ ...load, seconds: options.seconds })
+    const pid = server.child.pid ?? 0
+    const before = cpuMs(pid)
+    const result = await wrk({ ...load, seconds: options.seconds })
+    return { ...result, cpuUsPerRequest: ((cpuMs(pid) - before) * 1000) / result.requests }
   } finally {
     await server.stop()
   }
@@ -72,12 +84,12 @@ export async function ingest(
       const result = await measure(row.gateway, redis, options)
       row.runs.push(result)
       progress.note(
-        `${Math.round(result.rps)} req/s, p99 ${result.p99Ms} ms, ${result.errors} errors`,
+        `${Math.round(result.rps)} req/s, p99 ${result.p99Ms} ms, ${result.errors} errors, ${result.cpuUsPerRequest?.toFixed(1)} µs of gateway CPU per request`,
       )
     }
   }
   return rows
 }
 
-export const medianOf = (runs: WrkResult[], pick: (run: WrkResult) => number) =>
+export const medianOf = (runs: IngestRun[], pick: (run: IngestRun) => number) =>
   median(runs.map(pick))

@@ -34,15 +34,20 @@ export async function unavailableAsProblem<T>(
   try {
     return await pending
   } catch (error) {
-    if (!isUnavailableError(error)) throw error
-    const detail = isBreakerOpen(error)
-      ? `Redis is failing; calls are paused for ${retryAfterSeconds} s. Retry then: ${RETRY_SAFELY}`
-      : `Redis did not answer. Retry shortly: ${RETRY_SAFELY}`
-    throw new ProblemError('REDIS_UNAVAILABLE', detail, {
-      headers: { 'retry-after': String(retryAfterSeconds) },
-      cause: error,
-    })
+    throw asProblem(error, retryAfterSeconds)
   }
+}
+
+/** The 503 problem for an error that means Redis is unavailable; any other error as it is. */
+function asProblem(error: unknown, retryAfterSeconds: number): unknown {
+  if (!isUnavailableError(error)) return error
+  const detail = isBreakerOpen(error)
+    ? `Redis is failing; calls are paused for ${retryAfterSeconds} s. Retry then: ${RETRY_SAFELY}`
+    : `Redis did not answer. Retry shortly: ${RETRY_SAFELY}`
+  return new ProblemError('REDIS_UNAVAILABLE', detail, {
+    headers: { 'retry-after': String(retryAfterSeconds) },
+    cause: error,
+  })
 }
 
 /** A script reply as a list of strings (nested lists are not flattened). */
@@ -101,18 +106,15 @@ export class ScriptRunner {
   }
 
   /** A Redis call of the request path, through the breaker, with unavailability as a 503. */
-  command<T>(call: () => Promise<T>): Promise<T> {
-    const answered = this.breaker.run(call).then(
-      (reply) => {
-        this.lastReplyAt = Date.now()
-        return reply
-      },
-      (error: unknown) => {
-        this.reconnectIfSilent(error)
-        throw error
-      },
-    )
-    return unavailableAsProblem(answered, this.breaker.retryAfterSeconds())
+  async command<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      const reply = await this.breaker.run(call)
+      this.lastReplyAt = Date.now()
+      return reply
+    } catch (error) {
+      this.reconnectIfSilent(error)
+      throw asProblem(error, this.breaker.retryAfterSeconds())
+    }
   }
 
   /**
