@@ -15,9 +15,10 @@ import { type WrkResult, wrk } from '../lib/wrk.js'
 
 export interface IngestRun extends WrkResult {
   /**
-   * The gateway's CPU time (user + system) per request during the measurement, µs: less
-   * swayed than the rate by what else the machine runs, since time the core is taken away
-   * is not counted. Absent in results from before it was measured.
+   * The gateway's CPU time (user + system) per request during the measurement, µs: what a
+   * request costs, where the rate also depends on waiting. Time the core is taken away is
+   * not counted, but a disturbed machine still raises it (bench/NOTES.md). Absent in results
+   * from before it was measured.
    */
   cpuUsPerRequest?: number
 }
