@@ -48,6 +48,19 @@ function table(head: string[], rows: (string | number)[][]): string {
   ].join('\n')
 }
 
+/** The runs' errors in all, with the kinds wrk told apart, e.g. `57 (timeout 50, read 7)`. */
+function errorsOf(runs: IngestRun[]): string {
+  const total = runs.reduce((sum, run) => sum + run.errors, 0)
+  const kinds = new Map<string, number>()
+  for (const run of runs) {
+    for (const [kind, n] of Object.entries(run.errorKinds ?? {})) {
+      if (n > 0) kinds.set(kind, (kinds.get(kind) ?? 0) + n)
+    }
+  }
+  if (total === 0 || kinds.size === 0) return String(total)
+  return `${total} (${[...kinds].map(([kind, n]) => `${kind} ${n}`).join(', ')})`
+}
+
 /** Median gateway CPU per request (per job: `jobsPerRequest`), µs; '–' where not measured. */
 function cpuPer(runs: IngestRun[], jobsPerRequest: number): string {
   const measured = runs.flatMap((run) => run.cpuUsPerRequest ?? [])
@@ -66,7 +79,7 @@ function ingestSection(rows: IngestRow[], batches: IngestRow[], targets: Target[
     fixed(median(row.runs.map((run) => run.p50Ms))),
     fixed(median(row.runs.map((run) => run.p99Ms))),
     cpuPer(row.runs, 1),
-    row.runs.reduce((sum, run) => sum + run.errors, 0),
+    errorsOf(row.runs),
     row.gateway.what,
   ])
   for (const batch of batches) {
@@ -77,7 +90,7 @@ function ingestSection(rows: IngestRow[], batches: IngestRow[], targets: Target[
       fixed(median(batch.runs.map((run) => run.p50Ms))),
       fixed(median(batch.runs.map((run) => run.p99Ms))),
       cpuPer(batch.runs, 100),
-      batch.runs.reduce((sum, run) => sum + run.errors, 0),
+      errorsOf(batch.runs),
       'POST …/jobs:batch with 100 jobs, each with its own idempotency key; latency per batch',
     ])
   }

@@ -11,6 +11,8 @@ export interface WrkResult {
   p99Ms: number
   /** Non-2xx answers plus socket errors. */
   errors: number
+  /** The errors by kind, as wrk reports them (absent in results from before it was kept). */
+  errorKinds?: { non2xx: number; connect: number; read: number; write: number; timeout: number }
 }
 
 export interface WrkOptions {
@@ -48,13 +50,20 @@ export async function wrk(options: WrkOptions): Promise<WrkResult> {
   )
   const number = (pattern: RegExp) => Number(pattern.exec(stdout)?.[1] ?? 0)
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)
+  const [connect, read, write, timeout] = (socket?.slice(1) ?? []).map(Number)
+  const errorKinds = {
+    non2xx: number(/Non-2xx or 3xx responses: (\d+)/),
+    connect: connect ?? 0,
+    read: read ?? 0,
+    write: write ?? 0,
+    timeout: timeout ?? 0,
+  }
   return {
     requests: number(/(\d+) requests in/),
     rps: number(/Requests\/sec:\s+([\d.]+)/),
     p50Ms: ms(/\s50%\s+(\S+)/.exec(stdout)?.[1]),
     p99Ms: ms(/\s99%\s+(\S+)/.exec(stdout)?.[1]),
-    errors:
-      number(/Non-2xx or 3xx responses: (\d+)/) +
-      (socket ? socket.slice(1).reduce((sum, count) => sum + Number(count), 0) : 0),
+    errors: Object.values(errorKinds).reduce((sum, count) => sum + count, 0),
+    errorKinds,
   }
 }
