@@ -48,6 +48,11 @@ export async function wrk(options: WrkOptions): Promise<WrkResult> {
     ],
     { env: { PATH: process.env.PATH ?? '', ...options.env }, maxBuffer: 1 << 20 },
   )
+  return parseWrk(stdout)
+}
+
+/** What wrk's report (with `--latency`) says. */
+export function parseWrk(stdout: string): WrkResult {
   const number = (pattern: RegExp) => Number(pattern.exec(stdout)?.[1] ?? 0)
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout)
   const [connect, read, write, timeout] = (socket?.slice(1) ?? []).map(Number)
