@@ -117,6 +117,61 @@ t.test(
   },
 )
 
+t.test(
+  'replies lost after Redis acted (the ack and the next reserve ran): the ack sent again changes nothing, the orphaned lease runs out, each job runs once',
+  async (t) => {
+    const { store, redis } = await startStore(t)
+    const proxy = await FreezableProxy.start(redis.port)
+    t.teardown(() => proxy.close())
+    const worker = new PhpWorker({
+      redisUrl: `redis://127.0.0.1:${proxy.port}`,
+      queues: ['q'],
+      args: ['--lease=2'],
+    })
+    t.teardown(() => worker.signal('SIGKILL'))
+    // One job first, so that Redis holds the scripts and the worker pipelines its next ack with
+    // the next reserve (a NOSCRIPT answer would mean the ack never ran).
+    const warmUp = await enqueue(store, 'q', { type: 'echo', payload: '{"n":0}' })
+    await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === warmUp)
+    const first = await enqueue(store, 'q', { type: 'sleep', payload: '{"ms":800}' })
+    await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === first)
+    // Queued while the first runs: the reserve pipelined with the first's ack leases it.
+    const second = await enqueue(store, 'q', { type: 'echo', payload: '{"n":2}' })
+    proxy.freezeReplies()
+    await worker.waitForLog(
+      (line) => line.msg === 'job succeeded' && line.job_id === second,
+      20_000,
+    )
+    const [a, b] = await Promise.all([store.jobs.get('q', first), store.jobs.get('q', second)])
+    t.equal(a?.state, 'succeeded')
+    t.equal(a?.attempts, 1)
+    t.same(
+      a?.history.map((entry) => entry.state),
+      ['queued', 'active', 'succeeded'],
+      'the first job succeeded once: the ack sent again changed nothing',
+    )
+    t.ok(
+      worker.lines.some((line) => line.msg === 'redis unavailable, reconnecting'),
+      'the worker gave up the connection whose replies stopped',
+    )
+    t.strictSame(
+      worker.lines.filter((line) => line.job_id === first).map((line) => line.msg),
+      ['job started', 'job succeeded'],
+      'the ack sent again finds the job already succeeded and reports it as done, not lost',
+    )
+    t.equal(b?.state, 'succeeded')
+    t.equal(b?.attempts, 2, 'the lease whose reply was lost counted an attempt, and ran out')
+    t.same(
+      b?.history.map((entry) => entry.state),
+      ['queued', 'active', 'queued', 'active', 'succeeded'],
+    )
+    const runs = (id: string) =>
+      worker.lines.filter((line) => line.msg === 'job started' && line.job_id === id).length
+    t.equal(runs(first), 1, 'the first job ran once')
+    t.equal(runs(second), 1, 'the second job ran once, on the lease it got after reclaiming')
+  },
+)
+
 t.test('a worker with a broken handlers file exits 78 and says why', async (t) => {
   const redis = await RedisServer.start()
   t.teardown(() => redis.destroy())

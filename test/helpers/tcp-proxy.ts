@@ -37,6 +37,17 @@ export class FreezableProxy {
     }
   }
 
+  /**
+   * Every connection open now still carries requests to the server, but its replies are held
+   * back: the server acts on what it gets, and the client never hears of it.
+   */
+  freezeReplies(): void {
+    for (const [client, upstream] of this.pairs) {
+      upstream.unpipe(client)
+      upstream.pause()
+    }
+  }
+
   async close(): Promise<void> {
     for (const pair of this.pairs) for (const socket of pair) socket.destroy()
     await new Promise((resolve) => this.server.close(resolve))
