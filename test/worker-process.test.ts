@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
 import { RedisServer } from './helpers/redis-server.js'
@@ -54,15 +54,21 @@ t.test(
   },
 )
 
+/** A worker on queue `q` whose Redis connections pass a proxy that can freeze them. */
+async function workerBehindProxy(t: Test, args: string[] = []) {
+  const { store, redis } = await startStore(t)
+  const proxy = await FreezableProxy.start(redis.port)
+  t.teardown(() => proxy.close())
+  const worker = new PhpWorker({ redisUrl: `redis://127.0.0.1:${proxy.port}`, queues: ['q'], args })
+  t.teardown(() => worker.signal('SIGKILL'))
+  return { store, proxy, worker }
+}
+
 t.test(
   'a Redis connection that goes silent without a reset: the worker gives it up after its read timeout, reconnects, and every job runs once',
   async (t) => {
-    const { store, redis } = await startStore(t)
-    const proxy = await FreezableProxy.start(redis.port)
-    t.teardown(() => proxy.close())
     // --sleep=0.5: the read timeout is the block time plus 5 s.
-    const worker = new PhpWorker({ redisUrl: `redis://127.0.0.1:${proxy.port}`, queues: ['q'] })
-    t.teardown(() => worker.signal('SIGKILL'))
+    const { store, proxy, worker } = await workerBehindProxy(t)
     const stateOf = async (id: string) => (await store.jobs.get('q', id))?.state
     const reaches = async (id: string, state: string, timeoutMs: number) => {
       for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
@@ -120,15 +126,7 @@ t.test(
 t.test(
   'replies lost after Redis acted (the ack and the next reserve ran): the ack sent again changes nothing, the orphaned lease runs out, each job runs once',
   async (t) => {
-    const { store, redis } = await startStore(t)
-    const proxy = await FreezableProxy.start(redis.port)
-    t.teardown(() => proxy.close())
-    const worker = new PhpWorker({
-      redisUrl: `redis://127.0.0.1:${proxy.port}`,
-      queues: ['q'],
-      args: ['--lease=2'],
-    })
-    t.teardown(() => worker.signal('SIGKILL'))
+    const { store, proxy, worker } = await workerBehindProxy(t, ['--lease=2'])
     // One job first, so that Redis holds the scripts and the worker pipelines its next ack with
     // the next reserve (a NOSCRIPT answer would mean the ack never ran).
     const warmUp = await enqueue(store, 'q', { type: 'echo', payload: '{"n":0}' })
