@@ -2,7 +2,13 @@ import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
 import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
-import { jobNotFound, ProblemError, queueNotFound, shuttingDown } from '../src/errors.js'
+import {
+  invalidHeader,
+  jobNotFound,
+  ProblemError,
+  queueNotFound,
+  shuttingDown,
+} from '../src/errors.js'
 import { EventStream } from '../src/event-stream.js'
 import { accessLine } from '../src/logger.js'
 import { compareIds, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
@@ -26,16 +32,11 @@ function lastEventIdOf(header: string | string[] | undefined): string | null {
   // An empty id is what a client that saw no event with an id has: no position.
   if (header === undefined || header === '') return null
   if (typeof header === 'string' && EVENT_ID.test(header)) return header
-  throw new ProblemError(
+  throw invalidHeader(
     'VALIDATION_FAILED',
+    'last-event-id',
     'Last-Event-ID must be the id of an event this stream sent (<ms>-<seq>) or 0.',
-    {
-      extensions: {
-        errors: [
-          { in: 'headers', pointer: '/last-event-id', detail: 'is not an event id of this stream' },
-        ],
-      },
-    },
+    'is not an event id of this stream',
   )
 }
 
@@ -154,8 +155,8 @@ export default async function eventsRoutes(
       reply.raw.once('close', () => {
         stream.end()
         // The access log writes its line when an answer finishes; a stream its client closed
-        // never does.
-        if (!reply.raw.writableFinished) {
+        // never does (the metrics plugin counts such a stream on the same condition).
+        if (reply.raw.headersSent && !reply.raw.writableFinished) {
           request.log.info(accessLine(request, reply), 'request completed')
         }
       })

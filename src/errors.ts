@@ -107,6 +107,18 @@ export class ProblemError extends Error {
   }
 }
 
+/** A request header with a malformed value, named in the problem's `errors` like a field. */
+export function invalidHeader(
+  code: ProblemCode,
+  header: string,
+  detail: string,
+  fieldDetail: string,
+): ProblemError {
+  return new ProblemError(code, detail, {
+    extensions: { errors: [{ in: 'headers', pointer: `/${header}`, detail: fieldDetail }] },
+  })
+}
+
 /** A job id the queue does not hold (never, or no longer: records expire after their retention). */
 export function jobNotFound(queue: string, id: string): ProblemError {
   return new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)

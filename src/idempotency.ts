@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
-import { ProblemError } from './errors.js'
+import { invalidHeader } from './errors.js'
 
 /**
  * Idempotency keys, after draft-ietf-httpapi-idempotency-key-header: `Idempotency-Key`, else
@@ -29,16 +29,11 @@ export function idempotencyKeyOf(headers: IncomingHttpHeaders): IdempotencyKey |
   const key = QUOTED.exec(raw)?.[1] ?? raw
   if (!KEY.test(key)) {
     const shown = header === 'idempotency-key' ? 'Idempotency-Key' : 'X-Request-ID'
-    throw new ProblemError(
+    throw invalidHeader(
       'IDEMPOTENCY_KEY_INVALID',
+      header,
       `${shown} must be 1 to 255 visible ASCII characters other than '"' and '\\', bare or in double quotes (got ${key.length} characters)`,
-      {
-        extensions: {
-          errors: [
-            { in: 'headers', pointer: `/${header}`, detail: 'is not a valid idempotency key' },
-          ],
-        },
-      },
+      'is not a valid idempotency key',
     )
   }
   return { key, header }

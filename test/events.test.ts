@@ -61,7 +61,7 @@ function checkEvents(t: Test, gateway: Gateway, reader: EventReader): void {
   for (const event of reader.events) {
     if (event.type !== 'message' && event.type !== 'gap') violations.push(`type ${event.type}`)
     const schema = event.type === 'gap' ? schemas.StreamGap : schemas.QueueEvent
-    const error = gateway.checker.validateValue(schema ?? {}, JSON.parse(event.data))
+    const error = gateway.checker.validate(schema ?? {}, JSON.parse(event.data))
     if (error !== null) violations.push(`${event.id}: ${error}`)
   }
   t.strictSame(violations, [], `${reader.events.length} events match their openapi.yaml schemas`)

@@ -75,11 +75,7 @@ export class ContractChecker {
   }
 
   /** Validates a value against a schema of the document; null when it is valid. */
-  validateValue(schema: JsonSchema, value: unknown): string | null {
-    return this.validate(schema, value)
-  }
-
-  private validate(schema: JsonSchema, value: unknown): string | null {
+  validate(schema: JsonSchema, value: unknown): string | null {
     let validator = this.validators.get(schema)
     if (!validator) {
       validator = this.ajv.compile(schema)
