@@ -22,19 +22,21 @@ export interface WorkerRow {
 
 /**
  * One jobgate-worker process (Redis transport, full protocol) drains `count` noop jobs from
- * `queue`, which must hold at least that many. Jobs/s from spawn to exit.
+ * `queue`, which must hold at least that many. Jobs/s from spawn to exit. `emptyAhead` are
+ * queues the worker serves first (`--queue` before `queue`) that hold nothing.
  */
 export async function drainWithWorker(
   redis: BenchRedis,
   queue: string,
   count: number,
   root = ROOT,
+  emptyAhead: string[] = [],
 ): Promise<number> {
   const before = await succeeded(redis, queue)
   const started = performance.now()
   const worker = launch(APP_CPU, 'php', [
     join(root, 'php-worker/bin/jobgate-worker'),
-    `--queue=${queue}`,
+    ...[...emptyAhead, queue].map((name) => `--queue=${name}`),
     '--handlers=bench/php/handlers.php',
     `--redis=${redis.url}`,
     `--max-jobs=${count}`,
@@ -85,9 +87,13 @@ export interface ComparedWorker {
 /** The row of this checkout's worker, which the target is measured on. */
 export const WORKER_ROW = 'jobgate-worker'
 
+/** The queue served first in the two-queue rows; it stays empty. */
+const EMPTY_FIRST = 'urgent'
+
 /**
  * Worker throughput: jobgate-worker (and earlier builds of it) against the bare BRPOP loop,
- * runs interleaved.
+ * runs interleaved; each build also drains the jobs as the second of two queues it serves,
+ * the first one empty (`--queue=urgent --queue=bench`).
  */
 export async function workerThroughput(
   redis: BenchRedis,
@@ -101,10 +107,23 @@ export async function workerThroughput(
     jobsPerSecond: [],
   }
   const what = 'one process, Redis transport: reserve (lease, attempt, history, event) + noop + ack'
-  const workers = [...compared, { name: WORKER_ROW, root: ROOT }].map(({ name, root }) => {
-    const row: WorkerRow = { name, what, jobsPerSecond: [] }
-    return { root, row }
-  })
+  const builds = [...compared, { name: WORKER_ROW, root: ROOT }]
+  const workers: { root: string; emptyAhead: string[]; row: WorkerRow }[] = [
+    ...builds.map(({ name, root }) => ({
+      root,
+      emptyAhead: [],
+      row: { name, what, jobsPerSecond: [] },
+    })),
+    ...builds.map(({ name, root }) => ({
+      root,
+      emptyAhead: [EMPTY_FIRST],
+      row: {
+        name: `${name}, 2 queues`,
+        what: `as above, with \`--queue=${EMPTY_FIRST} --queue=bench\`: the jobs wait in the second queue, the first stays empty`,
+        jobsPerSecond: [],
+      },
+    })),
+  ]
   const store = await openStore(redis.url)
   try {
     for (let run = 1; run <= options.runs; run++) {
@@ -113,11 +132,13 @@ export async function workerThroughput(
       bare.jobsPerSecond.push(await drainWithBrpop(redis, options.jobs))
       progress.note(`${Math.round(bare.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
 
-      for (const { root, row } of workers) {
+      for (const { root, emptyAhead, row } of workers) {
         progress.step(`worker: ${row.name}, run ${run}/${options.runs}`)
         await redis.flush()
         await fill(store, 'bench', options.jobs)
-        row.jobsPerSecond.push(await drainWithWorker(redis, 'bench', options.jobs, root))
+        row.jobsPerSecond.push(
+          await drainWithWorker(redis, 'bench', options.jobs, root, emptyAhead),
+        )
         progress.note(`${Math.round(row.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
       }
     }

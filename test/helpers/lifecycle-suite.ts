@@ -346,6 +346,40 @@ export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
     t.ok(lateBy < 1000, `started within 1 s after run_at (${lateBy} ms)`)
   })
 
+  t.test(
+    'a worker of two queues runs the jobs of the first queue first, also ones that arrive late',
+    async (t) => {
+      const h = await harness(t, target)
+      const backlog: string[] = []
+      for (let i = 0; i < 6; i++) {
+        backlog.push(await h.submit({ type: 'record', payload: { ms: 100 } }, 'q'))
+      }
+      const urgent = [
+        await h.submit({ type: 'record' }, 'urgent'),
+        await h.submit({ type: 'record' }, 'urgent'),
+      ]
+      h.worker([], ['urgent', 'q'])
+      while (h.runs().length < 4) await sleep(10)
+      const late = await h.submit({ type: 'record' }, 'urgent')
+      const startedBeforeLate = h.runs().length
+      await h.waitFor(late, ['succeeded'], 20_000, 'urgent')
+      await h.waitFor(backlog.at(-1) ?? '', ['succeeded'])
+
+      const order = h.runs().map((run) => run.id)
+      t.strictSame(order.slice(0, 2), urgent, 'the waiting jobs of the first queue first')
+      t.strictSame(
+        order.filter((id) => backlog.includes(id)),
+        backlog,
+        'then those of the second queue, in order',
+      )
+      t.equal(order.length, 9, 'each job ran once')
+      t.ok(
+        order.indexOf(late) <= startedBeforeLate,
+        `a job posted to the first queue runs next (at ${order.indexOf(late)}, ${startedBeforeLate} had started)`,
+      )
+    },
+  )
+
   t.test('a job past its TTL and a canceled job are never delivered', async (t) => {
     const h = await harness(t, target)
     const stale = await h.submit({ type: 'record', ttl_ms: 100 })

@@ -229,6 +229,45 @@ final class RedisTransportTest extends TestCase
         self::assertCount(2, $this->connection->scripts, 'the second queue is left to reserve()');
     }
 
+    public function testAfterACombinedReserveFoundTheFirstQueueEmptyTheNextReserveStartsAtTheSecond(): void
+    {
+        $this->connection->replies = [['OK', 1], ['EMPTY', -1], self::JOB_REPLY, ['EMPTY', -1], self::JOB_REPLY];
+        $transport = $this->transport();
+        $transport->ackAndReserve(Jobs::make(), null);
+
+        self::assertSame('j1', $transport->reserve()?->id);
+        $reserves = array_slice($this->connection->scripts, 1);
+        self::assertSame(['jg:{emails}:active', 'jg:{low}:active'], array_map(static fn ($call) => $call[1][0], $reserves));
+
+        $transport->reserve();
+        self::assertSame(
+            ['jg:{emails}:active', 'jg:{low}:active'],
+            array_map(static fn ($call) => $call[1][0], array_slice($this->connection->scripts, 3)),
+            'only the reserve right after the combined one skips the first queue',
+        );
+    }
+
+    public function testWithOneQueueFoundEmptyByTheCombinedReserveTheNextReserveBlocksAtOnce(): void
+    {
+        $this->connection->replies = [['OK', 1], ['EMPTY', 400], self::JOB_REPLY];
+        $transport = $this->transport(['emails']);
+        $transport->ackAndReserve(Jobs::make(), null);
+
+        self::assertSame('j1', $transport->reserve()?->id);
+        self::assertSame([[['jg:{emails}:wake'], 0.4]], $this->connection->waits, 'no longer than the wait_ms it was told');
+        self::assertSame(['ack', 'reserve', 'reserve'], array_column($this->connection->scripts, 0));
+    }
+
+    public function testTheFirstQueuesWaitCountsWhenTheOthersAreEmptyToo(): void
+    {
+        $this->connection->replies = [['OK', 1], ['EMPTY', 250], ['EMPTY', 5000], ['EMPTY', -1], ['EMPTY', -1]];
+        $transport = $this->transport();
+        $transport->ackAndReserve(Jobs::make(), null);
+
+        self::assertNull($transport->reserve());
+        self::assertSame(0.25, $this->connection->waits[0][1]);
+    }
+
     public function testALeaseLostOnTheCombinedAckStillHandsOutTheLeasedJob(): void
     {
         $this->connection->replies = [['LEASE_LOST', 'succeeded'], self::JOB_REPLY];

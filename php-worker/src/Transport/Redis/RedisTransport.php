@@ -24,6 +24,12 @@ final class RedisTransport implements Transport
     private readonly array $queues;
 
     /**
+     * The `wait_ms` of the reserve that went with the last ack when it found the first queue
+     * empty: the reserve() that follows starts at the second queue instead of asking again.
+     */
+    private ?int $firstQueueWaitMs = null;
+
+    /**
      * @param Closure(): float|null $random a uniform number in [0, 1) for the retry jitter
      */
     public function __construct(
@@ -51,8 +57,12 @@ final class RedisTransport implements Transport
      */
     public function reserve(): ?Job
     {
+        $firstQueueWaitMs = $this->firstQueueWaitMs;
+        $this->firstQueueWaitMs = null;
         try {
-            [$job, $waitMs] = $this->reserveFromQueues();
+            [$job, $waitMs] = $firstQueueWaitMs === null
+                ? $this->reserveFromQueues()
+                : $this->reserveFromQueues(from: 1, waitMs: $firstQueueWaitMs);
             if ($job === null) {
                 $this->connection->waitForWake($this->wakeKeys(), $this->blockSeconds($waitMs));
                 [$job] = $this->reserveFromQueues();
@@ -78,9 +88,11 @@ final class RedisTransport implements Transport
      * When the connection fails on the way, the ack is sent again the way ack() retries, as a
      * retry: the first one may have landed. No job is returned then; a reserve whose reply was
      * lost is the same as any lost reserve reply: the lease runs out and the job is reclaimed.
+     * When the first queue was empty, the next reserve() goes on from the second.
      */
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
     {
+        $this->firstQueueWaitMs = null;
         $ack = $this->ackCall($job, $resultJson);
         $reserve = $this->reserveCall($this->queues[0]);
         try {
@@ -89,11 +101,12 @@ final class RedisTransport implements Transport
             return new AckAndNext($this->settle($ack, self::ACK_DONE, $unavailable) !== null, null);
         }
         $this->retrier->recovered();
+        $next = $this->reservedJob($reserveReply);
+        if ($next === null) {
+            $this->firstQueueWaitMs = self::waitMsOf($reserveReply);
+        }
 
-        return new AckAndNext(
-            $this->settledState($ack, $ackReply, false, self::ACK_DONE) !== null,
-            $this->reservedJob($reserveReply),
-        );
+        return new AckAndNext($this->settledState($ack, $ackReply, false, self::ACK_DONE) !== null, $next);
     }
 
     public function fail(Job $job, string $message, string $class): bool
@@ -251,28 +264,38 @@ final class RedisTransport implements Transport
     }
 
     /**
-     * One reserve per queue, in priority order, until one leases a job.
+     * One reserve per queue, in priority order from `$from`, until one leases a job.
      *
+     * @param int $waitMs the smallest `wait_ms` of the queues before `$from` (-1 = none pending)
      * @return array{0: Job|null, 1: int} the job, and when nothing came the smallest `wait_ms`
      *         of the replies (-1 = nothing pending anywhere)
      */
-    private function reserveFromQueues(): array
+    private function reserveFromQueues(int $from = 0, int $waitMs = -1): array
     {
-        $waitMs = -1;
-        foreach ($this->queues as $keys) {
+        foreach (array_slice($this->queues, $from) as $keys) {
             $call = $this->reserveCall($keys);
             $reply = $this->connection->runScript($call->script, $call->keys, $call->args);
             $job = $this->reservedJob($reply);
             if ($job !== null) {
                 return [$job, -1];
             }
-            $queueWaitMs = (int) ($reply[1] ?? -1);
+            $queueWaitMs = self::waitMsOf($reply);
             if ($queueWaitMs >= 0 && ($waitMs < 0 || $queueWaitMs < $waitMs)) {
                 $waitMs = $queueWaitMs;
             }
         }
 
         return [null, $waitMs];
+    }
+
+    /**
+     * An `EMPTY` reply's `wait_ms`: how soon a scheduled job or a lease of that queue is due.
+     *
+     * @param array<int, mixed> $reply
+     */
+    private static function waitMsOf(array $reply): int
+    {
+        return (int) ($reply[1] ?? -1);
     }
 
     /**
