@@ -237,7 +237,11 @@ final class RedisTransportTest extends TestCase
 
         self::assertSame('j1', $transport->reserve()?->id);
         $reserves = array_slice($this->connection->scripts, 1);
-        self::assertSame(['jg:{emails}:active', 'jg:{low}:active'], array_map(static fn ($call) => $call[1][0], $reserves));
+        self::assertSame(
+            ['jg:{emails}:active', 'jg:{low}:active'],
+            array_map(static fn ($call) => $call[1][0], $reserves),
+            'the first queue asked once, with the ack',
+        );
 
         $transport->reserve();
         self::assertSame(
@@ -254,7 +258,11 @@ final class RedisTransportTest extends TestCase
         $transport->ackAndReserve(Jobs::make(), null);
 
         self::assertSame('j1', $transport->reserve()?->id);
-        self::assertSame([[['jg:{emails}:wake'], 0.4]], $this->connection->waits, 'no longer than the wait_ms it was told');
+        self::assertSame(
+            [[['jg:{emails}:wake'], 0.4]],
+            $this->connection->waits,
+            'no longer than the wait_ms it was told',
+        );
         self::assertSame(['ack', 'reserve', 'reserve'], array_column($this->connection->scripts, 0));
     }
 
