@@ -37,7 +37,9 @@ export interface Config {
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
   shutdownTimeoutMs: number
   /** Redis Cluster seed nodes; null = the single Redis of `redisUrl`. */
-  redisClusterNodes: { host: string; port: number }[] | null
+  redisClusterNodes: HostPort[] | null
+  /** A primary found through Redis Sentinel; null = the single Redis of `redisUrl`. */
+  redisSentinel: SentinelSettings | null
   /** A Redis command that has not answered within this fails (and the request gets 503), ms. */
   redisCommandTimeoutMs: number
   breaker: BreakerSettings
@@ -46,6 +48,18 @@ export interface Config {
   allowUnauthenticated: boolean
   /** Requests per window for each client and scope; null = unlimited. */
   rateLimits: Readonly<Record<Scope, RateLimit | null>>
+}
+
+export interface HostPort {
+  host: string
+  port: number
+}
+
+export interface SentinelSettings {
+  sentinels: HostPort[]
+  /** The master group name the sentinels monitor. */
+  name: string
+  password: string | null
 }
 
 export interface RateLimit {
@@ -100,6 +114,7 @@ const LOG_LEVELS: readonly LogLevel[] = [
   'silent',
 ]
 export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
+const SENTINEL_NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/
 
 class Reader {
   constructor(private readonly env: Env) {}
@@ -213,20 +228,40 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
   return { max, windowMs }
 }
 
-function clusterNodes(read: Reader): Config['redisClusterNodes'] {
-  const value = read.optional('REDIS_CLUSTER_NODES')
+function hostPorts(read: Reader, variable: string): HostPort[] | null {
+  const value = read.optional(variable)
   if (value === undefined) return null
   return value.split(',').map((node) => {
     const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(node.trim())
     const port = Number(match?.[2])
     if (!match?.[1] || port < 1 || port > 65535) {
-      throw new ConfigError(
-        'REDIS_CLUSTER_NODES',
-        `must be host:port pairs separated by commas (got "${node}")`,
-      )
+      throw new ConfigError(variable, `must be host:port pairs separated by commas (got "${node}")`)
     }
     return { host: match[1], port }
   })
+}
+
+function sentinel(read: Reader, clusterNodes: HostPort[] | null): SentinelSettings | null {
+  const sentinels = hostPorts(read, 'REDIS_SENTINELS')
+  const name = read.optional('REDIS_SENTINEL_NAME')
+  const password = read.optional('REDIS_SENTINEL_PASSWORD') ?? null
+  if (sentinels === null) {
+    if (name !== undefined) throw new ConfigError('REDIS_SENTINEL_NAME', 'needs REDIS_SENTINELS')
+    return null
+  }
+  if (clusterNodes !== null) {
+    throw new ConfigError(
+      'REDIS_SENTINELS',
+      'cannot be set with REDIS_CLUSTER_NODES: a Redis Cluster fails over by itself',
+    )
+  }
+  if (name === undefined || !SENTINEL_NAME_PATTERN.test(name)) {
+    throw new ConfigError(
+      'REDIS_SENTINEL_NAME',
+      `must name the master group the sentinels monitor, [A-Za-z0-9_.:-]{1,128} (got ${name === undefined ? 'nothing' : `"${name}"`})`,
+    )
+  }
+  return { sentinels, name, password }
 }
 
 function apiKeys(read: Reader): ApiKey[] {
@@ -286,6 +321,7 @@ export function loadConfig(env: Env = process.env): Config {
     ]),
   ) as Record<Scope, RateLimit | null>
   const commandTimeoutMs = read.duration('REDIS_COMMAND_TIMEOUT', 1000, 50, 60_000)
+  const redisClusterNodes = hostPorts(read, 'REDIS_CLUSTER_NODES')
   return Object.freeze({
     port: read.integer('PORT', 3000, 0, 65535),
     host,
@@ -303,7 +339,8 @@ export function loadConfig(env: Env = process.env): Config {
     eventStreamsMax: read.integer('EVENT_STREAMS_MAX', 1000, 1, 100_000),
     eventKeepAliveMs: read.duration('EVENT_KEEPALIVE', 15_000, 100, 10 * 60_000),
     shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 0, 10 * 60_000),
-    redisClusterNodes: clusterNodes(read),
+    redisClusterNodes,
+    redisSentinel: sentinel(read, redisClusterNodes),
     redisCommandTimeoutMs: commandTimeoutMs,
     breaker: {
       errorThresholdPercent: read.integer('BREAKER_ERROR_PERCENT', 50, 1, 100),

@@ -58,6 +58,19 @@ t.test('a bad value names its variable', async (t) => {
     [{ IDEMPOTENCY_REQUIRED: 'sometimes' }, 'IDEMPOTENCY_REQUIRED', /true or false/],
     [{ IDEMPOTENCY_TTL: '2d', JOB_RETENTION: '1d' }, 'JOB_RETENTION', /at least IDEMPOTENCY_TTL/],
     [{ MAX_QUEUE_DEPTH: '-1' }, 'MAX_QUEUE_DEPTH', /integer from 0/],
+    [{ REDIS_SENTINELS: 'sentinel-a' }, 'REDIS_SENTINELS', /host:port pairs/],
+    [{ REDIS_SENTINELS: 'a:26379' }, 'REDIS_SENTINEL_NAME', /master group .* \(got nothing\)/],
+    [
+      { REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'my master' },
+      'REDIS_SENTINEL_NAME',
+      /got "my master"/,
+    ],
+    [{ REDIS_SENTINEL_NAME: 'jobs' }, 'REDIS_SENTINEL_NAME', /needs REDIS_SENTINELS/],
+    [
+      { REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'jobs', REDIS_CLUSTER_NODES: 'b:7000' },
+      'REDIS_SENTINELS',
+      /cannot be set with REDIS_CLUSTER_NODES/,
+    ],
   ]
   for (const [env, variable, message] of bad) {
     const error = thrown(() => loadConfig(env))
@@ -67,6 +80,29 @@ t.test('a bad value names its variable', async (t) => {
     t.match((error as ConfigError).message, `Invalid configuration: ${variable} `, label)
     t.match((error as ConfigError).message, message, label)
   }
+})
+
+t.test('Redis Sentinel: the sentinels, the master group and an optional password', async (t) => {
+  t.equal(loadConfig({}).redisSentinel, null)
+  t.strictSame(
+    loadConfig({
+      REDIS_SENTINELS: 'sentinel-a:26379, [::1]:26380',
+      REDIS_SENTINEL_NAME: 'jobs.main',
+      REDIS_SENTINEL_PASSWORD: 's3cret',
+    }).redisSentinel,
+    {
+      sentinels: [
+        { host: 'sentinel-a', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      name: 'jobs.main',
+      password: 's3cret',
+    },
+  )
+  t.equal(
+    loadConfig({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_NAME: 'm' }).redisSentinel?.password,
+    null,
+  )
 })
 
 t.test('empty values fall back to defaults', async (t) => {

@@ -25,6 +25,7 @@ export async function openStore(
   const client = createRedisClient({
     url: config.redisUrl,
     clusterNodes: config.redisClusterNodes,
+    sentinel: config.redisSentinel,
     commandTimeoutMs: 30_000,
   })
   if (!(await waitUntilReady(client, 10_000))) throw new Error('bench: Redis is not reachable')

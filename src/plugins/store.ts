@@ -39,6 +39,7 @@ export default fp(
       createRedisClient({
         url: config.redisUrl,
         clusterNodes: config.redisClusterNodes,
+        sentinel: config.redisSentinel,
         commandTimeoutMs: config.redisCommandTimeoutMs,
       })
     let lastLogged = 0

@@ -1,4 +1,9 @@
-import { blockTimedOutLocally, duplicateForBlocking, waitUntilReady } from './connection.js'
+import {
+  blockTimedOutLocally,
+  closeClient,
+  duplicateForBlocking,
+  waitUntilReady,
+} from './connection.js'
 import { unavailableAsProblem } from './runner.js'
 import type { RedisClient } from './scripts.js'
 
@@ -69,7 +74,7 @@ export class BlockingClients {
 
   async close(): Promise<void> {
     this.interrupted = true
-    await Promise.all([...this.all].map((client) => client.quit().catch(() => client.disconnect())))
+    await Promise.all([...this.all].map(closeClient))
     this.all.clear()
     this.idle.length = 0
   }

@@ -1,17 +1,29 @@
 import { Cluster, Redis } from 'ioredis'
+import type { HostPort, SentinelSettings } from '../config.js'
+import { FailoverWatch } from './failover-watch.js'
 import { defineScripts, type RedisClient } from './scripts.js'
 
 export interface RedisOptions {
-  /** A single Redis (`redis://` or `rediss://`); credentials in the URL also serve a cluster. */
+  /**
+   * A single Redis (`redis://` or `rediss://`); its credentials (and TLS, and with Sentinel its
+   * database) also serve a cluster's nodes or a Sentinel-managed primary.
+   */
   url: string
   /** Redis Cluster seed nodes; when given, `url` only lends its credentials. */
-  clusterNodes?: { host: string; port: number }[] | null
+  clusterNodes?: HostPort[] | null
+  /** Find the primary through these sentinels; when given, `url` only lends its credentials. */
+  sentinel?: SentinelSettings | null
   /** A command that has not answered within this many ms fails instead of hanging. */
   commandTimeoutMs?: number
   connectTimeoutMs?: number
 }
 
 const reconnectDelay = (attempt: number) => Math.min(50 * 2 ** attempt, 2000)
+/**
+ * Under Sentinel an outage is usually a failover, over once a sentinel names the new primary,
+ * and each try asks a sentinel first: try more often.
+ */
+const sentinelReconnectDelay = (attempt: number) => Math.min(50 * 2 ** attempt, 500)
 
 /**
  * A client for the request path: no offline queue (a command while disconnected fails at once)
@@ -28,19 +40,31 @@ export function createRedisClient(options: RedisOptions): RedisClient {
   }
   let client: RedisClient
   if (options.clusterNodes) {
-    const url = new URL(options.url)
     client = new Cluster(options.clusterNodes, {
       enableOfflineQueue: false,
       enableAutoPipelining: false,
       clusterRetryStrategy: reconnectDelay,
       slotsRefreshTimeout: 2000,
-      redisOptions: {
-        ...perConnection,
-        ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-        ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
-        ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
-      },
+      redisOptions: { ...perConnection, ...credentials(new URL(options.url)) },
     })
+  } else if (options.sentinel) {
+    const url = new URL(options.url)
+    const database = Number(url.pathname.slice(1) || 0)
+    client = new Redis({
+      ...perConnection,
+      ...credentials(url),
+      ...(database ? { db: database } : {}),
+      sentinels: options.sentinel.sentinels,
+      name: options.sentinel.name,
+      ...(options.sentinel.password ? { sentinelPassword: options.sentinel.password } : {}),
+      enableOfflineQueue: false,
+      enableAutoPipelining: false,
+      retryStrategy: sentinelReconnectDelay,
+      sentinelRetryStrategy: sentinelReconnectDelay,
+    })
+    const watch = new FailoverWatch(options.sentinel)
+    watch.watch(client)
+    watches.set(client, watch)
   } else {
     client = new Redis(options.url, {
       ...perConnection,
@@ -53,6 +77,22 @@ export function createRedisClient(options: RedisOptions): RedisClient {
   }
   defineScripts(client)
   return client
+}
+
+function credentials(url: URL) {
+  return {
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+  }
+}
+
+/** The failover watch of each client on Sentinel (and of its duplicates). */
+const watches = new WeakMap<RedisClient, FailoverWatch>()
+
+/** Closes a client after its pending replies, or at once when it cannot send them. */
+export async function closeClient(client: RedisClient): Promise<void> {
+  await client.quit().catch(() => client.disconnect())
 }
 
 /** Resolves once the client is ready, or after `timeoutMs`; reports which. */
@@ -109,9 +149,14 @@ export function duplicateForBlocking(client: RedisClient): RedisClient {
     blockingTimeout: 60_000,
     blockingTimeoutGrace: BLOCKING_GRACE_MS,
   }
-  return client instanceof Redis
-    ? client.duplicate(options)
-    : client.duplicate(undefined, { redisOptions: options })
+  if (!(client instanceof Redis)) return client.duplicate(undefined, { redisOptions: options })
+  const duplicate = client.duplicate(options)
+  const watch = watches.get(client)
+  if (watch) {
+    watch.watch(duplicate)
+    watches.set(duplicate, watch)
+  }
+  return duplicate
 }
 
 /** How long past its own timeout ioredis waits for a blocking command before giving up. */

@@ -1,5 +1,6 @@
 import { BlockingClients } from './blocking.js'
 import { type BreakerOptions, RedisBreaker } from './breaker.js'
+import { closeClient } from './connection.js'
 import { DeadLetterStore } from './dead-letter-store.js'
 import { EventFeed } from './event-feed.js'
 import { JobStore } from './job-store.js'
@@ -69,6 +70,6 @@ export class Store {
     this.breaker.shutdown()
     this.events.close()
     await this.blocking.close()
-    await this.client.quit().catch(() => this.client.disconnect())
+    await closeClient(this.client)
   }
 }

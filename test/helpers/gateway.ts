@@ -5,10 +5,11 @@ import { buildApp } from '../../src/app.js'
 import { type Config, loadConfig } from '../../src/config.js'
 import { ContractChecker } from './contract-check.js'
 import type { RedisCluster } from './redis-cluster.js'
+import { MASTER_NAME, type RedisSentinelGroup } from './redis-sentinel.js'
 import { RedisServer } from './redis-server.js'
 import { FreezableProxy } from './tcp-proxy.js'
 
-interface Launched {
+export interface Launched {
   app: FastifyInstance
   config: Config
   checker: ContractChecker
@@ -96,6 +97,19 @@ export async function startClusterGateway(
     options.listen ?? false,
   )
   return { ...launched, cluster, client }
+}
+
+/** A gateway that finds its primary through Redis Sentinel (REDIS_SENTINELS). */
+export async function startSentinelGateway(
+  t: Test,
+  group: RedisSentinelGroup,
+  options: Omit<GatewayOptions, 'redis'> = {},
+): Promise<Launched> {
+  return launch(
+    t,
+    { REDIS_SENTINELS: group.sentinels, REDIS_SENTINEL_NAME: MASTER_NAME, ...options.env },
+    options.listen ?? false,
+  )
 }
 
 /** Every key but the rate limiter's counters (which count rejected requests too, by design). */

@@ -24,6 +24,7 @@ export class SubmissionLoad {
     concurrency: number,
     private readonly headers: Record<string, string> = {},
     private readonly timeoutMs = 10_000,
+    private readonly type = 't',
   ) {
     this.loops = Array.from({ length: concurrency }, () => this.loop())
   }
@@ -37,7 +38,7 @@ export class SubmissionLoad {
         const res = await fetch(`${this.url}/v1/queues/q/jobs`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'idempotency-key': key, ...this.headers },
-          body: JSON.stringify({ type: 't', payload: { key } }),
+          body: JSON.stringify({ type: this.type, payload: { key } }),
           signal: AbortSignal.timeout(this.timeoutMs),
         })
         outcome.status = res.status

@@ -35,6 +35,8 @@ export interface RedisServerOptions {
   /** Reuse this data directory (and port) — for restarting a server that was stopped. */
   dir?: string
   port?: number
+  /** A config file, read before the arguments (Sentinel needs one it can rewrite). */
+  configFile?: string
 }
 
 class EarlyExit extends Error {
@@ -50,12 +52,14 @@ export class RedisServer {
     readonly port: number,
     readonly dir: string,
     private readonly args: string[],
+    private readonly configFile?: string,
   ) {}
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'jobgate-redis-'))
     for (let attempt = 1; ; attempt++) {
-      const server = new RedisServer(options.port ?? (await freePort()), dir, options.args ?? [])
+      const port = options.port ?? (await freePort())
+      const server = new RedisServer(port, dir, options.args ?? [], options.configFile)
       try {
         await server.spawn()
         return server
@@ -81,6 +85,7 @@ export class RedisServer {
     const child = spawn(
       'redis-server',
       [
+        ...(this.configFile ? [this.configFile] : []),
         '--port',
         String(this.port),
         '--bind',

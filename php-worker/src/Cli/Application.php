@@ -17,6 +17,7 @@ use Jobgate\Worker\Transport\Redis\ClusterConnection;
 use Jobgate\Worker\Transport\Redis\RedisTransport;
 use Jobgate\Worker\Transport\Redis\RedisTransportOptions;
 use Jobgate\Worker\Transport\Redis\ScriptLibrary;
+use Jobgate\Worker\Transport\Redis\SentinelConnection;
 use Jobgate\Worker\Transport\Redis\StandaloneConnection;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\Transport;
@@ -119,9 +120,21 @@ class Application
         }
         $scripts = ScriptLibrary::fromDirectory($config->luaDir);
         $readTimeout = $config->sleepSeconds + self::READ_TIMEOUT_GRACE_SECONDS;
-        $connection = $config->clusterSeeds === null
-            ? new StandaloneConnection($config->redis, self::CONNECT_TIMEOUT_SECONDS, $readTimeout)
-            : new ClusterConnection($config->clusterSeeds, self::CONNECT_TIMEOUT_SECONDS, $readTimeout);
+        $connection = match (true) {
+            $config->sentinel !== null => new SentinelConnection(
+                $config->sentinel,
+                $config->redis,
+                self::CONNECT_TIMEOUT_SECONDS,
+                $readTimeout,
+                $clock,
+            ),
+            $config->clusterSeeds !== null => new ClusterConnection(
+                $config->clusterSeeds,
+                self::CONNECT_TIMEOUT_SECONDS,
+                $readTimeout,
+            ),
+            default => new StandaloneConnection($config->redis, self::CONNECT_TIMEOUT_SECONDS, $readTimeout),
+        };
 
         return new RedisTransport(
             $connection,

@@ -4,8 +4,10 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Cli;
 
+use Closure;
 use InvalidArgumentException;
 use Jobgate\Worker\Transport\Redis\RedisEndpoint;
+use Jobgate\Worker\Transport\Redis\SentinelConfig;
 
 /**
  * Reads the command line (`--opt=value` or `--opt value`), with environment fallbacks, into a
@@ -20,6 +22,9 @@ final class OptionParser
         'transport' => false,
         'redis' => false,
         'cluster' => false,
+        'sentinel' => false,
+        'sentinel-master' => false,
+        'sentinel-password' => false,
         'prefix' => false,
         'gateway' => false,
         'api-key' => false,
@@ -37,6 +42,7 @@ final class OptionParser
     ];
 
     private const NAME_PATTERN = '/^[A-Za-z0-9_.-]{1,64}$/';
+    private const SENTINEL_MASTER_PATTERN = '/^[A-Za-z0-9_.:-]{1,128}$/';
     private const WORKER_ID_PATTERN = '/^[A-Za-z0-9_.:@\/-]{1,128}$/';
     private const DAY_MS = 86_400_000;
 
@@ -98,13 +104,21 @@ final class OptionParser
         self::requirePattern('--worker-id', $workerId, self::WORKER_ID_PATTERN, '[A-Za-z0-9_.:@/-]{1,128}');
 
         $cluster = $single('cluster', 'REDIS_CLUSTER');
+        $sentinel = $this->sentinel($single);
+        if ($sentinel !== null && $cluster !== null) {
+            throw new UsageError(
+                '--sentinel and --cluster (or REDIS_SENTINELS and REDIS_CLUSTER): choose one; '
+                . 'a Redis Cluster fails over by itself',
+            );
+        }
 
         return new WorkerConfig(
             queues: array_values($queues),
             handlersFile: $handlers,
             transport: $transport,
             redis: self::endpoint('--redis', $single('redis', 'REDIS_URL') ?? 'redis://127.0.0.1:6379'),
-            clusterSeeds: $cluster === null ? null : self::seeds($cluster),
+            clusterSeeds: $cluster === null ? null : self::seeds('--cluster', $cluster),
+            sentinel: $sentinel,
             prefix: $prefix,
             gatewayUrl: $gateway,
             apiKey: $single('api-key', 'JOBGATE_API_KEY'),
@@ -235,18 +249,54 @@ final class OptionParser
         }
     }
 
-    /** @return non-empty-list<RedisEndpoint> */
-    private static function seeds(string $list): array
+    /**
+     * @param Closure(string, string=): ?string $single an option's value, else its variable's
+     */
+    private function sentinel(Closure $single): ?SentinelConfig
+    {
+        $sentinels = $single('sentinel', 'REDIS_SENTINELS');
+        $masterName = $single('sentinel-master', 'REDIS_SENTINEL_NAME');
+        if ($sentinels === null) {
+            if ($masterName !== null) {
+                throw new UsageError('--sentinel-master (REDIS_SENTINEL_NAME) needs --sentinel (REDIS_SENTINELS)');
+            }
+
+            return null;
+        }
+        if ($masterName === null) {
+            throw new UsageError(
+                '--sentinel needs --sentinel-master=NAME (or REDIS_SENTINEL_NAME): '
+                . 'the name of the master group the sentinels monitor',
+            );
+        }
+        self::requirePattern('--sentinel-master', $masterName, self::SENTINEL_MASTER_PATTERN, '[A-Za-z0-9_.:-]{1,128}');
+
+        return new SentinelConfig(
+            self::seeds('--sentinel', $sentinels, requirePort: true),
+            $masterName,
+            $single('sentinel-password', 'REDIS_SENTINEL_PASSWORD'),
+        );
+    }
+
+    /**
+     * @param bool $requirePort a sentinel's port has no default (Redis's 6379 is not Sentinel's)
+     * @return non-empty-list<RedisEndpoint>
+     */
+    private static function seeds(string $option, string $list, bool $requirePort = false): array
     {
         $seeds = [];
         foreach (explode(',', $list) as $seed) {
-            if (trim($seed) === '') {
+            $seed = trim($seed);
+            if ($seed === '') {
                 continue;
             }
-            $seeds[] = self::endpoint('--cluster', trim($seed));
+            if ($requirePort && !preg_match('/^[^\/@\s]+:\d{1,5}$/', $seed)) {
+                throw new UsageError("{$option} must be HOST:PORT pairs separated by commas (got \"{$seed}\")");
+            }
+            $seeds[] = self::endpoint($option, $seed);
         }
         if ($seeds === []) {
-            throw new UsageError('--cluster needs at least one host:port');
+            throw new UsageError("{$option} needs at least one host:port");
         }
 
         return $seeds;

@@ -17,6 +17,10 @@ final class Usage
           --transport=redis|http  how to reach the jobs (default redis)
           --redis=URL             redis://[user:pass@]host:port[/db]  [REDIS_URL, default redis://127.0.0.1:6379]
           --cluster=HOST:PORT,…   Redis Cluster seed nodes; wins over --redis  [REDIS_CLUSTER]
+          --sentinel=HOST:PORT,…  Redis Sentinels to ask for the primary, in order; --redis then lends
+                                  only its user, password, db and TLS, not its host:port  [REDIS_SENTINELS]
+          --sentinel-master=NAME  the master group the sentinels monitor, for --sentinel  [REDIS_SENTINEL_NAME]
+          --sentinel-password=P   for sentinels that require AUTH  [REDIS_SENTINEL_PASSWORD]
           --prefix=P              Redis key prefix  [KEY_PREFIX, default jobgate]
           --gateway=URL           the gateway, for --transport=http  [JOBGATE_URL]
           --api-key=KEY           API key with the work scope, for http  [JOBGATE_API_KEY]

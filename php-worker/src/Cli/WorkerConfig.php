@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Cli;
 
 use Jobgate\Worker\Transport\Redis\RedisEndpoint;
+use Jobgate\Worker\Transport\Redis\SentinelConfig;
 
 /**
  * Everything the command line (and its environment fallbacks) decided.
@@ -14,6 +15,8 @@ final class WorkerConfig
     /**
      * @param list<string> $queues in priority order
      * @param list<RedisEndpoint>|null $clusterSeeds null = one Redis server ($redis)
+     * @param SentinelConfig|null $sentinel a primary found through Sentinel: $redis lends it only
+     *        its credentials, database and TLS
      */
     public function __construct(
         public readonly array $queues,
@@ -21,6 +24,7 @@ final class WorkerConfig
         public readonly string $transport,
         public readonly RedisEndpoint $redis,
         public readonly ?array $clusterSeeds,
+        public readonly ?SentinelConfig $sentinel,
         public readonly string $prefix,
         public readonly ?string $gatewayUrl,
         public readonly ?string $apiKey,

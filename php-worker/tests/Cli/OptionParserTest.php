@@ -25,6 +25,7 @@ final class OptionParserTest extends TestCase
         self::assertNull($config->redis->password);
         self::assertSame(0, $config->redis->database);
         self::assertNull($config->clusterSeeds);
+        self::assertNull($config->sentinel);
         self::assertSame('jobgate', $config->prefix);
         self::assertNull($config->gatewayUrl);
         self::assertNull($config->apiKey);
@@ -119,6 +120,52 @@ final class OptionParserTest extends TestCase
         self::assertSame(86_400_000, $config->jobRetentionMs);
     }
 
+    public function testSentinels(): void
+    {
+        $config = $this->parse([
+            ...self::REQUIRED,
+            '--sentinel=s1:26379, [::1]:26380',
+            '--sentinel-master',
+            'jobs.main:1',
+            '--sentinel-password=s3cret',
+            '--redis=rediss://worker:pw@ignored:7000/2',
+        ]);
+
+        self::assertNotNull($config->sentinel);
+        self::assertSame(['s1:26379', '::1:26380'], array_map(
+            static fn ($sentinel) => "{$sentinel->host}:{$sentinel->port}",
+            $config->sentinel->sentinels,
+        ));
+        self::assertSame('jobs.main:1', $config->sentinel->masterName);
+        self::assertSame('s3cret', $config->sentinel->password);
+        self::assertSame(['worker', 'pw'], $config->redis->credentials(), 'the data nodes\' login');
+        self::assertSame(2, $config->redis->database);
+        self::assertTrue($config->redis->tls);
+        self::assertNull($config->clusterSeeds);
+    }
+
+    public function testSentinelEnvironmentFallbacks(): void
+    {
+        $config = $this->parse(self::REQUIRED, [
+            'REDIS_SENTINELS' => 's1:26379,s2:26379',
+            'REDIS_SENTINEL_NAME' => 'mymaster',
+            'REDIS_SENTINEL_PASSWORD' => 'from-env',
+        ]);
+
+        self::assertSame(['s1', 's2'], array_map(
+            static fn ($sentinel) => $sentinel->host,
+            $config->sentinel?->sentinels ?? [],
+        ));
+        self::assertSame('mymaster', $config->sentinel?->masterName);
+        self::assertSame('from-env', $config->sentinel?->password);
+
+        $withoutPassword = $this->parse([...self::REQUIRED, '--sentinel=s3:26379', '--sentinel-master=m'], [
+            'REDIS_SENTINELS' => 's1:26379',
+        ]);
+        self::assertSame('s3', $withoutPassword->sentinel?->sentinels[0]->host, 'the option wins');
+        self::assertNull($withoutPassword->sentinel?->password);
+    }
+
     /** @dataProvider durations */
     public function testDurationsAreWrittenAsTheGatewayWritesThem(string $text, int $ms): void
     {
@@ -181,6 +228,38 @@ final class OptionParserTest extends TestCase
             'too short' => [['--queue=q', $handlers, '--dead-retention=10ms'], 'from 1s to 365d'],
             'overflowing' => [['--queue=q', $handlers, '--dead-retention=999999999999999d'], 'from 1s to 365d'],
             'events too small' => [['--queue=q', $handlers, '--events-max-len=5'], 'from 100 to 10000000'],
+            'sentinel without master name' => [
+                ['--queue=q', $handlers, '--sentinel=s1:26379'],
+                '--sentinel needs --sentinel-master=NAME',
+            ],
+            'bad master name' => [
+                ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=my master'],
+                '--sentinel-master must match [A-Za-z0-9_.:-]{1,128}',
+            ],
+            'master name without sentinels' => [
+                ['--queue=q', $handlers, '--sentinel-master=m'],
+                '--sentinel-master (REDIS_SENTINEL_NAME) needs --sentinel',
+            ],
+            'sentinel and cluster' => [
+                ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=m', '--cluster=n1:7000'],
+                'choose one',
+            ],
+            'sentinel without port' => [
+                ['--queue=q', $handlers, '--sentinel=s1', '--sentinel-master=m'],
+                '--sentinel must be HOST:PORT pairs separated by commas (got "s1")',
+            ],
+            'sentinel as url' => [
+                ['--queue=q', $handlers, '--sentinel=redis://s1:26379', '--sentinel-master=m'],
+                '--sentinel must be HOST:PORT pairs',
+            ],
+            'sentinel port out of range' => [
+                ['--queue=q', $handlers, '--sentinel=s1:99999', '--sentinel-master=m'],
+                '--sentinel: not a Redis URL',
+            ],
+            'no sentinel in the list' => [
+                ['--queue=q', $handlers, '--sentinel=,', '--sentinel-master=m'],
+                '--sentinel needs at least one host:port',
+            ],
         ];
     }
 
@@ -189,6 +268,17 @@ final class OptionParserTest extends TestCase
         $this->expectException(UsageError::class);
         $this->expectExceptionMessage('--dead-retention must be a duration');
         $this->parse(self::REQUIRED, ['DEAD_RETENTION' => 'forever']);
+    }
+
+    public function testSentinelsInTheEnvironmentConflictWithAClusterToo(): void
+    {
+        $this->expectException(UsageError::class);
+        $this->expectExceptionMessage('choose one');
+        $this->parse(self::REQUIRED, [
+            'REDIS_SENTINELS' => 's1:26379',
+            'REDIS_SENTINEL_NAME' => 'm',
+            'REDIS_CLUSTER' => 'n1:7000',
+        ]);
     }
 
     public function testHelpIsRecognisedAnywhere(): void

@@ -7,10 +7,9 @@ namespace Jobgate\Worker\Transport\Redis;
 use Closure;
 use Redis;
 use RedisCluster;
-use RedisException;
 
 /**
- * One Redis server (or a Sentinel-managed primary behind a stable address).
+ * One Redis server (or a primary behind a stable address that follows failovers).
  */
 final class StandaloneConnection extends PhpRedisConnection
 {
@@ -29,24 +28,7 @@ final class StandaloneConnection extends PhpRedisConnection
     protected function connect(): Redis
     {
         $redis = $this->newClient === null ? new Redis() : ($this->newClient)();
-        $connected = $redis->connect(
-            $this->endpoint->address(),
-            $this->endpoint->port,
-            $this->connectTimeout,
-            null,
-            0,
-            $this->readTimeout,
-        );
-        if (!$connected) {
-            throw new RedisException("cannot connect to {$this->endpoint->host}:{$this->endpoint->port}");
-        }
-        $credentials = $this->endpoint->credentials();
-        if ($credentials !== null && !$redis->auth($credentials)) {
-            throw new RedisException('authentication failed: ' . ($redis->getLastError() ?? 'no reason given'));
-        }
-        if ($this->endpoint->database !== 0 && !$redis->select($this->endpoint->database)) {
-            throw new RedisException("cannot select database {$this->endpoint->database}");
-        }
+        ServerConnector::connect($redis, $this->endpoint, $this->connectTimeout, $this->readTimeout);
 
         return $redis;
     }

@@ -1,0 +1,122 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import { RedisServer } from './redis-server.js'
+
+export const MASTER_NAME = 'jobgate'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Sentinel group: ${what} did not happen`)
+    await sleep(50)
+  }
+}
+
+/**
+ * A real local Redis Sentinel setup: a primary, one replica and one sentinel (quorum 1) that
+ * monitors them as `jobgate`, each a private redis-server process.
+ */
+export class RedisSentinelGroup {
+  private constructor(
+    readonly servers: RedisServer[],
+    readonly sentinel: RedisServer,
+  ) {}
+
+  static async start(): Promise<RedisSentinelGroup> {
+    const primary = await RedisServer.start()
+    const replica = await RedisServer.start({
+      args: ['--replicaof', '127.0.0.1', String(primary.port)],
+    })
+    const config = join(replica.dir, 'sentinel.conf')
+    writeFileSync(
+      config,
+      [
+        `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 1`,
+        `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
+        `sentinel failover-timeout ${MASTER_NAME} 10000`,
+        '',
+      ].join('\n'),
+    )
+    const sentinel = await RedisServer.start({ configFile: config, args: ['--sentinel'] })
+    const group = new RedisSentinelGroup([primary, replica], sentinel)
+    await waitFor('the replica in sync, known to the sentinel', () => group.replicaReady())
+    return group
+  }
+
+  /** `host:port`, the gateway's REDIS_SENTINELS and the worker's --sentinel. */
+  get sentinels(): string {
+    return `127.0.0.1:${this.sentinel.port}`
+  }
+
+  /** The server the sentinel names as the primary now. */
+  async primary(): Promise<RedisServer> {
+    const [, port] = await this.ask('get-master-addr-by-name', MASTER_NAME)
+    const server = this.servers.find((candidate) => candidate.port === Number(port))
+    if (!server) throw new Error(`the sentinel names an unknown primary (port ${port})`)
+    return server
+  }
+
+  /**
+   * Returns once every write the primary took so far is on the replica (a write of its own,
+   * then WAIT for it: the replication stream keeps order).
+   */
+  async replicated(): Promise<void> {
+    const client = (await this.primary()).client()
+    try {
+      await client.set('sentinel-test:mark', String(Date.now()))
+      const acked = await client.wait(1, 5000)
+      if (acked !== 1) throw new Error('the replica did not acknowledge the writes')
+    } finally {
+      client.disconnect()
+    }
+  }
+
+  /** `SENTINEL FAILOVER`; resolves with the new primary once the sentinel names it. */
+  async failover(): Promise<RedisServer> {
+    const old = await this.primary()
+    await this.ask('failover', MASTER_NAME)
+    return this.newPrimary(old)
+  }
+
+  /** Resolves once the sentinel names another primary than `old`. */
+  async newPrimary(old: RedisServer, timeoutMs = 20_000): Promise<RedisServer> {
+    await waitFor('a failover', async () => (await this.primary()) !== old, timeoutMs)
+    return this.primary()
+  }
+
+  /** Connections the sentinel serves, besides the one asking. */
+  async sentinelClients(): Promise<number> {
+    const client = new Redis({ port: this.sentinel.port, maxRetriesPerRequest: 1 })
+    try {
+      const list = (await client.call('CLIENT', 'LIST')) as string
+      return list.trim().split('\n').length - 1
+    } finally {
+      client.disconnect()
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.sentinel.destroy()
+    await Promise.all(this.servers.map((server) => server.destroy()))
+  }
+
+  private async replicaReady(): Promise<boolean> {
+    const replicas = (await this.ask('replicas', MASTER_NAME)) as unknown as string[][]
+    return replicas.some((fields) => {
+      const field = (name: string) => fields[fields.indexOf(name) + 1]
+      return field('flags') === 'slave' && field('master-link-status') === 'ok'
+    })
+  }
+
+  private async ask(...args: string[]): Promise<string[]> {
+    const client = new Redis({ port: this.sentinel.port, maxRetriesPerRequest: 1 })
+    try {
+      return (await client.call('SENTINEL', ...args)) as string[]
+    } finally {
+      client.disconnect()
+    }
+  }
+}
