@@ -36,8 +36,16 @@ abstract class PhpRedisConnection implements Connection
     /** Opens a new client; phpredis exceptions mean Redis is unreachable. */
     abstract protected function connect(): Redis|RedisCluster;
 
-    /** @param list<string> $wakeKeys */
-    abstract protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void;
+    /**
+     * One BLPOP over all the wake lists: they share a server (a cluster blocks on each in turn).
+     *
+     * @param list<string> $wakeKeys
+     */
+    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void
+    {
+        // phpredis 5's blPop() takes whole seconds only; the raw command takes decimals.
+        $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
+    }
 
     public function runScript(Script $script, array $keys, array $args): array
     {

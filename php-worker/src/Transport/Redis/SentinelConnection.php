@@ -8,7 +8,6 @@ use Closure;
 use Jobgate\Worker\Clock;
 use Jobgate\Worker\SystemClock;
 use Redis;
-use RedisCluster;
 use RedisException;
 
 /**
@@ -99,12 +98,6 @@ final class SentinelConnection extends PhpRedisConnection
         $this->checkedAtMs = $this->clock->nowMs();
 
         return $redis;
-    }
-
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void
-    {
-        // phpredis 5's blPop() takes whole seconds only; the raw command takes decimals.
-        $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
     }
 
     /**

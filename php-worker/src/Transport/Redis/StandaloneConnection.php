@@ -6,7 +6,6 @@ namespace Jobgate\Worker\Transport\Redis;
 
 use Closure;
 use Redis;
-use RedisCluster;
 
 /**
  * One Redis server (or a primary behind a stable address that follows failovers).
@@ -31,11 +30,5 @@ final class StandaloneConnection extends PhpRedisConnection
         ServerConnector::connect($redis, $this->endpoint, $this->connectTimeout, $this->readTimeout);
 
         return $redis;
-    }
-
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void
-    {
-        // phpredis 5's blPop() takes whole seconds only; the raw command takes decimals.
-        $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
     }
 }
