@@ -247,6 +247,7 @@ function sentinel(read: Reader, clusterNodes: HostPort[] | null): SentinelSettin
   const password = read.optional('REDIS_SENTINEL_PASSWORD') ?? null
   if (sentinels === null) {
     if (name !== undefined) throw new ConfigError('REDIS_SENTINEL_NAME', 'needs REDIS_SENTINELS')
+    if (password !== null) throw new ConfigError('REDIS_SENTINEL_PASSWORD', 'needs REDIS_SENTINELS')
     return null
   }
   if (clusterNodes !== null) {

@@ -66,6 +66,7 @@ t.test('a bad value names its variable', async (t) => {
       /got "my master"/,
     ],
     [{ REDIS_SENTINEL_NAME: 'jobs' }, 'REDIS_SENTINEL_NAME', /needs REDIS_SENTINELS/],
+    [{ REDIS_SENTINEL_PASSWORD: 'secret' }, 'REDIS_SENTINEL_PASSWORD', /needs REDIS_SENTINELS/],
     [
       { REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'jobs', REDIS_CLUSTER_NODES: 'b:7000' },
       'REDIS_SENTINELS',

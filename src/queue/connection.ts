@@ -62,9 +62,7 @@ export function createRedisClient(options: RedisOptions): RedisClient {
       retryStrategy: sentinelReconnectDelay,
       sentinelRetryStrategy: sentinelReconnectDelay,
     })
-    const watch = new FailoverWatch(options.sentinel)
-    watch.watch(client)
-    watches.set(client, watch)
+    follow(client, new FailoverWatch(options.sentinel))
   } else {
     client = new Redis(options.url, {
       ...perConnection,
@@ -89,6 +87,11 @@ function credentials(url: URL) {
 
 /** The failover watch of each client on Sentinel (and of its duplicates). */
 const watches = new WeakMap<RedisClient, FailoverWatch>()
+
+function follow(client: Redis, watch: FailoverWatch): void {
+  watch.watch(client)
+  watches.set(client, watch)
+}
 
 /** Closes a client after its pending replies, or at once when it cannot send them. */
 export async function closeClient(client: RedisClient): Promise<void> {
@@ -152,10 +155,7 @@ export function duplicateForBlocking(client: RedisClient): RedisClient {
   if (!(client instanceof Redis)) return client.duplicate(undefined, { redisOptions: options })
   const duplicate = client.duplicate(options)
   const watch = watches.get(client)
-  if (watch) {
-    watch.watch(duplicate)
-    watches.set(duplicate, watch)
-  }
+  if (watch) follow(duplicate, watch)
   return duplicate
 }
 

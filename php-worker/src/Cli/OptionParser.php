@@ -256,9 +256,15 @@ final class OptionParser
     {
         $sentinels = $single('sentinel', 'REDIS_SENTINELS');
         $masterName = $single('sentinel-master', 'REDIS_SENTINEL_NAME');
+        $password = $single('sentinel-password', 'REDIS_SENTINEL_PASSWORD');
         if ($sentinels === null) {
             if ($masterName !== null) {
                 throw new UsageError('--sentinel-master (REDIS_SENTINEL_NAME) needs --sentinel (REDIS_SENTINELS)');
+            }
+            if ($password !== null) {
+                throw new UsageError(
+                    '--sentinel-password (REDIS_SENTINEL_PASSWORD) needs --sentinel (REDIS_SENTINELS)',
+                );
             }
 
             return null;
@@ -274,7 +280,7 @@ final class OptionParser
         return new SentinelConfig(
             self::seeds('--sentinel', $sentinels, requirePort: true),
             $masterName,
-            $single('sentinel-password', 'REDIS_SENTINEL_PASSWORD'),
+            $password,
         );
     }
 

@@ -240,6 +240,10 @@ final class OptionParserTest extends TestCase
                 ['--queue=q', $handlers, '--sentinel-master=m'],
                 '--sentinel-master (REDIS_SENTINEL_NAME) needs --sentinel',
             ],
+            'sentinel password without sentinel' => [
+                ['--queue=q', $handlers, '--sentinel-password=secret'],
+                '--sentinel-password (REDIS_SENTINEL_PASSWORD) needs --sentinel',
+            ],
             'sentinel and cluster' => [
                 ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=m', '--cluster=n1:7000'],
                 'choose one',
