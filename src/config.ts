@@ -42,6 +42,11 @@ export interface Config {
   redisSentinel: SentinelSettings | null
   /** A Redis command that has not answered within this fails (and the request gets 503), ms. */
   redisCommandTimeoutMs: number
+  /**
+   * Replicas that must hold a producer's or operator's write before it is answered (Redis
+   * `WAIT`), and the longest that waits; 0 replicas = answer once the primary has it.
+   */
+  redisWaitReplicas: { replicas: number; timeoutMs: number }
   breaker: BreakerSettings
   /** Keys and their scopes; empty = open (allowed on loopback or with `allowUnauthenticated`). */
   apiKeys: readonly ApiKey[]
@@ -343,6 +348,10 @@ export function loadConfig(env: Env = process.env): Config {
     redisClusterNodes,
     redisSentinel: sentinel(read, redisClusterNodes),
     redisCommandTimeoutMs: commandTimeoutMs,
+    redisWaitReplicas: {
+      replicas: read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100),
+      timeoutMs: read.duration('REDIS_WAIT_TIMEOUT', 500, 1, 60_000),
+    },
     breaker: {
       errorThresholdPercent: read.integer('BREAKER_ERROR_PERCENT', 50, 1, 100),
       volumeThreshold: read.integer('BREAKER_VOLUME', 5, 1, 100_000),

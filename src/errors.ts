@@ -32,6 +32,7 @@ const catalogue = {
   SHUTTING_DOWN: { status: 503, title: 'The gateway is shutting down' },
   TOO_MANY_EVENT_STREAMS: { status: 503, title: 'The gateway serves its maximum of event streams' },
   REDIS_UNAVAILABLE: { status: 503, title: 'The job store is unavailable' },
+  NOT_REPLICATED: { status: 503, title: 'The change was not confirmed by enough Redis replicas' },
 } as const satisfies Record<string, { status: number; title: string }>
 
 export type ProblemCode = keyof typeof catalogue

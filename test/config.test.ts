@@ -23,6 +23,7 @@ t.test('defaults', async (t) => {
   t.equal(config.jobRetentionMs, 86_400_000)
   t.equal(config.deadRetentionMs, 7 * 86_400_000)
   t.equal(config.maxQueueDepth, 1_000_000)
+  t.strictSame(config.redisWaitReplicas, { replicas: 0, timeoutMs: 500 })
   t.ok(Object.isFrozen(config))
 })
 
@@ -35,7 +36,10 @@ t.test('units for durations and sizes', async (t) => {
     SHUTDOWN_TIMEOUT: '30s',
     IDEMPOTENCY_REQUIRED: 'yes',
     LOG_LEVEL: 'DEBUG',
+    REDIS_WAIT_REPLICAS: '2',
+    REDIS_WAIT_TIMEOUT: '2s',
   })
+  t.strictSame(config.redisWaitReplicas, { replicas: 2, timeoutMs: 2000 })
   t.equal(config.idempotencyTtlMs, 90 * 60_000)
   t.equal(config.jobRetentionMs, 2 * 86_400_000)
   t.equal(config.deadRetentionMs, 3_600_000)
@@ -58,6 +62,9 @@ t.test('a bad value names its variable', async (t) => {
     [{ IDEMPOTENCY_REQUIRED: 'sometimes' }, 'IDEMPOTENCY_REQUIRED', /true or false/],
     [{ IDEMPOTENCY_TTL: '2d', JOB_RETENTION: '1d' }, 'JOB_RETENTION', /at least IDEMPOTENCY_TTL/],
     [{ MAX_QUEUE_DEPTH: '-1' }, 'MAX_QUEUE_DEPTH', /integer from 0/],
+    [{ REDIS_WAIT_REPLICAS: 'all' }, 'REDIS_WAIT_REPLICAS', /integer from 0 to 100/],
+    [{ REDIS_WAIT_REPLICAS: '-1' }, 'REDIS_WAIT_REPLICAS', /got "-1"/],
+    [{ REDIS_WAIT_TIMEOUT: '0' }, 'REDIS_WAIT_TIMEOUT', /from 1 ms to 60000 ms/],
     [{ REDIS_SENTINELS: 'sentinel-a' }, 'REDIS_SENTINELS', /host:port pairs/],
     [{ REDIS_SENTINELS: 'a:26379' }, 'REDIS_SENTINEL_NAME', /master group .* \(got nothing\)/],
     [

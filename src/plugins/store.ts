@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
-import { createRedisClient, waitUntilReady } from '../queue/connection.js'
+import { createRedisClient } from '../queue/connection.js'
 import type { RedisClient } from '../queue/scripts.js'
 import { Store, type StoreSettings } from '../queue/store.js'
 
@@ -49,14 +49,15 @@ export default fp(
       lastLogged = now
       app.log.warn({ err: error }, 'Redis connection error')
     })
-    if (!(await waitUntilReady(client, 2000))) {
-      app.log.warn('Redis is not reachable yet; requests get 503 until it is')
-    }
     const store = new Store(client, {
       settings: storeSettings(config),
       breaker: config.breaker,
       maxBlockingConnections: config.longPollConnections,
+      replication: config.redisWaitReplicas,
     })
+    if (!(await store.waitUntilReady(2000))) {
+      app.log.warn('Redis is not reachable yet; requests get 503 until it is')
+    }
     store.breaker.onStateChange((state) => {
       const log = state === 'open' ? app.log.error.bind(app.log) : app.log.warn.bind(app.log)
       log({ breaker: state }, `Redis circuit breaker ${state.replace('_', '-')}`)

@@ -1,4 +1,4 @@
-import { Cluster, Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions as RedisConnectionOptions } from 'ioredis'
 import type { HostPort, SentinelSettings } from '../config.js'
 import { FailoverWatch } from './failover-watch.js'
 import { defineScripts, type RedisClient } from './scripts.js'
@@ -129,7 +129,7 @@ function nextReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
 }
 
 const UNAVAILABLE_REPLIES =
-  /^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS)\b/
+  /^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS|UNBLOCKED)\b/
 
 /**
  * True when an error means "Redis cannot serve this now" (connection down, timeout, failover,
@@ -147,16 +147,30 @@ export function isUnavailableError(error: unknown): boolean {
  * plus a grace period, not the request path's command timeout.
  */
 export function duplicateForBlocking(client: RedisClient): RedisClient {
-  const options = {
+  return duplicate(client, {
     commandTimeout: undefined,
     blockingTimeout: 60_000,
     blockingTimeoutGrace: BLOCKING_GRACE_MS,
-  }
+  })
+}
+
+/**
+ * A connection for `WAIT`, which holds its connection until replicas answer: the request
+ * path's command timeout plus the longest wait.
+ */
+export function duplicateForWaits(client: RedisClient, waitMs: number): RedisClient {
+  const { commandTimeout } =
+    client instanceof Redis ? client.options : (client.options.redisOptions ?? {})
+  return duplicate(client, { commandTimeout: waitMs + (commandTimeout ?? 1000) })
+}
+
+/** A new connection like `client` (following its failovers), with some options changed. */
+function duplicate(client: RedisClient, options: RedisConnectionOptions): RedisClient {
   if (!(client instanceof Redis)) return client.duplicate(undefined, { redisOptions: options })
-  const duplicate = client.duplicate(options)
+  const copy = client.duplicate(options)
   const watch = watches.get(client)
-  if (watch) follow(duplicate, watch)
-  return duplicate
+  if (watch) follow(copy, watch)
+  return copy
 }
 
 /** How long past its own timeout ioredis waits for a blocking command before giving up. */

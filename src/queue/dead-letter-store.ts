@@ -61,7 +61,12 @@ export class DeadLetterStore {
             [keys.base, id, BATCH, this.runner.settings.eventsMaxLen],
           )
         : await this.runner.run('purge', [keys.dead, keys.stats], [keys.base, id, BATCH])
-    return replyStrings(reply)
+    const result = replyStrings(reply)
+    const [status, count] = result
+    if ((status === 'REDRIVEN' || status === 'PURGED') && Number(count) > 0) {
+      await this.runner.confirmWrites(queue, 'Retrying it is safe.')
+    }
+    return result
   }
 
   private async one(name: 'redrive' | 'purge', queue: string, id: string): Promise<DeadJobOutcome> {

@@ -16,6 +16,14 @@ export type CancelResult =
 
 const REGISTERED_LIMIT = 10_000
 
+const RETRY_SUBMISSION =
+  'Retry with the same Idempotency-Key: a job that was kept is replayed, one that was lost is created again.'
+
+/** True for an outcome the producer is told was accepted. */
+function accepted(result: EnqueueResult): boolean {
+  return result.outcome === 'created' || result.outcome === 'replayed'
+}
+
 /** The record of a job the enqueue script just created, without reading it back. */
 function createdRecord(
   job: NewJob,
@@ -89,7 +97,11 @@ export class JobStore {
       this.register(job.queue),
       this.runner.run('enqueue', keys, args),
     ])
-    return enqueueResult(job, reply)
+    const result = enqueueResult(job, reply)
+    if (this.runner.waitsForReplicas && accepted(result)) {
+      await this.runner.confirmWrites(job.queue, RETRY_SUBMISSION)
+    }
+    return result
   }
 
   /**
@@ -106,7 +118,11 @@ export class JobStore {
         }
       }),
     ])
-    return jobs.map((job, index) => enqueueResult(job, replies[index]))
+    const results = jobs.map((job, index) => enqueueResult(job, replies[index]))
+    if (this.runner.waitsForReplicas && results.some(accepted)) {
+      await this.runner.confirmWrites(queue, RETRY_SUBMISSION)
+    }
+    return results
   }
 
   private enqueueCall(job: NewJob): { keys: string[]; args: (string | number)[] } {
@@ -155,6 +171,10 @@ export class JobStore {
     )
     if (status === 'NOT_FOUND') return { outcome: 'not_found' }
     if (status === 'NOT_CANCELABLE') return { outcome: 'not_cancelable', state: state ?? '' }
+    await this.runner.confirmWrites(
+      queue,
+      'Read the job to see whether the cancel held; retrying it is safe.',
+    )
     const job = await this.get(queue, id)
     if (job === null) return { outcome: 'not_found' }
     return { outcome: 'canceled', job }

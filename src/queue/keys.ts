@@ -14,6 +14,8 @@ export class QueueKeys {
   readonly events: string
   readonly wake: string
   readonly stats: string
+  /** Written before a `WAIT` for replicas (see ReplicaBarrier); holds a counter, nothing else. */
+  readonly barrier: string
 
   constructor(
     readonly prefix: string,
@@ -26,6 +28,7 @@ export class QueueKeys {
     this.events = `${this.base}events`
     this.wake = `${this.base}wake`
     this.stats = `${this.base}stats`
+    this.barrier = `${this.base}barrier`
   }
 
   job(id: string): string {

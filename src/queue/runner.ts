@@ -3,6 +3,7 @@ import { ProblemError } from '../errors.js'
 import { isBreakerOpen, type RedisBreaker } from './breaker.js'
 import { isUnavailableError } from './connection.js'
 import { QueueKeys } from './keys.js'
+import type { ReplicaBarrier } from './replica-barrier.js'
 import { type RedisClient, runScript, type ScriptName } from './scripts.js'
 
 export interface StoreSettings {
@@ -69,6 +70,7 @@ export class ScriptRunner {
     readonly client: RedisClient,
     readonly settings: StoreSettings,
     readonly breaker: RedisBreaker,
+    private readonly barrier: ReplicaBarrier | null = null,
   ) {}
 
   keys(queue: string): QueueKeys {
@@ -103,6 +105,28 @@ export class ScriptRunner {
         return reply
       })
     })
+  }
+
+  /** True when writes are confirmed on replicas before they are answered. */
+  get waitsForReplicas(): boolean {
+    return this.barrier !== null
+  }
+
+  /**
+   * With replicas to wait for: returns once they hold every write made so far, or throws the
+   * 503 problem `NOT_REPLICATED` (the writes are on the primary, not confirmed on replicas).
+   */
+  async confirmWrites(queue: string, retry: string): Promise<void> {
+    const barrier = this.barrier
+    if (barrier === null) return
+    const acked = await this.command(() => barrier.confirm(this.keys(queue)))
+    const { replicas, timeoutMs } = barrier.settings
+    if (acked >= replicas) return
+    throw new ProblemError(
+      'NOT_REPLICATED',
+      `The change is on the Redis primary, but ${acked} of the ${replicas} replica(s) required confirmed it within ${timeoutMs} ms, so a failover could still lose it. ${retry}`,
+      { headers: { 'retry-after': '1' } },
+    )
   }
 
   /** A Redis call of the request path, through the breaker, with unavailability as a 503. */

@@ -1,22 +1,25 @@
 import { BlockingClients } from './blocking.js'
 import { type BreakerOptions, RedisBreaker } from './breaker.js'
-import { closeClient } from './connection.js'
+import { closeClient, waitUntilReady } from './connection.js'
 import { DeadLetterStore } from './dead-letter-store.js'
 import { EventFeed } from './event-feed.js'
 import { JobStore } from './job-store.js'
 import { LeaseStore } from './lease-store.js'
 import { QueueStore } from './queue-store.js'
 import { RateLimitCounter } from './rate-limit-counter.js'
+import { ReplicaBarrier, type ReplicationSettings } from './replica-barrier.js'
 import { ScriptRunner, type StoreSettings } from './runner.js'
 import type { RedisClient } from './scripts.js'
 
-export type { StoreSettings }
+export type { ReplicationSettings, StoreSettings }
 
 export interface StoreOptions {
   settings: StoreSettings
   breaker?: BreakerOptions
   /** Connections long polls may block on; beyond them waits sleep briefly instead. */
   maxBlockingConnections?: number
+  /** Confirm producers' and operators' writes on replicas before answering. */
+  replication?: ReplicationSettings
 }
 
 const DEFAULT_BREAKER: BreakerOptions = {
@@ -40,13 +43,20 @@ export class Store {
   readonly breaker: RedisBreaker
   private readonly runner: ScriptRunner
   private readonly blocking: BlockingClients
+  private readonly barrier: ReplicaBarrier | null
 
   constructor(
     readonly client: RedisClient,
-    { settings, breaker = DEFAULT_BREAKER, maxBlockingConnections = 64 }: StoreOptions,
+    {
+      settings,
+      breaker = DEFAULT_BREAKER,
+      maxBlockingConnections = 64,
+      replication = { replicas: 0, timeoutMs: 0 },
+    }: StoreOptions,
   ) {
     this.breaker = new RedisBreaker(breaker)
-    this.runner = new ScriptRunner(client, settings, this.breaker)
+    this.barrier = replication.replicas > 0 ? new ReplicaBarrier(client, replication) : null
+    this.runner = new ScriptRunner(client, settings, this.breaker, this.barrier)
     this.blocking = new BlockingClients(client, maxBlockingConnections)
     this.jobs = new JobStore(this.runner)
     this.leases = new LeaseStore(this.runner, this.blocking)
@@ -54,6 +64,16 @@ export class Store {
     this.queues = new QueueStore(this.runner)
     this.events = new EventFeed(this.runner, client)
     this.rateLimits = new RateLimitCounter(client, `${settings.keyPrefix}:ratelimit:`)
+  }
+
+  /** Resolves once the store's connections are ready, or after `timeoutMs`; reports which. */
+  async waitUntilReady(timeoutMs: number): Promise<boolean> {
+    const ready = await Promise.all(
+      [this.client, this.barrier?.client]
+        .filter((client) => client !== undefined)
+        .map((client) => waitUntilReady(client, timeoutMs)),
+    )
+    return ready.every(Boolean)
   }
 
   async ping(): Promise<void> {
@@ -70,6 +90,7 @@ export class Store {
     this.breaker.shutdown()
     this.events.close()
     await this.blocking.close()
+    await this.barrier?.close()
     await closeClient(this.client)
   }
 }

@@ -1,9 +1,18 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { Cluster } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import { freePort, portIsFree, RedisServer } from './redis-server.js'
 
 const run = promisify(execFile)
+
+async function ask<T>(node: RedisServer, question: (client: Redis) => Promise<T>): Promise<T> {
+  const client = node.client()
+  try {
+    return await question(client)
+  } finally {
+    client.disconnect()
+  }
+}
 
 /** A free port whose cluster bus port (port + 10000) is free too. */
 async function clusterPort(): Promise<number> {
@@ -14,15 +23,19 @@ async function clusterPort(): Promise<number> {
 }
 
 /**
- * A real local Redis Cluster of `masters` redis-server processes (no replicas), created with
- * `redis-cli --cluster create`; every slot is served once `cluster_state:ok`.
+ * A real local Redis Cluster of `masters` redis-server processes (and `replicas` for each),
+ * created with `redis-cli --cluster create`; every slot is served once `cluster_state:ok`.
  */
 export class RedisCluster {
-  private constructor(readonly nodes: RedisServer[]) {}
+  private constructor(
+    /** The masters. */
+    readonly nodes: RedisServer[],
+    readonly replicas: RedisServer[] = [],
+  ) {}
 
-  static async start(masters = 3): Promise<RedisCluster> {
+  static async start(masters = 3, { replicas = 0 } = {}): Promise<RedisCluster> {
     const nodes: RedisServer[] = []
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       nodes.push(
         await RedisServer.start({
           port: await clusterPort(),
@@ -33,21 +46,65 @@ export class RedisCluster {
             'nodes.conf',
             '--cluster-node-timeout',
             '2000',
+            // A replica's first sync would wait 5 s for others to share it.
+            '--repl-diskless-sync-delay',
+            '0',
           ],
         }),
       )
     }
-    const cluster = new RedisCluster(nodes)
     await run('redis-cli', [
       '--cluster',
       'create',
       ...nodes.map((node) => `127.0.0.1:${node.port}`),
       '--cluster-replicas',
-      '0',
+      String(replicas),
       '--cluster-yes',
     ])
-    await cluster.waitUntilOk()
+    await new RedisCluster(nodes).waitUntilOk()
+    const roles = await Promise.all(nodes.map((node) => ask(node, (client) => client.role())))
+    const cluster = new RedisCluster(
+      nodes.filter((_, index) => roles[index]?.[0] === 'master'),
+      nodes.filter((_, index) => roles[index]?.[0] === 'slave'),
+    )
+    if (replicas > 0) await cluster.waitUntilReplicated()
     return cluster
+  }
+
+  /** The master serving `key`'s slot and its replicas. */
+  async serversOf(key: string): Promise<{ master: RedisServer; replicas: RedisServer[] }> {
+    const node = this.nodes[0] as RedisServer
+    const slot = Number(await ask(node, (client) => client.cluster('KEYSLOT', key)))
+    const ranges = (await ask(node, (client) => client.cluster('SLOTS'))) as unknown as [
+      number,
+      number,
+      [string, number],
+    ][]
+    const range = ranges.find(([first, last]) => slot >= first && slot <= last)
+    const master = this.nodes.find((server) => server.port === range?.[2][1])
+    if (!master) throw new Error(`no master serves slot ${slot}`)
+    // Gossip lists a new replica in CLUSTER SLOTS only after a while; the replica knows at once.
+    const followed = await Promise.all(
+      this.replicas.map((replica) => ask(replica, (client) => client.info('replication'))),
+    )
+    const replicas = this.replicas.filter((_, index) =>
+      followed[index]?.includes(`master_port:${master.port}\r\n`),
+    )
+    return { master, replicas }
+  }
+
+  /** Until every master counts its replicas online (only then does `WAIT` count them). */
+  private async waitUntilReplicated(): Promise<void> {
+    const deadline = Date.now() + 20_000
+    const perMaster = this.replicas.length / this.nodes.length
+    for (;;) {
+      const infos = await Promise.all(
+        this.nodes.map((node) => ask(node, (client) => client.info('replication'))),
+      )
+      if (infos.every((info) => (info.match(/state=online/g) ?? []).length === perMaster)) return
+      if (Date.now() > deadline) throw new Error('the cluster replicas did not sync')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
   }
 
   /** `host:port,…`, the gateway's REDIS_CLUSTER_NODES and the worker's --cluster. */
@@ -107,6 +164,6 @@ export class RedisCluster {
   }
 
   async destroy(): Promise<void> {
-    await Promise.all(this.nodes.map((node) => node.destroy()))
+    await Promise.all([...this.nodes, ...this.replicas].map((node) => node.destroy()))
   }
 }

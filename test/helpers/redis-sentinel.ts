@@ -16,7 +16,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 }
 
 /**
- * A real local Redis Sentinel setup: a primary, one replica and one sentinel (quorum 1) that
+ * A real local Redis Sentinel setup: a primary, its replicas (one unless told) and one sentinel (quorum 1) that
  * monitors them as `jobgate`, each a private redis-server process.
  */
 export class RedisSentinelGroup {
@@ -25,12 +25,15 @@ export class RedisSentinelGroup {
     readonly sentinel: RedisServer,
   ) {}
 
-  static async start(): Promise<RedisSentinelGroup> {
-    const primary = await RedisServer.start()
-    const replica = await RedisServer.start({
-      args: ['--replicaof', '127.0.0.1', String(primary.port)],
-    })
-    const config = join(replica.dir, 'sentinel.conf')
+  static async start({ replicas = 1 } = {}): Promise<RedisSentinelGroup> {
+    // A replica's first sync would wait 5 s for others to share it.
+    const primary = await RedisServer.start({ args: ['--repl-diskless-sync-delay', '0'] })
+    const followers = await Promise.all(
+      Array.from({ length: replicas }, () =>
+        RedisServer.start({ args: ['--replicaof', '127.0.0.1', String(primary.port)] }),
+      ),
+    )
+    const config = join(primary.dir, 'sentinel.conf')
     writeFileSync(
       config,
       [
@@ -41,8 +44,8 @@ export class RedisSentinelGroup {
       ].join('\n'),
     )
     const sentinel = await RedisServer.start({ configFile: config, args: ['--sentinel'] })
-    const group = new RedisSentinelGroup([primary, replica], sentinel)
-    await waitFor('the replica in sync, known to the sentinel', () => group.replicaReady())
+    const group = new RedisSentinelGroup([primary, ...followers], sentinel)
+    await waitFor('the replicas in sync, known to the sentinel', () => group.replicasReady())
     return group
   }
 
@@ -67,8 +70,9 @@ export class RedisSentinelGroup {
     const client = (await this.primary()).client()
     try {
       await client.set('sentinel-test:mark', String(Date.now()))
-      const acked = await client.wait(1, 5000)
-      if (acked !== 1) throw new Error('the replica did not acknowledge the writes')
+      const replicas = this.servers.length - 1
+      const acked = await client.wait(replicas, 5000)
+      if (acked !== replicas) throw new Error('the replicas did not acknowledge the writes')
     } finally {
       client.disconnect()
     }
@@ -103,12 +107,13 @@ export class RedisSentinelGroup {
     await Promise.all(this.servers.map((server) => server.destroy()))
   }
 
-  private async replicaReady(): Promise<boolean> {
+  private async replicasReady(): Promise<boolean> {
     const replicas = (await this.ask('replicas', MASTER_NAME)) as unknown as string[][]
-    return replicas.some((fields) => {
+    const ready = replicas.filter((fields) => {
       const field = (name: string) => fields[fields.indexOf(name) + 1]
       return field('flags') === 'slave' && field('master-link-status') === 'ok'
     })
+    return ready.length === this.servers.length - 1
   }
 
   private async ask(...args: string[]): Promise<string[]> {

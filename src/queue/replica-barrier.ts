@@ -1,0 +1,65 @@
+import { Cluster } from 'ioredis'
+import { closeClient, duplicateForWaits } from './connection.js'
+import type { QueueKeys } from './keys.js'
+import type { RedisClient } from './scripts.js'
+
+export interface ReplicationSettings {
+  /** Replicas that must hold a write before the gateway confirms it; 0 = do not wait. */
+  replicas: number
+  /** The longest a confirmation waits for them, ms. */
+  timeoutMs: number
+}
+
+/**
+ * Holds the answer to a write until enough replicas have it (Redis `WAIT`), so that a failover
+ * to a replica cannot lose what the gateway confirmed.
+ *
+ * `WAIT` counts only writes made on its own connection, and it blocks that connection, so it
+ * runs on a connection of its own after a write there (`INCR` of the queue's `barrier` key):
+ * Redis replicates in order, so a replica that has that write has every write Redis ran before
+ * it, on any connection, including those whose replies the callers already hold. One `WAIT`
+ * serves every caller that asked before it was sent (a group commit); on Redis Cluster, one
+ * per queue, on the queue's shard.
+ */
+export class ReplicaBarrier {
+  readonly client: RedisClient
+  private readonly perQueue: boolean
+  /** The barrier each scope's next callers join, until it is sent. */
+  private readonly forming = new Map<string, Promise<number>>()
+
+  constructor(
+    source: RedisClient,
+    readonly settings: ReplicationSettings,
+  ) {
+    this.client = duplicateForWaits(source, settings.timeoutMs)
+    this.perQueue = source instanceof Cluster
+  }
+
+  /**
+   * Resolves with how many replicas hold every write Redis ran before this call, once that is
+   * `settings.replicas` or the timeout passed.
+   */
+  confirm(keys: QueueKeys): Promise<number> {
+    const scope = this.perQueue ? keys.base : ''
+    let barrier = this.forming.get(scope)
+    if (barrier === undefined) {
+      barrier = this.send(scope, keys.barrier)
+      this.forming.set(scope, barrier)
+    }
+    return barrier
+  }
+
+  private async send(scope: string, key: string): Promise<number> {
+    // Callers whose replies arrive in the same turn of the event loop share this barrier.
+    await new Promise((resolve) => setImmediate(resolve))
+    this.forming.delete(scope)
+    const { replicas, timeoutMs } = this.settings
+    const results = (await this.client.pipeline().incr(key).wait(replicas, timeoutMs).exec()) ?? []
+    for (const [error] of results) if (error) throw error
+    return Number(results[1]?.[1])
+  }
+
+  close(): Promise<void> {
+    return closeClient(this.client)
+  }
+}

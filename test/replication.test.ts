@@ -1,0 +1,285 @@
+import type { Redis } from 'ioredis'
+import t, { type Test } from 'tap'
+import {
+  dataKeys,
+  startClusterGateway,
+  startGateway,
+  startSentinelGateway,
+} from './helpers/gateway.js'
+import { type Outcome, SubmissionLoad, sleep, until } from './helpers/load.js'
+import { RedisCluster } from './helpers/redis-cluster.js'
+import { RedisSentinelGroup } from './helpers/redis-sentinel.js'
+import { RedisServer } from './helpers/redis-server.js'
+
+/**
+ * REDIS_WAIT_REPLICAS: a write is answered only once replicas hold it (Redis WAIT), with real
+ * primaries and replicas; a replica frozen with SIGSTOP stands for one that lags or is gone.
+ */
+
+/** Long enough for a replica on a machine busy with other tests. */
+const WAITING = { REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT: '3s' }
+const JOBS = '/v1/queues/q/jobs'
+
+async function pair(t: Test): Promise<{ primary: RedisServer; replica: RedisServer }> {
+  // A replica's first sync would wait 5 s for others to share it.
+  const primary = await RedisServer.start({ args: ['--repl-diskless-sync-delay', '0'] })
+  t.teardown(() => primary.destroy())
+  const replica = await RedisServer.start({
+    args: ['--replicaof', '127.0.0.1', String(primary.port)],
+  })
+  t.teardown(() => replica.destroy())
+  const client = primary.client()
+  try {
+    // Only a replica the primary counts online answers WAIT.
+    while (!(await client.info('replication')).includes('state=online')) await sleep(20)
+  } finally {
+    client.disconnect()
+  }
+  return { primary, replica }
+}
+
+/** Resolves once the primary's replica has acknowledged everything the primary wrote. */
+async function caughtUp(primary: RedisServer): Promise<void> {
+  const client = primary.client()
+  try {
+    for (;;) {
+      const info = await client.info('replication')
+      const offset = /master_repl_offset:(\d+)/.exec(info)?.[1]
+      if (info.includes(`state=online,offset=${offset},`)) return
+      await sleep(10)
+    }
+  } finally {
+    client.disconnect()
+  }
+}
+
+async function jobState(server: RedisServer, id: string): Promise<string | null> {
+  const client = server.client()
+  try {
+    return await client.hget(`jobgate:{q}:job:${id}`, 'state')
+  } finally {
+    client.disconnect()
+  }
+}
+
+async function waitCalls(client: Redis): Promise<number> {
+  const stats = await client.info('commandstats')
+  return Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0)
+}
+
+t.test('a 202 comes once the replica holds the job', async (t) => {
+  const { primary, replica } = await pair(t)
+  const { app } = await startGateway(t, {
+    redis: primary,
+    env: { ...WAITING, REDIS_WAIT_TIMEOUT: '5s' },
+  })
+  await replica.pause()
+  const started = Date.now()
+  const answer = app.inject({
+    method: 'POST',
+    url: JOBS,
+    headers: { 'idempotency-key': 'k1' },
+    payload: { type: 't' },
+  })
+  await sleep(300)
+  replica.resume()
+  const res = await answer
+  t.equal(res.statusCode, 202)
+  t.ok(Date.now() - started >= 300, 'not before the replica could take it')
+  t.equal(await jobState(replica, res.json().id), 'queued', 'the job is on the replica')
+})
+
+t.test(
+  'a replica that does not confirm in time: 503 NOT_REPLICATED; the retry replays',
+  async (t) => {
+    const { primary, replica } = await pair(t)
+    const { app, client } = await startGateway(t, {
+      redis: primary,
+      env: { ...WAITING, REDIS_WAIT_TIMEOUT: '300ms' },
+    })
+    await replica.pause()
+    const post = () =>
+      app.inject({
+        method: 'POST',
+        url: JOBS,
+        headers: { 'idempotency-key': 'k1' },
+        payload: { type: 't' },
+      })
+    const refused = await post()
+    t.equal(refused.statusCode, 503)
+    t.match(refused.headers['content-type'], /^application\/problem\+json/)
+    t.equal(refused.headers['retry-after'], '1')
+    t.match(refused.json(), {
+      code: 'NOT_REPLICATED',
+      status: 503,
+      detail: /0 of the 1 replica\(s\) required confirmed it within 300 ms.*same Idempotency-Key/,
+    })
+    const stored = (await client.keys('jobgate:{q}:job:*')).map((key) => key.split(':').pop())
+    t.equal(stored.length, 1, 'the job is on the primary, not confirmed')
+
+    replica.resume()
+    await caughtUp(primary)
+    const retried = await post()
+    t.equal(retried.statusCode, 202)
+    t.equal(retried.headers['idempotent-replayed'], 'true')
+    t.equal(retried.json().id, stored[0], 'the same job')
+    t.equal(await jobState(replica, stored[0] as string), 'queued', 'now on the replica')
+
+    await replica.pause()
+    const batch = await app.inject({
+      method: 'POST',
+      url: `${JOBS}:batch`,
+      payload: { jobs: [{ idempotency_key: 'b1', type: 't' }] },
+    })
+    t.equal(batch.statusCode, 503, 'a batch is refused whole')
+    t.equal(batch.json().code, 'NOT_REPLICATED')
+    const cancel = await app.inject({ method: 'DELETE', url: `${JOBS}/${stored[0]}` })
+    t.equal(cancel.statusCode, 503, 'so is a cancel')
+    t.equal(cancel.json().code, 'NOT_REPLICATED')
+    replica.resume()
+    const conflict = await app.inject({
+      method: 'POST',
+      url: JOBS,
+      headers: { 'idempotency-key': 'k1' },
+      payload: { type: 'other' },
+    })
+    t.equal(conflict.statusCode, 422, 'a refusal waits for nothing')
+  },
+)
+
+t.test('a primary demoted while a write waits for its replica: 503, not 500', async (t) => {
+  const { primary, replica } = await pair(t)
+  const { app, client } = await startGateway(t, {
+    redis: primary,
+    env: { ...WAITING, REDIS_WAIT_TIMEOUT: '5s' },
+  })
+  await replica.pause()
+  const answer = app.inject({ method: 'POST', url: JOBS, payload: { type: 't' } })
+  while (!String(await client.call('CLIENT', 'LIST')).includes('cmd=wait')) await sleep(10)
+  await client.replicaof('127.0.0.1', replica.port)
+  const res = await answer
+  replica.resume()
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'REDIS_UNAVAILABLE')
+})
+
+t.test('concurrent writes share their WAITs', async (t) => {
+  const { primary } = await pair(t)
+  const { app, client } = await startGateway(t, { redis: primary, env: WAITING })
+  const before = await waitCalls(client)
+  const answers = await Promise.all(
+    Array.from({ length: 200 }, (_, i) =>
+      app.inject({
+        method: 'POST',
+        url: JOBS,
+        headers: { 'idempotency-key': `k${i}` },
+        payload: { type: 't' },
+      }),
+    ),
+  )
+  t.strictSame(
+    answers.map((res) => res.statusCode),
+    answers.map(() => 202),
+  )
+  const waits = (await waitCalls(client)) - before
+  t.ok(waits >= 1 && waits < 100, `200 submissions, ${waits} WAITs`)
+})
+
+t.test('without REDIS_WAIT_REPLICAS nothing waits and no barrier key is written', async (t) => {
+  const { primary } = await pair(t)
+  const { app, client } = await startGateway(t, { redis: primary })
+  const res = await app.inject({ method: 'POST', url: JOBS, payload: { type: 't' } })
+  t.equal(res.statusCode, 202)
+  t.equal(await waitCalls(client), 0)
+  t.notOk((await dataKeys(client)).includes('jobgate:{q}:barrier'))
+})
+
+t.test('on Redis Cluster each queue waits for the replicas of its own shard', async (t) => {
+  const cluster = await RedisCluster.start(3, { replicas: 1 })
+  t.teardown(() => cluster.destroy())
+  const { app } = await startClusterGateway(t, cluster, { env: WAITING })
+  const shards = await Promise.all(
+    Array.from({ length: 12 }, async (_, i) => ({
+      queue: `q${i}`,
+      ...(await cluster.serversOf(`jobgate:{q${i}}:job:x`)),
+    })),
+  )
+  const lagging = shards[0] as (typeof shards)[number]
+  const other = shards.find((shard) => shard.master !== lagging.master)
+  if (!other) throw new Error('every queue on one shard')
+  const post = (queue: string) =>
+    app.inject({
+      method: 'POST',
+      url: `/v1/queues/${queue}/jobs`,
+      headers: { 'idempotency-key': 'k' },
+      payload: { type: 't' },
+    })
+  const all = await Promise.all(shards.map((shard) => post(shard.queue)))
+  t.strictSame(
+    all.map((res) => `${res.statusCode} ${res.json().code ?? ''}`),
+    shards.map(() => '202 '),
+    'every shard confirms',
+  )
+
+  await (lagging.replicas[0] as RedisServer).pause()
+  const [refused, confirmed] = await Promise.all([post(lagging.queue), post(other.queue)])
+  t.equal(refused.statusCode, 503, 'the queue whose replica is frozen is refused')
+  t.equal(refused.json().code, 'NOT_REPLICATED')
+  t.equal(confirmed.statusCode, 202, 'a queue of another shard is not')
+  t.equal(confirmed.headers['idempotent-replayed'], 'true')
+  ;(lagging.replicas[0] as RedisServer).resume()
+  const retried = await post(lagging.queue)
+  t.equal(retried.statusCode, 202)
+  t.equal(retried.json().id, all[0]?.json().id)
+})
+
+t.test('SENTINEL FAILOVER under load with REDIS_WAIT_REPLICAS=1 of 1 loses no 202', async (t) => {
+  const group = await RedisSentinelGroup.start()
+  t.teardown(() => group.destroy())
+  const gateway = await startSentinelGateway(t, group, {
+    listen: true,
+    env: { ...WAITING, REDIS_WAIT_TIMEOUT: '1s', RATE_LIMIT: 'off' },
+  })
+  const old = await group.primary()
+  const load = new SubmissionLoad(gateway.url, 8, {}, 10_000)
+  await until(() => load.accepted().length >= 50, 10_000)
+  const primary = await group.failover()
+  const switched = Date.now()
+  t.ok(
+    await until(
+      () => load.outcomes.some((o) => o.code === 'NOT_REPLICATED' && o.started > switched + 200),
+      10_000,
+    ),
+    'on the new primary, which has no replica yet, submissions are refused as not replicated',
+  )
+  // What the sentinel does some seconds later: the old primary becomes a replica of the new.
+  const rejoin = old.client()
+  t.teardown(() => rejoin.disconnect())
+  await rejoin.replicaof('127.0.0.1', primary.port)
+  const rejoined = Date.now()
+  t.ok(
+    await until(() => load.outcomes.some((o) => o.status === 202 && o.started > rejoined), 10_000),
+    'once it has one, 202s resume',
+  )
+  await sleep(300)
+  const outcomes = await load.stop()
+  const unexpected = outcomes.filter(
+    (o: Outcome) =>
+      !(
+        o.status === 202 ||
+        (o.status === 503 && (o.code === 'REDIS_UNAVAILABLE' || o.code === 'NOT_REPLICATED'))
+      ),
+  )
+  t.strictSame(unexpected, [], 'only 202s and 503s')
+  const accepted = outcomes.filter((o) => o.status === 202).map((o) => o.id ?? '')
+  const client = primary.client()
+  t.teardown(() => client.disconnect())
+  const states = await Promise.all(
+    accepted.map((id) => client.hget(`jobgate:{q}:job:${id}`, 'state')),
+  )
+  const lost = accepted.filter((_, index) => states[index] === null)
+  t.comment(
+    `${accepted.length} jobs accepted, ${outcomes.filter((o) => o.code === 'NOT_REPLICATED').length} NOT_REPLICATED, ${outcomes.filter((o) => o.code === 'REDIS_UNAVAILABLE').length} REDIS_UNAVAILABLE`,
+  )
+  t.strictSame(lost, [], 'every job that got a 202 is on the new primary')
+})
