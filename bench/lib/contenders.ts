@@ -10,6 +10,8 @@ export interface Gateway {
   apiKey?: string
   /** More environment for the wrk script (e.g. WRK_PREFER). */
   wrkEnv?: Record<string, string>
+  /** Replicas of the benchmark's Redis this gateway is measured with (none unless set). */
+  replicas?: number
   start(redisUrl: string, port: number, env?: Record<string, string>): Spawned
 }
 
@@ -94,6 +96,16 @@ export const JOBGATE_MINIMAL: Gateway = {
   name: 'jobgate, Prefer: return=minimal',
   what: 'as jobgate; the producer asks for the short 202 (the job id and state, not the whole job)',
   wrkEnv: { WRK_PREFER: 'return=minimal' },
+}
+
+/** The same gateway answering only once a replica of Redis holds the job. */
+export const JOBGATE_REPLICATED: Gateway = {
+  ...JOBGATE,
+  name: 'jobgate, REDIS_WAIT_REPLICAS=1',
+  what: 'as jobgate, with one replica of Redis (on the Redis core), each 202 sent once the replica has the job (Redis WAIT)',
+  replicas: 1,
+  start: (redisUrl, port, env = {}) =>
+    JOBGATE.start(redisUrl, port, { REDIS_WAIT_REPLICAS: '1', ...env }),
 }
 
 export async function waitForHttp(port: number): Promise<void> {

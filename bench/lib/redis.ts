@@ -57,6 +57,8 @@ export class BenchRedis {
         'everysec',
         '--auto-aof-rewrite-percentage',
         '0',
+        '--repl-diskless-sync-delay',
+        '0',
       ]),
     )
     const client = await connectWhenUp(port, 10_000, 'redis-server')
@@ -89,6 +91,33 @@ export class BenchRedis {
   /** Automatic AOF rewrites on (as in production, for long runs) or off (the default here). */
   async rewriteAutomatically(on: boolean): Promise<void> {
     await this.client.config('SET', 'auto-aof-rewrite-percentage', on ? '100' : '0')
+  }
+
+  /**
+   * A replica of this Redis (no persistence of its own), pinned to the same core; resolves once
+   * the primary counts it online. Stop it when the measurement is over.
+   */
+  async startReplica(): Promise<Spawned> {
+    const port = await freePort()
+    const dir = tempDir('jobgate-bench-replica-')
+    const replica = launch(
+      INFRA_CPU,
+      'redis-server',
+      redisServerArgs(port, dir.path, ['--replicaof', '127.0.0.1', String(this.port)]),
+    )
+    await waitFor(
+      async () => /state=online/.test(await this.client.info('replication')),
+      30_000,
+      'the replica in sync',
+    )
+    return {
+      ...replica,
+      stop: async (signal) => {
+        const code = await replica.stop(signal)
+        dir.remove()
+        return code
+      },
+    }
   }
 
   /** Writes an RDB snapshot of everything Redis holds now; returns the file. */

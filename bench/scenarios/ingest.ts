@@ -4,6 +4,7 @@ import {
   type Gateway,
   JOBGATE,
   JOBGATE_MINIMAL,
+  JOBGATE_REPLICATED,
   LPUSH,
   waitForHttp,
 } from '../lib/contenders.js'
@@ -47,6 +48,7 @@ export async function measure(
   options: IngestOptions,
 ): Promise<IngestRun> {
   if (!options.keepData) await redis.flush()
+  const replica = gateway.replicas ? await redis.startReplica() : null
   const port = await freePort()
   const server = gateway.start(redis.url, port, options.env)
   try {
@@ -63,6 +65,7 @@ export async function measure(
     return { ...result, cpuUsPerRequest: ((cpuMs(pid) - before) * 1000) / result.requests }
   } finally {
     await server.stop()
+    await replica?.stop('SIGKILL')
   }
 }
 
@@ -74,7 +77,7 @@ export async function ingest(
   /** Earlier builds of jobgate to measure alongside (`--compare`). */
   earlier: Gateway[] = [],
 ): Promise<IngestRow[]> {
-  const contenders = [BARE, LPUSH, BULLMQ, ...earlier, JOBGATE, JOBGATE_MINIMAL]
+  const contenders = [BARE, LPUSH, BULLMQ, ...earlier, JOBGATE, JOBGATE_MINIMAL, JOBGATE_REPLICATED]
   const rows: IngestRow[] = contenders.map((gateway) => ({
     gateway,
     runs: [],
