@@ -163,6 +163,32 @@ t.test('a primary demoted while a write waits for its replica: 503, not 500', as
   t.equal(res.json().code, 'REDIS_UNAVAILABLE')
 })
 
+t.test('with the replica gone, writes get NOT_REPLICATED in turn, never a timeout', async (t) => {
+  const { primary, replica } = await pair(t)
+  // Each WAIT takes longer than the command timeout: one queued behind another would time out.
+  const { app } = await startGateway(t, {
+    redis: primary,
+    env: { ...WAITING, REDIS_WAIT_TIMEOUT: '1s', REDIS_COMMAND_TIMEOUT: '500ms' },
+  })
+  const first = await app.inject({ method: 'POST', url: JOBS, payload: { type: 't' } })
+  t.equal(first.statusCode, 202)
+  await replica.pause()
+  const answers = await Promise.all(
+    Array.from({ length: 8 }, async (_, i) => {
+      await sleep(i * 300)
+      const res = await app.inject({ method: 'POST', url: JOBS, payload: { type: 't' } })
+      return `${res.statusCode} ${res.json().code}`
+    }),
+  )
+  t.strictSame(
+    answers,
+    answers.map(() => '503 NOT_REPLICATED'),
+  )
+  const read = await app.inject({ method: 'GET', url: String(first.headers.location) })
+  t.equal(read.statusCode, 200, 'reads still work: the breaker stayed closed')
+  t.equal(app.store.breaker.state, 'closed')
+})
+
 t.test('concurrent writes share their WAITs', async (t) => {
   const { primary } = await pair(t)
   const { app, client } = await startGateway(t, { redis: primary, env: WAITING })

@@ -18,14 +18,16 @@ export interface ReplicationSettings {
  * runs on a connection of its own after a write there (`INCR` of the queue's `barrier` key):
  * Redis replicates in order, so a replica that has that write has every write Redis ran before
  * it, on any connection, including those whose replies the callers already hold. One `WAIT`
- * serves every caller that asked before it was sent (a group commit); on Redis Cluster, one
- * per queue, on the queue's shard.
+ * serves every caller that asked while the one before it was out (a group commit); on Redis
+ * Cluster, one per queue, on the queue's shard.
  */
 export class ReplicaBarrier {
   readonly client: RedisClient
   private readonly perQueue: boolean
   /** The barrier each scope's next callers join, until it is sent. */
   private readonly forming = new Map<string, Promise<number>>()
+  /** The barrier of each scope out on the connection. */
+  private readonly sent = new Map<string, Promise<unknown>>()
 
   constructor(
     source: RedisClient,
@@ -50,13 +52,28 @@ export class ReplicaBarrier {
   }
 
   private async send(scope: string, key: string): Promise<number> {
-    // Callers whose replies arrive in the same turn of the event loop share this barrier.
+    // A WAIT holds the connection, so one sent now would only queue behind the one out (and
+    // its timer would run meanwhile): callers join this barrier until that one is back, and
+    // for the rest of that turn of the event loop.
+    await this.sent.get(scope)?.catch(() => undefined)
     await new Promise((resolve) => setImmediate(resolve))
     this.forming.delete(scope)
     const { replicas, timeoutMs } = this.settings
-    const results = (await this.client.pipeline().incr(key).wait(replicas, timeoutMs).exec()) ?? []
-    for (const [error] of results) if (error) throw error
-    return Number(results[1]?.[1])
+    const sent = this.client.pipeline().incr(key).wait(replicas, timeoutMs).exec()
+    this.sent.set(scope, sent)
+    try {
+      const results = (await sent) ?? []
+      for (const [error] of results) if (error) throw error
+      return Number(results[1]?.[1])
+    } catch (error) {
+      // Not even the longest WAIT takes this long: the connection may have gone silent.
+      if (error instanceof Error && error.message === 'Command timed out') {
+        this.client.disconnect(true)
+      }
+      throw error
+    } finally {
+      if (this.sent.get(scope) === sent) this.sent.delete(scope)
+    }
   }
 
   close(): Promise<void> {

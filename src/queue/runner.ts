@@ -119,7 +119,8 @@ export class ScriptRunner {
   async confirmWrites(queue: string, retry: string): Promise<void> {
     const barrier = this.barrier
     if (barrier === null) return
-    const acked = await this.command(() => barrier.confirm(this.keys(queue)))
+    // Not through the breaker: the write before it was, and a slow replica is not an outage.
+    const acked = await unavailableAsProblem(barrier.confirm(this.keys(queue)))
     const { replicas, timeoutMs } = barrier.settings
     if (acked >= replicas) return
     throw new ProblemError(
