@@ -299,7 +299,7 @@ function soakSection(result: SoakResult, targets: Target[]): string {
   return [
     '## 5. Memory soak',
     '',
-    `jobgate at ${count(result.rate)} req/s (half its median ingest peak) for ${result.seconds} s;`,
+    `jobgate at ${count(result.rate)} req/s (half its median ingest peak, unless \`--soak-rate\` set it) for ${result.seconds} s;`,
     `resident memory every 5 s after a ${result.warmupSeconds} s warm-up.`,
     '',
     table(
