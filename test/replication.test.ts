@@ -6,6 +6,7 @@ import {
   startGateway,
   startSentinelGateway,
 } from './helpers/gateway.js'
+import { GatewayProcess } from './helpers/gateway-process.js'
 import { type Outcome, SubmissionLoad, sleep, until } from './helpers/load.js'
 import { RedisCluster } from './helpers/redis-cluster.js'
 import { RedisSentinelGroup } from './helpers/redis-sentinel.js'
@@ -218,6 +219,24 @@ t.test('without REDIS_WAIT_REPLICAS nothing waits and no barrier key is written'
   t.equal(res.statusCode, 202)
   t.equal(await waitCalls(client), 0)
   t.notOk((await dataKeys(client)).includes('jobgate:{q}:barrier'))
+})
+
+t.test('at boot the gateway says whether the primary has the replicas it waits for', async (t) => {
+  const lone = await RedisServer.start()
+  t.teardown(() => lone.destroy())
+  const short = await GatewayProcess.start({ REDIS_URL: lone.url, REDIS_WAIT_REPLICAS: '1' })
+  t.teardown(() => short.stop())
+  const warning = await short.waitForLog((line) => line.replicas_required === 1)
+  t.equal(warning.level, 40, 'a warning')
+  t.equal(warning.replicas_online, 0)
+  t.match(warning.msg, /REDIS_WAIT_REPLICAS is 1 but the Redis primary has 0 replica\(s\) online/)
+
+  const { primary } = await pair(t)
+  const enough = await GatewayProcess.start({ REDIS_URL: primary.url, REDIS_WAIT_REPLICAS: '1' })
+  t.teardown(() => enough.stop())
+  const info = await enough.waitForLog((line) => line.replicas_required === 1)
+  t.equal(info.level, 30, 'information')
+  t.equal(info.replicas_online, 1)
 })
 
 t.test('on Redis Cluster each queue waits for the replicas of its own shard', async (t) => {

@@ -31,6 +31,21 @@ export function storeSettings(config: Config): StoreSettings {
   }
 }
 
+/** With writes waiting for replicas: says at boot whether the primary has enough of them. */
+async function reportReplicas(app: FastifyInstance, store: Store): Promise<void> {
+  const replicas = await store.replicas().catch(() => null)
+  if (replicas === null) return
+  const fields = { replicas_online: replicas.online, replicas_required: replicas.required }
+  if (replicas.online >= replicas.required) {
+    app.log.info(fields, `Writes are answered once ${replicas.required} replica(s) hold them`)
+  } else {
+    app.log.warn(
+      fields,
+      `REDIS_WAIT_REPLICAS is ${replicas.required} but the Redis primary has ${replicas.online} replica(s) online: job submissions get 503 NOT_REPLICATED until it has enough`,
+    )
+  }
+}
+
 /** Connects to Redis and decorates the app with the store; closes it on shutdown. */
 export default fp(
   async function store(app: FastifyInstance, { config, client: given }: StoreOptions) {
@@ -57,6 +72,8 @@ export default fp(
     })
     if (!(await store.waitUntilReady(2000))) {
       app.log.warn('Redis is not reachable yet; requests get 503 until it is')
+    } else {
+      await reportReplicas(app, store)
     }
     store.breaker.onStateChange((state) => {
       const log = state === 'open' ? app.log.error.bind(app.log) : app.log.warn.bind(app.log)

@@ -1,4 +1,4 @@
-import { Cluster } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import { closeClient, duplicateForWaits } from './connection.js'
 import type { QueueKeys } from './keys.js'
 import type { RedisClient } from './scripts.js'
@@ -74,6 +74,13 @@ export class ReplicaBarrier {
     } finally {
       if (this.sent.get(scope) === sent) this.sent.delete(scope)
     }
+  }
+
+  /** Replicas the primary counts online now; null on Redis Cluster (a count per shard). */
+  async replicasOnline(): Promise<number | null> {
+    if (this.perQueue) return null
+    const info = await (this.client as Redis).info('replication')
+    return info.match(/state=online/g)?.length ?? 0
   }
 
   close(): Promise<void> {

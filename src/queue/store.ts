@@ -76,6 +76,16 @@ export class Store {
     return ready.every(Boolean)
   }
 
+  /**
+   * How many replicas the primary has online against how many writes wait for; null when
+   * writes wait for none, or on Redis Cluster.
+   */
+  async replicas(): Promise<{ online: number; required: number } | null> {
+    const online = await this.barrier?.replicasOnline()
+    if (!this.barrier || online === null || online === undefined) return null
+    return { online, required: this.barrier.settings.replicas }
+  }
+
   async ping(): Promise<void> {
     await this.runner.command(() => this.client.ping())
   }
