@@ -233,6 +233,19 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
   return { max, windowMs }
 }
 
+/** A Redis URL whose path, if any, is a database number (`redis://host:6379/2`). */
+function redisUrl(read: Reader): string {
+  const url = read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'])
+  const { pathname } = new URL(url)
+  if (!/^\/?(\d{1,5})?$/.test(pathname)) {
+    throw new ConfigError(
+      'REDIS_URL',
+      `must name its database by number, as in /0 (got "${pathname}")`,
+    )
+  }
+  return url
+}
+
 function hostPorts(read: Reader, variable: string): HostPort[] | null {
   const value = read.optional(variable)
   if (value === undefined) return null
@@ -331,7 +344,7 @@ export function loadConfig(env: Env = process.env): Config {
   return Object.freeze({
     port: read.integer('PORT', 3000, 0, 65535),
     host,
-    redisUrl: read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisUrl: redisUrl(read),
     keyPrefix: read.string('KEY_PREFIX', 'jobgate', KEY_PREFIX_PATTERN, '[A-Za-z0-9_.-]{1,64}'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     bodyLimit: read.size('BODY_LIMIT', 1024 * 1024, 1024, 64 * 1024 * 1024),

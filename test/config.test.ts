@@ -38,7 +38,9 @@ t.test('units for durations and sizes', async (t) => {
     LOG_LEVEL: 'DEBUG',
     REDIS_WAIT_REPLICAS: '2',
     REDIS_WAIT_TIMEOUT: '2s',
+    REDIS_URL: 'redis://cache:6379/3',
   })
+  t.equal(config.redisUrl, 'redis://cache:6379/3')
   t.strictSame(config.redisWaitReplicas, { replicas: 2, timeoutMs: 2000 })
   t.equal(config.idempotencyTtlMs, 90 * 60_000)
   t.equal(config.jobRetentionMs, 2 * 86_400_000)
@@ -55,6 +57,8 @@ t.test('a bad value names its variable', async (t) => {
     [{ PORT: '70000' }, 'PORT', /got "70000"/],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /must use one of redis:, rediss:/],
     [{ REDIS_URL: 'not a url' }, 'REDIS_URL', /must be a URL/],
+    [{ REDIS_URL: 'redis://cache:6379/jobs' }, 'REDIS_URL', /database by number.*got "\/jobs"/],
+    [{ REDIS_URL: 'redis://cache:6379/1/2' }, 'REDIS_URL', /database by number/],
     [{ KEY_PREFIX: 'job{gate}' }, 'KEY_PREFIX', /must match/],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /must be one of/],
     [{ BODY_LIMIT: '1gb' }, 'BODY_LIMIT', /must be a size/],

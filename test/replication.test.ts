@@ -29,38 +29,22 @@ async function pair(t: Test): Promise<{ primary: RedisServer; replica: RedisServ
     args: ['--replicaof', '127.0.0.1', String(primary.port)],
   })
   t.teardown(() => replica.destroy())
-  const client = primary.client()
-  try {
-    // Only a replica the primary counts online answers WAIT.
-    while (!(await client.info('replication')).includes('state=online')) await sleep(20)
-  } finally {
-    client.disconnect()
-  }
+  await primary.waitForReplicas(1)
   return { primary, replica }
 }
 
 /** Resolves once the primary's replica has acknowledged everything the primary wrote. */
 async function caughtUp(primary: RedisServer): Promise<void> {
-  const client = primary.client()
-  try {
-    for (;;) {
-      const info = await client.info('replication')
-      const offset = /master_repl_offset:(\d+)/.exec(info)?.[1]
-      if (info.includes(`state=online,offset=${offset},`)) return
-      await sleep(10)
-    }
-  } finally {
-    client.disconnect()
+  for (;;) {
+    const info = await primary.ask((client) => client.info('replication'))
+    const offset = /master_repl_offset:(\d+)/.exec(info)?.[1]
+    if (info.includes(`state=online,offset=${offset},`)) return
+    await sleep(10)
   }
 }
 
-async function jobState(server: RedisServer, id: string): Promise<string | null> {
-  const client = server.client()
-  try {
-    return await client.hget(`jobgate:{q}:job:${id}`, 'state')
-  } finally {
-    client.disconnect()
-  }
+function jobState(server: RedisServer, id: string): Promise<string | null> {
+  return server.ask((client) => client.hget(`jobgate:{q}:job:${id}`, 'state'))
 }
 
 async function waitCalls(client: Redis): Promise<number> {
@@ -145,6 +129,47 @@ t.test(
       payload: { type: 'other' },
     })
     t.equal(conflict.statusCode, 422, 'a refusal waits for nothing')
+  },
+)
+
+t.test(
+  'a redrive and a purge wait for the replica too; one that changes nothing does not',
+  async (t) => {
+    const { primary, replica } = await pair(t)
+    const { app } = await startGateway(t, {
+      redis: primary,
+      env: { ...WAITING, REDIS_WAIT_TIMEOUT: '1s' },
+    })
+    const dead: string[] = []
+    for (let i = 0; i < 2; i++) {
+      const posted = await app.inject({ method: 'POST', url: JOBS, payload: { type: 't' } })
+      t.equal(posted.statusCode, 202)
+      const { job, lease } = (
+        await app.inject({ method: 'POST', url: `${JOBS}:reserve`, payload: { worker: 'w' } })
+      ).json()
+      const failed = await app.inject({
+        method: 'POST',
+        url: `${JOBS}/${job.id}:fail`,
+        payload: { lease_token: lease.token, error: { message: 'no' } },
+      })
+      t.equal(failed.json().state, 'dead')
+      dead.push(job.id)
+    }
+    await replica.pause()
+    const redriven = await app.inject({
+      method: 'POST',
+      url: `/v1/queues/q/dead/${dead[0]}:redrive`,
+    })
+    t.equal(redriven.statusCode, 503)
+    t.equal(redriven.json().code, 'NOT_REPLICATED')
+    t.equal(await jobState(primary, dead[0] as string), 'queued', 'the redrive is on the primary')
+    const purged = await app.inject({ method: 'DELETE', url: `/v1/queues/q/dead/${dead[1]}` })
+    t.equal(purged.statusCode, 503)
+    t.equal(purged.json().code, 'NOT_REPLICATED')
+    t.equal(await jobState(primary, dead[1] as string), null, 'the purge is on the primary')
+    const nothing = await app.inject({ method: 'POST', url: '/v1/queues/q/dead:redrive' })
+    t.equal(nothing.statusCode, 200, 'no dead job left: nothing to wait for')
+    replica.resume()
   },
 )
 
@@ -298,9 +323,7 @@ t.test('SENTINEL FAILOVER under load with REDIS_WAIT_REPLICAS=1 of 1 loses no 20
     'on the new primary, which has no replica yet, submissions are refused as not replicated',
   )
   // What the sentinel does some seconds later: the old primary becomes a replica of the new.
-  const rejoin = old.client()
-  t.teardown(() => rejoin.disconnect())
-  await rejoin.replicaof('127.0.0.1', primary.port)
+  await old.ask((client) => client.replicaof('127.0.0.1', primary.port))
   const rejoined = Date.now()
   t.ok(
     await until(() => load.outcomes.some((o) => o.status === 202 && o.started > rejoined), 10_000),
@@ -317,10 +340,8 @@ t.test('SENTINEL FAILOVER under load with REDIS_WAIT_REPLICAS=1 of 1 loses no 20
   )
   t.strictSame(unexpected, [], 'only 202s and 503s')
   const accepted = outcomes.filter((o) => o.status === 202).map((o) => o.id ?? '')
-  const client = primary.client()
-  t.teardown(() => client.disconnect())
-  const states = await Promise.all(
-    accepted.map((id) => client.hget(`jobgate:{q}:job:${id}`, 'state')),
+  const states = await primary.ask((client) =>
+    Promise.all(accepted.map((id) => client.hget(`jobgate:{q}:job:${id}`, 'state'))),
   )
   const lost = accepted.filter((_, index) => states[index] === null)
   t.comment(

@@ -60,13 +60,10 @@ async function submit(url: string, count: number): Promise<string[]> {
   return ids
 }
 
-async function states(server: RedisServer, ids: string[]): Promise<(string | null)[]> {
-  const client = server.client()
-  try {
-    return await Promise.all(ids.map((id) => client.hget(`jobgate:{q}:job:${id}`, 'state')))
-  } finally {
-    client.disconnect()
-  }
+function states(server: RedisServer, ids: string[]): Promise<(string | null)[]> {
+  return server.ask((client) =>
+    Promise.all(ids.map((id) => client.hget(`jobgate:{q}:job:${id}`, 'state'))),
+  )
 }
 
 async function allSucceeded(server: RedisServer, ids: string[], timeoutMs = 20_000) {

@@ -81,9 +81,9 @@ export class Store {
    * writes wait for none, or on Redis Cluster.
    */
   async replicas(): Promise<{ online: number; required: number } | null> {
-    const online = await this.barrier?.replicasOnline()
-    if (!this.barrier || online === null || online === undefined) return null
-    return { online, required: this.barrier.settings.replicas }
+    if (this.barrier === null) return null
+    const online = await this.barrier.replicasOnline()
+    return online === null ? null : { online, required: this.barrier.settings.replicas }
   }
 
   async ping(): Promise<void> {

@@ -1,18 +1,9 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { Cluster, type Redis } from 'ioredis'
+import { Cluster } from 'ioredis'
 import { freePort, portIsFree, RedisServer } from './redis-server.js'
 
 const run = promisify(execFile)
-
-async function ask<T>(node: RedisServer, question: (client: Redis) => Promise<T>): Promise<T> {
-  const client = node.client()
-  try {
-    return await question(client)
-  } finally {
-    client.disconnect()
-  }
-}
 
 /** A free port whose cluster bus port (port + 10000) is free too. */
 async function clusterPort(): Promise<number> {
@@ -62,20 +53,20 @@ export class RedisCluster {
       '--cluster-yes',
     ])
     await new RedisCluster(nodes).waitUntilOk()
-    const roles = await Promise.all(nodes.map((node) => ask(node, (client) => client.role())))
+    const roles = await Promise.all(nodes.map((node) => node.ask((client) => client.role())))
     const cluster = new RedisCluster(
       nodes.filter((_, index) => roles[index]?.[0] === 'master'),
       nodes.filter((_, index) => roles[index]?.[0] === 'slave'),
     )
-    if (replicas > 0) await cluster.waitUntilReplicated()
+    await Promise.all(cluster.nodes.map((node) => node.waitForReplicas(replicas)))
     return cluster
   }
 
   /** The master serving `key`'s slot and its replicas. */
   async serversOf(key: string): Promise<{ master: RedisServer; replicas: RedisServer[] }> {
     const node = this.nodes[0] as RedisServer
-    const slot = Number(await ask(node, (client) => client.cluster('KEYSLOT', key)))
-    const ranges = (await ask(node, (client) => client.cluster('SLOTS'))) as unknown as [
+    const slot = Number(await node.ask((client) => client.cluster('KEYSLOT', key)))
+    const ranges = (await node.ask((client) => client.cluster('SLOTS'))) as unknown as [
       number,
       number,
       [string, number],
@@ -85,26 +76,12 @@ export class RedisCluster {
     if (!master) throw new Error(`no master serves slot ${slot}`)
     // Gossip lists a new replica in CLUSTER SLOTS only after a while; the replica knows at once.
     const followed = await Promise.all(
-      this.replicas.map((replica) => ask(replica, (client) => client.info('replication'))),
+      this.replicas.map((replica) => replica.ask((client) => client.info('replication'))),
     )
     const replicas = this.replicas.filter((_, index) =>
       followed[index]?.includes(`master_port:${master.port}\r\n`),
     )
     return { master, replicas }
-  }
-
-  /** Until every master counts its replicas online (only then does `WAIT` count them). */
-  private async waitUntilReplicated(): Promise<void> {
-    const deadline = Date.now() + 20_000
-    const perMaster = this.replicas.length / this.nodes.length
-    for (;;) {
-      const infos = await Promise.all(
-        this.nodes.map((node) => ask(node, (client) => client.info('replication'))),
-      )
-      if (infos.every((info) => (info.match(/state=online/g) ?? []).length === perMaster)) return
-      if (Date.now() > deadline) throw new Error('the cluster replicas did not sync')
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
   }
 
   /** `host:port,…`, the gateway's REDIS_CLUSTER_NODES and the worker's --cluster. */
@@ -116,14 +93,9 @@ export class RedisCluster {
     const deadline = Date.now() + 20_000
     for (;;) {
       const states = await Promise.all(
-        this.nodes.map(async (node) => {
-          const client = node.client()
-          try {
-            return /cluster_state:ok/.test(String(await client.cluster('INFO')))
-          } finally {
-            client.disconnect()
-          }
-        }),
+        this.nodes.map(async (node) =>
+          /cluster_state:ok/.test(String(await node.ask((client) => client.cluster('INFO')))),
+        ),
       )
       if (states.every(Boolean)) return
       if (Date.now() > deadline) throw new Error('the cluster did not reach cluster_state:ok')
@@ -142,25 +114,13 @@ export class RedisCluster {
   async keysByNode(): Promise<Map<number, string[]>> {
     const byNode = new Map<number, string[]>()
     for (const node of this.nodes) {
-      const client = node.client()
-      try {
-        byNode.set(node.port, (await client.keys('*')).sort())
-      } finally {
-        client.disconnect()
-      }
+      byNode.set(node.port, (await node.ask((client) => client.keys('*'))).sort())
     }
     return byNode
   }
 
   async flush(): Promise<void> {
-    for (const node of this.nodes) {
-      const client = node.client()
-      try {
-        await client.flushall()
-      } finally {
-        client.disconnect()
-      }
-    }
+    for (const node of this.nodes) await node.ask((client) => client.flushall())
   }
 
   async destroy(): Promise<void> {

@@ -67,15 +67,12 @@ export class RedisSentinelGroup {
    * then WAIT for it: the replication stream keeps order).
    */
   async replicated(): Promise<void> {
-    const client = (await this.primary()).client()
-    try {
+    const replicas = this.servers.length - 1
+    const acked = await (await this.primary()).ask(async (client) => {
       await client.set('sentinel-test:mark', String(Date.now()))
-      const replicas = this.servers.length - 1
-      const acked = await client.wait(replicas, 5000)
-      if (acked !== replicas) throw new Error('the replicas did not acknowledge the writes')
-    } finally {
-      client.disconnect()
-    }
+      return client.wait(replicas, 5000)
+    })
+    if (acked !== replicas) throw new Error('the replicas did not acknowledge the writes')
   }
 
   /** `SENTINEL FAILOVER`; resolves with the new primary once the sentinel names it. */

@@ -81,6 +81,27 @@ export class RedisServer {
     return new Redis(this.url, { maxRetriesPerRequest: 1, lazyConnect: false })
   }
 
+  /** One question over a client of its own, closed after. */
+  async ask<T>(question: (client: Redis) => Promise<T>): Promise<T> {
+    const client = this.client()
+    try {
+      return await question(client)
+    } finally {
+      client.disconnect()
+    }
+  }
+
+  /** Until this primary counts `count` replicas online (only those answer `WAIT`). */
+  async waitForReplicas(count: number, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const info = await this.ask((client) => client.info('replication'))
+      if ((info.match(/state=online/g) ?? []).length >= count) return
+      if (Date.now() > deadline) throw new Error(`${this.port}: ${count} replica(s) not online`)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+
   async spawn(): Promise<void> {
     const child = spawn(
       'redis-server',
