@@ -132,7 +132,7 @@ process.on('exit', () => {
 const steps =
   (wanted('ingest') ? runs * (6 + compared.length) : 0) +
   (wanted('batch') ? runs * 2 : 0) +
-  (wanted('worker') ? runs * (1 + 2 * (1 + compared.length)) : 0) +
+  (wanted('worker') ? runs * (1 + 3 * (1 + compared.length)) : 0) +
   (wanted('e2e') ? 1 : 0) +
   (wanted('growth') ? (sizes.depths.length + sizes.queueCounts.length) * (runs + 1) : 0) +
   (wanted('soak') ? 1 : 0) +

@@ -21,6 +21,8 @@ interface LeaseBody {
 
 interface AckBody extends LeaseBody {
   result?: unknown
+  /** Lease the next job along with the ack. */
+  reserve?: { worker: string; lease_ms: number }
 }
 
 interface FailBody extends LeaseBody {
@@ -80,9 +82,19 @@ export default async function workersRoutes(
   app.post<{ Params: JobParams; Body: AckBody }>(
     `/v1/queues/:queue/jobs/${JOB_ID}::ack`,
     contract.route('ackJob'),
-    async ({ params: { queue, id }, body }) => {
+    async ({ params: { queue, id }, body, log }) => {
       const outcome = await leases.ack(queue, id, body.lease_token, json(body.result))
-      return settlementView(id, held(outcome, queue, id))
+      const settlement = settlementView(id, held(outcome, queue, id))
+      if (body.reserve === undefined) return settlement
+      const { worker, lease_ms } = body.reserve
+      try {
+        const next = await leases.reserve(queue, worker, lease_ms)
+        return { ...settlement, next: next.job === null ? null : reservationView(next.job) }
+      } catch (error) {
+        // The ack stands: answering with an error would have the worker ack again.
+        log.warn({ err: error }, 'acked, but could not lease the next job')
+        return { ...settlement, next: null }
+      }
     },
   )
 

@@ -75,6 +75,89 @@ t.test('reserve → ack over HTTP; the status shows every step', async (t) => {
   t.match(late.json(), { code: 'LEASE_LOST', state: 'succeeded' })
 })
 
+t.test('ack with reserve: the next job comes leased in the same answer', async (t) => {
+  const { app, client } = await startGateway(t)
+  const first = await submit(app, 'q', { type: 'echo', payload: { n: 1 } })
+  const second = await submit(app, 'q', { type: 'echo', payload: { n: 2 } })
+  const { lease } = (await reserve(app, 'q')).json()
+  const ack = await post(app, `/v1/queues/q/jobs/${first}:ack`, {
+    lease_token: lease.token,
+    result: 1,
+    reserve: { worker: 'php-2', lease_ms: 12_000 },
+  })
+  t.equal(ack.statusCode, 200)
+  const { next, ...settlement } = ack.json()
+  t.match(settlement, { id: first, state: 'succeeded', run_at: null, lease_deadline: null })
+  t.match(next.job, { id: second, queue: 'q', type: 'echo', payload: { n: 2 }, attempts: 1 })
+  const stored = await client.hgetall(`jobgate:{q}:job:${second}`)
+  t.match(stored, {
+    state: 'active',
+    worker: 'php-2',
+    attempts: '1',
+    lease_token: next.lease.token,
+  })
+  t.equal(Number(stored.lease_deadline) - Number(stored.started_at), 12_000)
+  t.equal(Date.parse(next.lease.deadline), Number(stored.lease_deadline))
+  t.equal(await client.zscore('jobgate:{q}:active', second), stored.lease_deadline)
+  t.equal(await client.hget(`jobgate:{q}:job:${first}`, 'state'), 'succeeded', 'acked first')
+
+  // Nothing ready: next is null at once (reserve's wait_ms does not apply).
+  const started = Date.now()
+  const last = await post(app, `/v1/queues/q/jobs/${second}:ack`, {
+    lease_token: next.lease.token,
+    reserve: { worker: 'php-2' },
+  })
+  t.equal(last.statusCode, 200)
+  t.equal(last.json().next, null)
+  t.ok(Date.now() - started < 1000, 'did not wait for a job')
+  t.equal(await client.hget(`jobgate:{q}:job:${second}`, 'state'), 'succeeded')
+
+  // Without reserve, the answer has no next.
+  const third = await submit(app, 'q')
+  const plain = (await reserve(app, 'q')).json()
+  const alone = await post(app, `/v1/queues/q/jobs/${third}:ack`, {
+    lease_token: plain.lease.token,
+  })
+  t.notOk('next' in alone.json())
+})
+
+t.test('ack with reserve that loses its lease leases nothing', async (t) => {
+  const { app, client } = await startGateway(t)
+  const held = await submit(app, 'q')
+  const waiting = await submit(app, 'q')
+  await reserve(app, 'q')
+  const before = await client.hgetall(`jobgate:{q}:job:${waiting}`)
+  const stale = await post(app, `/v1/queues/q/jobs/${held}:ack`, {
+    lease_token: 'not-the-token',
+    reserve: { worker: 'php-2' },
+  })
+  t.equal(stale.statusCode, 409)
+  t.match(stale.json(), { code: 'LEASE_LOST', state: 'active' })
+  t.strictSame(await client.hgetall(`jobgate:{q}:job:${waiting}`), before, 'still queued')
+  t.strictSame(await client.lrange('jobgate:{q}:ready:5', 0, -1), [waiting])
+  const missing = await post(app, '/v1/queues/q/jobs/nope:ack', {
+    lease_token: 'x',
+    reserve: { worker: 'php-2' },
+  })
+  t.equal(missing.statusCode, 404)
+  t.strictSame(await client.lrange('jobgate:{q}:ready:5', 0, -1), [waiting])
+})
+
+t.test('ack with reserve whose reserve fails: the ack stands, next is null', async (t) => {
+  const { app, client } = await startGateway(t)
+  const id = await submit(app, 'q')
+  const { lease } = (await reserve(app, 'q')).json()
+  // A key of the wrong type makes the reserve script fail; the ack does not touch it.
+  await client.set('jobgate:{q}:scheduled', 'not a sorted set')
+  const res = await post(app, `/v1/queues/q/jobs/${id}:ack`, {
+    lease_token: lease.token,
+    reserve: { worker: 'php-2' },
+  })
+  t.equal(res.statusCode, 200)
+  t.match(res.json(), { id, state: 'succeeded', next: null })
+  t.equal(await client.hget(`jobgate:{q}:job:${id}`, 'state'), 'succeeded')
+})
+
 t.test('reserve with nothing to do → 204; a long poll is woken by a submission', async (t) => {
   const { app } = await startGateway(t)
   const empty = await reserve(app, 'q')
@@ -138,6 +221,7 @@ t.test('worker routes reject bad input and change nothing', async (t) => {
   const { app, client } = await startGateway(t)
   const id = await submit(app, 'q')
   const { lease } = (await reserve(app, 'q')).json()
+  const other = await submit(app, 'q')
   const before = await client.hgetall(`jobgate:{q}:job:${id}`)
   const cases: [string, object][] = [
     ['/v1/queues/q/jobs:reserve', {}],
@@ -146,6 +230,16 @@ t.test('worker routes reject bad input and change nothing', async (t) => {
     ['/v1/queues/q/jobs:reserve', { worker: 'has space' }],
     [`/v1/queues/q/jobs/${id}:ack`, {}],
     [`/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token, extra: 1 }],
+    [`/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token, reserve: {} }],
+    [
+      `/v1/queues/q/jobs/${id}:ack`,
+      { lease_token: lease.token, reserve: { worker: 'w', lease_ms: 10 } },
+    ],
+    [
+      `/v1/queues/q/jobs/${id}:ack`,
+      { lease_token: lease.token, reserve: { worker: 'w', wait_ms: 100 } },
+    ],
+    [`/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token, reserve: 'w' }],
     [`/v1/queues/q/jobs/${id}:fail`, { lease_token: lease.token }],
     [`/v1/queues/q/jobs/${id}:fail`, { lease_token: lease.token, error: { message: '' } }],
     [
@@ -160,7 +254,7 @@ t.test('worker routes reject bad input and change nothing', async (t) => {
     t.equal(res.json().code, 'VALIDATION_FAILED')
   }
   t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before, 'the job is untouched')
-  t.equal(await client.llen('jobgate:{q}:ready:5'), 0, 'no reserve happened')
+  t.strictSame(await client.lrange('jobgate:{q}:ready:5', 0, -1), [other], 'no reserve happened')
   const wrong = await post(app, `/v1/queues/q/jobs/${id}:ack`, { lease_token: 'not-the-token' })
   t.equal(wrong.statusCode, 409)
   t.match(wrong.json(), { code: 'LEASE_LOST', state: 'active' })

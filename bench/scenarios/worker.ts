@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
+import { jobgateAt, waitForHttp } from '../lib/contenders.js'
 import { fill, NOOP_BODY, openStore } from '../lib/jobs.js'
-import { APP_CPU, launch, ROOT } from '../lib/proc.js'
+import { APP_CPU, freePort, launch, ROOT } from '../lib/proc.js'
 import type { Progress } from '../lib/progress.js'
 import type { BenchRedis } from '../lib/redis.js'
 
@@ -20,10 +21,17 @@ export interface WorkerRow {
   jobsPerSecond: number[]
 }
 
+/** The gateway an HTTP-transport worker talks to. */
+interface GatewayEndpoint {
+  url: string
+  apiKey: string
+}
+
 /**
- * One jobgate-worker process (Redis transport, full protocol) drains `count` noop jobs from
- * `queue`, which must hold at least that many. Jobs/s from spawn to exit. `emptyAhead` are
- * queues the worker serves first (`--queue` before `queue`) that hold nothing.
+ * One jobgate-worker process (full protocol) drains `count` noop jobs from `queue`, which must
+ * hold at least that many: over Redis, or over HTTP through `gateway`. Jobs/s from spawn to
+ * exit. `emptyAhead` are queues the worker serves first (`--queue` before `queue`) that hold
+ * nothing.
  */
 export async function drainWithWorker(
   redis: BenchRedis,
@@ -31,14 +39,19 @@ export async function drainWithWorker(
   count: number,
   root = ROOT,
   emptyAhead: string[] = [],
+  gateway: GatewayEndpoint | null = null,
 ): Promise<number> {
   const before = await succeeded(redis, queue)
   const started = performance.now()
+  const transport =
+    gateway === null
+      ? [`--redis=${redis.url}`]
+      : ['--transport=http', `--gateway=${gateway.url}`, `--api-key=${gateway.apiKey}`]
   const worker = launch(APP_CPU, 'php', [
     join(root, 'php-worker/bin/jobgate-worker'),
     ...[...emptyAhead, queue].map((name) => `--queue=${name}`),
     '--handlers=bench/php/handlers.php',
-    `--redis=${redis.url}`,
+    ...transport,
     `--max-jobs=${count}`,
     '--sleep=0.5',
   ])
@@ -48,6 +61,25 @@ export async function drainWithWorker(
   const done = (await succeeded(redis, queue)) - before
   if (done !== count) throw new Error(`bench: the worker acked ${done} jobs, not ${count}`)
   return count / seconds
+}
+
+/** `drainWithWorker` over HTTP, through the gateway built in `root` (started for the drain). */
+async function drainOverHttp(
+  redis: BenchRedis,
+  queue: string,
+  count: number,
+  root: string,
+): Promise<number> {
+  const jobgate = jobgateAt(root, 'jobgate')
+  const port = await freePort()
+  const gateway = jobgate.start(redis.url, port)
+  try {
+    await waitForHttp(port)
+    const endpoint = { url: `http://127.0.0.1:${port}`, apiKey: jobgate.apiKey ?? '' }
+    return await drainWithWorker(redis, queue, count, root, [], endpoint)
+  } finally {
+    await gateway.stop()
+  }
 }
 
 async function succeeded(redis: BenchRedis, queue: string): Promise<number> {
@@ -124,6 +156,14 @@ export async function workerThroughput(
       },
     })),
   ]
+  const overHttp = builds.map(({ name, root }) => ({
+    root,
+    row: {
+      name: `${name}, HTTP transport`,
+      what: "as the first, through the gateway's worker routes (`--transport=http`; the gateway shares the worker's core)",
+      jobsPerSecond: [] as number[],
+    },
+  }))
   const store = await openStore(redis.url)
   try {
     for (let run = 1; run <= options.runs; run++) {
@@ -141,9 +181,17 @@ export async function workerThroughput(
         )
         progress.note(`${Math.round(row.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
       }
+
+      for (const { root, row } of overHttp) {
+        progress.step(`worker: ${row.name}, run ${run}/${options.runs}`)
+        await redis.flush()
+        await fill(store, 'bench', options.jobs)
+        row.jobsPerSecond.push(await drainOverHttp(redis, 'bench', options.jobs, root))
+        progress.note(`${Math.round(row.jobsPerSecond.at(-1) ?? 0)} jobs/s`)
+      }
     }
   } finally {
     await store.close()
   }
-  return [bare, ...workers.map(({ row }) => row)]
+  return [bare, ...workers.map(({ row }) => row), ...overHttp.map(({ row }) => row)]
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import { startClusterGateway, startGateway } from './gateway.js'
 import { PhpWorker, type WorkerOptions } from './php-worker.js'
+import { parsePrometheus } from './prometheus.js'
 import type { RedisCluster } from './redis-cluster.js'
 
 /**
@@ -286,6 +287,16 @@ export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
       states.every((status) => status.state === 'succeeded'),
       'jobs are acked',
     )
+    if (target.transport === 'http') {
+      // The next job comes with the ack (`reserve` in the ack's body), not from a reserve call.
+      const metrics = parsePrometheus(await (await fetch(`${h.gateway.url}/metrics`)).text())
+      const reserves = [...metrics]
+        .filter(
+          ([key]) => key.startsWith('jobgate_http_requests_total{') && key.includes('::reserve'),
+        )
+        .reduce((sum, [, count]) => sum + count, 0)
+      t.ok(reserves < 100, `${reserves} reserve requests for 1,000 jobs`)
+    }
   })
 
   t.test('SIGTERM during a job: it finishes, is acked, and the worker exits 0', async (t) => {

@@ -15,12 +15,13 @@ final class Jobs
         string $id = 'job-1',
         int $attempts = 1,
         ?int $timeoutMs = null,
+        string $queue = 'q',
     ): Job {
         $payloadJson = json_encode((object) $payload, JSON_THROW_ON_ERROR);
 
         return new Job(
             id: $id,
-            queue: 'q',
+            queue: $queue,
             type: $type,
             payload: $payload,
             attempts: $attempts,

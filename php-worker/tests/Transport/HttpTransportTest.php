@@ -106,22 +106,62 @@ final class HttpTransportTest extends TestCase
         self::assertSame(['lease_token' => 'token-job-1'], $this->http->requests[0]['body']);
     }
 
-    public function testAckAndReserveIsJustTheAckSinceTheGatewayHasNoCombinedRoute(): void
+    public function testAckAndReserveLeasesTheNextJobInTheSameRequest(): void
     {
         $this->http->responses = [
-            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'active']),
-            FakeHttpClient::json(200, ['state' => 'succeeded']),
+            FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded', 'next' => self::reservation()]),
         ];
-        $lost = $this->transport()->ackAndReserve(Jobs::make(id: 'j9'), '{"sent":true}');
-        $acked = $this->transport()->ackAndReserve(Jobs::make(id: 'j9'), '{"sent":true}');
+        $acked = $this->transport(['q'])->ackAndReserve(Jobs::make(id: 'j9'), '{"sent":true}');
 
+        self::assertTrue($acked->leaseHeld);
+        self::assertSame('j1', $acked->next?->id);
+        self::assertSame('tok', $acked->next->leaseToken);
+        self::assertSame('{"to":"ada","opts":{}}', $acked->next->payloadJson);
+        self::assertCount(1, $this->http->requests);
+        self::assertSame('http://gw:3000/v1/queues/q/jobs/j9:ack', $this->http->requests[0]['url']);
+        self::assertSame(
+            '{"lease_token":"token-j9","result":{"sent":true},"reserve":{"worker":"box:1","lease_ms":30000}}',
+            $this->http->requests[0]['raw'],
+        );
+    }
+
+    public function testAckAndReserveWithNothingReadyOrTheLeaseLostLeasesNothing(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded', 'next' => null]),
+            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'active']),
+        ];
+        $empty = $this->transport(['q'])->ackAndReserve(Jobs::make(id: 'j9'), null);
+        $lost = $this->transport(['q'])->ackAndReserve(Jobs::make(id: 'j9'), null);
+
+        self::assertTrue($empty->leaseHeld);
+        self::assertNull($empty->next);
         self::assertFalse($lost->leaseHeld);
+        self::assertNull($lost->next);
+    }
+
+    public function testAnAckAndReserveWhoseAnswerWasLostIsDoneWithoutANextJob(): void
+    {
+        $this->http->responses = [
+            new Unavailable('Connection reset'),
+            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'succeeded']),
+        ];
+        $acked = $this->transport(['q'])->ackAndReserve(Jobs::make(id: 'j9'), null);
+
+        self::assertTrue($acked->leaseHeld, 'the first try reached the gateway');
+        self::assertNull($acked->next);
+        self::assertCount(2, $this->http->requests);
+    }
+
+    public function testAJobOfALaterQueueIsJustAcked(): void
+    {
+        $this->http->responses = [FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded'])];
+        $acked = $this->transport(['high', 'low'])->ackAndReserve(Jobs::make(id: 'j9', queue: 'low'), null);
+
         self::assertTrue($acked->leaseHeld);
         self::assertNull($acked->next);
-        self::assertSame(
-            array_fill(0, 2, 'http://gw:3000/v1/queues/q/jobs/j9:ack'),
-            array_column($this->http->requests, 'url'),
-        );
+        self::assertSame('http://gw:3000/v1/queues/low/jobs/j9:ack', $this->http->requests[0]['url']);
+        self::assertSame(['lease_token' => 'token-j9'], $this->http->requests[0]['body']);
     }
 
     public function testFailRetryAndHeartbeatBodies(): void

@@ -60,21 +60,26 @@ final class HttpTransport implements Transport
 
     public function ack(Job $job, ?string $resultJson): bool
     {
-        $body = ['lease_token' => Json::encode($job->leaseToken)];
-        if ($resultJson !== null) {
-            $body['result'] = $resultJson;
-        }
-
-        return $this->settle($job, 'ack', $body, ['succeeded']) !== null;
+        return $this->settle($job, 'ack', self::ackBody($job, $resultJson), ['succeeded']) !== null;
     }
 
     /**
-     * Just ack(): the gateway has no route that acks and reserves in one request, so no job
-     * comes with it and the worker reserves as usual.
+     * One request: the ack asks the gateway to lease the next job of the same queue (`reserve`,
+     * no waiting). Only for a job of the first queue, so the queues' priority order holds; a job
+     * of a later queue is just acked.
      */
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
     {
-        return new AckAndNext($this->ack($job, $resultJson), null);
+        if ($job->queue !== $this->options->queues[0]) {
+            return new AckAndNext($this->ack($job, $resultJson), null);
+        }
+        $body = self::ackBody($job, $resultJson);
+        $body['reserve'] = Json::encode(['worker' => $this->options->workerId, 'lease_ms' => $this->options->leaseMs]);
+        $answer = null;
+        $state = $this->settle($job, 'ack', $body, ['succeeded'], $answer);
+        $next = $state !== null && $answer?->status === 200 ? self::nextOf($answer) : null;
+
+        return new AckAndNext($state !== null, $next);
     }
 
     public function fail(Job $job, string $message, string $class): bool
@@ -150,7 +155,7 @@ final class HttpTransport implements Transport
             throw $this->unexpected('reserve', $response);
         }
 
-        return self::jobOf($response);
+        return self::jobOf($response->json(), json_decode($response->body));
     }
 
     /**
@@ -158,20 +163,25 @@ final class HttpTransport implements Transport
      *
      * @param array<string, string> $body
      * @param list<string> $doneStates the states this call leaves the job in
+     * @param HttpResponse|null $answer set to the gateway's last answer
      * @return string|null the job's new state; null when the lease was not held
      */
-    private function settle(Job $job, string $operation, array $body, array $doneStates): ?string
-    {
+    private function settle(
+        Job $job,
+        string $operation,
+        array $body,
+        array $doneStates,
+        ?HttpResponse &$answer = null,
+    ): ?string {
         $url = $this->jobUrl($job, $operation);
         $headers = $this->jobHeaders($job);
 
         return $this->retrier->untilAvailable(
-            fn (bool $isRetry): ?string => $this->stateAfter(
-                $this->post($url, $body, $headers),
-                $operation,
-                $isRetry,
-                $doneStates,
-            ),
+            function (bool $isRetry) use ($url, $body, $headers, $operation, $doneStates, &$answer): ?string {
+                $answer = $this->post($url, $body, $headers);
+
+                return $this->stateAfter($answer, $operation, $isRetry, $doneStates);
+            },
         );
     }
 
@@ -268,12 +278,39 @@ final class HttpTransport implements Transport
         return '{' . implode(',', $parts) . '}';
     }
 
-    private static function jobOf(HttpResponse $response): Job
+    /** @return array<string, string> */
+    private static function ackBody(Job $job, ?string $resultJson): array
     {
-        $reservation = $response->json();
-        $objects = json_decode($response->body);
-        $job = $reservation['job'] ?? null;
-        $lease = $reservation['lease'] ?? null;
+        $body = ['lease_token' => Json::encode($job->leaseToken)];
+        if ($resultJson !== null) {
+            $body['result'] = $resultJson;
+        }
+
+        return $body;
+    }
+
+    /** The job leased along with an ack (`next`), if one was. */
+    private static function nextOf(HttpResponse $response): ?Job
+    {
+        $next = $response->json()['next'] ?? null;
+        if ($next === null) {
+            return null;
+        }
+        if (!is_array($next)) {
+            throw new GatewayError('ack: the gateway answered a next job that is not a reservation');
+        }
+
+        return self::jobOf($next, json_decode($response->body)->next ?? null);
+    }
+
+    /**
+     * @param mixed $reservation a Reservation (openapi.yaml), decoded as arrays
+     * @param mixed $objects the same, decoded as objects (to tell `{}` from `[]` in the payload)
+     */
+    private static function jobOf(mixed $reservation, mixed $objects): Job
+    {
+        $job = is_array($reservation) ? $reservation['job'] ?? null : null;
+        $lease = is_array($reservation) ? $reservation['lease'] ?? null : null;
         if (!is_array($job) || !is_array($lease) || !isset($job['id'], $lease['token'])) {
             throw new GatewayError('reserve: the gateway answered 200 without a reservation');
         }
