@@ -18,7 +18,7 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
 import { type Gateway, JOBGATE, JOBGATE_MINIMAL, jobgateAt } from './lib/contenders.js'
 import { INFRA_CPU, ROOT, tempDir } from './lib/proc.js'
@@ -245,7 +245,7 @@ try {
 // The bench's throwaway API key stays out of the file.
 const withoutKeys = (key: string, value: unknown) => (key === 'apiKey' ? undefined : value)
 writeFileSync(measurementsFile, `${JSON.stringify(report, withoutKeys, 1)}\n`)
-if (measurementsFile.startsWith(`${ROOT}/`)) {
+if (!relative(ROOT, measurementsFile).startsWith('..')) {
   // In the layout the lint step (part of the test command) expects of a committed file.
   try {
     execFileSync(join(ROOT, 'node_modules/.bin/biome'), ['format', '--write', measurementsFile], {

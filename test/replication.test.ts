@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import {
@@ -8,6 +9,7 @@ import {
 } from './helpers/gateway.js'
 import { GatewayProcess } from './helpers/gateway-process.js'
 import { type Outcome, SubmissionLoad, sleep, until } from './helpers/load.js'
+import { parsePrometheus } from './helpers/prometheus.js'
 import { RedisCluster } from './helpers/redis-cluster.js'
 import { RedisSentinelGroup } from './helpers/redis-sentinel.js'
 import { RedisServer } from './helpers/redis-server.js'
@@ -244,6 +246,27 @@ t.test('without REDIS_WAIT_REPLICAS nothing waits and no barrier key is written'
   t.equal(res.statusCode, 202)
   t.equal(await waitCalls(client), 0)
   t.notOk((await dataKeys(client)).includes('jobgate:{q}:barrier'))
+})
+
+t.test('/metrics: the replicas online, read on each scrape, and those required', async (t) => {
+  const { primary, replica } = await pair(t)
+  const { app } = await startGateway(t, { redis: primary, env: WAITING })
+  const scrape = async (gateway: FastifyInstance) =>
+    parsePrometheus((await gateway.inject({ method: 'GET', url: '/metrics' })).body)
+  const before = await scrape(app)
+  t.equal(before.get('jobgate_redis_replicas_required'), 1)
+  t.equal(before.get('jobgate_redis_replicas_online'), 1)
+  await replica.kill()
+  let online: number | undefined
+  const deadline = Date.now() + 5000
+  do online = (await scrape(app)).get('jobgate_redis_replicas_online')
+  while (online !== 0 && Date.now() < deadline)
+  t.equal(online, 0, 'the gone replica is no longer counted')
+
+  const plain = await startGateway(t, { redis: primary })
+  const samples = await scrape(plain.app)
+  t.notOk(samples.has('jobgate_redis_replicas_online'), 'no replica gauges when nothing waits')
+  t.notOk(samples.has('jobgate_redis_replicas_required'))
 })
 
 t.test('at boot the gateway says whether the primary has the replicas it waits for', async (t) => {

@@ -94,6 +94,31 @@ export default fp(
     })
     breaker.onStateChange((state) => transitions.inc({ state }))
 
+    if (app.store.countsReplicas) {
+      const required = app.store.replicasRequired
+      new Gauge({
+        name: 'jobgate_redis_replicas_required',
+        help: 'Replicas every write waits for before it is answered (REDIS_WAIT_REPLICAS)',
+        registers: [registry],
+        collect() {
+          this.set(required)
+        },
+      })
+      new Gauge({
+        name: 'jobgate_redis_replicas_online',
+        help: 'Replicas the Redis primary counts online, read on each scrape; below the required count, writes get 503 NOT_REPLICATED',
+        registers: [registry],
+        async collect() {
+          try {
+            const replicas = await app.store.replicas()
+            if (replicas) this.set(replicas.online)
+          } catch (error) {
+            app.log.warn({ err: error }, 'replica metrics skipped: Redis did not answer')
+          }
+        },
+      })
+    }
+
     // One read of every queue per scrape, shared by the gauges below (collected concurrently).
     let reading: Promise<QueueCounts[] | null> | null = null
     const readQueues = () => {

@@ -76,6 +76,11 @@ export class ReplicaBarrier {
     }
   }
 
+  /** False on Redis Cluster, where replicas are counted per shard: replicasOnline() is null. */
+  get countsReplicas(): boolean {
+    return !this.perQueue
+  }
+
   /** Replicas the primary counts online now; null on Redis Cluster (a count per shard). */
   async replicasOnline(): Promise<number | null> {
     if (this.perQueue) return null

@@ -76,6 +76,16 @@ export class Store {
     return ready.every(Boolean)
   }
 
+  /** Replicas every producer's or operator's write waits for (REDIS_WAIT_REPLICAS); 0 = none. */
+  get replicasRequired(): number {
+    return this.barrier?.settings.replicas ?? 0
+  }
+
+  /** True when replicas() can tell: writes wait for replicas, and Redis is not a Cluster. */
+  get countsReplicas(): boolean {
+    return this.barrier?.countsReplicas ?? false
+  }
+
   /**
    * How many replicas the primary has online against how many writes wait for; null when
    * writes wait for none, or on Redis Cluster.
