@@ -324,6 +324,9 @@ t.test('on Redis Cluster each queue waits for the replicas of its own shard', as
   const retried = await post(lagging.queue)
   t.equal(retried.statusCode, 202)
   t.equal(retried.json().id, all[0]?.json().id)
+  const metrics = parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
+  t.notOk(metrics.has('jobgate_redis_replicas_online'), 'no single replica count on a cluster')
+  t.notOk(metrics.has('jobgate_redis_replicas_required'))
 })
 
 t.test('SENTINEL FAILOVER under load with REDIS_WAIT_REPLICAS=1 of 1 loses no 202', async (t) => {

@@ -98,6 +98,7 @@ export class JobStore {
       this.runner.run('enqueue', keys, args),
     ])
     const result = enqueueResult(job, reply)
+    // Checked here, not only in confirmWrites: without replicas the hot path skips an await.
     if (this.runner.waitsForReplicas && accepted(result)) {
       await this.runner.confirmWrites(job.queue, RETRY_SUBMISSION)
     }
