@@ -64,6 +64,8 @@ export interface SentinelSettings {
   sentinels: HostPort[]
   /** The master group name the sentinels monitor. */
   name: string
+  /** The sentinels' own login (ACL user and password), when they require one. */
+  username: string | null
   password: string | null
 }
 
@@ -262,11 +264,19 @@ function hostPorts(read: Reader, variable: string): HostPort[] | null {
 function sentinel(read: Reader, clusterNodes: HostPort[] | null): SentinelSettings | null {
   const sentinels = hostPorts(read, 'REDIS_SENTINELS')
   const name = read.optional('REDIS_SENTINEL_NAME')
+  const username = read.optional('REDIS_SENTINEL_USERNAME') ?? null
   const password = read.optional('REDIS_SENTINEL_PASSWORD') ?? null
   if (sentinels === null) {
     if (name !== undefined) throw new ConfigError('REDIS_SENTINEL_NAME', 'needs REDIS_SENTINELS')
+    if (username !== null) throw new ConfigError('REDIS_SENTINEL_USERNAME', 'needs REDIS_SENTINELS')
     if (password !== null) throw new ConfigError('REDIS_SENTINEL_PASSWORD', 'needs REDIS_SENTINELS')
     return null
+  }
+  if (username !== null && password === null) {
+    throw new ConfigError(
+      'REDIS_SENTINEL_USERNAME',
+      'needs REDIS_SENTINEL_PASSWORD: an ACL user logs in with a password',
+    )
   }
   if (clusterNodes !== null) {
     throw new ConfigError(
@@ -280,7 +290,7 @@ function sentinel(read: Reader, clusterNodes: HostPort[] | null): SentinelSettin
       `must name the master group the sentinels monitor, [A-Za-z0-9_.:-]{1,128} (got ${name === undefined ? 'nothing' : `"${name}"`})`,
     )
   }
-  return { sentinels, name, password }
+  return { sentinels, name, username, password }
 }
 
 function apiKeys(read: Reader): ApiKey[] {

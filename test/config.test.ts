@@ -78,6 +78,12 @@ t.test('a bad value names its variable', async (t) => {
     ],
     [{ REDIS_SENTINEL_NAME: 'jobs' }, 'REDIS_SENTINEL_NAME', /needs REDIS_SENTINELS/],
     [{ REDIS_SENTINEL_PASSWORD: 'secret' }, 'REDIS_SENTINEL_PASSWORD', /needs REDIS_SENTINELS/],
+    [{ REDIS_SENTINEL_USERNAME: 'watch' }, 'REDIS_SENTINEL_USERNAME', /needs REDIS_SENTINELS/],
+    [
+      { REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'jobs', REDIS_SENTINEL_USERNAME: 'watch' },
+      'REDIS_SENTINEL_USERNAME',
+      /needs REDIS_SENTINEL_PASSWORD/,
+    ],
     [
       { REDIS_SENTINELS: 'a:26379', REDIS_SENTINEL_NAME: 'jobs', REDIS_CLUSTER_NODES: 'b:7000' },
       'REDIS_SENTINELS',
@@ -94,12 +100,13 @@ t.test('a bad value names its variable', async (t) => {
   }
 })
 
-t.test('Redis Sentinel: the sentinels, the master group and an optional password', async (t) => {
+t.test('Redis Sentinel: the sentinels, the master group and an optional login', async (t) => {
   t.equal(loadConfig({}).redisSentinel, null)
   t.strictSame(
     loadConfig({
       REDIS_SENTINELS: 'sentinel-a:26379, [::1]:26380',
       REDIS_SENTINEL_NAME: 'jobs.main',
+      REDIS_SENTINEL_USERNAME: 'watch',
       REDIS_SENTINEL_PASSWORD: 's3cret',
     }).redisSentinel,
     {
@@ -108,13 +115,13 @@ t.test('Redis Sentinel: the sentinels, the master group and an optional password
         { host: '::1', port: 26380 },
       ],
       name: 'jobs.main',
+      username: 'watch',
       password: 's3cret',
     },
   )
-  t.equal(
-    loadConfig({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_NAME: 'm' }).redisSentinel?.password,
-    null,
-  )
+  const open = loadConfig({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_NAME: 'm' }).redisSentinel
+  t.equal(open?.username, null)
+  t.equal(open?.password, null)
 })
 
 t.test('empty values fall back to defaults', async (t) => {

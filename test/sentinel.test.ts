@@ -5,8 +5,13 @@ import t, { type Test } from 'tap'
 import { startSentinelGateway } from './helpers/gateway.js'
 import { type Outcome, SubmissionLoad, sleep, until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
-import { MASTER_NAME, RedisSentinelGroup } from './helpers/redis-sentinel.js'
-import type { RedisServer } from './helpers/redis-server.js'
+import {
+  DATA_PASSWORD,
+  MASTER_NAME,
+  RedisSentinelGroup,
+  SENTINEL_LOGIN,
+} from './helpers/redis-sentinel.js'
+import { freePort, type RedisServer } from './helpers/redis-server.js'
 
 /**
  * Redis Sentinel: the gateway and the PHP worker find the primary through a real sentinel and
@@ -16,11 +21,18 @@ import type { RedisServer } from './helpers/redis-server.js'
 /** Longest a request may take while Redis fails over: the command timeout plus slack. */
 const REQUEST_BOUND_MS = 3000
 
-async function setUp(t: Test) {
-  const group = await RedisSentinelGroup.start()
+/** `sentinels` lists what the gateway is told, in order: the group's sentinel unless given. */
+async function setUp(
+  t: Test,
+  { auth = false, sentinels = (group: RedisSentinelGroup) => group.sentinels } = {},
+) {
+  const group = await RedisSentinelGroup.start({ auth })
   t.teardown(() => group.destroy())
   // 503s come fast: no rate limit, so that none of them turns into a 429.
-  const gateway = await startSentinelGateway(t, group, { listen: true, env: { RATE_LIMIT: 'off' } })
+  const gateway = await startSentinelGateway(t, group, {
+    listen: true,
+    env: { RATE_LIMIT: 'off', REDIS_SENTINELS: sentinels(group) },
+  })
   const dir = mkdtempSync(join(tmpdir(), 'jobgate-sentinel-'))
   const record = join(dir, 'runs.log')
   writeFileSync(record, '')
@@ -29,6 +41,13 @@ async function setUp(t: Test) {
     args: [
       `--sentinel=${group.sentinels}`,
       `--sentinel-master=${MASTER_NAME}`,
+      ...(auth
+        ? [
+            `--redis=redis://:${DATA_PASSWORD}@ignored:1`,
+            `--sentinel-username=${SENTINEL_LOGIN.username}`,
+            `--sentinel-password=${SENTINEL_LOGIN.password}`,
+          ]
+        : []),
       '--lease=2',
       '--sleep=0.2',
     ],
@@ -58,6 +77,24 @@ async function submit(url: string, count: number): Promise<string[]> {
     ids.push(((await res.json()) as { id: string }).id)
   }
   return ids
+}
+
+/**
+ * Submits until a job the gateway accepted is on `primary` (a job taken in the moment before
+ * the old primary steps down can be lost with it); its id, or undefined after `timeoutMs`.
+ */
+async function firstJobOn(
+  primary: RedisServer,
+  url: string,
+  timeoutMs = 10_000,
+): Promise<string | undefined> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const [id] = await submit(url, 1).catch(() => [])
+    if (id && (await states(primary, [id]))[0] !== null) return id
+    await sleep(50)
+  }
+  return undefined
 }
 
 function states(server: RedisServer, ids: string[]): Promise<(string | null)[]> {
@@ -113,7 +150,105 @@ t.test('through Sentinel, jobs go to the primary it names and a worker runs them
     ids.map(() => 'succeeded'),
     'and on the replica',
   )
+  // The gateway asks a sentinel for the primary once a second: while it stays, nobody moves.
+  const connections = () =>
+    primary.ask(
+      async (client) => /total_connections_received:(\d+)/.exec(await client.info('stats'))?.[1],
+    )
+  const before = await connections()
+  await sleep(2500)
+  t.equal(
+    await connections(),
+    String(Number(before) + 1),
+    'no reconnect in 2.5 s (one: the asking client)',
+  )
 })
+
+t.test(
+  'with logins everywhere, gateway and worker find the primary and follow a failover',
+  async (t) => {
+    // The data nodes require a password; the sentinel has ACL users only, and the one the gateway
+    // and the worker log in as may do no more than a client of the group needs.
+    const { group, gateway, worker, runs } = await setUp(t, { auth: true })
+    const before = await submit(gateway.url, 10)
+    const old = await group.primary()
+    t.ok(await allSucceeded(old, before), 'the jobs ran, in the primary the sentinel names')
+    const clients = await group.sentinelClientList()
+    t.ok(
+      clients.some((client) => client.user === SENTINEL_LOGIN.username && client.sub === '1'),
+      'the gateway listens for failovers as its sentinel user',
+    )
+    t.ok(
+      clients.some(
+        (client) =>
+          client.user === SENTINEL_LOGIN.username &&
+          client.cmd === 'sentinel|get-master-addr-by-name',
+      ),
+      'the worker asked for the primary as its sentinel user',
+    )
+    await group.replicated()
+
+    const primary = await group.failover()
+    const first = await firstJobOn(primary, gateway.url)
+    t.ok(first, 'the gateway writes to the new primary')
+    const after = [first ?? '', ...(await submit(gateway.url, 9))]
+    t.ok(await allSucceeded(primary, after), 'the jobs after the failover ran, on the new primary')
+    const ranAfter = runs().filter((run) => after.includes(run.id))
+    t.strictSame(
+      ranAfter.map((run) => run.id),
+      after,
+      'each once, in order',
+    )
+    t.ok(
+      ranAfter.every((run) => run.pid === worker.pid),
+      'by the same worker process',
+    )
+  },
+)
+
+t.test(
+  'a gateway that misses the failover announcement moves to the new primary within seconds',
+  async (t) => {
+    // The first sentinel the gateway knows is down: it asks the next one.
+    const down = await freePort()
+    const { group, gateway } = await setUp(t, {
+      auth: true,
+      sentinels: (group) => `127.0.0.1:${down},${group.sentinels}`,
+    })
+    await submit(gateway.url, 1)
+    // The gateway's sentinel user may no longer subscribe: Redis drops its subscription and the
+    // watch cannot subscribe again, so no +switch-master reaches the gateway.
+    await group.sentinel.ask((client) =>
+      client.call('ACL', 'SETUSER', SENTINEL_LOGIN.username, 'resetchannels'),
+    )
+    const listening = async () =>
+      (await group.sentinelClientList()).some(
+        (client) => client.user === SENTINEL_LOGIN.username && client.sub !== '0',
+      )
+    const deadline = Date.now() + 5000
+    while ((await listening()) && Date.now() < deadline) await sleep(20)
+    t.notOk(await listening(), 'nothing listens for the failover')
+    // And the old primary cannot be demoted (as when Sentinel cannot reach it): it goes on taking
+    // writes, and nothing drops the gateway's connections to it.
+    const old = await group.primary()
+    await old.ask((client) => client.call('ACL', 'SETUSER', 'default', '-replicaof', '-slaveof'))
+
+    const primary = await group.failover()
+    const switched = Date.now()
+    const first = await firstJobOn(primary, gateway.url, 5000)
+    t.ok(first, 'the gateway asked a sentinel and moved to the new primary')
+    t.comment(
+      `the first job on the new primary was accepted ${Date.now() - switched} ms after the switch`,
+    )
+    const after = await submit(gateway.url, 5)
+    t.notOk((await states(primary, after)).includes(null), 'and stays there')
+    t.equal(
+      await old.ask((client) => client.call('ROLE')).then((role) => (role as string[])[0]),
+      'master',
+      'while the old primary still takes writes',
+    )
+  },
+)
 
 t.test('a closed gateway leaves no connection to the sentinel', async (t) => {
   const group = await RedisSentinelGroup.start()

@@ -56,7 +56,7 @@ export function createRedisClient(options: RedisOptions): RedisClient {
       ...(database ? { db: database } : {}),
       sentinels: options.sentinel.sentinels,
       name: options.sentinel.name,
-      ...(options.sentinel.password ? { sentinelPassword: options.sentinel.password } : {}),
+      ...sentinelLogin(options.sentinel),
       enableOfflineQueue: false,
       enableAutoPipelining: false,
       retryStrategy: sentinelReconnectDelay,
@@ -75,6 +75,14 @@ export function createRedisClient(options: RedisOptions): RedisClient {
   }
   defineScripts(client)
   return client
+}
+
+/** The sentinels' own login, as ioredis' Sentinel options name it. */
+function sentinelLogin({ username, password }: SentinelSettings) {
+  return {
+    ...(username ? { sentinelUsername: username } : {}),
+    ...(password ? { sentinelPassword: password } : {}),
+  }
 }
 
 function credentials(url: URL) {

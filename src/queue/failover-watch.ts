@@ -1,10 +1,20 @@
-import { Redis } from 'ioredis'
-import type { SentinelSettings } from '../config.js'
+import { lookup } from 'node:dns/promises'
+import { isIP } from 'node:net'
+import { Redis, type RedisOptions } from 'ioredis'
+import type { HostPort, SentinelSettings } from '../config.js'
+
+/** How often a sentinel is asked which primary is current, besides hearing it announced. */
+export const SENTINEL_CHECK_INTERVAL_MS = 1000
 
 /**
- * Hears the sentinels announce a new primary (`+switch-master`) and moves every client of the
- * process that is still connected elsewhere to it at once: the old primary goes on taking
- * writes until Sentinel demotes it, and the failover loses them.
+ * Moves every client of the process that is still connected elsewhere to a new primary as
+ * soon as the sentinels name one: the old primary goes on taking writes until Sentinel demotes
+ * it (or for as long as Sentinel cannot reach it), and the failover loses them.
+ *
+ * It hears the announcement (`+switch-master`), and once a second asks a sentinel for the
+ * master's address and configuration epoch, in case the announcement was missed (it is sent
+ * once, to whoever listens then). A sentinel whose epoch is lower than one seen before has not
+ * caught up with a failover yet and moves nothing.
  *
  * Used instead of ioredis' own `failoverDetector`, whose announcement can arrive while the
  * client is reconnecting after the primary died; ioredis then gives the client up for good.
@@ -13,23 +23,28 @@ import type { SentinelSettings } from '../config.js'
 export class FailoverWatch {
   private readonly clients = new Set<Redis>()
   private readonly subscribers: Redis[]
+  /** One connection per sentinel for the checks; `next` is the one to ask. */
+  private readonly askers: Redis[]
+  private next = 0
+  private checking = false
+  /** The highest configuration epoch a sentinel has named; -1 before the first answer. */
+  private epoch = -1
+  private readonly timer: NodeJS.Timeout
 
   constructor(private readonly settings: SentinelSettings) {
-    this.subscribers = settings.sentinels.map(({ host, port }) => {
-      const subscriber = new Redis({
-        host,
-        port,
-        ...(settings.password ? { password: settings.password } : {}),
-        retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
-        maxRetriesPerRequest: null,
-      })
-      // A sentinel out of reach only means this one cannot tell us; the clients still follow
-      // the others, and every reconnect asks one.
-      subscriber.on('error', () => {})
-      subscriber.subscribe('+switch-master').catch(() => {})
-      subscriber.on('message', (_channel: string, message: string) => this.switched(message))
+    this.subscribers = settings.sentinels.map((sentinel) => {
+      // Subscribed on each connect below instead: ioredis' own resubscription leaves a
+      // refused SUBSCRIBE (NOPERM) as an unhandled rejection.
+      const subscriber = this.connect(sentinel, { autoResubscribe: false })
+      subscriber.on('ready', () => subscriber.subscribe('+switch-master').catch(() => {}))
+      subscriber.on('message', (_channel: string, message: string) => this.announced(message))
       return subscriber
     })
+    this.askers = settings.sentinels.map((sentinel) =>
+      this.connect(sentinel, { commandTimeout: 500, maxRetriesPerRequest: 0 }),
+    )
+    this.timer = setInterval(() => void this.check(), SENTINEL_CHECK_INTERVAL_MS)
+    this.timer.unref()
   }
 
   /** Follows failovers for `client` until it ends; the watch closes with its last client. */
@@ -42,17 +57,70 @@ export class FailoverWatch {
   }
 
   close(): void {
-    for (const subscriber of this.subscribers) subscriber.disconnect()
+    clearInterval(this.timer)
+    for (const connection of [...this.subscribers, ...this.askers]) connection.disconnect()
+  }
+
+  private connect({ host, port }: HostPort, options: RedisOptions) {
+    const { username, password } = this.settings
+    const connection = new Redis({
+      host,
+      port,
+      ...(username ? { username } : {}),
+      ...(password ? { password } : {}),
+      retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2000),
+      maxRetriesPerRequest: null,
+      // A sentinel answers no INFO (and a sentinel user may not be allowed it).
+      enableReadyCheck: false,
+      ...options,
+    })
+    // A sentinel out of reach, or one that refuses us a command, only means this one cannot
+    // tell us: the others can, every reconnect of a client asks one, and Sentinel drops the
+    // clients of a primary it demotes.
+    connection.on('error', () => {})
+    return connection
   }
 
   /** `<master name> <old ip> <old port> <new ip> <new port>` */
-  private switched(message: string): void {
+  private announced(message: string): void {
     const [name, , , host, port] = message.split(' ')
-    if (name !== this.settings.name) return
+    if (name === this.settings.name && host && port) void this.moveTo(host, port)
+  }
+
+  private async check(): Promise<void> {
+    if (this.checking) return
+    this.checking = true
+    const asker = this.askers[this.next]
+    try {
+      const reply = (await asker?.call('SENTINEL', 'MASTER', this.settings.name)) as string[]
+      const field = (name: string) => reply[reply.indexOf(name) + 1] ?? ''
+      const epoch = Number(field('config-epoch'))
+      if (epoch >= this.epoch) {
+        this.epoch = epoch
+        await this.moveTo(field('ip'), field('port'))
+      }
+    } catch {
+      this.next = (this.next + 1) % this.askers.length
+    } finally {
+      this.checking = false
+    }
+  }
+
+  /** Reconnects the ready clients that are not on `host:port` (a sentinel may name a host). */
+  private async moveTo(host: string, port: string): Promise<void> {
+    const addresses = isIP(host)
+      ? [host]
+      : await lookup(host, { all: true }).then(
+          (found) => found.map(({ address }) => address),
+          () => null,
+        )
+    if (addresses === null) return
     for (const client of this.clients) {
       const stream = client.stream
-      const onNewPrimary = stream?.remoteAddress === host && String(stream?.remotePort) === port
-      if (client.status === 'ready' && !onNewPrimary) client.disconnect(true)
+      const onPrimary =
+        addresses.includes(stream?.remoteAddress?.replace(/^::ffff:/, '') ?? '') &&
+        String(stream?.remotePort) === port
+      if (client.status === 'ready' && !onPrimary) client.disconnect(true)
     }
   }
 }

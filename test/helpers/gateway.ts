@@ -5,7 +5,12 @@ import { buildApp } from '../../src/app.js'
 import { type Config, loadConfig } from '../../src/config.js'
 import { ContractChecker } from './contract-check.js'
 import type { RedisCluster } from './redis-cluster.js'
-import { MASTER_NAME, type RedisSentinelGroup } from './redis-sentinel.js'
+import {
+  DATA_PASSWORD,
+  MASTER_NAME,
+  type RedisSentinelGroup,
+  SENTINEL_LOGIN,
+} from './redis-sentinel.js'
 import { RedisServer } from './redis-server.js'
 import { FreezableProxy } from './tcp-proxy.js'
 
@@ -105,9 +110,21 @@ export async function startSentinelGateway(
   group: RedisSentinelGroup,
   options: Omit<GatewayOptions, 'redis'> = {},
 ): Promise<Launched> {
+  const login: Record<string, string> = group.auth
+    ? {
+        REDIS_URL: `redis://:${DATA_PASSWORD}@ignored:1`,
+        REDIS_SENTINEL_USERNAME: SENTINEL_LOGIN.username,
+        REDIS_SENTINEL_PASSWORD: SENTINEL_LOGIN.password,
+      }
+    : {}
   return launch(
     t,
-    { REDIS_SENTINELS: group.sentinels, REDIS_SENTINEL_NAME: MASTER_NAME, ...options.env },
+    {
+      REDIS_SENTINELS: group.sentinels,
+      REDIS_SENTINEL_NAME: MASTER_NAME,
+      ...login,
+      ...options.env,
+    },
     options.listen ?? false,
   )
 }

@@ -1,6 +1,5 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import { RedisServer } from './redis-server.js'
 
 export const MASTER_NAME = 'jobgate'
@@ -15,22 +14,55 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
+/** Who the gateway and the worker log in as, on a group started with `auth`. */
+export const SENTINEL_LOGIN = { username: 'jobgate', password: 'sentinel-secret' }
+export const DATA_PASSWORD = 'data-secret'
+
+/**
+ * The least a sentinel user needs (README, "Redis Sentinel"): the primary's address, the other
+ * sentinels (ioredis asks), the master's state for the gateway's checks, and the
+ * `+switch-master` announcements.
+ */
+const SENTINEL_USER_RULES = [
+  '-@all',
+  '+ping',
+  '+hello',
+  '+auth',
+  '+sentinel|get-master-addr-by-name',
+  '+sentinel|sentinels',
+  '+sentinel|master',
+  '+subscribe',
+  '&+switch-master',
+]
+
 /**
  * A real local Redis Sentinel setup: a primary, its replicas (one unless told) and one sentinel (quorum 1) that
- * monitors them as `jobgate`, each a private redis-server process.
+ * monitors them as `jobgate`, each a private redis-server process. With `auth`, the data nodes
+ * require `DATA_PASSWORD` and the sentinel takes only its ACL users: `SENTINEL_LOGIN`, allowed
+ * just what a client of the group needs, and an admin for the helper.
  */
 export class RedisSentinelGroup {
   private constructor(
     readonly servers: RedisServer[],
     readonly sentinel: RedisServer,
+    readonly auth: boolean,
   ) {}
 
-  static async start({ replicas = 1 } = {}): Promise<RedisSentinelGroup> {
+  static async start({ replicas = 1, auth = false } = {}): Promise<RedisSentinelGroup> {
+    // Every data node may become a replica of another: each logs in to its primary.
+    const dataAuth = auth ? ['--requirepass', DATA_PASSWORD, '--masterauth', DATA_PASSWORD] : []
+    const login = auth ? { password: DATA_PASSWORD } : undefined
     // A replica's first sync would wait 5 s for others to share it.
-    const primary = await RedisServer.start({ args: ['--repl-diskless-sync-delay', '0'] })
+    const primary = await RedisServer.start({
+      args: ['--repl-diskless-sync-delay', '0', ...dataAuth],
+      login,
+    })
     const followers = await Promise.all(
       Array.from({ length: replicas }, () =>
-        RedisServer.start({ args: ['--replicaof', '127.0.0.1', String(primary.port)] }),
+        RedisServer.start({
+          args: ['--replicaof', '127.0.0.1', String(primary.port), ...dataAuth],
+          login,
+        }),
       ),
     )
     const config = join(primary.dir, 'sentinel.conf')
@@ -40,11 +72,26 @@ export class RedisSentinelGroup {
         `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 1`,
         `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
         `sentinel failover-timeout ${MASTER_NAME} 10000`,
+        ...(auth
+          ? [
+              `sentinel auth-pass ${MASTER_NAME} ${DATA_PASSWORD}`,
+              'user default off',
+              `user admin on >admin-secret +@all &*`,
+              `user ${SENTINEL_LOGIN.username} on >${SENTINEL_LOGIN.password} ${SENTINEL_USER_RULES.join(' ')}`,
+            ]
+          : []),
         '',
       ].join('\n'),
     )
-    const sentinel = await RedisServer.start({ configFile: config, args: ['--sentinel'] })
-    const group = new RedisSentinelGroup([primary, ...followers], sentinel)
+    const sentinel = await RedisServer.start({
+      configFile: config,
+      args: ['--sentinel'],
+      ...(auth ? { login: { username: 'admin', password: 'admin-secret' } } : {}),
+    }).catch(async (error: unknown) => {
+      await Promise.all([primary, ...followers].map((server) => server.destroy()))
+      throw error
+    })
+    const group = new RedisSentinelGroup([primary, ...followers], sentinel, auth)
     await waitFor('the replicas in sync, known to the sentinel', () => group.replicasReady())
     return group
   }
@@ -90,13 +137,16 @@ export class RedisSentinelGroup {
 
   /** Connections the sentinel serves, besides the one asking. */
   async sentinelClients(): Promise<number> {
-    const client = new Redis({ port: this.sentinel.port, maxRetriesPerRequest: 1 })
-    try {
-      const list = (await client.call('CLIENT', 'LIST')) as string
-      return list.trim().split('\n').length - 1
-    } finally {
-      client.disconnect()
-    }
+    return (await this.sentinelClientList()).length - 1
+  }
+
+  /** `CLIENT LIST` of the sentinel, each line's fields by name (the asking one included). */
+  async sentinelClientList(): Promise<Record<string, string>[]> {
+    const list = (await this.sentinel.ask((client) => client.call('CLIENT', 'LIST'))) as string
+    return list
+      .trim()
+      .split('\n')
+      .map((line) => Object.fromEntries(line.split(' ').map((field) => field.split('=', 2))))
   }
 
   async destroy(): Promise<void> {
@@ -114,11 +164,6 @@ export class RedisSentinelGroup {
   }
 
   private async ask(...args: string[]): Promise<string[]> {
-    const client = new Redis({ port: this.sentinel.port, maxRetriesPerRequest: 1 })
-    try {
-      return (await client.call('SENTINEL', ...args)) as string[]
-    } finally {
-      client.disconnect()
-    }
+    return (await this.sentinel.ask((client) => client.call('SENTINEL', ...args))) as string[]
   }
 }

@@ -37,6 +37,11 @@ export interface RedisServerOptions {
   port?: number
   /** A config file, read before the arguments (Sentinel needs one it can rewrite). */
   configFile?: string
+  /**
+   * How clients log in (in `url`, so the probe, `client()` and `ask` too); the server's own
+   * `requirepass` or `user` lines come with `args` or `configFile`.
+   */
+  login?: { username?: string; password: string }
 }
 
 class EarlyExit extends Error {
@@ -53,13 +58,20 @@ export class RedisServer {
     readonly dir: string,
     private readonly args: string[],
     private readonly configFile?: string,
+    private readonly login?: RedisServerOptions['login'],
   ) {}
 
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'jobgate-redis-'))
     for (let attempt = 1; ; attempt++) {
       const port = options.port ?? (await freePort())
-      const server = new RedisServer(port, dir, options.args ?? [], options.configFile)
+      const server = new RedisServer(
+        port,
+        dir,
+        options.args ?? [],
+        options.configFile,
+        options.login,
+      )
       try {
         await server.spawn()
         return server
@@ -73,7 +85,10 @@ export class RedisServer {
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`
+    const login = this.login
+      ? `${encodeURIComponent(this.login.username ?? '')}:${encodeURIComponent(this.login.password)}@`
+      : ''
+    return `redis://${login}127.0.0.1:${this.port}`
   }
 
   /** A plain client for assertions (not the gateway's). */

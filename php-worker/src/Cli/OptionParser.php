@@ -24,6 +24,7 @@ final class OptionParser
         'cluster' => false,
         'sentinel' => false,
         'sentinel-master' => false,
+        'sentinel-username' => false,
         'sentinel-password' => false,
         'prefix' => false,
         'gateway' => false,
@@ -256,10 +257,16 @@ final class OptionParser
     {
         $sentinels = $single('sentinel', 'REDIS_SENTINELS');
         $masterName = $single('sentinel-master', 'REDIS_SENTINEL_NAME');
+        $username = $single('sentinel-username', 'REDIS_SENTINEL_USERNAME');
         $password = $single('sentinel-password', 'REDIS_SENTINEL_PASSWORD');
         if ($sentinels === null) {
             if ($masterName !== null) {
                 throw new UsageError('--sentinel-master (REDIS_SENTINEL_NAME) needs --sentinel (REDIS_SENTINELS)');
+            }
+            if ($username !== null) {
+                throw new UsageError(
+                    '--sentinel-username (REDIS_SENTINEL_USERNAME) needs --sentinel (REDIS_SENTINELS)',
+                );
             }
             if ($password !== null) {
                 throw new UsageError(
@@ -268,6 +275,12 @@ final class OptionParser
             }
 
             return null;
+        }
+        if ($username !== null && $password === null) {
+            throw new UsageError(
+                '--sentinel-username (REDIS_SENTINEL_USERNAME) needs --sentinel-password (REDIS_SENTINEL_PASSWORD): '
+                . 'an ACL user logs in with a password',
+            );
         }
         if ($masterName === null) {
             throw new UsageError(
@@ -281,6 +294,7 @@ final class OptionParser
             self::seeds('--sentinel', $sentinels, requirePort: true),
             $masterName,
             $password,
+            $username,
         );
     }
 

@@ -20,6 +20,7 @@ final class Usage
           --sentinel=HOST:PORT,…  Redis Sentinels to ask for the primary, in order; --redis then lends
                                   only its user, password, db and TLS, not its host:port  [REDIS_SENTINELS]
           --sentinel-master=NAME  the master group the sentinels monitor, for --sentinel  [REDIS_SENTINEL_NAME]
+          --sentinel-username=U   the sentinels' ACL user, with --sentinel-password  [REDIS_SENTINEL_USERNAME]
           --sentinel-password=P   for sentinels that require AUTH  [REDIS_SENTINEL_PASSWORD]
           --prefix=P              Redis key prefix  [KEY_PREFIX, default jobgate]
           --gateway=URL           the gateway, for --transport=http  [JOBGATE_URL]

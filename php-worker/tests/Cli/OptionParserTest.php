@@ -127,6 +127,7 @@ final class OptionParserTest extends TestCase
             '--sentinel=s1:26379, [::1]:26380',
             '--sentinel-master',
             'jobs.main:1',
+            '--sentinel-username=watch',
             '--sentinel-password=s3cret',
             '--redis=rediss://worker:pw@ignored:7000/2',
         ]);
@@ -138,6 +139,7 @@ final class OptionParserTest extends TestCase
         ));
         self::assertSame('jobs.main:1', $config->sentinel->masterName);
         self::assertSame('s3cret', $config->sentinel->password);
+        self::assertSame('watch', $config->sentinel->username);
         self::assertSame(['worker', 'pw'], $config->redis->credentials(), 'the data nodes\' login');
         self::assertSame(2, $config->redis->database);
         self::assertTrue($config->redis->tls);
@@ -149,6 +151,7 @@ final class OptionParserTest extends TestCase
         $config = $this->parse(self::REQUIRED, [
             'REDIS_SENTINELS' => 's1:26379,s2:26379',
             'REDIS_SENTINEL_NAME' => 'mymaster',
+            'REDIS_SENTINEL_USERNAME' => 'env-user',
             'REDIS_SENTINEL_PASSWORD' => 'from-env',
         ]);
 
@@ -158,12 +161,14 @@ final class OptionParserTest extends TestCase
         ));
         self::assertSame('mymaster', $config->sentinel?->masterName);
         self::assertSame('from-env', $config->sentinel?->password);
+        self::assertSame('env-user', $config->sentinel?->username);
 
         $withoutPassword = $this->parse([...self::REQUIRED, '--sentinel=s3:26379', '--sentinel-master=m'], [
             'REDIS_SENTINELS' => 's1:26379',
         ]);
         self::assertSame('s3', $withoutPassword->sentinel?->sentinels[0]->host, 'the option wins');
         self::assertNull($withoutPassword->sentinel?->password);
+        self::assertNull($withoutPassword->sentinel?->username);
     }
 
     /** @dataProvider durations */
@@ -243,6 +248,14 @@ final class OptionParserTest extends TestCase
             'sentinel password without sentinel' => [
                 ['--queue=q', $handlers, '--sentinel-password=secret'],
                 '--sentinel-password (REDIS_SENTINEL_PASSWORD) needs --sentinel',
+            ],
+            'sentinel username without sentinel' => [
+                ['--queue=q', $handlers, '--sentinel-username=watch'],
+                '--sentinel-username (REDIS_SENTINEL_USERNAME) needs --sentinel',
+            ],
+            'sentinel username without password' => [
+                ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=m', '--sentinel-username=watch'],
+                '--sentinel-username (REDIS_SENTINEL_USERNAME) needs --sentinel-password',
             ],
             'sentinel and cluster' => [
                 ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=m', '--cluster=n1:7000'],

@@ -116,6 +116,16 @@ final class SentinelConnectionTest extends TestCase
         self::assertSame('ask s1:26379 SENTINEL get-master-addr-by-name mymaster', $this->log[2]);
     }
 
+    public function testTheSentinelAclUserLogsInWithItsPassword(): void
+    {
+        $this->sentinels = ['s1:26379' => self::PRIMARY];
+
+        $this->runScript($this->connection(['s1:26379'], sentinelPassword: 'sentinel-secret', sentinelUser: 'watch'));
+
+        self::assertSame('auth sentinel s1:26379 ["watch","sentinel-secret"]', $this->log[1]);
+        self::assertSame('ask s1:26379 SENTINEL get-master-addr-by-name mymaster', $this->log[2]);
+    }
+
     public function testThePrimaryGetsTheDataNodesCredentialsDatabaseAndTlsButNotTheirAddress(): void
     {
         $this->sentinels = ['s1:26379' => self::PRIMARY];
@@ -243,12 +253,14 @@ final class SentinelConnectionTest extends TestCase
         array $sentinels,
         ?string $sentinelPassword = null,
         string $dataNodes = 'redis://ignored:7000',
+        ?string $sentinelUser = null,
     ): SentinelConnection {
         return new SentinelConnection(
             new SentinelConfig(
                 array_map(static fn (string $sentinel) => RedisEndpoint::fromUrl($sentinel), $sentinels),
                 'mymaster',
                 $sentinelPassword,
+                $sentinelUser,
             ),
             RedisEndpoint::fromUrl($dataNodes),
             1.0,

@@ -6,7 +6,8 @@ namespace Jobgate\Worker\Transport\Redis;
 
 /**
  * Where to ask for the primary: the sentinels (in the order to ask them), the master group name
- * they monitor, and their password when they require AUTH.
+ * they monitor, and their own login (a password, or an ACL user and password) when they require
+ * AUTH.
  */
 final class SentinelConfig
 {
@@ -17,6 +18,7 @@ final class SentinelConfig
         public readonly array $sentinels,
         public readonly string $masterName,
         public readonly ?string $password = null,
+        public readonly ?string $username = null,
     ) {
     }
 }

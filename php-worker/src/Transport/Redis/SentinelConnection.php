@@ -147,6 +147,7 @@ final class SentinelConnection extends PhpRedisConnection
             $login = new RedisEndpoint(
                 $sentinel->host,
                 $sentinel->port,
+                user: $this->config->username,
                 password: $this->config->password,
                 tls: $sentinel->tls,
             );
