@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, ProblemError } from '../src/errors.js'
-import { jobView } from '../src/job-view.js'
+import { jobView, pageView } from '../src/job-view.js'
 import type { DeadJobOutcome } from '../src/queue/dead-letter-store.js'
 import { JOB_ID, type JobParams, type QueueParams } from './params.js'
 
@@ -31,8 +31,7 @@ export default async function deadLettersRoutes(
     '/v1/queues/:queue/dead',
     contract.route('listDeadJobs'),
     async ({ params: { queue }, query: { offset, limit } }) => {
-      const page = await deadLetters.list(queue, offset, limit)
-      return { total: page.total, offset, limit, jobs: page.jobs.map((job) => jobView(job)) }
+      return pageView(await deadLetters.list(queue, offset, limit), offset, limit)
     },
   )
 

@@ -3,12 +3,12 @@ import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, type ProblemDocument, ProblemError } from '../src/errors.js'
 import { idempotencyKeyOf } from '../src/idempotency.js'
-import { type JobView, jobView } from '../src/job-view.js'
+import { type JobView, jobView, pageView } from '../src/job-view.js'
 import { ANONYMOUS } from '../src/plugins/auth.js'
 import { validationProblem } from '../src/plugins/problems.js'
 import { prefersMinimal, RETURN_MINIMAL } from '../src/prefer.js'
 import type { EnqueueResult } from '../src/queue/job-store.js'
-import type { NewJob } from '../src/queue/records.js'
+import type { NewJob, WaitingState } from '../src/queue/records.js'
 import {
   type AcceptedJob,
   type BatchJob,
@@ -117,6 +117,17 @@ export default async function jobsRoutes(
       })
       if (minimal) reply.header('preference-applied', RETURN_MINIMAL)
       return { ...tally, results }
+    },
+  )
+
+  app.get<{
+    Params: QueueParams
+    Querystring: { state: WaitingState; offset: number; limit: number }
+  }>(
+    '/v1/queues/:queue/jobs',
+    contract.route('listJobs'),
+    async ({ params: { queue }, query: { state, offset, limit } }) => {
+      return pageView(await app.store.jobs.list(queue, state, offset, limit), offset, limit)
     },
   )
 

@@ -1,5 +1,5 @@
 import type { ReservedJob, Settled } from './queue/lease-store.js'
-import type { HistoryEntry, JobRecord, JobState } from './queue/records.js'
+import type { HistoryEntry, JobPage, JobRecord, JobState } from './queue/records.js'
 
 /** The HTTP representation of a job (the `Job` schema of openapi.yaml). */
 export interface JobView {
@@ -127,4 +127,9 @@ export function settlementView(
     finished_at: 'at' in settled && finished ? iso(settled.at) : null,
     lease_deadline: 'leaseDeadline' in settled ? iso(settled.leaseDeadline) : null,
   }
+}
+
+/** A page of jobs as the list routes answer it. */
+export function pageView(page: JobPage, offset: number, limit: number) {
+  return { total: page.total, offset, limit, jobs: page.jobs.map((job) => jobView(job)) }
 }

@@ -93,6 +93,8 @@ t.test('each route asks for its scope; probes stay public', async (t) => {
   const cases: [string, string, string, { key: string }, number][] = [
     ['GET', `/v1/queues/q/jobs/${id}`, '', reader, 200],
     ['GET', `/v1/queues/q/jobs/${id}`, '', producer, 403],
+    ['GET', '/v1/queues/q/jobs?state=queued', '', reader, 200],
+    ['GET', '/v1/queues/q/jobs?state=queued', '', producer, 403],
     ['GET', '/v1/queues', '', reader, 200],
     ['GET', '/v1/queues/q/dead', '', reader, 200],
     ['POST', '/v1/queues/q/dead:redrive', '', reader, 403],

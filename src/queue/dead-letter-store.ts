@@ -1,4 +1,4 @@
-import { decodeJob, type JobRecord } from './records.js'
+import { decodePage, type JobPage } from './records.js'
 import { replyList, replyStrings, type ScriptRunner } from './runner.js'
 
 /** Dead jobs handled per script call when acting on the whole dead-letter set. */
@@ -9,28 +9,21 @@ export type DeadJobOutcome =
   | { outcome: 'not_found' }
   | { outcome: 'not_dead'; state: string }
 
-export interface DeadPage {
-  total: number
-  jobs: JobRecord[]
-}
-
 /** The dead-letter set of each queue: list, redrive, purge. */
 export class DeadLetterStore {
   constructor(private readonly runner: ScriptRunner) {}
 
-  async list(queue: string, offset: number, limit: number): Promise<DeadPage> {
+  async list(queue: string, offset: number, limit: number): Promise<JobPage> {
     const keys = this.runner.keys(queue)
-    const [, total, ...records] = replyList(
-      await this.runner.run(
-        'dead-list',
-        [keys.dead],
-        [keys.base, this.runner.settings.deadRetentionMs, offset, limit],
+    return decodePage(
+      replyList(
+        await this.runner.run(
+          'dead-list',
+          [keys.dead],
+          [keys.base, this.runner.settings.deadRetentionMs, offset, limit],
+        ),
       ),
     )
-    const jobs = records
-      .map((record) => decodeJob(replyStrings(record)))
-      .filter((job) => job !== null)
-    return { total: Number(total), jobs }
   }
 
   /** One dead job back to its ready list, attempts reset. */

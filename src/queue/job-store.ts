@@ -1,6 +1,15 @@
 import { registryKey } from './keys.js'
-import { decodeJob, type JobRecord, type JobState, type NewJob, newJobFields } from './records.js'
-import { replyStrings, type ScriptRunner } from './runner.js'
+import {
+  decodeJob,
+  decodePage,
+  type JobPage,
+  type JobRecord,
+  type JobState,
+  type NewJob,
+  newJobFields,
+  type WaitingState,
+} from './records.js'
+import { replyList, replyStrings, type ScriptRunner } from './runner.js'
 import { queueScript } from './scripts.js'
 
 export type EnqueueResult =
@@ -159,6 +168,20 @@ export class JobStore {
       await this.runner.run('status', [this.runner.keys(queue).job(id)], []),
     )
     return decodeJob(flat)
+  }
+
+  /** One page of the jobs waiting in `state`, in the order they will leave it. */
+  async list(queue: string, state: WaitingState, offset: number, limit: number): Promise<JobPage> {
+    const keys = this.runner.keys(queue)
+    return decodePage(
+      replyList(
+        await this.runner.run(
+          'job-list',
+          [keys.scheduled, keys.active],
+          [keys.base, state, offset, limit],
+        ),
+      ),
+    )
   }
 
   async cancel(queue: string, id: string): Promise<CancelResult> {

@@ -128,6 +128,24 @@ function optionalNumber(value: string | undefined): number | null {
 }
 
 /** Decodes an HGETALL reply (flat name/value list); null when the record is empty. */
+/** A page of a list or set of jobs: how many it holds, and the page's records. */
+export interface JobPage {
+  total: number
+  jobs: JobRecord[]
+}
+
+/** The states a job waits in, each with its list or set to page through. */
+export type WaitingState = 'queued' | 'scheduled' | 'active'
+
+/** `{'OK', total, {field, value, …}, …}`, the reply of the scripts that page through jobs. */
+export function decodePage(reply: unknown[]): JobPage {
+  const [, total, ...records] = reply
+  const jobs = records
+    .map((record) => (Array.isArray(record) ? decodeJob(record.map(String)) : null))
+    .filter((job) => job !== null)
+  return { total: Number(total), jobs }
+}
+
 export function decodeJob(flat: readonly string[]): JobRecord | null {
   if (flat.length === 0) return null
   const fields = new Map<string, string>()

@@ -19,6 +19,7 @@ export const SCRIPT_NAMES = [
   'heartbeat',
   'cancel',
   'dead-list',
+  'job-list',
   'redrive',
   'purge',
   'counts',
