@@ -11,7 +11,8 @@
 
   Returns
   {'OK', now, queued, scheduled, active, dead, oldest_queued_created_at ('' if none),
-   {stats field, value, ...}, {this minute's field, value, ...}, {last minute's field, value, ...}}
+   {stats field, value, ...}, {this minute's field, value, ...}, {last minute's field, value, ...},
+   paused_at ('' if the queue is not paused)}
   The per-minute hashes (<prefix>:{<queue>}:tp:<epoch minute>) count enqueued, succeeded,
   retried, dead, expired and reclaimed jobs for throughput.
 ]]
@@ -39,4 +40,5 @@ return {
   'OK', now, queued, redis.call('ZCARD', scheduled_key), redis.call('ZCARD', active_key),
   redis.call('ZCARD', dead_key), oldest, redis.call('HGETALL', stats_key),
   redis.call('HGETALL', prefix .. 'tp:' .. minute), redis.call('HGETALL', prefix .. 'tp:' .. (minute - 1)),
+  redis.call('GET', prefix .. 'paused') or '',
 }

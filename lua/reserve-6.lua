@@ -19,7 +19,8 @@
   In one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases (up to 100;
   back to the front of their ready list while attempts remain, else dead), then pop the next
   job, highest priority first, skipping (and marking `expired`) jobs past their expires_at,
-  count the attempt and lease the job.
+  count the attempt and lease the job. A paused queue (<prefix>:{<queue>}:paused set, see
+  pause) gets the first two steps only and answers {'EMPTY', -1}.
 
   Returns
   {'JOB', 'id', id, 'queue', q, 'type', t, 'payload', json, 'attempts', n, 'max_attempts', m,
@@ -115,6 +116,12 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
       moved = moved + 1
     end
   end
+end
+
+-- A paused queue leases nothing; idle workers wait until resume wakes them.
+if redis.call('EXISTS', prefix .. 'paused') == 1 then
+  redis.call('DEL', wake_key)
+  return {'EMPTY', -1}
 end
 
 -- The next job: priority 9 first, oldest first within a priority. (One LMPOP over the ten lists

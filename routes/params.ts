@@ -13,3 +13,9 @@ export interface JobParams extends QueueParams {
  * router needs to know where the id ends. The schema (`JobId`) still validates its length.
  */
 export const JOB_ID = ':id(^[A-Za-z0-9_-]+)'
+
+/**
+ * The queue segment of `/queues/{queue}:pause`: it ends at the colon. Any other character is
+ * taken, so that a bad name gets the schema's 400 rather than a 404 for no route.
+ */
+export const QUEUE = ':queue(^[^/:]+)'

@@ -2,13 +2,13 @@ import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
 import { queueNotFound } from '../src/errors.js'
 import { queueSummaryView } from '../src/queue-view.js'
-import type { QueueParams } from './params.js'
+import { QUEUE, type QueueParams } from './params.js'
 
 export interface QueuesRoutesOptions {
   contract: Contract
 }
 
-/** Queues and their counts, for dashboards. */
+/** Queues and their counts, for dashboards; pausing and resuming a queue's delivery. */
 export default async function queuesRoutes(
   app: FastifyInstance,
   { contract }: QueuesRoutesOptions,
@@ -21,14 +21,34 @@ export default async function queuesRoutes(
     return { queues: counts.map(queueSummaryView) }
   })
 
+  const known = async (queue: string) => {
+    if (!(await queues.exists(queue))) {
+      throw queueNotFound(queue)
+    }
+  }
+
   app.get<{ Params: QueueParams }>(
     '/v1/queues/:queue',
     contract.route('getQueue'),
     async ({ params: { queue } }) => {
-      if (!(await queues.exists(queue))) {
-        throw queueNotFound(queue)
-      }
+      await known(queue)
       return queueSummaryView(await queues.counts(queue))
     },
   )
+
+  for (const [action, operation] of [
+    ['pause', 'pauseQueue'],
+    ['resume', 'resumeQueue'],
+  ] as const) {
+    app.post<{ Params: QueueParams }>(
+      `/v1/queues/${QUEUE}::${action}`,
+      contract.route(operation),
+      async ({ params: { queue } }) => {
+        // An unknown queue is most likely a typo: pausing it would hold back nothing.
+        await known(queue)
+        await queues.setPaused(queue, action === 'pause')
+        return queueSummaryView(await queues.counts(queue))
+      },
+    )
+  }
 }

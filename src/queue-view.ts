@@ -34,6 +34,8 @@ export function queueSummaryView(counts: QueueCounts) {
     oldest_queued_at: counts.oldestQueuedAt === null ? null : iso(counts.oldestQueuedAt),
     oldest_queued_age_ms:
       counts.oldestQueuedAt === null ? null : Math.max(0, counts.now - counts.oldestQueuedAt),
+    paused: counts.pausedAt !== null,
+    paused_at: counts.pausedAt === null ? null : iso(counts.pausedAt),
     totals: Object.fromEntries(COUNTERS.map((field) => [field, counts.totals[field] ?? 0])),
     throughput: {
       window_s: 60,

@@ -156,6 +156,19 @@ export default fp(
         }
       },
     })
+    new Gauge({
+      name: 'jobgate_queue_paused',
+      help: '1 while a queue is paused (workers lease nothing from it), else 0',
+      labelNames: ['queue'],
+      registers: [registry],
+      async collect() {
+        const queues = await readQueues()
+        if (!queues) return
+        this.reset()
+        for (const counts of queues)
+          this.set({ queue: counts.name }, counts.pausedAt === null ? 0 : 1)
+      },
+    })
     new Counter({
       name: 'jobgate_queue_jobs_total',
       help: 'Running totals of what happened to the jobs of each queue (enqueued, succeeded, retried, dead, …), kept in Redis',

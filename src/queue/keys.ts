@@ -13,6 +13,7 @@ export class QueueKeys {
   readonly dead: string
   readonly events: string
   readonly wake: string
+  readonly paused: string
   readonly stats: string
   /** Written before a `WAIT` for replicas (see ReplicaBarrier); holds a counter, nothing else. */
   readonly barrier: string
@@ -27,6 +28,7 @@ export class QueueKeys {
     this.dead = `${this.base}dead`
     this.events = `${this.base}events`
     this.wake = `${this.base}wake`
+    this.paused = `${this.base}paused`
     this.stats = `${this.base}stats`
     this.barrier = `${this.base}barrier`
   }

@@ -10,6 +10,8 @@ export interface QueueCounts {
   active: number
   dead: number
   oldestQueuedAt: number | null
+  /** When the queue was paused (epoch ms); null while it runs. */
+  pausedAt: number | null
   /** Running totals since the queue's first job. */
   totals: Record<string, number>
   /** Per-minute counters of the current and the previous minute. */
@@ -40,7 +42,7 @@ export class QueueStore {
 
   async counts(queue: string): Promise<QueueCounts> {
     const keys = this.runner.keys(queue)
-    const [, now, queued, scheduled, active, dead, oldest, totals, thisMinute, lastMinute] =
+    const [, now, queued, scheduled, active, dead, oldest, totals, thisMinute, lastMinute, paused] =
       replyList(
         await this.runner.run(
           'counts',
@@ -56,9 +58,24 @@ export class QueueStore {
       active: Number(active),
       dead: Number(dead),
       oldestQueuedAt: oldest === '' ? null : Number(oldest),
+      pausedAt: paused === '' ? null : Number(paused),
       totals: numbers(replyStrings(totals)),
       thisMinute: numbers(replyStrings(thisMinute)),
       lastMinute: numbers(replyStrings(lastMinute)),
     }
+  }
+
+  /**
+   * Holds back (`pause`) or releases (`resume`) the delivery of the queue's jobs; either is a
+   * no-op when already done.
+   */
+  async setPaused(queue: string, paused: boolean): Promise<void> {
+    const keys = this.runner.keys(queue)
+    await this.runner.run(
+      'pause',
+      [keys.paused, keys.wake],
+      [keys.base, paused ? 'pause' : 'resume'],
+    )
+    await this.runner.confirmWrites(queue, 'Repeating it is safe.')
   }
 }

@@ -23,6 +23,7 @@ export const SCRIPT_NAMES = [
   'redrive',
   'purge',
   'counts',
+  'pause',
   'rate-limit',
 ] as const
 export type ScriptName = (typeof SCRIPT_NAMES)[number]

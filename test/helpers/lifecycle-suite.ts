@@ -434,4 +434,33 @@ export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
       t.equal((await fetch(`${h.gateway.url}/v1/queues/q/jobs/${doomed}`)).status, 404)
     },
   )
+
+  t.test('a paused queue runs nothing until resumed, then at once', async (t) => {
+    const h = await harness(t, target)
+    // A long block time: only resume's wake-up can explain a prompt start.
+    h.worker(['--sleep=20'])
+    const first = await h.submit({ type: 'record' })
+    await h.waitFor(first, ['succeeded'])
+    const control = (action: string) =>
+      fetch(`${h.gateway.url}/v1/queues/q:${action}`, { method: 'POST' })
+    t.equal((await control('pause')).status, 200)
+    const held = [
+      await h.submit({ type: 'record' }),
+      await h.submit({ type: 'record' }),
+      await h.submit({ type: 'record' }),
+    ]
+    await sleep(1500)
+    const states = await Promise.all(held.map(async (id) => (await h.status(id)).state))
+    t.strictSame(states, ['queued', 'queued', 'queued'], 'nothing ran while paused')
+    const resumed = Date.now()
+    t.equal((await control('resume')).status, 200)
+    for (const id of held) await h.waitFor(id, ['succeeded'], 10_000)
+    const took = Date.now() - resumed
+    t.ok(took < 5000, `all ran ${took} ms after resume, not a block time later`)
+    t.strictSame(
+      h.runs().map((run) => run.id),
+      [first, ...held],
+      'each once, in order',
+    )
+  })
 }
