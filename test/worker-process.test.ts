@@ -1,9 +1,36 @@
 import t, { type Test } from 'tap'
+import { startGateway } from './helpers/gateway.js'
 import { until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { enqueue, startStore } from './helpers/store.js'
 import { FreezableProxy } from './helpers/tcp-proxy.js'
+
+for (const transport of ['redis', 'http'] as const) {
+  t.test(
+    `an idle worker (${transport}) stops within a second of SIGTERM, whatever --sleep`,
+    async (t) => {
+      const { url, redis } = await startGateway(t, { listen: true })
+      const worker = new PhpWorker({
+        transport,
+        redisUrl: redis.url,
+        gatewayUrl: url,
+        args: ['--sleep=20'],
+      })
+      t.teardown(() => worker.signal('SIGKILL'))
+      await worker.waitForLog((line) => line.msg === 'worker started')
+      await new Promise((resolve) => setTimeout(resolve, 1500)) // in its second wait by now
+      const signalled = Date.now()
+      worker.signal('SIGTERM')
+      const { code, signal } = await worker.exited
+      const took = Date.now() - signalled
+      t.equal(signal, null, 'not killed')
+      t.equal(code, 0, 'exit 0')
+      t.ok(took < 2500, `stopped ${took} ms after SIGTERM, not at the end of its 20 s wait`)
+      t.match(worker.lines.at(-1), { msg: 'worker stopping', reason: 'signal' })
+    },
+  )
+}
 
 t.test('SIGTERM arriving as Redis goes away still stops the worker cleanly', async (t) => {
   for (let round = 0; round < 3; round++) {

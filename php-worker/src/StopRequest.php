@@ -20,8 +20,14 @@ class StopRequest
         $this->requested = true;
     }
 
+    /** Whether a stop was asked for; a quit signal held back meanwhile counts (and is taken). */
     public function isRequested(): bool
     {
+        $info = [];
+        if (!$this->requested && pcntl_sigtimedwait(self::SIGNALS, $info, 0, 0) > 0) {
+            $this->requested = true;
+        }
+
         return $this->requested;
     }
 

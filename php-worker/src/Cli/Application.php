@@ -113,6 +113,7 @@ class Application
                     apiKey: $config->apiKey,
                 ),
                 new Retrier($logger, $clock, 'gateway unavailable, retrying', stop: $stop),
+                $stop,
             );
         }
         if (!extension_loaded('redis')) {
@@ -150,6 +151,7 @@ class Application
                 eventsMaxLen: $config->eventsMaxLen,
             ),
             new Retrier($logger, $clock, 'redis unavailable, reconnecting', stop: $stop),
+            stop: $stop,
         );
     }
 

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Tests\Fakes;
 
+use Closure;
 use Jobgate\Worker\Transport\Redis\Connection;
 use Jobgate\Worker\Transport\Redis\Script;
 use Jobgate\Worker\Transport\Redis\ScriptCall;
@@ -22,11 +23,17 @@ final class FakeConnection implements Connection
     public array $batches = [];
     /** @var list<array{list<string>, float}> */
     public array $waits = [];
+    /** @var list<bool> whether each wait gets a wake-up token (none when the list runs out) */
+    public array $wakeUps = [];
+    /** @var Closure(): void runs during each wait (a signal arriving, say) */
+    public Closure $onWait;
     public int $resets = 0;
 
     /** @param list<array<int, mixed>|Unavailable> $replies */
     public function __construct(public array $replies = [])
     {
+        $this->onWait = static function (): void {
+        };
     }
 
     public function runScript(Script $script, array $keys, array $args): array
@@ -50,9 +57,12 @@ final class FakeConnection implements Connection
         );
     }
 
-    public function waitForWake(array $wakeKeys, float $seconds): void
+    public function waitForWake(array $wakeKeys, float $seconds): bool
     {
         $this->waits[] = [$wakeKeys, $seconds];
+        ($this->onWait)();
+
+        return array_shift($this->wakeUps) ?? false;
     }
 
     public function reset(): void

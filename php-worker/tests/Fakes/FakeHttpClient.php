@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Tests\Fakes;
 
+use Closure;
 use Jobgate\Worker\Transport\Http\HttpClient;
 use Jobgate\Worker\Transport\Http\HttpResponse;
 use Jobgate\Worker\Transport\Unavailable;
@@ -13,9 +14,14 @@ final class FakeHttpClient implements HttpClient
     /** @var list<array{url: string, body: array<string, mixed>, raw: string, headers: array<string, string>, timeout: int}> */
     public array $requests = [];
 
+    /** @var Closure(): void runs during each request (a signal arriving, say) */
+    public Closure $onRequest;
+
     /** @param list<HttpResponse|Unavailable> $responses */
     public function __construct(public array $responses = [])
     {
+        $this->onRequest = static function (): void {
+        };
     }
 
     public function postJson(string $url, string $body, array $headers, int $timeoutMs): HttpResponse
@@ -27,6 +33,7 @@ final class FakeHttpClient implements HttpClient
             'headers' => $headers,
             'timeout' => $timeoutMs,
         ];
+        ($this->onRequest)();
         $response = array_shift($this->responses) ?? throw new \LogicException("no response left for {$url}");
         if ($response instanceof Unavailable) {
             throw $response;

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Tests\Transport;
 
+use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Tests\Fakes\FakeClock;
 use Jobgate\Worker\Tests\Fakes\FakeHttpClient;
 use Jobgate\Worker\Tests\Fakes\Jobs;
@@ -33,16 +34,16 @@ final class HttpTransportTest extends TestCase
         $this->logs = new LogLines();
     }
 
-    public function testReserveLongPollsOneQueueForTheBlockTime(): void
+    public function testReserveLongPollsOneQueue(): void
     {
         $this->http->responses = [FakeHttpClient::json(200, self::reservation())];
         $job = $this->transport(['emails'])->reserve();
 
         $request = $this->http->requests[0];
         self::assertSame('http://gw:3000/v1/queues/emails/jobs:reserve', $request['url']);
-        self::assertSame(['worker' => 'box:1', 'lease_ms' => 30000, 'wait_ms' => 3000], $request['body']);
+        self::assertSame(['worker' => 'box:1', 'lease_ms' => 30000, 'wait_ms' => 1000], $request['body']);
         self::assertSame('Bearer k3y', $request['headers']['Authorization']);
-        self::assertGreaterThan(3000, $request['timeout'], 'the request outlives the long poll');
+        self::assertGreaterThan(1000, $request['timeout'], 'the request outlives the long poll');
 
         self::assertNotNull($job);
         self::assertSame('j1', $job->id);
@@ -56,11 +57,25 @@ final class HttpTransportTest extends TestCase
         self::assertSame(1_795_000_030_123, $job->leaseDeadline);
     }
 
-    public function testNoJobIsA204(): void
+    public function testTheBlockTimeIsLongPolledInOneSecondSlices(): void
     {
-        $this->http->responses = [new HttpResponse(204, '')];
+        $this->http->responses = array_fill(0, 3, new HttpResponse(204, ''));
 
-        self::assertNull($this->transport(['emails'])->reserve());
+        self::assertNull($this->transport(['emails'], blockMs: 2500)->reserve(), 'no job is a 204');
+        self::assertSame([1000, 1000, 500], array_map(
+            static fn (array $request) => $request['body']['wait_ms'],
+            $this->http->requests,
+        ));
+    }
+
+    public function testAStopRequestedDuringALongPollEndsTheWait(): void
+    {
+        $stop = new StopRequest();
+        $this->http->responses = array_fill(0, 3, new HttpResponse(204, ''));
+        $this->http->onRequest = static fn () => $stop->request();
+
+        self::assertNull($this->transport(['emails'], stop: $stop)->reserve());
+        self::assertCount(1, $this->http->requests, 'no poll after the signal');
     }
 
     public function testSeveralQueuesAreTriedInOrderThenLongPolledInTurn(): void
@@ -71,7 +86,7 @@ final class HttpTransportTest extends TestCase
 
         self::assertSame('j1', $job?->id);
         self::assertSame(
-            [['high', 0], ['low', 0], ['high', 1500], ['low', 1500]],
+            [['high', 0], ['low', 0], ['high', 500], ['low', 500]],
             array_map(
                 static fn (array $request) => [explode('/', $request['url'])[5], $request['body']['wait_ms']],
                 $this->http->requests,
@@ -79,12 +94,15 @@ final class HttpTransportTest extends TestCase
         );
     }
 
-    public function testTheWaitNeverExceedsWhatTheGatewayAccepts(): void
+    public function testOneReserveWaitsNoLongerThanTheGatewaysLongestPoll(): void
     {
-        $this->http->responses = [new HttpResponse(204, '')];
+        $this->http->responses = array_fill(0, 31, new HttpResponse(204, ''));
         $this->transport(['emails'], blockMs: 120_000)->reserve();
 
-        self::assertSame(30_000, $this->http->requests[0]['body']['wait_ms']);
+        self::assertSame(30_000, array_sum(array_map(
+            static fn (array $request) => $request['body']['wait_ms'],
+            $this->http->requests,
+        )));
     }
 
     public function testAckSendsTheResultAsJsonAndTheJobsRequestId(): void
@@ -249,7 +267,7 @@ final class HttpTransportTest extends TestCase
     }
 
     /** @param non-empty-list<string> $queues */
-    private function transport(array $queues = ['q'], int $blockMs = 3000): HttpTransport
+    private function transport(array $queues = ['q'], int $blockMs = 3000, ?StopRequest $stop = null): HttpTransport
     {
         return new HttpTransport(
             $this->http,
@@ -262,6 +280,7 @@ final class HttpTransportTest extends TestCase
                 apiKey: 'k3y',
             ),
             new Retrier($this->logs->logger, $this->clock, 'gateway unavailable, retrying'),
+            $stop ?? new StopRequest(),
         );
     }
 

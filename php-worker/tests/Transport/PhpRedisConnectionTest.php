@@ -442,9 +442,11 @@ final class PhpRedisConnectionTest extends TestCase
                 return $this->redis;
             }
 
-            protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void
+            protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool
             {
                 $client->rawCommand('BLPOP', ...$wakeKeys);
+
+                return false;
             }
         };
     }

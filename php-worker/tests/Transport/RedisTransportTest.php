@@ -8,6 +8,7 @@ use Jobgate\Worker\Tests\Fakes\FakeClock;
 use Jobgate\Worker\Tests\Fakes\FakeConnection;
 use Jobgate\Worker\Tests\Fakes\Jobs;
 use Jobgate\Worker\Tests\Fakes\LogLines;
+use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\Redis\RedisTransport;
 use Jobgate\Worker\Transport\Redis\RedisTransportOptions;
 use Jobgate\Worker\Transport\Redis\ScriptFailed;
@@ -80,8 +81,30 @@ final class RedisTransportTest extends TestCase
         $job = $this->transport()->reserve();
 
         self::assertNull($job);
-        self::assertSame([[['jg:{emails}:wake', 'jg:{low}:wake'], 3.0]], $this->connection->waits);
+        $keys = ['jg:{emails}:wake', 'jg:{low}:wake'];
+        self::assertSame([[$keys, 1.0], [$keys, 1.0], [$keys, 1.0]], $this->connection->waits, 'in slices');
         self::assertCount(4, $this->connection->scripts);
+    }
+
+    public function testAWakeUpTokenEndsTheWait(): void
+    {
+        $this->connection->replies = [['EMPTY', -1], ['EMPTY', -1], self::JOB_REPLY];
+        $this->connection->wakeUps = [false, true];
+        $job = $this->transport()->reserve();
+
+        self::assertSame('j1', $job?->id);
+        self::assertCount(2, $this->connection->waits, 'the second slice got a token');
+    }
+
+    public function testAStopRequestedWhileWaitingEndsTheWaitWithoutReservingAgain(): void
+    {
+        $stop = new StopRequest();
+        $this->connection->replies = [['EMPTY', -1], ['EMPTY', -1]];
+        $this->connection->onWait = static fn () => $stop->request();
+
+        self::assertNull($this->transport(stop: $stop)->reserve());
+        self::assertCount(1, $this->connection->waits, 'no slice after the signal');
+        self::assertCount(2, $this->connection->scripts, 'no reserve after it: nothing leased to a stopping worker');
     }
 
     public function testItBlocksNoLongerThanTheNextDueTime(): void
@@ -361,7 +384,7 @@ final class RedisTransportTest extends TestCase
     }
 
     /** @param non-empty-list<string> $queues */
-    private function transport(array $queues = ['emails', 'low']): RedisTransport
+    private function transport(array $queues = ['emails', 'low'], ?StopRequest $stop = null): RedisTransport
     {
         return new RedisTransport(
             $this->connection,
@@ -369,6 +392,7 @@ final class RedisTransportTest extends TestCase
             new RedisTransportOptions(queues: $queues, workerId: 'box:1', leaseMs: 30_000, blockMs: 3000, prefix: 'jg'),
             new Retrier($this->logs->logger, $this->clock, 'redis unavailable, reconnecting'),
             static fn (): float => 0.25,
+            $stop ?? new StopRequest(),
         );
     }
 }

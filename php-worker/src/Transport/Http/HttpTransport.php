@@ -8,6 +8,7 @@ use DateTimeImmutable;
 use Exception;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\Json;
+use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
@@ -20,10 +21,14 @@ use Jobgate\Worker\Transport\Unavailable;
  */
 final class HttpTransport implements Transport
 {
+    /** The longest single long poll of an idle worker: see reserve(). */
+    public const WAIT_SLICE_MS = 1000;
+
     public function __construct(
         private readonly HttpClient $client,
         private readonly HttpTransportOptions $options,
         private readonly Retrier $retrier,
+        private readonly StopRequest $stop = new StopRequest(),
     ) {
     }
 
@@ -33,20 +38,24 @@ final class HttpTransport implements Transport
     }
 
     /**
-     * One queue: a single long poll. Several: a quick pass in priority order, then a long poll on
-     * each in turn with the block time split between them.
+     * One queue: long polls. Several: a quick pass in priority order, then long polls on each in
+     * turn with the wait split between them. The block time is waited in slices of
+     * WAIT_SLICE_MS, so that an idle worker notices a quit signal within one (PHP runs its
+     * handler only once the request returns).
      */
     public function reserve(): ?Job
     {
         $queues = $this->options->queues;
-        $blockMs = min($this->options->blockMs, HttpTransportOptions::MAX_WAIT_MS);
+        $leftMs = min($this->options->blockMs, HttpTransportOptions::MAX_WAIT_MS);
         try {
-            $job = null;
-            if (count($queues) === 1) {
-                $job = $this->reserveFrom($queues[0], $blockMs);
-            } else {
-                $job = $this->reserveFromEach($queues, 0)
-                    ?? $this->reserveFromEach($queues, intdiv($blockMs, count($queues)));
+            $job = count($queues) === 1 ? null : $this->reserveFromEach($queues, 0);
+            while ($job === null && !$this->stop->isRequested()) {
+                $sliceMs = min($leftMs, self::WAIT_SLICE_MS);
+                $job = $this->reserveFromEach($queues, intdiv($sliceMs, count($queues)));
+                $leftMs -= $sliceMs;
+                if ($leftMs <= 0) {
+                    break;
+                }
             }
             $this->retrier->recovered();
 

@@ -56,18 +56,20 @@ final class ClusterConnection extends PhpRedisConnection
         );
     }
 
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void
+    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool
     {
         $share = $seconds / count($wakeKeys);
         if ($share < 0.001) {
-            return;
+            return false;
         }
         foreach ($wakeKeys as $wakeKey) {
             // The first argument routes the command to the node serving the key.
             $popped = $client->rawCommand($wakeKey, 'BLPOP', $wakeKey, self::timeoutArgument($share));
             if (is_array($popped) && $popped !== []) {
-                return;
+                return true;
             }
         }
+
+        return false;
     }
 }

@@ -37,9 +37,10 @@ interface Connection
      * Blocks until a wake-up token arrives on one of the lists, or $seconds passed.
      *
      * @param list<string> $wakeKeys
+     * @return bool whether a token arrived
      * @throws Unavailable
      */
-    public function waitForWake(array $wakeKeys, float $seconds): void;
+    public function waitForWake(array $wakeKeys, float $seconds): bool;
 
     /** Drops the connection; the next call connects again. */
     public function reset(): void;

@@ -41,10 +41,12 @@ abstract class PhpRedisConnection implements Connection
      *
      * @param list<string> $wakeKeys
      */
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): void
+    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool
     {
         // phpredis 5's blPop() takes whole seconds only; the raw command takes decimals.
-        $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
+        $popped = $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
+
+        return is_array($popped) && $popped !== [];
     }
 
     public function runScript(Script $script, array $keys, array $args): array
@@ -130,14 +132,15 @@ abstract class PhpRedisConnection implements Connection
         return $replies;
     }
 
-    public function waitForWake(array $wakeKeys, float $seconds): void
+    public function waitForWake(array $wakeKeys, float $seconds): bool
     {
         if ($wakeKeys === [] || $seconds < 0.001) {
-            return;
+            return false;
         }
-        $this->guarded(function (Redis|RedisCluster $client) use ($wakeKeys, $seconds): void {
-            $this->blockingPop($client, $wakeKeys, $seconds);
-        });
+
+        return $this->guarded(
+            fn (Redis|RedisCluster $client): bool => $this->blockingPop($client, $wakeKeys, $seconds),
+        );
     }
 
     public function reset(): void

@@ -6,6 +6,7 @@ namespace Jobgate\Worker\Transport\Redis;
 
 use Closure;
 use Jobgate\Worker\Job;
+use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
@@ -17,6 +18,12 @@ use Jobgate\Worker\Transport\Unavailable;
  */
 final class RedisTransport implements Transport
 {
+    /**
+     * The longest single wait for a wake-up token: PHP runs a quit signal's handler only once
+     * the blocking call returns, so an idle worker notices SIGTERM within this, not --sleep.
+     */
+    public const WAIT_SLICE_SECONDS = 1.0;
+
     /** The ack's reply status when it succeeded => the job's new state. */
     private const ACK_DONE = ['OK' => 'succeeded'];
 
@@ -31,6 +38,7 @@ final class RedisTransport implements Transport
 
     /**
      * @param Closure(): float|null $random a uniform number in [0, 1) for the retry jitter
+     * @param StopRequest $stop ends an idle wait early once the worker is asked to stop
      */
     public function __construct(
         private readonly Connection $connection,
@@ -38,6 +46,7 @@ final class RedisTransport implements Transport
         private readonly RedisTransportOptions $options,
         private readonly Retrier $retrier,
         private ?Closure $random = null,
+        private readonly StopRequest $stop = new StopRequest(),
     ) {
         $this->queues = array_map(
             static fn (string $queue): QueueKeys => new QueueKeys($options->prefix, $queue),
@@ -53,7 +62,8 @@ final class RedisTransport implements Transport
 
     /**
      * Reserve on each queue in order; when all are empty, block on the wake lists for at most
-     * the block time (less when a scheduled job or a lease is due sooner), then reserve once more.
+     * the block time (less when a scheduled job or a lease is due sooner), then reserve once more
+     * unless the worker was asked to stop meanwhile.
      */
     public function reserve(): ?Job
     {
@@ -64,7 +74,10 @@ final class RedisTransport implements Transport
                 ? $this->reserveFromQueues()
                 : $this->reserveFromQueues(from: 1, waitMs: $firstQueueWaitMs);
             if ($job === null) {
-                $this->connection->waitForWake($this->wakeKeys(), $this->blockSeconds($waitMs));
+                $this->waitForWork($this->blockSeconds($waitMs));
+                if ($this->stop->isRequested()) {
+                    return null;
+                }
                 [$job] = $this->reserveFromQueues();
             }
             $this->retrier->recovered();
@@ -313,6 +326,23 @@ final class RedisTransport implements Transport
     }
 
     /** How long to block: the block time, or less when something is due sooner. */
+    /**
+     * Up to $seconds, in slices of WAIT_SLICE_SECONDS: until a wake-up token arrives or the
+     * worker is asked to stop.
+     *
+     * @throws Unavailable
+     */
+    private function waitForWork(float $seconds): void
+    {
+        while ($seconds >= 0.001 && !$this->stop->isRequested()) {
+            $slice = min($seconds, self::WAIT_SLICE_SECONDS);
+            if ($this->connection->waitForWake($this->wakeKeys(), $slice)) {
+                return;
+            }
+            $seconds -= $slice;
+        }
+    }
+
     private function blockSeconds(int $waitMs): float
     {
         $blockMs = $waitMs >= 0 ? min($this->options->blockMs, $waitMs) : $this->options->blockMs;

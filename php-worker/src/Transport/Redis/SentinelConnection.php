@@ -59,10 +59,11 @@ final class SentinelConnection extends PhpRedisConnection
         return parent::runScripts($calls);
     }
 
-    public function waitForWake(array $wakeKeys, float $seconds): void
+    public function waitForWake(array $wakeKeys, float $seconds): bool
     {
         $this->followFailover();
-        parent::waitForWake($wakeKeys, $seconds);
+
+        return parent::waitForWake($wakeKeys, $seconds);
     }
 
     public function reset(): void
