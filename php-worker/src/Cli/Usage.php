@@ -30,7 +30,8 @@ final class Usage
           --memory=MB             stop between jobs once the process holds this much (default 128)
           --max-jobs=N            stop after N jobs; 0 = no limit (default 0)
           --max-time=SECONDS      stop after this long; 0 = no limit (default 0)
-          --sleep=SECONDS         longest wait for work before checking the stop conditions (default 3; 0.5 is fine)
+          --sleep=SECONDS         longest wait for work before checking the stop conditions (default 3; 0.5 is fine);
+                                  a quit signal ends the wait within a second
           --worker-id=ID          the worker's name in job records (default <hostname>:<pid>)
           --lua-dir=DIR           the protocol's Lua scripts  [JOBGATE_LUA_DIR, default <php-worker>/../lua]
           --job-retention=D       how long finished records are kept  [JOB_RETENTION, default 24h]
