@@ -131,6 +131,14 @@ export default async function jobsRoutes(
     },
   )
 
+  app.delete<{ Params: QueueParams; Querystring: { state: 'queued' | 'scheduled' } }>(
+    '/v1/queues/:queue/jobs',
+    contract.route('cancelJobs'),
+    async ({ params: { queue }, query: { state } }) => ({
+      canceled: await app.store.jobs.cancelWaiting(queue, state),
+    }),
+  )
+
   app.get<{ Params: JobParams }>(
     '/v1/queues/:queue/jobs/:id',
     contract.route('getJob'),

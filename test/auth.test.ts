@@ -97,6 +97,8 @@ t.test('each route asks for its scope; probes stay public', async (t) => {
     ['GET', '/v1/queues/q/jobs?state=queued', '', producer, 403],
     ['GET', '/v1/queues', '', reader, 200],
     ['GET', '/v1/queues/q/dead', '', reader, 200],
+    ['DELETE', '/v1/queues/q/jobs?state=scheduled', '', producer, 403],
+    ['DELETE', '/v1/queues/q/jobs?state=scheduled', '', admin, 200],
     ['POST', '/v1/queues/q:pause', '', producer, 403],
     ['POST', '/v1/queues/q:pause', '', admin, 200],
     ['POST', '/v1/queues/q:resume', '', worker, 403],
@@ -110,7 +112,7 @@ t.test('each route asks for its scope; probes stay public', async (t) => {
   ]
   for (const [method, url, body, key, status] of cases) {
     const res = await app.inject({
-      method: method as 'GET' | 'POST',
+      method: method as 'GET' | 'POST' | 'DELETE',
       url,
       headers: { ...bearer(key.key), ...(body ? { 'content-type': 'application/json' } : {}) },
       ...(body ? { payload: body } : {}),

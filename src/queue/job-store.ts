@@ -12,6 +12,9 @@ import {
 import { replyList, replyStrings, type ScriptRunner } from './runner.js'
 import { queueScript } from './scripts.js'
 
+/** Entries a bulk cancel takes per script call. */
+const CANCEL_BATCH = 1000
+
 export type EnqueueResult =
   | { outcome: 'created'; job: JobRecord }
   | { outcome: 'replayed'; job: JobRecord }
@@ -182,6 +185,29 @@ export class JobStore {
         ),
       ),
     )
+  }
+
+  /**
+   * Cancels every job waiting in `state`, a batch per script call (each atomic); returns how
+   * many. Jobs submitted meanwhile may or may not be among them.
+   */
+  async cancelWaiting(queue: string, state: 'queued' | 'scheduled'): Promise<number> {
+    const keys = this.runner.keys(queue)
+    const { settings } = this.runner
+    let canceled = 0
+    for (;;) {
+      const [, count, taken] = replyStrings(
+        await this.runner.run(
+          'cancel-waiting',
+          [keys.scheduled, keys.events, keys.stats],
+          [keys.base, state, CANCEL_BATCH, settings.jobRetentionMs, settings.eventsMaxLen],
+        ),
+      )
+      canceled += Number(count)
+      if (Number(taken) < CANCEL_BATCH) break
+    }
+    if (canceled > 0) await this.runner.confirmWrites(queue, 'Repeating it is safe.')
+    return canceled
   }
 
   async cancel(queue: string, id: string): Promise<CancelResult> {

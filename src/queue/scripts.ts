@@ -18,6 +18,7 @@ export const SCRIPT_NAMES = [
   'retry',
   'heartbeat',
   'cancel',
+  'cancel-waiting',
   'dead-list',
   'job-list',
   'redrive',
