@@ -10,6 +10,7 @@ import {
   MASTER_NAME,
   RedisSentinelGroup,
   SENTINEL_LOGIN,
+  type SentinelAuth,
 } from './helpers/redis-sentinel.js'
 import { freePort, type RedisServer } from './helpers/redis-server.js'
 
@@ -24,7 +25,10 @@ const REQUEST_BOUND_MS = 3000
 /** `sentinels` lists what the gateway is told, in order: the group's sentinel unless given. */
 async function setUp(
   t: Test,
-  { auth = false, sentinels = (group: RedisSentinelGroup) => group.sentinels } = {},
+  {
+    auth = null as SentinelAuth | null,
+    sentinels = (group: RedisSentinelGroup) => group.sentinels,
+  } = {},
 ) {
   const group = await RedisSentinelGroup.start({ auth })
   t.teardown(() => group.destroy())
@@ -41,13 +45,7 @@ async function setUp(
     args: [
       `--sentinel=${group.sentinels}`,
       `--sentinel-master=${MASTER_NAME}`,
-      ...(auth
-        ? [
-            `--redis=redis://:${DATA_PASSWORD}@ignored:1`,
-            `--sentinel-username=${SENTINEL_LOGIN.username}`,
-            `--sentinel-password=${SENTINEL_LOGIN.password}`,
-          ]
-        : []),
+      ...workerLogin(group),
       '--lease=2',
       '--sleep=0.2',
     ],
@@ -63,6 +61,16 @@ async function setUp(
         return { id, attempt: Number(attempt), pid: Number(pid) }
       })
   return { group, gateway, worker, runs }
+}
+
+function workerLogin(group: RedisSentinelGroup): string[] {
+  const login = group.clientLogin
+  if (!login) return []
+  return [
+    `--redis=redis://:${DATA_PASSWORD}@ignored:1`,
+    ...(login.username ? [`--sentinel-username=${login.username}`] : []),
+    `--sentinel-password=${login.password}`,
+  ]
 }
 
 async function submit(url: string, count: number): Promise<string[]> {
@@ -164,47 +172,52 @@ t.test('through Sentinel, jobs go to the primary it names and a worker runs them
   )
 })
 
-t.test(
-  'with logins everywhere, gateway and worker find the primary and follow a failover',
-  async (t) => {
-    // The data nodes require a password; the sentinel has ACL users only, and the one the gateway
-    // and the worker log in as may do no more than a client of the group needs.
-    const { group, gateway, worker, runs } = await setUp(t, { auth: true })
-    const before = await submit(gateway.url, 10)
-    const old = await group.primary()
-    t.ok(await allSucceeded(old, before), 'the jobs ran, in the primary the sentinel names')
-    const clients = await group.sentinelClientList()
-    t.ok(
-      clients.some((client) => client.user === SENTINEL_LOGIN.username && client.sub === '1'),
-      'the gateway listens for failovers as its sentinel user',
-    )
-    t.ok(
-      clients.some(
-        (client) =>
-          client.user === SENTINEL_LOGIN.username &&
-          client.cmd === 'sentinel|get-master-addr-by-name',
-      ),
-      'the worker asked for the primary as its sentinel user',
-    )
-    await group.replicated()
+for (const auth of ['acl', 'password'] as const) {
+  t.test(
+    `with logins everywhere (sentinel ${auth}), gateway and worker find the primary and follow a failover`,
+    async (t) => {
+      // The data nodes require a password. The sentinel has ACL users only, and the one the
+      // gateway and the worker log in as may do no more than a client of the group needs; or it
+      // has requirepass.
+      const { group, gateway, worker, runs } = await setUp(t, { auth })
+      const user = group.clientLogin?.username ?? 'default'
+      const before = await submit(gateway.url, 10)
+      const old = await group.primary()
+      t.ok(await allSucceeded(old, before), 'the jobs ran, in the primary the sentinel names')
+      const clients = await group.sentinelClientList()
+      t.ok(
+        clients.some((client) => client.user === user && client.sub === '1'),
+        'the gateway listens for failovers, logged in',
+      )
+      t.ok(
+        clients.some(
+          (client) => client.user === user && client.cmd === 'sentinel|get-master-addr-by-name',
+        ),
+        'the worker asked for the primary, logged in',
+      )
+      await group.replicated()
 
-    const primary = await group.failover()
-    const first = await firstJobOn(primary, gateway.url)
-    t.ok(first, 'the gateway writes to the new primary')
-    const after = [first ?? '', ...(await submit(gateway.url, 9))]
-    t.ok(await allSucceeded(primary, after), 'the jobs after the failover ran, on the new primary')
-    const ranAfter = runs().filter((run) => after.includes(run.id))
-    t.strictSame(
-      ranAfter.map((run) => run.id),
-      after,
-      'each once, in order',
-    )
-    t.ok(
-      ranAfter.every((run) => run.pid === worker.pid),
-      'by the same worker process',
-    )
-  },
-)
+      const primary = await group.failover()
+      const first = await firstJobOn(primary, gateway.url)
+      t.ok(first, 'the gateway writes to the new primary')
+      const after = [first ?? '', ...(await submit(gateway.url, 9))]
+      t.ok(
+        await allSucceeded(primary, after),
+        'the jobs after the failover ran, on the new primary',
+      )
+      const ranAfter = runs().filter((run) => after.includes(run.id))
+      t.strictSame(
+        ranAfter.map((run) => run.id),
+        after,
+        'each once, in order',
+      )
+      t.ok(
+        ranAfter.every((run) => run.pid === worker.pid),
+        'by the same worker process',
+      )
+    },
+  )
+}
 
 t.test(
   'a gateway that misses the failover announcement moves to the new primary within seconds',
@@ -212,7 +225,7 @@ t.test(
     // The first sentinel the gateway knows is down: it asks the next one.
     const down = await freePort()
     const { group, gateway } = await setUp(t, {
-      auth: true,
+      auth: 'acl',
       sentinels: (group) => `127.0.0.1:${down},${group.sentinels}`,
     })
     await submit(gateway.url, 1)

@@ -5,12 +5,7 @@ import { buildApp } from '../../src/app.js'
 import { type Config, loadConfig } from '../../src/config.js'
 import { ContractChecker } from './contract-check.js'
 import type { RedisCluster } from './redis-cluster.js'
-import {
-  DATA_PASSWORD,
-  MASTER_NAME,
-  type RedisSentinelGroup,
-  SENTINEL_LOGIN,
-} from './redis-sentinel.js'
+import { DATA_PASSWORD, MASTER_NAME, type RedisSentinelGroup } from './redis-sentinel.js'
 import { RedisServer } from './redis-server.js'
 import { FreezableProxy } from './tcp-proxy.js'
 
@@ -110,11 +105,12 @@ export async function startSentinelGateway(
   group: RedisSentinelGroup,
   options: Omit<GatewayOptions, 'redis'> = {},
 ): Promise<Launched> {
-  const login: Record<string, string> = group.auth
+  const sentinelLogin = group.clientLogin
+  const login: Record<string, string> = sentinelLogin
     ? {
         REDIS_URL: `redis://:${DATA_PASSWORD}@ignored:1`,
-        REDIS_SENTINEL_USERNAME: SENTINEL_LOGIN.username,
-        REDIS_SENTINEL_PASSWORD: SENTINEL_LOGIN.password,
+        ...(sentinelLogin.username ? { REDIS_SENTINEL_USERNAME: sentinelLogin.username } : {}),
+        REDIS_SENTINEL_PASSWORD: sentinelLogin.password,
       }
     : {}
   return launch(

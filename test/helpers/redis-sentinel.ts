@@ -14,9 +14,16 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-/** Who the gateway and the worker log in as, on a group started with `auth`. */
+/** Who the gateway and the worker log in as on the sentinel, by how the group was started. */
 export const SENTINEL_LOGIN = { username: 'jobgate', password: 'sentinel-secret' }
+export const SENTINEL_PASSWORD = 'sentinel-requirepass'
 export const DATA_PASSWORD = 'data-secret'
+
+/**
+ * `acl`: the sentinel has ACL users only; `password`: it has `requirepass`. Either way the data
+ * nodes require `DATA_PASSWORD`.
+ */
+export type SentinelAuth = 'acl' | 'password'
 
 /**
  * The least a sentinel user needs (README, "Redis Sentinel"): the primary's address, the other
@@ -38,17 +45,21 @@ const SENTINEL_USER_RULES = [
 /**
  * A real local Redis Sentinel setup: a primary, its replicas (one unless told) and one sentinel (quorum 1) that
  * monitors them as `jobgate`, each a private redis-server process. With `auth`, the data nodes
- * require `DATA_PASSWORD` and the sentinel takes only its ACL users: `SENTINEL_LOGIN`, allowed
- * just what a client of the group needs, and an admin for the helper.
+ * require `DATA_PASSWORD`, and the sentinel takes only its ACL users (`acl`: `SENTINEL_LOGIN`,
+ * allowed just what a client of the group needs, and an admin for the helper) or only
+ * `SENTINEL_PASSWORD` (`password`).
  */
 export class RedisSentinelGroup {
   private constructor(
     readonly servers: RedisServer[],
     readonly sentinel: RedisServer,
-    readonly auth: boolean,
+    readonly auth: SentinelAuth | null,
   ) {}
 
-  static async start({ replicas = 1, auth = false } = {}): Promise<RedisSentinelGroup> {
+  static async start({
+    replicas = 1,
+    auth = null as SentinelAuth | null,
+  } = {}): Promise<RedisSentinelGroup> {
     // Every data node may become a replica of another: each logs in to its primary.
     const dataAuth = auth ? ['--requirepass', DATA_PASSWORD, '--masterauth', DATA_PASSWORD] : []
     const login = auth ? { password: DATA_PASSWORD } : undefined
@@ -72,21 +83,23 @@ export class RedisSentinelGroup {
         `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${primary.port} 1`,
         `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
         `sentinel failover-timeout ${MASTER_NAME} 10000`,
-        ...(auth
+        ...(auth ? [`sentinel auth-pass ${MASTER_NAME} ${DATA_PASSWORD}`] : []),
+        ...(auth === 'acl'
           ? [
-              `sentinel auth-pass ${MASTER_NAME} ${DATA_PASSWORD}`,
               'user default off',
               `user admin on >admin-secret +@all &*`,
               `user ${SENTINEL_LOGIN.username} on >${SENTINEL_LOGIN.password} ${SENTINEL_USER_RULES.join(' ')}`,
             ]
           : []),
+        ...(auth === 'password' ? [`requirepass ${SENTINEL_PASSWORD}`] : []),
         '',
       ].join('\n'),
     )
     const sentinel = await RedisServer.start({
       configFile: config,
       args: ['--sentinel'],
-      ...(auth ? { login: { username: 'admin', password: 'admin-secret' } } : {}),
+      ...(auth === 'acl' ? { login: { username: 'admin', password: 'admin-secret' } } : {}),
+      ...(auth === 'password' ? { login: { password: SENTINEL_PASSWORD } } : {}),
     }).catch(async (error: unknown) => {
       await Promise.all([primary, ...followers].map((server) => server.destroy()))
       throw error
@@ -94,6 +107,13 @@ export class RedisSentinelGroup {
     const group = new RedisSentinelGroup([primary, ...followers], sentinel, auth)
     await waitFor('the replicas in sync, known to the sentinel', () => group.replicasReady())
     return group
+  }
+
+  /** How a client of the group logs in to the sentinel; null when it takes anyone. */
+  get clientLogin(): { username?: string; password: string } | null {
+    if (this.auth === 'acl') return SENTINEL_LOGIN
+    if (this.auth === 'password') return { password: SENTINEL_PASSWORD }
+    return null
   }
 
   /** `host:port`, the gateway's REDIS_SENTINELS and the worker's --sentinel. */
