@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startSentinelGateway } from './helpers/gateway.js'
+import { GatewayProcess } from './helpers/gateway-process.js'
 import { type Outcome, SubmissionLoad, sleep, until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
 import {
@@ -262,6 +263,36 @@ t.test(
     )
   },
 )
+
+t.test('a sentinel that refuses the watch its commands gets one warning each', async (t) => {
+  const group = await RedisSentinelGroup.start({ auth: 'acl' })
+  t.teardown(() => group.destroy())
+  const gateway = await GatewayProcess.start({
+    REDIS_URL: `redis://:${DATA_PASSWORD}@ignored:1`,
+    REDIS_SENTINELS: group.sentinels,
+    REDIS_SENTINEL_NAME: MASTER_NAME,
+    REDIS_SENTINEL_USERNAME: SENTINEL_LOGIN.username,
+    REDIS_SENTINEL_PASSWORD: SENTINEL_LOGIN.password,
+    LOG_LEVEL: 'warn',
+  })
+  t.teardown(() => gateway.stop('SIGKILL'))
+  await sleep(1500)
+  t.strictSame(
+    gateway.lines.filter((line) => line.sentinel),
+    [],
+    'nothing to say while the sentinel answers',
+  )
+  // As if its user lacked the two commands from the start.
+  await group.sentinel.ask((client) =>
+    client.call('ACL', 'SETUSER', SENTINEL_LOGIN.username, '-sentinel|master', 'resetchannels'),
+  )
+  const check = await gateway.waitForLog((line) => /SENTINEL MASTER/.test(line.msg), 5000)
+  t.match(check, { sentinel: group.sentinels, err: { message: /NOPERM/ } })
+  const subscribe = await gateway.waitForLog((line) => /\+switch-master/.test(line.msg), 5000)
+  t.match(subscribe, { sentinel: group.sentinels, err: { message: /NOPERM/ } })
+  await sleep(2500)
+  t.equal(gateway.lines.filter((line) => line.sentinel).length, 2, 'once each, not once per check')
+})
 
 t.test('a closed gateway leaves no connection to the sentinel', async (t) => {
   const group = await RedisSentinelGroup.start()

@@ -56,6 +56,13 @@ export default fp(
         clusterNodes: config.redisClusterNodes,
         sentinel: config.redisSentinel,
         commandTimeoutMs: config.redisCommandTimeoutMs,
+        onSentinelTrouble: ({ host, port }, what, error) =>
+          app.log.warn(
+            { err: error, sentinel: `${host}:${port}` },
+            what === 'subscribe'
+              ? 'A sentinel refused the subscription to +switch-master: the gateway learns of a failover from its once-a-second check instead'
+              : 'A sentinel refused the check for the current primary (SENTINEL MASTER): a missed failover announcement goes unnoticed while this lasts',
+          ),
       })
     let lastLogged = 0
     client.on('error', (error: Error) => {

@@ -1,6 +1,6 @@
 import { Cluster, Redis, type RedisOptions as RedisConnectionOptions } from 'ioredis'
 import type { HostPort, SentinelSettings } from '../config.js'
-import { FailoverWatch } from './failover-watch.js'
+import { FailoverWatch, type SentinelTrouble } from './failover-watch.js'
 import { defineScripts, type RedisClient } from './scripts.js'
 
 export interface RedisOptions {
@@ -13,6 +13,8 @@ export interface RedisOptions {
   clusterNodes?: HostPort[] | null
   /** Find the primary through these sentinels; when given, `url` only lends its credentials. */
   sentinel?: SentinelSettings | null
+  /** Told when a sentinel refuses the failover watch a command (a narrow ACL, say). */
+  onSentinelTrouble?: SentinelTrouble
   /** A command that has not answered within this many ms fails instead of hanging. */
   commandTimeoutMs?: number
   connectTimeoutMs?: number
@@ -62,7 +64,7 @@ export function createRedisClient(options: RedisOptions): RedisClient {
       retryStrategy: sentinelReconnectDelay,
       sentinelRetryStrategy: sentinelReconnectDelay,
     })
-    follow(client, new FailoverWatch(options.sentinel))
+    follow(client, new FailoverWatch(options.sentinel, options.onSentinelTrouble))
   } else {
     client = new Redis(options.url, {
       ...perConnection,

@@ -7,6 +7,12 @@ import type { HostPort, SentinelSettings } from '../config.js'
 export const SENTINEL_CHECK_INTERVAL_MS = 1000
 
 /**
+ * Told when a sentinel refuses the watch a command (a check, or the subscription): once per
+ * sentinel and reason until it answers again, since the watch goes on trying.
+ */
+export type SentinelTrouble = (sentinel: HostPort, what: string, error: Error) => void
+
+/**
  * Moves every client of the process that is still connected elsewhere to a new primary as
  * soon as the sentinels name one: the old primary goes on taking writes until Sentinel demotes
  * it (or for as long as Sentinel cannot reach it), and the failover loses them.
@@ -31,12 +37,23 @@ export class FailoverWatch {
   private epoch = -1
   private readonly timer: NodeJS.Timeout
 
-  constructor(private readonly settings: SentinelSettings) {
+  /** The last trouble told of each sentinel and command, by `host:port what`. */
+  private readonly told = new Map<string, string>()
+
+  constructor(
+    private readonly settings: SentinelSettings,
+    private readonly onTrouble: SentinelTrouble = () => {},
+  ) {
     this.subscribers = settings.sentinels.map((sentinel) => {
       // Subscribed on each connect below instead: ioredis' own resubscription leaves a
       // refused SUBSCRIBE (NOPERM) as an unhandled rejection.
       const subscriber = this.connect(sentinel, { autoResubscribe: false })
-      subscriber.on('ready', () => subscriber.subscribe('+switch-master').catch(() => {}))
+      subscriber.on('ready', () =>
+        subscriber.subscribe('+switch-master').then(
+          () => this.answered(sentinel, 'subscribe'),
+          (error: Error) => this.refused(sentinel, 'subscribe', error),
+        ),
+      )
       subscriber.on('message', (_channel: string, message: string) => this.announced(message))
       return subscriber
     })
@@ -91,19 +108,34 @@ export class FailoverWatch {
     if (this.checking) return
     this.checking = true
     const asker = this.askers[this.next]
+    const sentinel = this.settings.sentinels[this.next]
     try {
       const reply = (await asker?.call('SENTINEL', 'MASTER', this.settings.name)) as string[]
+      if (sentinel) this.answered(sentinel, 'check')
       const field = (name: string) => reply[reply.indexOf(name) + 1] ?? ''
       const epoch = Number(field('config-epoch'))
       if (epoch >= this.epoch) {
         this.epoch = epoch
         await this.moveTo(field('ip'), field('port'))
       }
-    } catch {
+    } catch (error) {
+      // Out of reach is an outage the clients report themselves; a refusal is configuration.
+      if (sentinel && asker?.status === 'ready') this.refused(sentinel, 'check', error as Error)
       this.next = (this.next + 1) % this.askers.length
     } finally {
       this.checking = false
     }
+  }
+
+  private refused(sentinel: HostPort, what: string, error: Error): void {
+    const key = `${sentinel.host}:${sentinel.port} ${what}`
+    if (this.told.get(key) === error.message) return
+    this.told.set(key, error.message)
+    this.onTrouble(sentinel, what, error)
+  }
+
+  private answered(sentinel: HostPort, what: string): void {
+    this.told.delete(`${sentinel.host}:${sentinel.port} ${what}`)
   }
 
   /** Reconnects the ready clients that are not on `host:port` (a sentinel may name a host). */
