@@ -102,6 +102,45 @@ t.test('ingest on Redis Cluster', async (t) => {
     t.match(res.json(), { accepted: 40, replayed: 10, rejected: 0 })
     t.equal(await client.llen('jobgate:{bulk}:ready:5'), 40)
   })
+
+  t.test('list what waits, pause and clear a queue: scripts on its node', async (t) => {
+    const { app, client } = await startClusterGateway(t, cluster)
+    const ids: string[] = []
+    for (const priority of [1, 9, 5]) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/queues/reports/jobs',
+        payload: { type: 't', priority },
+      })
+      ids.push(res.json().id)
+    }
+    const listed = await app.inject({ method: 'GET', url: '/v1/queues/reports/jobs?state=queued' })
+    t.equal(listed.statusCode, 200)
+    t.strictSame(
+      listed.json().jobs.map((job: { id: string }) => job.id),
+      [ids[1], ids[2], ids[0]],
+      'in delivery order',
+    )
+    const paused = await app.inject({ method: 'POST', url: '/v1/queues/reports:pause' })
+    t.match(paused.json(), { paused: true })
+    t.equal(await client.exists('jobgate:{reports}:paused'), 1)
+    const reserve = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/reports/jobs:reserve',
+      payload: { worker: 'w' },
+    })
+    t.equal(reserve.statusCode, 204, 'a paused queue leases nothing')
+    const cleared = await app.inject({
+      method: 'DELETE',
+      url: '/v1/queues/reports/jobs?state=queued',
+    })
+    t.strictSame(cleared.json(), { canceled: 3 })
+    t.match((await app.inject({ method: 'POST', url: '/v1/queues/reports:resume' })).json(), {
+      paused: false,
+      counts: { queued: 0 },
+      totals: { canceled: 3 },
+    })
+  })
 })
 
 t.test(
