@@ -267,6 +267,14 @@ t.test('/metrics: the replicas online, read on each scrape, and those required',
   const samples = await scrape(plain.app)
   t.notOk(samples.has('jobgate_redis_replicas_online'), 'no replica gauges when nothing waits')
   t.notOk(samples.has('jobgate_redis_replicas_required'))
+
+  await primary.kill()
+  const down = await scrape(app)
+  t.ok(
+    Number.isNaN(down.get('jobgate_redis_replicas_online')),
+    'NaN, not the last count, while the primary does not answer',
+  )
+  t.equal(down.get('jobgate_redis_replicas_required'), 1)
 })
 
 t.test('at boot the gateway says whether the primary has the replicas it waits for', async (t) => {

@@ -106,13 +106,15 @@ export default fp(
       })
       new Gauge({
         name: 'jobgate_redis_replicas_online',
-        help: 'Replicas the Redis primary counts online, read on each scrape; below the required count, writes get 503 NOT_REPLICATED',
+        help: 'Replicas the Redis primary counts online, read on each scrape (NaN while it does not answer); below the required count, writes get 503 NOT_REPLICATED',
         registers: [registry],
         async collect() {
           try {
             const replicas = await app.store.replicas()
             if (replicas) this.set(replicas.online)
           } catch (error) {
+            // Unknown rather than the last count, which would hide the outage.
+            this.set(Number.NaN)
             app.log.warn({ err: error }, 'replica metrics skipped: Redis did not answer')
           }
         },
