@@ -164,7 +164,7 @@ final class HttpTransport implements Transport
             throw $this->unexpected('reserve', $response);
         }
 
-        return self::jobOf($response->json(), json_decode($response->body));
+        return self::jobOf($response->json(), $response->objects());
     }
 
     /**
@@ -309,7 +309,7 @@ final class HttpTransport implements Transport
             throw new GatewayError('ack: the gateway answered a next job that is not a reservation');
         }
 
-        return self::jobOf($next, json_decode($response->body)->next ?? null);
+        return self::jobOf($next, $response->objects()->next ?? null);
     }
 
     /**
