@@ -16,13 +16,21 @@ use Jobgate\Worker\Job;
  */
 interface Transport
 {
+    /**
+     * The longest single wait of an idle reserve (one BLPOP, one long poll): quit signals are
+     * held back while the worker talks to its server and PHP runs a handler only once a call
+     * returns, so an idle worker notices SIGTERM within this, whatever its block time.
+     */
+    public const IDLE_WAIT_SLICE_MS = 1000;
+
     /** A short name for the logs: `redis` or `http`. */
     public function name(): string;
 
     /**
      * Leases the next job of the worker's queues (in priority order), waiting up to the block
-     * time for one. Null when none came (or the server is unreachable), so the caller can check
-     * its stop conditions before asking again.
+     * time for one, in slices of IDLE_WAIT_SLICE_MS; a stop request ends the wait. Null when
+     * none came (or the server is unreachable), so the caller can check its stop conditions
+     * before asking again.
      */
     public function reserve(): ?Job;
 

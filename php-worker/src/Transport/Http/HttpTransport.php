@@ -21,9 +21,6 @@ use Jobgate\Worker\Transport\Unavailable;
  */
 final class HttpTransport implements Transport
 {
-    /** The longest single long poll of an idle worker: see reserve(). */
-    public const WAIT_SLICE_MS = 1000;
-
     public function __construct(
         private readonly HttpClient $client,
         private readonly HttpTransportOptions $options,
@@ -39,9 +36,7 @@ final class HttpTransport implements Transport
 
     /**
      * One queue: long polls. Several: a quick pass in priority order, then long polls on each in
-     * turn with the wait split between them. The block time is waited in slices of
-     * WAIT_SLICE_MS, so that an idle worker notices a quit signal within one (PHP runs its
-     * handler only once the request returns).
+     * turn with each slice of the wait split between them.
      */
     public function reserve(): ?Job
     {
@@ -50,7 +45,7 @@ final class HttpTransport implements Transport
         try {
             $job = count($queues) === 1 ? null : $this->reserveFromEach($queues, 0);
             while ($job === null && !$this->stop->isRequested()) {
-                $sliceMs = min($leftMs, self::WAIT_SLICE_MS);
+                $sliceMs = min($leftMs, self::IDLE_WAIT_SLICE_MS);
                 $job = $this->reserveFromEach($queues, intdiv($sliceMs, count($queues)));
                 $leftMs -= $sliceMs;
                 if ($leftMs <= 0) {

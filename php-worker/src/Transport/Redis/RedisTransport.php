@@ -18,12 +18,6 @@ use Jobgate\Worker\Transport\Unavailable;
  */
 final class RedisTransport implements Transport
 {
-    /**
-     * The longest single wait for a wake-up token: PHP runs a quit signal's handler only once
-     * the blocking call returns, so an idle worker notices SIGTERM within this, not --sleep.
-     */
-    public const WAIT_SLICE_SECONDS = 1.0;
-
     /** The ack's reply status when it succeeded => the job's new state. */
     private const ACK_DONE = ['OK' => 'succeeded'];
 
@@ -327,7 +321,7 @@ final class RedisTransport implements Transport
 
     /** How long to block: the block time, or less when something is due sooner. */
     /**
-     * Up to $seconds, in slices of WAIT_SLICE_SECONDS: until a wake-up token arrives or the
+     * Up to $seconds, in slices of IDLE_WAIT_SLICE_MS: until a wake-up token arrives or the
      * worker is asked to stop.
      *
      * @throws Unavailable
@@ -335,7 +329,7 @@ final class RedisTransport implements Transport
     private function waitForWork(float $seconds): void
     {
         while ($seconds >= 0.001 && !$this->stop->isRequested()) {
-            $slice = min($seconds, self::WAIT_SLICE_SECONDS);
+            $slice = min($seconds, self::IDLE_WAIT_SLICE_MS / 1000.0);
             if ($this->connection->waitForWake($this->wakeKeys(), $slice)) {
                 return;
             }
