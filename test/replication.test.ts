@@ -256,6 +256,18 @@ t.test('/metrics: the replicas online, read on each scrape, and those required',
   const before = await scrape(app)
   t.equal(before.get('jobgate_redis_replicas_required'), 1)
   t.equal(before.get('jobgate_redis_replicas_online'), 1)
+  // A silent replica holds a submission's WAIT for REDIS_WAIT_TIMEOUT (3 s); a scrape meanwhile
+  // does not queue behind it.
+  await replica.pause()
+  const submission = app.inject({ method: 'POST', url: JOBS, payload: { type: 't' } })
+  await sleep(200)
+  const started = Date.now()
+  const during = await scrape(app)
+  const took = Date.now() - started
+  t.equal(during.get('jobgate_redis_replicas_online'), 1)
+  t.ok(took < 1500, `a scrape during a WAIT took ${took} ms, not the WAIT's 3 s`)
+  t.equal((await submission).statusCode, 503, 'the submission did wait, for nothing')
+  replica.resume()
   await replica.kill()
   let online: number | undefined
   const deadline = Date.now() + 5000

@@ -1,4 +1,4 @@
-import { Cluster, type Redis } from 'ioredis'
+import { Cluster } from 'ioredis'
 import { closeClient, duplicateForWaits } from './connection.js'
 import type { QueueKeys } from './keys.js'
 import type { RedisClient } from './scripts.js'
@@ -76,16 +76,9 @@ export class ReplicaBarrier {
     }
   }
 
-  /** False on Redis Cluster, where replicas are counted per shard: replicasOnline() is null. */
+  /** False on Redis Cluster, where each shard has its own replicas to count. */
   get countsReplicas(): boolean {
     return !this.perQueue
-  }
-
-  /** Replicas the primary counts online now; null on Redis Cluster (a count per shard). */
-  async replicasOnline(): Promise<number | null> {
-    if (this.perQueue) return null
-    const info = await (this.client as Redis).info('replication')
-    return info.match(/state=online/g)?.length ?? 0
   }
 
   close(): Promise<void> {

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis'
 import { BlockingClients } from './blocking.js'
 import { type BreakerOptions, RedisBreaker } from './breaker.js'
 import { closeClient, waitUntilReady } from './connection.js'
@@ -91,9 +92,11 @@ export class Store {
    * writes wait for none, or on Redis Cluster.
    */
   async replicas(): Promise<{ online: number; required: number } | null> {
-    if (this.barrier === null) return null
-    const online = await this.barrier.replicasOnline()
-    return online === null ? null : { online, required: this.barrier.settings.replicas }
+    const barrier = this.barrier
+    if (barrier === null || !barrier.countsReplicas) return null
+    // On the request path's connection: the barrier's holds a WAIT for up to its timeout.
+    const info = await this.runner.command(() => (this.client as Redis).info('replication'))
+    return { online: info.match(/state=online/g)?.length ?? 0, required: barrier.settings.replicas }
   }
 
   async ping(): Promise<void> {
