@@ -8,7 +8,7 @@ import { ANONYMOUS } from '../src/plugins/auth.js'
 import { validationProblem } from '../src/plugins/problems.js'
 import { prefersMinimal, RETURN_MINIMAL } from '../src/prefer.js'
 import type { EnqueueResult } from '../src/queue/job-store.js'
-import type { NewJob, WaitingState } from '../src/queue/records.js'
+import type { CancelableState, NewJob, WaitingState } from '../src/queue/records.js'
 import {
   type AcceptedJob,
   type BatchJob,
@@ -131,7 +131,7 @@ export default async function jobsRoutes(
     },
   )
 
-  app.delete<{ Params: QueueParams; Querystring: { state: 'queued' | 'scheduled' } }>(
+  app.delete<{ Params: QueueParams; Querystring: { state: CancelableState } }>(
     '/v1/queues/:queue/jobs',
     contract.route('cancelJobs'),
     async ({ params: { queue }, query: { state } }) => ({

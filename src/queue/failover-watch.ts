@@ -4,7 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis'
 import type { HostPort, SentinelSettings } from '../config.js'
 
 /** How often a sentinel is asked which primary is current, besides hearing it announced. */
-export const SENTINEL_CHECK_INTERVAL_MS = 1000
+const SENTINEL_CHECK_INTERVAL_MS = 1000
 
 /**
  * Told when a sentinel refuses the watch a command (a check, or the subscription): once per

@@ -1,5 +1,6 @@
 import { registryKey } from './keys.js'
 import {
+  type CancelableState,
   decodeJob,
   decodePage,
   type JobPage,
@@ -191,7 +192,7 @@ export class JobStore {
    * Cancels every job waiting in `state`, a batch per script call (each atomic); returns how
    * many. Jobs submitted meanwhile may or may not be among them.
    */
-  async cancelWaiting(queue: string, state: 'queued' | 'scheduled'): Promise<number> {
+  async cancelWaiting(queue: string, state: CancelableState): Promise<number> {
     const keys = this.runner.keys(queue)
     const { settings } = this.runner
     let canceled = 0

@@ -137,6 +137,9 @@ export interface JobPage {
 /** The states a job waits in, each with its list or set to page through. */
 export type WaitingState = 'queued' | 'scheduled' | 'active'
 
+/** The waiting states a job can be canceled in (it has not started). */
+export type CancelableState = Exclude<WaitingState, 'active'>
+
 /** `{'OK', total, {field, value, …}, …}`, the reply of the scripts that page through jobs. */
 export function decodePage(reply: unknown[]): JobPage {
   const [, total, ...records] = reply

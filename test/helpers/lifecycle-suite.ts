@@ -437,7 +437,8 @@ export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
 
   t.test('a paused queue runs nothing until resumed, then at once', async (t) => {
     const h = await harness(t, target)
-    // A long block time: only resume's wake-up can explain a prompt start.
+    // A long block time: on Redis only resume's wake-up can explain a prompt start (over HTTP
+    // the worker polls the gateway every second, and the gateway's wait is woken the same way).
     h.worker(['--sleep=20'])
     const first = await h.submit({ type: 'record' })
     await h.waitFor(first, ['succeeded'])

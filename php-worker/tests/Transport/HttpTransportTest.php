@@ -143,6 +143,25 @@ final class HttpTransportTest extends TestCase
         );
     }
 
+    /** @dataProvider malformedNextJobs */
+    public function testAMalformedNextJobIsAGatewayError(mixed $next, string $message): void
+    {
+        $this->http->responses = [FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded', 'next' => $next])];
+
+        $this->expectException(GatewayError::class);
+        $this->expectExceptionMessage($message);
+        $this->transport(['q'])->ackAndReserve(Jobs::make(id: 'j9'), null);
+    }
+
+    /** @return array<string, array{mixed, string}> */
+    public static function malformedNextJobs(): array
+    {
+        return [
+            'not an object' => ['oops', 'a next job that is not a reservation'],
+            'no lease' => [['job' => ['id' => 'j1']], 'without a reservation'],
+        ];
+    }
+
     public function testAckAndReserveWithNothingReadyOrTheLeaseLostLeasesNothing(): void
     {
         $this->http->responses = [

@@ -41,16 +41,13 @@ final class HttpTransport implements Transport
     public function reserve(): ?Job
     {
         $queues = $this->options->queues;
-        $leftMs = min($this->options->blockMs, HttpTransportOptions::MAX_WAIT_MS);
         try {
             $job = count($queues) === 1 ? null : $this->reserveFromEach($queues, 0);
-            while ($job === null && !$this->stop->isRequested()) {
+            // The block time is at least 1 ms, so one queue is always asked once.
+            $leftMs = min($this->options->blockMs, HttpTransportOptions::MAX_WAIT_MS);
+            for (; $job === null && $leftMs > 0 && !$this->stop->isRequested(); $leftMs -= $sliceMs) {
                 $sliceMs = min($leftMs, self::IDLE_WAIT_SLICE_MS);
                 $job = $this->reserveFromEach($queues, intdiv($sliceMs, count($queues)));
-                $leftMs -= $sliceMs;
-                if ($leftMs <= 0) {
-                    break;
-                }
             }
             $this->retrier->recovered();
 
