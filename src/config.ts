@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { type ApiKey, parseApiKeys, SCOPES, type Scope } from './auth.js'
 
@@ -40,6 +41,8 @@ export interface Config {
   redisClusterNodes: HostPort[] | null
   /** A primary found through Redis Sentinel; null = the single Redis of `redisUrl`. */
   redisSentinel: SentinelSettings | null
+  /** What a `rediss://` connection trusts (instead of Node's list) and shows (PEM text). */
+  redisTls: RedisTls
   /** A Redis command that has not answered within this fails (and the request gets 503), ms. */
   redisCommandTimeoutMs: number
   /**
@@ -67,6 +70,14 @@ export interface SentinelSettings {
   /** The sentinels' own login (ACL user and password), when they require one. */
   username: string | null
   password: string | null
+}
+
+export interface RedisTls {
+  /** Certificate authorities to trust instead of Node's list; null = Node's list. */
+  ca: string | null
+  /** A client certificate and its key, for servers that require one; null = none. */
+  cert: string | null
+  key: string | null
 }
 
 export interface RateLimit {
@@ -293,6 +304,47 @@ function sentinel(read: Reader, clusterNodes: HostPort[] | null): SentinelSettin
   return { sentinels, name, username, password }
 }
 
+function pemFile(read: Reader, variable: string, check: (pem: string) => unknown): string | null {
+  const file = read.optional(variable)
+  if (file === undefined) return null
+  let pem: string
+  try {
+    pem = readFileSync(file, 'utf8')
+  } catch (error) {
+    throw new ConfigError(variable, `cannot be read: ${(error as Error).message}`)
+  }
+  try {
+    check(pem)
+  } catch (error) {
+    throw new ConfigError(variable, `must be a PEM file (${file}: ${(error as Error).message})`)
+  }
+  return pem
+}
+
+/** The TLS material for `rediss://`: every file read and parsed now, not at the first connect. */
+function redisTls(read: Reader, url: string): RedisTls {
+  const tls = {
+    ca: pemFile(read, 'REDIS_TLS_CA_FILE', (pem) => new X509Certificate(pem)),
+    cert: pemFile(read, 'REDIS_TLS_CERT_FILE', (pem) => new X509Certificate(pem)),
+    key: pemFile(read, 'REDIS_TLS_KEY_FILE', (pem) => createPrivateKey(pem)),
+  }
+  if ((tls.cert === null) !== (tls.key === null)) {
+    const [given, missing] =
+      tls.cert === null
+        ? ['REDIS_TLS_KEY_FILE', 'REDIS_TLS_CERT_FILE']
+        : ['REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE']
+    throw new ConfigError(given, `needs ${missing}: a client certificate goes with its key`)
+  }
+  const given = Object.entries(tls).find(([, pem]) => pem !== null)
+  if (given && new URL(url).protocol !== 'rediss:') {
+    throw new ConfigError(
+      `REDIS_TLS_${given[0].toUpperCase()}_FILE`,
+      `is for TLS connections, but REDIS_URL uses redis:// (use rediss:// to connect over TLS)`,
+    )
+  }
+  return tls
+}
+
 function apiKeys(read: Reader): ApiKey[] {
   const keys: ApiKey[] = []
   const inline = read.optional('API_KEYS')
@@ -351,10 +403,11 @@ export function loadConfig(env: Env = process.env): Config {
   ) as Record<Scope, RateLimit | null>
   const commandTimeoutMs = read.duration('REDIS_COMMAND_TIMEOUT', 1000, 50, 60_000)
   const redisClusterNodes = hostPorts(read, 'REDIS_CLUSTER_NODES')
+  const url = redisUrl(read)
   return Object.freeze({
     port: read.integer('PORT', 3000, 0, 65535),
     host,
-    redisUrl: redisUrl(read),
+    redisUrl: url,
     keyPrefix: read.string('KEY_PREFIX', 'jobgate', KEY_PREFIX_PATTERN, '[A-Za-z0-9_.-]{1,64}'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     bodyLimit: read.size('BODY_LIMIT', 1024 * 1024, 1024, 64 * 1024 * 1024),
@@ -370,6 +423,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 0, 10 * 60_000),
     redisClusterNodes,
     redisSentinel: sentinel(read, redisClusterNodes),
+    redisTls: Object.freeze(redisTls(read, url)),
     redisCommandTimeoutMs: commandTimeoutMs,
     redisWaitReplicas: {
       replicas: read.integer('REDIS_WAIT_REPLICAS', 0, 0, 100),

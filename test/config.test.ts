@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError, loadConfig } from '../src/config.js'
+import { makeCertificates } from './helpers/tls.js'
 
 function thrown(fn: () => unknown): unknown {
   try {
@@ -127,4 +130,53 @@ t.test('Redis Sentinel: the sentinels, the master group and an optional login', 
 t.test('empty values fall back to defaults', async (t) => {
   t.equal(loadConfig({ PORT: '', HOST: '  ' }).port, 3000)
   t.equal(loadConfig({ HOST: '' }).host, '127.0.0.1')
+})
+
+t.test('TLS files for rediss:// are read and checked at boot', async (t) => {
+  const certs = makeCertificates()
+  t.teardown(() => certs.remove())
+  const notPem = join(certs.dir, 'server.ext')
+  const rediss = { REDIS_URL: 'rediss://cache:6380' }
+  const bad: [Record<string, string>, string, RegExp][] = [
+    [
+      { ...rediss, REDIS_TLS_CA_FILE: '/nonexistent/ca.pem' },
+      'REDIS_TLS_CA_FILE',
+      /cannot be read/,
+    ],
+    [{ ...rediss, REDIS_TLS_CA_FILE: notPem }, 'REDIS_TLS_CA_FILE', /must be a PEM file/],
+    [{ ...rediss, REDIS_TLS_CERT_FILE: certs.clientKey }, 'REDIS_TLS_CERT_FILE', /PEM file/],
+    [{ ...rediss, REDIS_TLS_KEY_FILE: certs.clientCert }, 'REDIS_TLS_KEY_FILE', /PEM file/],
+    [
+      { ...rediss, REDIS_TLS_CERT_FILE: certs.clientCert },
+      'REDIS_TLS_CERT_FILE',
+      /needs REDIS_TLS_KEY_FILE/,
+    ],
+    [
+      { ...rediss, REDIS_TLS_KEY_FILE: certs.clientKey },
+      'REDIS_TLS_KEY_FILE',
+      /needs REDIS_TLS_CERT_FILE/,
+    ],
+    [
+      { REDIS_URL: 'redis://cache:6379', REDIS_TLS_CA_FILE: certs.ca },
+      'REDIS_TLS_CA_FILE',
+      /is for TLS connections, but REDIS_URL uses redis:\/\//,
+    ],
+  ]
+  for (const [env, variable, message] of bad) {
+    const error = thrown(() => loadConfig(env))
+    const label = `${JSON.stringify(env)} → ${variable}`
+    t.equal((error as ConfigError).variable, variable, label)
+    t.match((error as ConfigError).message, message, label)
+  }
+
+  t.strictSame(loadConfig(rediss).redisTls, { ca: null, cert: null, key: null }, "Node's CAs")
+  const mutual = loadConfig({
+    ...rediss,
+    REDIS_TLS_CA_FILE: certs.ca,
+    REDIS_TLS_CERT_FILE: certs.clientCert,
+    REDIS_TLS_KEY_FILE: certs.clientKey,
+  }).redisTls
+  t.equal(mutual.ca, readFileSync(certs.ca, 'utf8'))
+  t.equal(mutual.cert, readFileSync(certs.clientCert, 'utf8'))
+  t.equal(mutual.key, readFileSync(certs.clientKey, 'utf8'))
 })

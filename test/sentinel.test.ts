@@ -14,6 +14,7 @@ import {
   type SentinelAuth,
 } from './helpers/redis-sentinel.js'
 import { freePort, type RedisServer } from './helpers/redis-server.js'
+import { type Certificates, makeCertificates } from './helpers/tls.js'
 
 /**
  * Redis Sentinel: the gateway and the PHP worker find the primary through a real sentinel and
@@ -29,14 +30,26 @@ async function setUp(
   {
     auth = null as SentinelAuth | null,
     sentinels = (group: RedisSentinelGroup) => group.sentinels,
+    tls = null as Certificates | null,
   } = {},
 ) {
-  const group = await RedisSentinelGroup.start({ auth })
+  const group = await RedisSentinelGroup.start({ auth, tls })
   t.teardown(() => group.destroy())
   // 503s come fast: no rate limit, so that none of them turns into a 429.
   const gateway = await startSentinelGateway(t, group, {
     listen: true,
-    env: { RATE_LIMIT: 'off', REDIS_SENTINELS: sentinels(group) },
+    env: {
+      RATE_LIMIT: 'off',
+      REDIS_SENTINELS: sentinels(group),
+      ...(tls
+        ? {
+            REDIS_URL: 'rediss://ignored:1',
+            REDIS_TLS_CA_FILE: tls.ca,
+            REDIS_TLS_CERT_FILE: tls.clientCert,
+            REDIS_TLS_KEY_FILE: tls.clientKey,
+          }
+        : {}),
+    },
   })
   const dir = mkdtempSync(join(tmpdir(), 'jobgate-sentinel-'))
   const record = join(dir, 'runs.log')
@@ -47,6 +60,14 @@ async function setUp(
       `--sentinel=${group.sentinels}`,
       `--sentinel-master=${MASTER_NAME}`,
       ...workerLogin(group),
+      ...(tls
+        ? [
+            '--redis=rediss://ignored:1',
+            `--redis-tls-ca=${tls.ca}`,
+            `--redis-tls-cert=${tls.clientCert}`,
+            `--redis-tls-key=${tls.clientKey}`,
+          ]
+        : []),
       '--lease=2',
       '--sleep=0.2',
     ],
@@ -219,6 +240,30 @@ for (const auth of ['acl', 'password'] as const) {
     },
   )
 }
+
+t.test('over TLS, gateway and worker reach the primary and follow a failover', async (t) => {
+  // The data nodes listen only on TLS ports that want a client certificate from the private CA.
+  const tls = makeCertificates()
+  t.teardown(() => tls.remove())
+  const { group, gateway, runs } = await setUp(t, { tls })
+  const before = await submit(gateway.url, 5)
+  const old = await group.primary()
+  t.ok(await allSucceeded(old, before), 'the jobs ran, in the primary the sentinel names')
+  await group.replicated()
+
+  const primary = await group.failover()
+  const first = await firstJobOn(primary, gateway.url)
+  t.ok(first, 'the gateway writes to the new primary')
+  const after = [first ?? '', ...(await submit(gateway.url, 4))]
+  t.ok(await allSucceeded(primary, after), 'the jobs after the failover ran there')
+  t.strictSame(
+    runs()
+      .map((run) => run.id)
+      .filter((id) => before.includes(id) || after.includes(id)),
+    [...before, ...after],
+    'each once, in order',
+  )
+})
 
 t.test(
   'a gateway that misses the failover announcement moves to the new primary within seconds',

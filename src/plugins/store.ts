@@ -55,6 +55,7 @@ export default fp(
         url: config.redisUrl,
         clusterNodes: config.redisClusterNodes,
         sentinel: config.redisSentinel,
+        tls: config.redisTls,
         commandTimeoutMs: config.redisCommandTimeoutMs,
         onSentinelTrouble: ({ host, port }, what, error) =>
           app.log.warn(

@@ -1,5 +1,6 @@
+import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import { Cluster, Redis, type RedisOptions as RedisConnectionOptions } from 'ioredis'
-import type { HostPort, SentinelSettings } from '../config.js'
+import type { HostPort, RedisTls, SentinelSettings } from '../config.js'
 import { FailoverWatch, type SentinelTrouble } from './failover-watch.js'
 import { defineScripts, type RedisClient } from './scripts.js'
 
@@ -13,6 +14,8 @@ export interface RedisOptions {
   clusterNodes?: HostPort[] | null
   /** Find the primary through these sentinels; when given, `url` only lends its credentials. */
   sentinel?: SentinelSettings | null
+  /** For `rediss://`: the authorities to trust instead of Node's, and a client certificate. */
+  tls?: RedisTls
   /** Told when a sentinel refuses the failover watch a command (a narrow ACL, say). */
   onSentinelTrouble?: SentinelTrouble
   /** A command that has not answered within this many ms fails instead of hanging. */
@@ -47,14 +50,17 @@ export function createRedisClient(options: RedisOptions): RedisClient {
       enableAutoPipelining: false,
       clusterRetryStrategy: reconnectDelay,
       slotsRefreshTimeout: 2000,
-      redisOptions: { ...perConnection, ...credentials(new URL(options.url)) },
+      redisOptions: { ...perConnection, ...credentials(new URL(options.url), options.tls) },
     })
   } else if (options.sentinel) {
     const url = new URL(options.url)
     const database = Number(url.pathname.slice(1) || 0)
+    const login = credentials(url, options.tls)
     client = new Redis({
       ...perConnection,
-      ...credentials(url),
+      ...login,
+      // Without this ioredis connects to the primary in plain text even when given TLS options.
+      ...(login.tls ? { enableTLSForSentinelMode: true } : {}),
       ...(database ? { db: database } : {}),
       sentinels: options.sentinel.sentinels,
       name: options.sentinel.name,
@@ -68,6 +74,7 @@ export function createRedisClient(options: RedisOptions): RedisClient {
   } else {
     client = new Redis(options.url, {
       ...perConnection,
+      ...tlsOptions(new URL(options.url), options.tls),
       enableOfflineQueue: false,
       // Measured (bench/RESULTS.md): autopipelining keeps one batch in flight per connection,
       // so the gateway idles while Redis works; plain writes let both work at once.
@@ -87,11 +94,22 @@ function sentinelLogin({ username, password }: SentinelSettings) {
   }
 }
 
-function credentials(url: URL) {
+function credentials(url: URL, tls: RedisTls | undefined) {
   return {
     ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
     ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
-    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    ...tlsOptions(url, tls),
+  }
+}
+
+function tlsOptions(url: URL, tls: RedisTls | undefined): { tls?: TlsOptions } {
+  if (url.protocol !== 'rediss:') return {}
+  return {
+    tls: {
+      ...(tls?.ca ? { ca: tls.ca } : {}),
+      ...(tls?.cert ? { cert: tls.cert } : {}),
+      ...(tls?.key ? { key: tls.key } : {}),
+    },
   }
 }
 

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { RedisServer } from './redis-server.js'
+import { freePort, RedisServer } from './redis-server.js'
+import { type Certificates, tlsPortArgs } from './tls.js'
 
 export const MASTER_NAME = 'jobgate'
 
@@ -54,29 +55,36 @@ export class RedisSentinelGroup {
     readonly servers: RedisServer[],
     readonly sentinel: RedisServer,
     readonly auth: SentinelAuth | null,
+    /** With `tls`: each data node's TLS port, the one the sentinel knows it by. */
+    private readonly tlsPorts: Map<RedisServer, number> | null,
   ) {}
 
   static async start({
     replicas = 1,
     auth = null as SentinelAuth | null,
+    tls = null as Certificates | null,
   } = {}): Promise<RedisSentinelGroup> {
     // Every data node may become a replica of another: each logs in to its primary.
     const dataAuth = auth ? ['--requirepass', DATA_PASSWORD, '--masterauth', DATA_PASSWORD] : []
     const login = auth ? { password: DATA_PASSWORD } : undefined
+    const tlsPorts = tls ? new Map<RedisServer, number>() : null
+    // With `tls` the group (replication, the sentinel's checks, clients) uses only the nodes'
+    // TLS ports, which take the CA's certificates alone; the plain ones are the tests' own.
+    const dataNode = async (args: string[]) => {
+      const tlsPort = await freePort()
+      const tlsArgs = tls ? [...tlsPortArgs(tls, tlsPort), '--tls-replication', 'yes'] : []
+      const server = await RedisServer.start({ args: [...args, ...dataAuth, ...tlsArgs], login })
+      tlsPorts?.set(server, tlsPort)
+      return { server, port: tls ? tlsPort : server.port }
+    }
     // A replica's first sync would wait 5 s for others to share it.
-    const primary = await RedisServer.start({
-      args: ['--repl-diskless-sync-delay', '0', ...dataAuth],
-      login,
-    })
+    const primary = await dataNode(['--repl-diskless-sync-delay', '0'])
     const followers = await Promise.all(
       Array.from({ length: replicas }, () =>
-        RedisServer.start({
-          args: ['--replicaof', '127.0.0.1', String(primary.port), ...dataAuth],
-          login,
-        }),
+        dataNode(['--replicaof', '127.0.0.1', String(primary.port)]),
       ),
     )
-    const config = join(primary.dir, 'sentinel.conf')
+    const config = join(primary.server.dir, 'sentinel.conf')
     writeFileSync(
       config,
       [
@@ -92,6 +100,14 @@ export class RedisSentinelGroup {
             ]
           : []),
         ...(auth === 'password' ? [`requirepass ${SENTINEL_PASSWORD}`] : []),
+        ...(tls
+          ? [
+              'tls-replication yes',
+              `tls-cert-file ${tls.clientCert}`,
+              `tls-key-file ${tls.clientKey}`,
+              `tls-ca-cert-file ${tls.ca}`,
+            ]
+          : []),
         '',
       ].join('\n'),
     )
@@ -101,10 +117,11 @@ export class RedisSentinelGroup {
       ...(auth === 'acl' ? { login: { username: 'admin', password: 'admin-secret' } } : {}),
       ...(auth === 'password' ? { login: { password: SENTINEL_PASSWORD } } : {}),
     }).catch(async (error: unknown) => {
-      await Promise.all([primary, ...followers].map((server) => server.destroy()))
+      await Promise.all([primary, ...followers].map(({ server }) => server.destroy()))
       throw error
     })
-    const group = new RedisSentinelGroup([primary, ...followers], sentinel, auth)
+    const servers = [primary, ...followers].map(({ server }) => server)
+    const group = new RedisSentinelGroup(servers, sentinel, auth, tlsPorts)
     await waitFor('the replicas in sync, known to the sentinel', () => group.replicasReady())
     return group
   }
@@ -124,7 +141,9 @@ export class RedisSentinelGroup {
   /** The server the sentinel names as the primary now. */
   async primary(): Promise<RedisServer> {
     const [, port] = await this.ask('get-master-addr-by-name', MASTER_NAME)
-    const server = this.servers.find((candidate) => candidate.port === Number(port))
+    const server = this.servers.find(
+      (candidate) => (this.tlsPorts?.get(candidate) ?? candidate.port) === Number(port),
+    )
     if (!server) throw new Error(`the sentinel names an unknown primary (port ${port})`)
     return server
   }

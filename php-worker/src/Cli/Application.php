@@ -119,6 +119,10 @@ class Application
         if (!extension_loaded('redis')) {
             throw new ConfigError('--transport=redis needs the redis extension (apt-get install php-redis)');
         }
+        $unreadable = $config->redis->tls?->unreadableFiles() ?? [];
+        if ($unreadable !== []) {
+            throw new ConfigError('cannot read the Redis TLS file ' . implode(', ', $unreadable));
+        }
         $scripts = ScriptLibrary::fromDirectory($config->luaDir);
         $readTimeout = $config->sleepSeconds + self::READ_TIMEOUT_GRACE_SECONDS;
         $connection = match (true) {

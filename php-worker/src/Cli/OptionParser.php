@@ -8,6 +8,7 @@ use Closure;
 use InvalidArgumentException;
 use Jobgate\Worker\Transport\Redis\RedisEndpoint;
 use Jobgate\Worker\Transport\Redis\SentinelConfig;
+use Jobgate\Worker\Transport\Redis\TlsSettings;
 
 /**
  * Reads the command line (`--opt=value` or `--opt value`), with environment fallbacks, into a
@@ -21,6 +22,9 @@ final class OptionParser
         'handlers' => false,
         'transport' => false,
         'redis' => false,
+        'redis-tls-ca' => false,
+        'redis-tls-cert' => false,
+        'redis-tls-key' => false,
         'cluster' => false,
         'sentinel' => false,
         'sentinel-master' => false,
@@ -104,7 +108,8 @@ final class OptionParser
         $workerId = $single('worker-id') ?? $this->defaultWorkerId;
         self::requirePattern('--worker-id', $workerId, self::WORKER_ID_PATTERN, '[A-Za-z0-9_.:@/-]{1,128}');
 
-        $cluster = $single('cluster', 'REDIS_CLUSTER');
+        // REDIS_CLUSTER_NODES is the gateway's name for it, so both can share one environment.
+        $cluster = $single('cluster', 'REDIS_CLUSTER_NODES') ?? $this->env('REDIS_CLUSTER');
         $sentinel = $this->sentinel($single);
         if ($sentinel !== null && $cluster !== null) {
             throw new UsageError(
@@ -113,12 +118,17 @@ final class OptionParser
             );
         }
 
+        $redis = $this->redis($single);
+
         return new WorkerConfig(
             queues: array_values($queues),
             handlersFile: $handlers,
             transport: $transport,
-            redis: self::endpoint('--redis', $single('redis', 'REDIS_URL') ?? 'redis://127.0.0.1:6379'),
-            clusterSeeds: $cluster === null ? null : self::seeds('--cluster', $cluster),
+            redis: $redis,
+            clusterSeeds: $cluster === null ? null : array_map(
+                static fn (RedisEndpoint $seed): RedisEndpoint => $redis->at($seed->host, $seed->port),
+                self::seeds('--cluster', $cluster, addressOnly: true),
+            ),
             sentinel: $sentinel,
             prefix: $prefix,
             gatewayUrl: $gateway,
@@ -251,6 +261,42 @@ final class OptionParser
     }
 
     /**
+     * The Redis server (or, with a cluster or Sentinel, the login, database and TLS of every node)
+     * with the TLS files given for it.
+     *
+     * @param Closure(string, string=): ?string $single an option's value, else its variable's
+     */
+    private function redis(Closure $single): RedisEndpoint
+    {
+        $redis = self::endpoint('--redis', $single('redis', 'REDIS_URL') ?? 'redis://127.0.0.1:6379');
+        $files = [
+            'redis-tls-ca' => $single('redis-tls-ca', 'REDIS_TLS_CA_FILE'),
+            'redis-tls-cert' => $single('redis-tls-cert', 'REDIS_TLS_CERT_FILE'),
+            'redis-tls-key' => $single('redis-tls-key', 'REDIS_TLS_KEY_FILE'),
+        ];
+        $given = array_keys(array_filter($files, static fn (?string $file): bool => $file !== null));
+        if ($given === []) {
+            return $redis;
+        }
+        if ($redis->tls === null) {
+            throw new UsageError(
+                "--{$given[0]} is for TLS connections, but --redis (REDIS_URL) uses redis:// "
+                . '(use rediss:// to connect over TLS)',
+            );
+        }
+        if (($files['redis-tls-cert'] === null) !== ($files['redis-tls-key'] === null)) {
+            throw new UsageError(
+                '--redis-tls-cert (REDIS_TLS_CERT_FILE) and --redis-tls-key (REDIS_TLS_KEY_FILE) go together: '
+                . 'a client certificate and its key',
+            );
+        }
+
+        return $redis->withTls(
+            new TlsSettings($files['redis-tls-ca'], $files['redis-tls-cert'], $files['redis-tls-key']),
+        );
+    }
+
+    /**
      * @param Closure(string, string=): ?string $single an option's value, else its variable's
      */
     private function sentinel(Closure $single): ?SentinelConfig
@@ -300,10 +346,15 @@ final class OptionParser
 
     /**
      * @param bool $requirePort a sentinel's port has no default (Redis's 6379 is not Sentinel's)
+     * @param bool $addressOnly the nodes' login and TLS come from --redis, not from each seed
      * @return non-empty-list<RedisEndpoint>
      */
-    private static function seeds(string $option, string $list, bool $requirePort = false): array
-    {
+    private static function seeds(
+        string $option,
+        string $list,
+        bool $requirePort = false,
+        bool $addressOnly = false,
+    ): array {
         $seeds = [];
         foreach (explode(',', $list) as $seed) {
             $seed = trim($seed);
@@ -312,6 +363,12 @@ final class OptionParser
             }
             if ($requirePort && !preg_match('/^[^\/@\s]+:\d{1,5}$/', $seed)) {
                 throw new UsageError("{$option} must be HOST:PORT pairs separated by commas (got \"{$seed}\")");
+            }
+            if ($addressOnly && preg_match('#[/@]#', $seed)) {
+                throw new UsageError(
+                    "{$option} takes HOST:PORT pairs; the nodes' login and TLS come from --redis "
+                    . "(REDIS_URL), whose host and port a cluster ignores (got \"{$seed}\")",
+                );
             }
             $seeds[] = self::endpoint($option, $seed);
         }

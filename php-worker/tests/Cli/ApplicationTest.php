@@ -65,6 +65,22 @@ final class ApplicationTest extends TestCase
         self::assertStringContainsString('Lua directory not found: /nonexistent/lua', $this->output($this->stderr));
     }
 
+    public function testAnUnreadableTlsFileExits78(): void
+    {
+        $code = $this->runApplication([
+            '--queue=q',
+            '--handlers=' . self::HANDLERS,
+            '--redis=rediss://127.0.0.1:1',
+            '--redis-tls-ca=/nonexistent/ca.pem',
+        ]);
+
+        self::assertSame(ExitCode::CONFIG, $code);
+        self::assertStringContainsString(
+            'cannot read the Redis TLS file /nonexistent/ca.pem',
+            $this->output($this->stderr),
+        );
+    }
+
     public function testTheSharedLuaDirectoryIsFoundByDefault(): void
     {
         // Gets past the configuration checks: the worker starts and fails to reach Redis (port 1).

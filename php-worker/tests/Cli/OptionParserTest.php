@@ -81,7 +81,7 @@ final class OptionParserTest extends TestCase
     {
         $config = $this->parse(self::REQUIRED, [
             'REDIS_URL' => 'redis://secret@cache:7000',
-            'REDIS_CLUSTER' => 'n1:7001, n2:7002',
+            'REDIS_CLUSTER_NODES' => 'n1:7001, n2:7002',
             'KEY_PREFIX' => 'prod',
             'JOBGATE_URL' => 'https://jobs.example.com',
             'JOBGATE_API_KEY' => 'from-env',
@@ -98,6 +98,10 @@ final class OptionParserTest extends TestCase
             static fn ($seed) => "{$seed->host}:{$seed->port}",
             $config->clusterSeeds ?? [],
         ));
+        self::assertSame(['secret', 'secret'], array_map(
+            static fn ($seed) => $seed->credentials(),
+            $config->clusterSeeds ?? [],
+        ), 'every node logs in as REDIS_URL says');
         self::assertSame('prod', $config->prefix);
         self::assertSame('https://jobs.example.com', $config->gatewayUrl);
         self::assertSame('from-env', $config->apiKey);
@@ -105,6 +109,55 @@ final class OptionParserTest extends TestCase
         self::assertSame(48 * 3_600_000, $config->jobRetentionMs);
         self::assertSame(2 * 86_400_000, $config->deadRetentionMs);
         self::assertSame(2000, $config->eventsMaxLen);
+    }
+
+    public function testTheWorkersOwnNameForTheClusterStillWorks(): void
+    {
+        $config = $this->parse(self::REQUIRED, ['REDIS_CLUSTER' => 'n1:7001']);
+
+        self::assertSame(['n1:7001'], array_map(
+            static fn ($seed) => "{$seed->host}:{$seed->port}",
+            $config->clusterSeeds ?? [],
+        ));
+        self::assertSame(
+            'n2',
+            $this->parse(self::REQUIRED, ['REDIS_CLUSTER' => 'n1:7001', 'REDIS_CLUSTER_NODES' => 'n2:7002'])
+                ->clusterSeeds[0]->host ?? null,
+            'the gateway\'s name wins',
+        );
+    }
+
+    public function testTlsFilesForRediss(): void
+    {
+        $config = $this->parse([
+            ...self::REQUIRED,
+            '--redis=rediss://w:pw@cache:6380',
+            '--redis-tls-ca=/etc/ca.pem',
+            '--redis-tls-cert', '/etc/me.pem',
+            '--redis-tls-key=/etc/me.key',
+            '--cluster=n1:7000,n2:7001',
+        ]);
+
+        $expected = ['stream' => [
+            'verify_peer' => true,
+            'verify_peer_name' => true,
+            'cafile' => '/etc/ca.pem',
+            'local_cert' => '/etc/me.pem',
+            'local_pk' => '/etc/me.key',
+        ]];
+        self::assertSame($expected, $config->redis->context());
+        self::assertSame([$expected, $expected], array_map(
+            static fn ($seed) => $seed->context(),
+            $config->clusterSeeds ?? [],
+        ), 'cluster nodes connect as --redis says');
+        self::assertSame('tls://n1', $config->clusterSeeds[0]->address() ?? null);
+
+        $fromEnv = $this->parse(self::REQUIRED, [
+            'REDIS_URL' => 'rediss://cache',
+            'REDIS_TLS_CA_FILE' => '/env/ca.pem',
+        ]);
+        self::assertSame('/env/ca.pem', $fromEnv->redis->tls?->caFile);
+        self::assertNull($fromEnv->redis->tls?->certFile);
     }
 
     public function testOptionsWinOverTheEnvironmentAndEmptyVariablesAreUnset(): void
@@ -142,7 +195,7 @@ final class OptionParserTest extends TestCase
         self::assertSame('watch', $config->sentinel->username);
         self::assertSame(['worker', 'pw'], $config->redis->credentials(), 'the data nodes\' login');
         self::assertSame(2, $config->redis->database);
-        self::assertTrue($config->redis->tls);
+        self::assertNotNull($config->redis->tls);
         self::assertNull($config->clusterSeeds);
     }
 
@@ -272,6 +325,22 @@ final class OptionParserTest extends TestCase
             'sentinel port out of range' => [
                 ['--queue=q', $handlers, '--sentinel=s1:99999', '--sentinel-master=m'],
                 '--sentinel: not a Redis URL',
+            ],
+            'tls file without rediss' => [
+                ['--queue=q', $handlers, '--redis=redis://cache', '--redis-tls-ca=/etc/ca.pem'],
+                '--redis-tls-ca is for TLS connections, but --redis (REDIS_URL) uses redis://',
+            ],
+            'client certificate without key' => [
+                ['--queue=q', $handlers, '--redis=rediss://cache', '--redis-tls-cert=/etc/me.pem'],
+                '--redis-tls-cert (REDIS_TLS_CERT_FILE) and --redis-tls-key (REDIS_TLS_KEY_FILE) go together',
+            ],
+            'key without client certificate' => [
+                ['--queue=q', $handlers, '--redis=rediss://cache', '--redis-tls-key=/etc/me.key'],
+                'go together',
+            ],
+            'cluster seed with a login' => [
+                ['--queue=q', $handlers, '--cluster=redis://:pw@n1:7000'],
+                "--cluster takes HOST:PORT pairs; the nodes' login and TLS come from --redis",
             ],
             'no sentinel in the list' => [
                 ['--queue=q', $handlers, '--sentinel=,', '--sentinel-master=m'],

@@ -8,6 +8,7 @@ use Jobgate\Worker\ConfigError;
 use Jobgate\Worker\Transport\Redis\ClusterConnection;
 use Jobgate\Worker\Transport\Redis\PhpRedisConnection;
 use Jobgate\Worker\Transport\Redis\RedisEndpoint;
+use Jobgate\Worker\Transport\Redis\TlsSettings;
 use Jobgate\Worker\Transport\Redis\Script;
 use Jobgate\Worker\Transport\Redis\ScriptCall;
 use Jobgate\Worker\Transport\Redis\ScriptFailed;
@@ -333,8 +334,8 @@ final class PhpRedisConnectionTest extends TestCase
     {
         $plain = RedisEndpoint::fromUrl('redis://127.0.0.1:6390');
         self::assertSame(
-            ['127.0.0.1', 6390, null, false],
-            [$plain->host, $plain->port, $plain->credentials(), $plain->tls],
+            ['127.0.0.1', 6390, null, null, null],
+            [$plain->host, $plain->port, $plain->credentials(), $plain->tls, $plain->context()],
         );
 
         $acl = RedisEndpoint::fromUrl('rediss://worker:s%3Acret@[::1]:7000/3');
@@ -342,9 +343,33 @@ final class PhpRedisConnectionTest extends TestCase
         self::assertSame(['worker', 's:cret'], $acl->credentials());
         self::assertSame(3, $acl->database);
         self::assertSame('tls://::1', $acl->address());
+        self::assertSame(
+            ['stream' => ['verify_peer' => true, 'verify_peer_name' => true]],
+            $acl->context(),
+            'OpenSSL\'s authorities, the name verified',
+        );
+        $mutual = $acl->withTls(new TlsSettings('/etc/ca.pem', '/etc/me.pem', '/etc/me.key'));
+        self::assertSame(
+            ['stream' => [
+                'verify_peer' => true,
+                'verify_peer_name' => true,
+                'cafile' => '/etc/ca.pem',
+                'local_cert' => '/etc/me.pem',
+                'local_pk' => '/etc/me.key',
+            ]],
+            $mutual->context(),
+        );
+        $moved = $mutual->at('10.0.0.2', 7001);
+        self::assertSame(
+            ['10.0.0.2', 7001, ['worker', 's:cret'], 3, $mutual->context()],
+            [$moved->host, $moved->port, $moved->credentials(), $moved->database, $moved->context()],
+            'another node keeps the login, database and TLS',
+        );
 
         self::assertSame('only-password', RedisEndpoint::fromUrl('redis://:only-password@h')->credentials());
         self::assertSame(6379, RedisEndpoint::fromUrl('node-1')->port, 'a bare host (cluster seed)');
+        $this->expectException(\InvalidArgumentException::class);
+        $plain->withTls(new TlsSettings('/etc/ca.pem'));
     }
 
     /** @return list<ScriptCall> */

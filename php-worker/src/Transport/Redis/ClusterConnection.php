@@ -15,7 +15,7 @@ use RedisCluster;
 final class ClusterConnection extends PhpRedisConnection
 {
     /**
-     * @param non-empty-list<RedisEndpoint> $seeds
+     * @param non-empty-list<RedisEndpoint> $seeds each with the login and TLS of every node
      * @param (Closure(): RedisCluster)|null $newClient makes the connected client (tests pass a double)
      */
     public function __construct(
@@ -46,14 +46,11 @@ final class ClusterConnection extends PhpRedisConnection
             $this->seeds,
         );
 
-        return new RedisCluster(
-            null,
-            $addresses,
-            $this->connectTimeout,
-            $this->readTimeout,
-            false,
-            $this->seeds[0]->credentials(),
-        );
+        $login = $this->seeds[0]->credentials();
+        $arguments = [null, $addresses, $this->connectTimeout, $this->readTimeout, false, $login];
+        $context = $this->seeds[0]->context();
+
+        return new RedisCluster(...($context === null ? $arguments : [...$arguments, $context]));
     }
 
     protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool

@@ -18,7 +18,8 @@ final class RedisEndpoint
         public readonly ?string $user = null,
         public readonly ?string $password = null,
         public readonly int $database = 0,
-        public readonly bool $tls = false,
+        /** null = plain TCP */
+        public readonly ?TlsSettings $tls = null,
     ) {
     }
 
@@ -47,14 +48,40 @@ final class RedisEndpoint
             user: $password === null ? null : $user,
             password: $password ?? $user,
             database: (int) ($path === '' ? 0 : $path),
-            tls: $scheme === 'rediss',
+            tls: $scheme === 'rediss' ? new TlsSettings() : null,
         );
+    }
+
+    /** This endpoint at another address, with the same login, database and TLS. */
+    public function at(string $host, int $port): self
+    {
+        return new self($host, $port, $this->user, $this->password, $this->database, $this->tls);
+    }
+
+    /** This endpoint, verifying and showing certificates as `$tls` says; only for `rediss://`. */
+    public function withTls(TlsSettings $tls): self
+    {
+        if ($this->tls === null) {
+            throw new InvalidArgumentException('TLS settings are for a rediss:// URL');
+        }
+
+        return new self($this->host, $this->port, $this->user, $this->password, $this->database, $tls);
     }
 
     /** The host as phpredis takes it (`tls://` for TLS). */
     public function address(): string
     {
-        return ($this->tls ? 'tls://' : '') . $this->host;
+        return ($this->tls !== null ? 'tls://' : '') . $this->host;
+    }
+
+    /**
+     * phpredis' connection context, null for plain TCP.
+     *
+     * @return array{stream: array<string, string|bool>}|null
+     */
+    public function context(): ?array
+    {
+        return $this->tls?->context();
     }
 
     /** The credentials as phpredis's auth takes them, null for none. */

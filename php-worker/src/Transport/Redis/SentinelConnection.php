@@ -188,13 +188,6 @@ final class SentinelConnection extends PhpRedisConnection
             return null;
         }
 
-        return new RedisEndpoint(
-            host: $reply[0],
-            port: (int) $reply[1],
-            user: $this->dataNode->user,
-            password: $this->dataNode->password,
-            database: $this->dataNode->database,
-            tls: $this->dataNode->tls,
-        );
+        return $this->dataNode->at($reply[0], (int) $reply[1]);
     }
 }

@@ -24,7 +24,9 @@ final class ServerConnector
         float $connectTimeout,
         float $readTimeout,
     ): void {
-        $connected = $redis->connect($endpoint->address(), $endpoint->port, $connectTimeout, null, 0, $readTimeout);
+        $address = [$endpoint->address(), $endpoint->port, $connectTimeout, null, 0, $readTimeout];
+        $context = $endpoint->context();
+        $connected = $redis->connect(...($context === null ? $address : [...$address, $context]));
         if (!$connected) {
             throw new RedisException("cannot connect to {$endpoint->host}:{$endpoint->port}");
         }
