@@ -39,9 +39,8 @@ local PRIORITIES = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 if fingerprint ~= '' then
   local record = redis.call('GET', idem_key)
   if record then
-    local separator = string.find(record, ':', 1, true)
-    local first_fingerprint = string.sub(record, 1, separator - 1)
-    local first_id = string.sub(record, separator + 1)
+    -- The id is after the last ':' (ids have none; a producer's fingerprint may).
+    local first_fingerprint, first_id = string.match(record, '^(.*):([^:]*)$')
     -- A record whose job is gone (purged) no longer protects anything: the key is free again.
     if redis.call('EXISTS', prefix .. 'job:' .. first_id) == 1 then
       if first_fingerprint ~= fingerprint then

@@ -8,8 +8,13 @@
   ARGV[2]  job id, or '' for the oldest dead jobs
   ARGV[3]  with ARGV[2] = '': how many at most
 
+  A job's idempotency record goes only while it still names that job: once it has expired, the
+  same key may belong to a newer job.
+
   Returns
-  {'PURGED', count}
+  {'PURGED', count, examined}   examined: dead-set entries taken (with ARGV[2] = '', fewer than
+                                ARGV[3] means the set is empty; entries of expired records count
+                                here, not in count)
   {'NOT_FOUND'}           (one id) no such job
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
@@ -34,11 +39,13 @@ for _, id in ipairs(ids) do
   local state, client, idempotency_key = unpack(redis.call('HMGET', key, 'state', 'client', 'idempotency_key'))
   if state == 'dead' then
     if client and idempotency_key then
-      redis.call('DEL', prefix .. 'idem:' .. client .. ':' .. idempotency_key)
+      local idem_key = prefix .. 'idem:' .. client .. ':' .. idempotency_key
+      local record = redis.call('GET', idem_key)
+      if record and string.match(record, ':([^:]*)$') == id then redis.call('DEL', idem_key) end
     end
     redis.call('DEL', key)
     count = count + 1
   end
 end
 if count > 0 then redis.call('HINCRBY', stats_key, 'purged', count) end
-return {'PURGED', count}
+return {'PURGED', count, #ids}

@@ -11,10 +11,14 @@
   ARGV[3]  with ARGV[2] = '': how many at most
   ARGV[4]  approximate maximum length of the events stream
 
-  A redriven job is queued again with attempts = 0, keeps its last_error, and no longer expires.
+  A redriven job is queued again with attempts = 0, keeps its last_error, and no longer expires:
+  neither its record (retention) nor the job itself (expires_at, the producer's ttl_ms; the
+  operator asked for it to run).
 
   Returns
-  {'REDRIVEN', count}
+  {'REDRIVEN', count, examined} examined: dead-set entries taken (with ARGV[2] = '', fewer than
+                                ARGV[3] means the set is empty; entries of expired records count
+                                here, not in count)
   {'NOT_FOUND'}           (one id) no such job
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
@@ -42,7 +46,7 @@ for _, id in ipairs(ids) do
   local state, priority = unpack(redis.call('HMGET', key, 'state', 'priority'))
   if state == 'dead' then
     redis.call('HSET', key, 'state', 'queued', 'attempts', 0, 'run_at', now, 'updated_at', now)
-    redis.call('HDEL', key, 'finished_at')
+    redis.call('HDEL', key, 'finished_at', 'expires_at')
     redis.call('PERSIST', key)
     redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
     local n = redis.call('HINCRBY', key, 'hn', 1)
@@ -55,4 +59,4 @@ if count > 0 then
   redis.call('HINCRBY', stats_key, 'redriven', count)
   for _ = 1, math.min(count, 100) do redis.call('LPUSH', wake_key, 1) end
 end
-return {'REDRIVEN', count}
+return {'REDRIVEN', count, #ids}

@@ -385,6 +385,13 @@ export function loadConfig(env: Env = process.env): Config {
       `must be at least IDEMPOTENCY_TTL (${idempotencyTtlMs} ms), so a replayed key always finds its job (got ${jobRetentionMs} ms)`,
     )
   }
+  const deadRetentionMs = read.duration('DEAD_RETENTION', 7 * DAY, 1000, 365 * DAY)
+  if (deadRetentionMs < idempotencyTtlMs) {
+    throw new ConfigError(
+      'DEAD_RETENTION',
+      `must be at least IDEMPOTENCY_TTL (${idempotencyTtlMs} ms), so a replayed key always finds its job, dead or not (got ${deadRetentionMs} ms)`,
+    )
+  }
   const host = read.string('HOST', '127.0.0.1')
   const keys = apiKeys(read)
   const allowUnauthenticated = read.boolean('ALLOW_UNAUTHENTICATED', false)
@@ -414,7 +421,7 @@ export function loadConfig(env: Env = process.env): Config {
     idempotencyTtlMs,
     idempotencyRequired: read.boolean('IDEMPOTENCY_REQUIRED', false),
     jobRetentionMs,
-    deadRetentionMs: read.duration('DEAD_RETENTION', 7 * DAY, 1000, 365 * DAY),
+    deadRetentionMs,
     maxQueueDepth: read.integer('MAX_QUEUE_DEPTH', 1_000_000, 0, 1_000_000_000),
     longPollConnections: read.integer('LONG_POLL_CONNECTIONS', 64, 1, 10_000),
     eventsMaxLen: read.integer('EVENTS_MAX_LEN', 10_000, 100, 10_000_000),

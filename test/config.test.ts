@@ -34,7 +34,7 @@ t.test('units for durations and sizes', async (t) => {
   const config = loadConfig({
     IDEMPOTENCY_TTL: '90m',
     JOB_RETENTION: '2d',
-    DEAD_RETENTION: '3600000',
+    DEAD_RETENTION: '7200000',
     BODY_LIMIT: '512kb',
     SHUTDOWN_TIMEOUT: '30s',
     IDEMPOTENCY_REQUIRED: 'yes',
@@ -47,7 +47,7 @@ t.test('units for durations and sizes', async (t) => {
   t.strictSame(config.redisWaitReplicas, { replicas: 2, timeoutMs: 2000 })
   t.equal(config.idempotencyTtlMs, 90 * 60_000)
   t.equal(config.jobRetentionMs, 2 * 86_400_000)
-  t.equal(config.deadRetentionMs, 3_600_000)
+  t.equal(config.deadRetentionMs, 7_200_000)
   t.equal(config.bodyLimit, 512 * 1024)
   t.equal(config.shutdownTimeoutMs, 30_000)
   t.equal(config.idempotencyRequired, true)
@@ -68,6 +68,7 @@ t.test('a bad value names its variable', async (t) => {
     [{ IDEMPOTENCY_TTL: '1 week' }, 'IDEMPOTENCY_TTL', /must be a duration/],
     [{ IDEMPOTENCY_REQUIRED: 'sometimes' }, 'IDEMPOTENCY_REQUIRED', /true or false/],
     [{ IDEMPOTENCY_TTL: '2d', JOB_RETENTION: '1d' }, 'JOB_RETENTION', /at least IDEMPOTENCY_TTL/],
+    [{ DEAD_RETENTION: '1h' }, 'DEAD_RETENTION', /at least IDEMPOTENCY_TTL \(86400000 ms\)/],
     [{ MAX_QUEUE_DEPTH: '-1' }, 'MAX_QUEUE_DEPTH', /integer from 0/],
     [{ REDIS_WAIT_REPLICAS: 'all' }, 'REDIS_WAIT_REPLICAS', /integer from 0 to 100/],
     [{ REDIS_WAIT_REPLICAS: '-1' }, 'REDIS_WAIT_REPLICAS', /got "-1"/],

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { enqueue, sleep, startStore } from './helpers/store.js'
+import { enqueue, newJob, sleep, startStore } from './helpers/store.js'
 
 /** The Lua protocol through the gateway's store, against a real redis-server. */
 
@@ -357,6 +357,71 @@ t.test('redrive all moves every dead job, in batches', async (t) => {
   t.equal(await client.zcard('jobgate:{q}:dead'), 0)
   t.equal(await client.llen('jobgate:{q}:ready:5'), 5)
   t.equal(await client.llen('jobgate:{q}:wake'), 5, 'one wake-up per redriven job')
+})
+
+/** Fails a fresh job with one attempt: it is dead. */
+async function deadJob(
+  store: Awaited<ReturnType<typeof startStore>>['store'],
+  overrides: Parameters<typeof enqueue>[2] = {},
+): Promise<string> {
+  const id = await enqueue(store, 'q', { maxAttempts: 1, ...overrides })
+  const job = (await store.leases.reserve('q', 'w', 30_000)).job
+  await store.leases.fail('q', id, job?.leaseToken ?? '', { message: 'e', class: 'E' })
+  return id
+}
+
+for (const action of ['purgeAll', 'redriveAll'] as const) {
+  t.test(`${action} goes on past a full batch of entries whose records expired`, async (t) => {
+    const { store, client } = await startStore(t)
+    await deadJob(store)
+    await deadJob(store)
+    // A thousand entries older than those, whose records expired (the batch is 1,000).
+    const stale = Array.from({ length: 1000 }, (_, i) => [i + 1, `gone-${i}`]).flat()
+    await client.zadd('jobgate:{q}:dead', ...stale)
+    t.equal(await store.deadLetters[action]('q'), 2, 'both live dead jobs')
+    t.equal(await client.zcard('jobgate:{q}:dead'), 0, 'the stale entries are gone too')
+  })
+}
+
+t.test('purge keeps an idempotency record that now names a newer job', async (t) => {
+  const { store, client } = await startStore(t)
+  const old = await deadJob(store, { idempotency: { key: 'k', fingerprint: 'first' } })
+  // The key's record expires (it lives 24 h, a dead job 7 days); a new job takes the key.
+  await client.del('jobgate:{q}:idem:anonymous:k')
+  const idempotency = { key: 'k', fingerprint: 'second' }
+  const newer = await enqueue(store, 'q', { idempotency })
+  t.strictSame(await store.deadLetters.purge('q', old), { outcome: 'done', count: 1 })
+  t.equal(await client.get('jobgate:{q}:idem:anonymous:k'), `second:${newer}`)
+  const again = await store.jobs.enqueue(newJob('q', { idempotency }))
+  t.match(again, { outcome: 'replayed', job: { id: newer } }, 'the newer job is still protected')
+})
+
+t.test('a fingerprint with colons still deduplicates', async (t) => {
+  const { store } = await startStore(t)
+  const idempotency = { key: 'k', fingerprint: 'sha256:ab:cd' }
+  const first = await enqueue(store, 'q', { idempotency })
+  t.match(await store.jobs.enqueue(newJob('q', { idempotency })), {
+    outcome: 'replayed',
+    job: { id: first },
+  })
+  t.match(
+    await store.jobs.enqueue(newJob('q', { idempotency: { key: 'k', fingerprint: 'sha256:ab' } })),
+    { outcome: 'conflict' },
+  )
+})
+
+t.test('past its TTL a job is not started again; a redrive lifts the TTL', async (t) => {
+  const { store } = await startStore(t)
+  const dead = await deadJob(store, { ttlMs: 100 })
+  const retried = await enqueue(store, 'q', { ttlMs: 100 })
+  const lease = (await store.leases.reserve('q', 'w', 30_000)).job
+  await store.leases.retry('q', retried, lease?.leaseToken ?? '', { message: 'e', class: 'E' }, 0)
+  await sleep(150)
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job, null)
+  t.equal((await store.jobs.get('q', retried))?.state, 'expired', 'not retried past its TTL')
+  t.strictSame(await store.deadLetters.redrive('q', dead), { outcome: 'done', count: 1 })
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, dead, 'the redriven job runs')
+  t.equal((await store.jobs.get('q', dead))?.expiresAt ?? null, null)
 })
 
 t.test('counts per state and the oldest queued job', async (t) => {

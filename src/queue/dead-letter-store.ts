@@ -72,9 +72,10 @@ export class DeadLetterStore {
   private async all(name: 'redrive' | 'purge', queue: string): Promise<number> {
     let total = 0
     for (;;) {
-      const count = Number((await this.call(name, queue, ''))[1])
-      total += count
-      if (count < BATCH) return total
+      const [, count, examined] = await this.call(name, queue, '')
+      total += Number(count)
+      // Entries of expired records are taken without counting: only a short take means the end.
+      if (Number(examined) < BATCH) return total
     }
   }
 }
