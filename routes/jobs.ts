@@ -15,6 +15,7 @@ import {
   type EnqueueBody,
   keyRequiredProblem,
   newJob,
+  runAtProblem,
   type Submitter,
   submitted,
 } from '../src/submission.js'
@@ -26,7 +27,8 @@ export interface JobsRoutesOptions {
 }
 
 interface BatchBody {
-  jobs: Record<string, unknown>[]
+  /** Each validated on its own: one that is not even an object fails alone. */
+  jobs: unknown[]
 }
 
 type BatchItemResult =
@@ -50,6 +52,8 @@ export default async function jobsRoutes(
     async (request, reply) => {
       const key = idempotencyKeyOf(request.headers)?.key ?? null
       if (key === null && config.idempotencyRequired) throw keyRequiredProblem()
+      const runAt = runAtProblem(request.body)
+      if (runAt) throw runAt
       const minimal = prefersMinimal(request.headers)
       const job = newJob(request.body, submitter(request), key)
       const result = await app.store.jobs.enqueue(job)
@@ -84,7 +88,8 @@ export default async function jobsRoutes(
       const refuse = (index: number, problem: ProblemError) => {
         app.metrics.rejected.inc({ code: problem.code })
         tally.rejected++
-        results[index] = { index, status: problem.status, problem: problem.toDocument() }
+        const document = problem.toDocument(request.url, request.id)
+        results[index] = { index, status: problem.status, problem: document }
       }
       const valid: { index: number; job: NewJob; payload: Record<string, unknown> }[] = []
       request.body.jobs.forEach((item, index) => {
@@ -92,8 +97,10 @@ export default async function jobsRoutes(
           refuse(index, validationProblem(validateItem.errors ?? [], 'body', `/jobs/${index}`))
           return
         }
-        const { idempotency_key: key = null, ...body } = item as unknown as BatchJob
-        if (key === null && config.idempotencyRequired) refuse(index, keyRequiredProblem())
+        const { idempotency_key: key = null, ...body } = item as BatchJob
+        const runAt = runAtProblem(body, `/jobs/${index}`)
+        if (runAt) refuse(index, runAt)
+        else if (key === null && config.idempotencyRequired) refuse(index, keyRequiredProblem())
         else valid.push({ index, job: newJob(body, from, key), payload: body.payload })
       })
       const stored =

@@ -6,13 +6,16 @@ import jobsRoutes from '../routes/jobs.js'
 import metricsRoutes from '../routes/metrics.js'
 import queuesRoutes from '../routes/queues.js'
 import workersRoutes from '../routes/workers.js'
+import { answerClientError } from './client-errors.js'
 import type { Config } from './config.js'
 import { Contract, validatorCompiler } from './contract.js'
+import { ProblemError } from './errors.js'
+import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js'
 import { AccessLog, loggerOptions } from './logger.js'
 import auth from './plugins/auth.js'
 import draining from './plugins/draining.js'
 import metrics from './plugins/metrics.js'
-import problems from './plugins/problems.js'
+import problems, { sendProblem } from './plugins/problems.js'
 import rateLimits from './plugins/rate-limit.js'
 import store from './plugins/store.js'
 import type { RedisClient } from './queue/scripts.js'
@@ -35,6 +38,16 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     logController: new AccessLog(),
     // The draining plugin answers requests during a shutdown, as problem documents.
     return503OnClosing: false,
+    clientErrorHandler: answerClientError,
+    // A URL Fastify cannot decode (`%ZZ`): no route is looked up, so no hook runs either.
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id)
+      sendProblem(
+        request,
+        reply,
+        new ProblemError('VALIDATION_FAILED', `The URL is not valid: ${error.message}`),
+      )
+    },
   })
 
   app.setValidatorCompiler(validatorCompiler())
@@ -45,6 +58,17 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     done()
+  })
+
+  app.addHook('preValidation', (request, _reply, done) => {
+    if (request.body !== undefined && nestsDeeperThan(request.body, MAX_JSON_DEPTH)) {
+      done(
+        new ProblemError(
+          'VALIDATION_FAILED',
+          `The body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`,
+        ),
+      )
+    } else done()
   })
 
   app.register(problems, { bodyLimit: config.bodyLimit })

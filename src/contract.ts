@@ -120,7 +120,7 @@ export class Contract {
 
   /**
    * The validator of the items a request body marks `x-validate-items-separately` (a batch):
-   * the route checks only that each is an object, and the handler validates each on its own,
+   * the route checks only that they form an array, and the handler validates each on its own,
    * so that one bad item fails alone. Defaults are filled in as for a body.
    */
   itemValidator(operationId: string): ValidateFunction {
@@ -153,7 +153,7 @@ function withoutSeparateItems(body: JsonSchema): JsonSchema {
   if (!properties) return body
   const relaxed = Object.entries(properties).map(([name, property]) => [
     name,
-    property[SEPARATE_ITEMS] === true ? { ...property, items: { type: 'object' } } : property,
+    property[SEPARATE_ITEMS] === true ? { ...property, items: true } : property,
   ])
   return { ...body, properties: Object.fromEntries(relaxed) }
 }
@@ -194,9 +194,13 @@ export function validatorCompiler(): FastifySchemaCompiler<JsonSchema> {
 export function fieldErrors(errors: readonly ErrorObject[], part: FieldError['in']): FieldError[] {
   const seen = new Set<string>()
   const out: FieldError[] = []
+  // A value of the wrong type fails every other rule of its schema too (a `not` on its
+  // properties, say): only the type is worth saying there.
+  const mistyped = new Set(errors.filter((e) => e.keyword === 'type').map((e) => e.instancePath))
   for (const error of errors) {
     // `allOf`/`oneOf`/`if` wrappers repeat what their subschema already reported.
     if (error.keyword === 'allOf' || error.keyword === 'if') continue
+    if (error.keyword !== 'type' && mistyped.has(error.instancePath)) continue
     const field = fieldError(error, part)
     const key = `${field.pointer} ${field.detail}`
     if (!seen.has(key)) {

@@ -19,6 +19,7 @@ const catalogue = {
   LEASE_LOST: { status: 409, title: 'The lease on this job is no longer held' },
   JOB_NOT_CANCELABLE: { status: 409, title: 'The job can no longer be canceled' },
   JOB_NOT_DEAD: { status: 409, title: 'The job is not dead' },
+  REQUEST_TIMEOUT: { status: 408, title: 'The request did not arrive in time' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
   IDEMPOTENCY_KEY_REUSED: {
@@ -26,6 +27,7 @@ const catalogue = {
     title: 'The idempotency key was already used for a different request',
   },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
   INTERNAL_ERROR: { status: 500, title: 'Internal error' },
   NOT_READY: { status: 503, title: 'The gateway is not ready' },
   QUEUE_FULL: { status: 503, title: 'The queue is full' },

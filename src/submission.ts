@@ -59,6 +59,33 @@ export function newJob(body: EnqueueBody, submitter: Submitter, key: string | nu
   }
 }
 
+/** The furthest ahead a job may be due, ms: as `delay_ms`'s maximum in openapi.yaml. */
+const LONGEST_DELAY_MS = 31_536_000_000
+
+/**
+ * What the schema cannot say about `run_at`: a time JavaScript can read (Ajv's `date-time`
+ * takes a leap second, `Date.parse` does not) and at most a year ahead. `pointer` locates the
+ * submission in the body (a batch item's `/jobs/3`).
+ */
+export function runAtProblem(body: EnqueueBody, pointer = ''): ProblemError | null {
+  if (body.run_at === undefined) return null
+  const at = Date.parse(body.run_at)
+  const detail = Number.isNaN(at)
+    ? 'must be a time without a leap second'
+    : at - Date.now() > LONGEST_DELAY_MS
+      ? 'must be at most a year ahead'
+      : null
+  if (detail === null) return null
+  const field = { in: 'body' as const, pointer: `${pointer}/run_at`, detail }
+  return new ProblemError(
+    'VALIDATION_FAILED',
+    `body${field.pointer.replaceAll('/', '.')} ${detail}`,
+    {
+      extensions: { errors: [field] },
+    },
+  )
+}
+
 export function keyRequiredProblem(): ProblemError {
   return new ProblemError(
     'IDEMPOTENCY_KEY_REQUIRED',

@@ -1,5 +1,6 @@
+import { connect } from 'node:net'
 import t from 'tap'
-import { startGateway } from './helpers/gateway.js'
+import { dataKeys, startGateway } from './helpers/gateway.js'
 
 /**
  * Every rejected request gets a problem document with a stable code, and Redis stays empty:
@@ -93,6 +94,32 @@ const cases: BadRequest[] = [
     body: json({ type: 't' }),
     status: 400,
     code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'a body nested deeper than 64 levels',
+    body: `{"type":"t","payload":{"d":${'['.repeat(63)}${']'.repeat(63)}}}`,
+    status: 400,
+    code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'a body nested 900 levels deep',
+    body: `{"type":"t","payload":{"d":${'['.repeat(900)}${']'.repeat(900)}}}`,
+    status: 400,
+    code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'run_at on a leap second',
+    body: json({ type: 't', run_at: '2030-12-31T23:59:60Z' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/run_at'],
+  },
+  {
+    label: 'run_at more than a year ahead',
+    body: json({ type: 't', run_at: '9999-12-31T00:00:00Z' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/run_at'],
   },
   {
     label: 'queue name over 64 characters',
@@ -262,4 +289,76 @@ t.test('validation reports every failing field at once', async (t) => {
     .sort()
   t.strictSame(pointers, ['/delay_ms', '/extra', '/max_attempts', '/payload', '/type'])
   t.match(res.json().detail, /and 4 more/)
+})
+
+t.test('a body nested exactly 64 levels deep is accepted, thousands are refused', async (t) => {
+  const { app, client } = await startGateway(t)
+  // Serialising this one would overflow the stack: refused before anything looks at it.
+  const abyss = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    headers: { 'content-type': 'application/json' },
+    payload: `{"type":"t","payload":{"d":${'['.repeat(6000)}${']'.repeat(6000)}}}`,
+  })
+  t.equal(abyss.statusCode, 400)
+  t.match(abyss.json(), { code: 'VALIDATION_FAILED', detail: /deeper than 64 levels/ })
+  t.strictSame(await dataKeys(client), [])
+  // The body is level 1, payload 2, its array 3, … : 61 more arrays reach level 64.
+  const body = `{"type":"t","payload":{"d":${'['.repeat(62)}${']'.repeat(62)}}}`
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    headers: { 'content-type': 'application/json' },
+    payload: body,
+  })
+  t.equal(res.statusCode, 202)
+})
+
+t.test('what the HTTP parser refuses is a problem document too', async (t) => {
+  const { url, client } = await startGateway(t, { listen: true })
+  const { port } = new URL(url)
+  const raw = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      // Written, not ended: the server closes the connection (`Connection: close`, or an error).
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write(request))
+      let answer = ''
+      socket.on('data', (chunk) => {
+        answer += chunk
+      })
+      socket.on('close', () => resolve(answer))
+      socket.on('error', reject)
+    })
+  const problemOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))
+
+  const headers = await raw(
+    `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+  )
+  t.match(headers, /^HTTP\/1\.1 431 /)
+  t.match(headers, /\r\nContent-Type: application\/problem\+json/)
+  const tooLarge = problemOf(headers)
+  t.match(tooLarge, { status: 431, code: 'HEADERS_TOO_LARGE' })
+  t.match(headers, new RegExp(`\r\nX-Request-ID: ${tooLarge.request_id}\r\n`))
+
+  const length = await raw(
+    'POST /v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n',
+  )
+  t.match(length, /^HTTP\/1\.1 400 /)
+  t.match(problemOf(length), { status: 400, code: 'VALIDATION_FAILED' })
+
+  // Sent as they are (a WHATWG URL, as fetch's, would resolve them): `.` and `..` are no queues.
+  for (const name of ['%2E%2E', '%2E', '..']) {
+    const dots = await raw(
+      `POST /v1/queues/${name}/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{"type":"t"}`,
+    )
+    t.match(dots, /^HTTP\/1\.1 400 /, `queue ${name}`)
+    t.match(problemOf(dots), { code: 'VALIDATION_FAILED', errors: [{ pointer: '/queue' }] })
+  }
+  t.strictSame(await client.keys('jobgate:{*'), [], 'no queue written')
+
+  const badUrl = await fetch(`${url}/v1/queues/q/jobs/%ZZ`)
+  t.equal(badUrl.status, 400)
+  t.equal(badUrl.headers.get('content-type'), 'application/problem+json; charset=utf-8')
+  const problem = (await badUrl.json()) as { code: string; request_id: string }
+  t.equal(problem.code, 'VALIDATION_FAILED')
+  t.equal(problem.request_id, badUrl.headers.get('x-request-id'))
 })

@@ -82,12 +82,14 @@ t.test('items replay, conflict and fail validation on their own', async (t) => {
         { type: 'a', delay_ms: 5, run_at: '2030-01-01T00:00:00Z' },
         { type: 'a', unknown: true },
         { type: 'keyless' },
+        42,
+        { type: 'a', run_at: '2030-12-31T23:59:60Z' },
       ],
     },
   })
   t.equal(res.statusCode, 200)
   const body = res.json()
-  t.match(body, { accepted: 2, replayed: 2, rejected: 6 })
+  t.match(body, { accepted: 2, replayed: 2, rejected: 8 })
   const results: ItemResult[] = body.results
   t.strictSame(
     results.map((result) => [result.status, result.replayed ?? result.problem?.code]),
@@ -102,6 +104,8 @@ t.test('items replay, conflict and fail validation on their own', async (t) => {
       [400, 'VALIDATION_FAILED'],
       [400, 'VALIDATION_FAILED'],
       [202, false],
+      [400, 'VALIDATION_FAILED'],
+      [400, 'VALIDATION_FAILED'],
     ],
   )
   t.equal(results[0]?.job?.id, first.json().id, 'the batch item replays the single submission')
@@ -116,6 +120,20 @@ t.test('items replay, conflict and fail validation on their own', async (t) => {
     ['/jobs/8/unknown'],
   )
   t.equal(results[9]?.job?.idempotency_key, null)
+  t.strictSame(
+    results[10]?.problem?.errors?.map((error) => error.pointer),
+    ['/jobs/10'],
+    'an item that is not an object fails alone',
+  )
+  t.strictSame(
+    results[11]?.problem?.errors?.map((error) => error.pointer),
+    ['/jobs/11/run_at'],
+  )
+  t.match(
+    results[2]?.problem,
+    { instance: BATCH, request_id: res.headers['x-request-id'] },
+    'item problems say which request they belong to',
+  )
 
   const created = [results[3], results[9]].map((result) => result?.job?.id)
   t.strictSame(
@@ -138,7 +156,6 @@ t.test('the whole batch is refused when it is not a batch, and writes nothing', 
       400,
       'VALIDATION_FAILED',
     ],
-    ['items not objects', { jobs: ['a'] }, 400, 'VALIDATION_FAILED'],
     ['extra member', { jobs: [{ type: 'a' }], more: 1 }, 400, 'VALIDATION_FAILED'],
   ]
   for (const [what, payload, status, code] of cases) {

@@ -80,6 +80,13 @@ t.test('an open gateway limits per client address; wrong keys are throttled too'
     )
   }
   t.strictSame(statuses, [202, 202, 202, 429])
+  const elsewhere = await open.app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { type: 't' },
+    remoteAddress: '10.0.0.2',
+  })
+  t.equal(elsewhere.statusCode, 202, 'another address has its own count')
 
   const shared = await startGateway(t, { env: { RATE_LIMIT_PRODUCE: '3/1m' } })
   const routes = [

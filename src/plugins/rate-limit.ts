@@ -4,13 +4,16 @@ import fp from 'fastify-plugin'
 import type { Scope } from '../auth.js'
 import type { RateLimit } from '../config.js'
 import { ProblemError } from '../errors.js'
+import { ANONYMOUS } from './auth.js'
 
 export interface RateLimitOptions {
   limits: Readonly<Record<Scope, RateLimit | null>>
 }
 
 function clientKey(scope: Scope, request: FastifyRequest): string {
-  const client = request.identity ? `key:${request.identity.name}` : `ip:${request.ip}`
+  // Open (no keys), every caller is the anonymous identity: count them by address instead.
+  const { identity } = request
+  const client = identity && identity !== ANONYMOUS ? `key:${identity.name}` : `ip:${request.ip}`
   return `${scope}:${client}`
 }
 

@@ -1,0 +1,48 @@
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import { PROBLEM_CONTENT_TYPE, type ProblemCode, ProblemError } from './errors.js'
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (headers too large, a broken
+ * Content-Length, a request that never finished) still get a problem document, then the
+ * connection closes: after a framing error nothing more on it can be trusted.
+ */
+
+const BY_NODE_CODE: Record<string, { code: ProblemCode; detail: string }> = {
+  HPE_HEADER_OVERFLOW: {
+    code: 'HEADERS_TOO_LARGE',
+    detail: 'The request headers are larger than the gateway accepts.',
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    code: 'REQUEST_TIMEOUT',
+    detail: 'The request did not arrive whole in time.',
+  },
+}
+
+const FALLBACK = {
+  code: 'VALIDATION_FAILED',
+  detail: 'The request is not valid HTTP/1.1.',
+} as const
+
+export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const { code, detail } = (error.code ? BY_NODE_CODE[error.code] : undefined) ?? FALLBACK
+  const problem = new ProblemError(code, detail)
+  const requestId = randomUUID()
+  const body = JSON.stringify(problem.toDocument(undefined, requestId))
+  socket.end(
+    [
+      `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}`,
+      `Content-Type: ${PROBLEM_CONTENT_TYPE}`,
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      `X-Request-ID: ${requestId}`,
+      'Connection: close',
+      '',
+      body,
+    ].join('\r\n'),
+  )
+}
