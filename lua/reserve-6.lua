@@ -71,7 +71,8 @@ local function is_past(expires_at)
   return expires_at and expires_at ~= '' and tonumber(expires_at) <= now
 end
 
-local moved = 0
+-- Jobs this call made ready, by id: each deserves a wake-up unless this call takes it.
+local moved, made_ready = 0, {}
 
 -- Scheduled jobs whose time has come join the back of their ready list.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', now_text, 'LIMIT', '0', BATCH_TEXT)) do
@@ -85,7 +86,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', now_text,
       redis.call('HSET', key, 'state', 'queued', 'updated_at', now)
       redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
       record(key, id, {at = now, state = 'queued'})
-      moved = moved + 1
+      moved, made_ready[id] = moved + 1, true
     end
   end
 end
@@ -113,7 +114,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
       -- It was taken before anything now waiting: back to the front of the line.
       redis.call('RPUSH', prefix .. 'ready:' .. priority, id)
       record(key, id, {at = now, state = 'queued', attempt = tonumber(attempts), error = message})
-      moved = moved + 1
+      moved, made_ready[id] = moved + 1, true
     end
   end
 end
@@ -174,8 +175,9 @@ redis.call('HSET', key, 'state', 'active', 'attempts', attempts_text, 'lease_tok
 redis.call('ZADD', active_key, deadline_text, id)
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'active', 'at', now_text)
 
--- Jobs this call made ready beyond the one it took: wake that many idle workers.
-for _ = 2, math.min(moved, BATCH) do
+-- Jobs this call made ready, but for the one it took (a job of higher priority may have been
+-- waiting already): wake that many idle workers.
+for _ = (made_ready[id] and 2 or 1), math.min(moved, BATCH) do
   redis.call('LPUSH', wake_key, '1')
 end
 

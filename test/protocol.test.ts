@@ -442,6 +442,28 @@ t.test('counts per state and the oldest queued job', async (t) => {
   t.ok(active)
 })
 
+t.test('reserve leaves a wake token for every job it made ready but did not take', async (t) => {
+  const { store, client } = await startStore(t)
+  const urgent = await enqueue(store, 'q', { priority: 9 })
+  await enqueue(store, 'q', { delayMs: 20 })
+  await enqueue(store, 'q', { delayMs: 20 })
+  await sleep(40)
+  await client.del('jobgate:{q}:wake')
+  t.equal(
+    (await store.leases.reserve('q', 'w', 30_000)).job?.id,
+    urgent,
+    'it took a job waiting already',
+  )
+  t.equal(await client.llen('jobgate:{q}:wake'), 2, 'both promoted jobs wake a worker')
+
+  await enqueue(store, 'r', { delayMs: 20 })
+  await enqueue(store, 'r', { delayMs: 20 })
+  await sleep(40)
+  await client.del('jobgate:{r}:wake')
+  await store.leases.reserve('r', 'w', 30_000)
+  t.equal(await client.llen('jobgate:{r}:wake'), 1, 'it took one of the two it promoted')
+})
+
 t.test('an idle worker blocks on the wake list and wakes at once for a new job', async (t) => {
   const { store, client } = await startStore(t)
   const started = Date.now()
