@@ -15,9 +15,9 @@ import {
   type EnqueueBody,
   keyRequiredProblem,
   newJob,
-  runAtProblem,
   type Submitter,
   submitted,
+  timingProblem,
 } from '../src/submission.js'
 import type { JobParams, QueueParams } from './params.js'
 
@@ -52,8 +52,8 @@ export default async function jobsRoutes(
     async (request, reply) => {
       const key = idempotencyKeyOf(request.headers)?.key ?? null
       if (key === null && config.idempotencyRequired) throw keyRequiredProblem()
-      const runAt = runAtProblem(request.body)
-      if (runAt) throw runAt
+      const timing = timingProblem(request.body)
+      if (timing) throw timing
       const minimal = prefersMinimal(request.headers)
       const job = newJob(request.body, submitter(request), key)
       const result = await app.store.jobs.enqueue(job)
@@ -98,8 +98,8 @@ export default async function jobsRoutes(
           return
         }
         const { idempotency_key: key = null, ...body } = item as BatchJob
-        const runAt = runAtProblem(body, `/jobs/${index}`)
-        if (runAt) refuse(index, runAt)
+        const timing = timingProblem(body, `/jobs/${index}`)
+        if (timing) refuse(index, timing)
         else if (key === null && config.idempotencyRequired) refuse(index, keyRequiredProblem())
         else valid.push({ index, job: newJob(body, from, key), payload: body.payload })
       })

@@ -60,6 +60,21 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     done()
   })
 
+  // Bodies are read as they come: a compressed one would reach the JSON parser as garbage.
+  app.addHook('preParsing', (request, _reply, payload, done) => {
+    const encoding = request.headers['content-encoding']
+    if (encoding === undefined || encoding.trim().toLowerCase() === 'identity') {
+      done(null, payload)
+      return
+    }
+    done(
+      new ProblemError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Encoding ${encoding} is not supported: send the body uncompressed.`,
+        { headers: { 'accept-encoding': 'identity' } },
+      ),
+    )
+  })
   app.addHook('preValidation', (request, _reply, done) => {
     if (request.body !== undefined && nestsDeeperThan(request.body, MAX_JSON_DEPTH)) {
       done(

@@ -63,26 +63,28 @@ export function newJob(body: EnqueueBody, submitter: Submitter, key: string | nu
 const LONGEST_DELAY_MS = 31_536_000_000
 
 /**
- * What the schema cannot say about `run_at`: a time JavaScript can read (Ajv's `date-time`
- * takes a leap second, `Date.parse` does not) and at most a year ahead. `pointer` locates the
+ * What the schema cannot say about a submission's timing: `run_at` is a time JavaScript can read
+ * (Ajv's `date-time` takes a leap second, `Date.parse` does not) at most a year ahead, and
+ * `ttl_ms` does not end before the job is due (it could never run). `pointer` locates the
  * submission in the body (a batch item's `/jobs/3`).
  */
-export function runAtProblem(body: EnqueueBody, pointer = ''): ProblemError | null {
-  if (body.run_at === undefined) return null
-  const at = Date.parse(body.run_at)
-  const detail = Number.isNaN(at)
-    ? 'must be a time without a leap second'
-    : at - Date.now() > LONGEST_DELAY_MS
-      ? 'must be at most a year ahead'
-      : null
-  if (detail === null) return null
-  const field = { in: 'body' as const, pointer: `${pointer}/run_at`, detail }
+export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | null {
+  const at = body.run_at === undefined ? null : Date.parse(body.run_at)
+  const dueInMs = at === null ? (body.delay_ms ?? 0) : at - Date.now()
+  const [field, detail] =
+    at !== null && Number.isNaN(at)
+      ? ['run_at', 'must be a time without a leap second']
+      : dueInMs > LONGEST_DELAY_MS
+        ? ['run_at', 'must be at most a year ahead']
+        : body.ttl_ms !== undefined && body.ttl_ms <= dueInMs
+          ? ['ttl_ms', 'ends before the job is due (delay_ms or run_at): it could never run']
+          : [null, null]
+  if (field === null) return null
+  const error = { in: 'body' as const, pointer: `${pointer}/${field}`, detail }
   return new ProblemError(
     'VALIDATION_FAILED',
-    `body${field.pointer.replaceAll('/', '.')} ${detail}`,
-    {
-      extensions: { errors: [field] },
-    },
+    `body${error.pointer.replaceAll('/', '.')} ${detail}`,
+    { extensions: { errors: [error] } },
   )
 }
 

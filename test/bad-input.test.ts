@@ -38,6 +38,13 @@ const cases: BadRequest[] = [
     code: 'UNSUPPORTED_MEDIA_TYPE',
   },
   {
+    label: 'gzip-encoded body',
+    headers: { 'content-encoding': 'gzip' },
+    body: json({ type: 't' }),
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+  },
+  {
     label: 'form body',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: 'type=t',
@@ -120,6 +127,24 @@ const cases: BadRequest[] = [
     status: 400,
     code: 'VALIDATION_FAILED',
     pointers: ['/run_at'],
+  },
+  {
+    label: 'ttl_ms ending before delay_ms',
+    body: json({ type: 't', delay_ms: 5000, ttl_ms: 1000 }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/ttl_ms'],
+  },
+  {
+    label: 'ttl_ms ending before run_at',
+    body: json({
+      type: 't',
+      run_at: new Date(Date.now() + 3_600_000).toISOString(),
+      ttl_ms: 60_000,
+    }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/ttl_ms'],
   },
   {
     label: 'queue name over 64 characters',
