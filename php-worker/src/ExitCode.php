@@ -20,8 +20,13 @@ final class ExitCode
     public const JOB_TIMEOUT = 15;
     /** A bad or unknown command-line option (sysexits EX_USAGE). */
     public const USAGE = 64;
-    /** A bad handlers file or Lua directory (sysexits EX_CONFIG). */
+    /** A bad handlers file or Lua directory, a missing extension (sysexits EX_CONFIG). */
     public const CONFIG = 78;
+    /**
+     * PHP itself ended the process on a fatal error (a handler past memory_limit, say): the job
+     * is not reported, its lease runs out and it runs again.
+     */
+    public const PHP_FATAL = 255;
 
     private const REASONS = [
         self::SIGNAL => 'signal',

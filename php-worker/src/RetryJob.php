@@ -13,11 +13,18 @@ use Throwable;
  */
 class RetryJob extends RuntimeException
 {
+    /** The longest delay the gateway accepts (openapi.yaml, RetryRequest.delay_ms): a year. */
+    public const MAX_DELAY_MS = 31_536_000_000;
+
+    /** The delay asked for, cut to MAX_DELAY_MS; null = the job's back-off. */
+    public readonly ?int $delayMs;
+
     public function __construct(
         string $message = '',
-        public readonly ?int $delayMs = null,
+        ?int $delayMs = null,
         ?Throwable $previous = null,
     ) {
         parent::__construct($message, 0, $previous);
+        $this->delayMs = $delayMs === null ? null : min($delayMs, self::MAX_DELAY_MS);
     }
 }

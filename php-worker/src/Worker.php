@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Jobgate\Worker;
 
 use JsonException;
+use Jobgate\Worker\Transport\OutcomeRejected;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\StopRequested;
 use Jobgate\Worker\Transport\Transport;
@@ -38,6 +39,8 @@ class Worker
     private int $currentStartedAtMs = 0;
     /** The current job was already reported (by the timeout): the normal path must not report it. */
     private bool $currentSettled = false;
+    /** A failed automatic heartbeat of the current job was logged: the next ones are not. */
+    private bool $heartbeatFailureLogged = false;
     /** A job leased together with the previous ack, to run next. */
     private ?Job $prefetchedJob = null;
 
@@ -104,6 +107,16 @@ class Worker
     }
 
     /**
+     * The job whose handler is running, if any.
+     *
+     * @internal for the line logged on a PHP fatal error
+     */
+    public function currentJob(): ?Job
+    {
+        return $this->currentJob;
+    }
+
+    /**
      * SIGALRM: a heartbeat, or the end of a job that ran past its timeout.
      *
      * @internal public for the signal handler (and tests)
@@ -122,7 +135,7 @@ class Worker
             return;
         }
         if (!$context->isHeartbeating()) {
-            $context->heartbeat();
+            $this->automaticHeartbeat($job, $context);
         }
         $this->armAlarm($this->secondsUntilNextTick($job));
     }
@@ -155,6 +168,27 @@ class Worker
             && $this->memory->usedBytes() >= $this->options->memoryMb * 1024 * 1024;
     }
 
+    /**
+     * Extends the lease from the SIGALRM handler. Best effort: an error (other than the lease
+     * found lost, which the context handles) would be thrown into the handler at whatever line it
+     * is on, so it is logged, once per job, and the job goes on.
+     */
+    protected function automaticHeartbeat(Job $job, JobContext $context): void
+    {
+        try {
+            $context->heartbeat();
+        } catch (Throwable $error) {
+            if (!$this->heartbeatFailureLogged) {
+                $this->heartbeatFailureLogged = true;
+                $this->logger->warn('heartbeat failed', $this->finishFields($job) + [
+                    'error' => $error->getMessage(),
+                    'error_class' => $error::class,
+                    'next' => 'the job goes on; further failed heartbeats of this job are not logged',
+                ]);
+            }
+        }
+    }
+
     protected function nextJob(): ?Job
     {
         $this->deferQuitSignals();
@@ -176,6 +210,7 @@ class Worker
         $this->currentJob = $job;
         $this->currentContext = $context;
         $this->currentSettled = false;
+        $this->heartbeatFailureLogged = false;
         $this->currentStartedAtMs = $this->clock->nowMs();
         $this->logger->info('job started', Logger::jobFields($job));
         try {
@@ -215,22 +250,36 @@ class Worker
         }
     }
 
-    /** Ends the lease as the outcome says, and logs it. */
+    /**
+     * Ends the lease as the outcome says, and logs it. An outcome the server refuses for what the
+     * job gave it (a result too large, say) would be refused again by every worker: the job fails.
+     */
     protected function report(Job $job, Outcome $outcome): void
     {
-        $error = $outcome->error ?? new ErrorReport('no error given', 'Error');
         $this->deferQuitSignals();
         try {
-            match ($outcome->kind) {
-                Outcome::SUCCEEDED => $this->reportSuccess($job, $outcome->result),
-                Outcome::FAIL => $this->reportFailure($job, $error),
-                default => $this->reportRetry($job, $error, $outcome->delayMs),
-            };
+            try {
+                $this->send($job, $outcome);
+            } catch (OutcomeRejected $rejected) {
+                $outcome = Outcome::fail(new ErrorReport($rejected->getMessage(), 'OutcomeRejected'));
+                $this->send($job, $outcome);
+            }
         } catch (StopRequested $unrecorded) {
             $this->unrecorded($job, $outcome->kind, $unrecorded);
         } finally {
             $this->resumeQuitSignals();
         }
+    }
+
+    /** @throws OutcomeRejected|StopRequested */
+    protected function send(Job $job, Outcome $outcome): void
+    {
+        $error = $outcome->error ?? new ErrorReport('no error given', 'Error');
+        match ($outcome->kind) {
+            Outcome::SUCCEEDED => $this->reportSuccess($job, $outcome->result),
+            Outcome::FAIL => $this->reportFailure($job, $error),
+            default => $this->reportRetry($job, $error, $outcome->delayMs),
+        };
     }
 
     /** Asked to stop while the server was down: the outcome is lost, the job will run again. */

@@ -18,6 +18,9 @@ use Jobgate\Worker\Tests\Fakes\FakeTransport;
 use Jobgate\Worker\Tests\Fakes\Jobs;
 use Jobgate\Worker\Tests\Fakes\LogLines;
 use Jobgate\Worker\Tests\Fakes\TestableWorker;
+use Jobgate\Worker\Transport\Http\GatewayError;
+use Jobgate\Worker\Transport\OutcomeRejected;
+use Jobgate\Worker\Transport\Redis\ScriptFailed;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\StopRequested;
 use Jobgate\Worker\Transport\Unavailable;
@@ -97,6 +100,61 @@ final class WorkerTest extends TestCase
             $this->transport->settlements(),
         );
         self::assertSame(250, $this->logs->first('job retried')['delay_ms']);
+    }
+
+    public function testARetryDelayIsCutToTheLongestTheGatewayAccepts(): void
+    {
+        $this->transport->jobs = [Jobs::make('later')];
+        $this->runWorker(['later' => fn () => throw new RetryJob('see you', PHP_INT_MAX)], maxJobs: 1);
+
+        self::assertSame(
+            [['retry', 'job-1', 'see you', RetryJob::class, 31_536_000_000]],
+            $this->transport->settlements(),
+        );
+    }
+
+    public function testAResultTheServerRefusesFailsTheJobAndTheWorkerGoesOn(): void
+    {
+        $this->transport->jobs = [Jobs::make('big'), Jobs::make('big', id: 'job-2')];
+        $this->transport->leaseWithAck = false;
+        $this->transport->ackRejected = new OutcomeRejected(
+            'the gateway refused the ack: 413 PAYLOAD_TOO_LARGE: Request body is too large',
+        );
+        $code = $this->runWorker(['big' => fn () => str_repeat('x', 100)]);
+
+        self::assertSame(ExitCode::SIGNAL, $code, 'stopped by the fake running dry, not by an error');
+        $refused = 'the gateway refused the ack: 413 PAYLOAD_TOO_LARGE: Request body is too large';
+        self::assertSame(
+            [
+                ['ackAndReserve', 'job-1', '"' . str_repeat('x', 100) . '"'],
+                ['fail', 'job-1', $refused, 'OutcomeRejected'],
+                ['ackAndReserve', 'job-2', '"' . str_repeat('x', 100) . '"'],
+                ['fail', 'job-2', $refused, 'OutcomeRejected'],
+            ],
+            $this->transport->settlements(),
+        );
+        $failed = $this->logs->first('job failed');
+        self::assertSame('job-1', $failed['job_id']);
+        self::assertSame('OutcomeRejected', $failed['error_class']);
+        self::assertSame(2, $this->worker?->jobsDone());
+    }
+
+    public function testARetryTheServerRefusesFailsTheJob(): void
+    {
+        $this->transport->jobs = [Jobs::make('later')];
+        $this->transport->retryRejected = new OutcomeRejected(
+            'the gateway refused the retry: 400 VALIDATION_FAILED: x',
+        );
+        $code = $this->runWorker(['later' => fn () => throw new RetryJob('not yet', 5)]);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame(
+            [
+                ['retry', 'job-1', 'not yet', RetryJob::class, 5],
+                ['fail', 'job-1', 'the gateway refused the retry: 400 VALIDATION_FAILED: x', 'OutcomeRejected'],
+            ],
+            $this->transport->settlements(),
+        );
     }
 
     public function testFailJobFailsForGood(): void
@@ -453,6 +511,46 @@ final class WorkerTest extends TestCase
 
         self::assertSame(ExitCode::JOB_TIMEOUT, $code);
         self::assertSame('timed out after 1.5 s', $this->transport->settlements()[0][2]);
+    }
+
+    /** @dataProvider heartbeatErrors */
+    public function testAnAutomaticHeartbeatThatFailsIsLoggedOncePerJobAndTheJobGoesOn(\Throwable $error): void
+    {
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'b')];
+        $this->transport->heartbeatError = $error;
+        $this->runWorker(['echo' => function () {
+            for ($tick = 0; $tick < 2; $tick++) {
+                $this->clock->advance(10_000);
+                $this->worker?->onAlarm();
+            }
+
+            return 'done';
+        }], maxJobs: 2, leaseSeconds: 30);
+
+        self::assertSame(
+            ['heartbeat', 'heartbeat', 'ackAndReserve', 'heartbeat', 'heartbeat', 'ack'],
+            array_column($this->transport->settlements(), 0),
+            'each job ran to the end and was acked',
+        );
+        self::assertSame([10, 10, 10, 0, 10, 10, 10, 0], $this->worker?->alarms, 'the timer goes on');
+        $failures = array_values(array_filter(
+            $this->logs->all(),
+            static fn (array $line) => $line['msg'] === 'heartbeat failed',
+        ));
+        self::assertSame(['a', 'b'], array_column($failures, 'job_id'));
+        self::assertSame('warn', $failures[0]['level']);
+        self::assertSame($error->getMessage(), $failures[0]['error']);
+        self::assertSame($error::class, $failures[0]['error_class']);
+        self::assertNotContains('lease lost', $this->logs->messages());
+    }
+
+    /** @return array<string, array{\Throwable}> */
+    public static function heartbeatErrors(): array
+    {
+        return [
+            'a gateway error' => [new GatewayError('heartbeat: the gateway answered 400 VALIDATION_FAILED: no')],
+            'a script error' => [new ScriptFailed('heartbeat: unexpected reply WHAT')],
+        ];
     }
 
     public function testAHeartbeatThatFindsTheLeaseGoneStopsReporting(): void

@@ -4,9 +4,11 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Cli;
 
+use Closure;
 use Jobgate\Worker\ConfigError;
 use Jobgate\Worker\ExitCode;
 use Jobgate\Worker\HandlerMap;
+use Jobgate\Worker\Job;
 use Jobgate\Worker\Logger;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\SystemClock;
@@ -32,6 +34,21 @@ class Application
     private const CONNECT_TIMEOUT_SECONDS = 2.0;
     /** Added to the longest blocking wait to give a command's reply time to arrive. */
     private const READ_TIMEOUT_GRACE_SECONDS = 5.0;
+
+    /**
+     * What every transport needs => the functions of it the worker calls (each checked, since
+     * `disable_functions` can take one away) and how to get it on Debian or Ubuntu.
+     */
+    private const REQUIRED_EXTENSIONS = [
+        'pcntl' => [
+            ['pcntl_async_signals', 'pcntl_signal', 'pcntl_alarm', 'pcntl_sigprocmask', 'pcntl_sigtimedwait'],
+            'it is part of php-cli (apt-get install php-cli); check that disable_functions does not list it',
+        ],
+        'ctype' => [
+            ['ctype_digit'],
+            'it comes with php-cli (apt-get install php-cli); enable it with phpenmod ctype',
+        ],
+    ];
 
     /**
      * @param array<string, string> $env
@@ -64,6 +81,7 @@ class Application
         $logger = new Logger($config->workerId, $this->stderr);
         $stop = new StopRequest();
         try {
+            $this->checkExtensions();
             $handlers = HandlerMap::fromFile($config->handlersFile);
             $transport = $this->transport($config, $logger, $stop);
         } catch (ConfigError $error) {
@@ -71,9 +89,10 @@ class Application
 
             return ExitCode::CONFIG;
         }
-        $this->reportPhpErrorsAsLogLines($logger);
+        $worker = $this->worker($transport, $handlers, $config, $logger, $stop);
+        $this->reportPhpErrorsAsLogLines($logger, $worker->currentJob(...));
 
-        return $this->worker($transport, $handlers, $config, $logger, $stop)->run();
+        return $worker->run();
     }
 
     protected function worker(
@@ -91,6 +110,25 @@ class Application
             maxJobs: $config->maxJobs,
             maxTimeSeconds: $config->maxTimeSeconds,
         ), $logger, stop: $stop);
+    }
+
+    /** @throws ConfigError naming the first extension the worker needs that is missing */
+    protected function checkExtensions(): void
+    {
+        foreach (self::REQUIRED_EXTENSIONS as $extension => [$functions, $hint]) {
+            foreach ($functions as $function) {
+                if (!$this->functionExists($function)) {
+                    throw new ConfigError("the worker needs the {$extension} extension, "
+                        . "and {$function}() is missing or disabled: {$hint}");
+                }
+            }
+        }
+    }
+
+    /** Tests override it to take a function away. */
+    protected function functionExists(string $function): bool
+    {
+        return function_exists($function);
     }
 
     /** @throws ConfigError */
@@ -161,9 +199,12 @@ class Application
 
     /**
      * PHP warnings and notices (a handler's, typically) become log lines instead of raw text on
-     * the same stream, so stderr stays one JSON object per line; a fatal error gets a last line.
+     * the same stream, so stderr stays one JSON object per line; a fatal error (PHP then exits
+     * 255) gets a last line naming the job that was running.
+     *
+     * @param Closure(): ?Job $currentJob
      */
-    protected function reportPhpErrorsAsLogLines(Logger $logger): void
+    protected function reportPhpErrorsAsLogLines(Logger $logger, Closure $currentJob): void
     {
         set_error_handler(static function (int $level, string $message, string $file, int $line) use ($logger): bool {
             if ((error_reporting() & $level) === 0) {
@@ -173,13 +214,15 @@ class Application
 
             return true;
         });
-        register_shutdown_function(static function () use ($logger): void {
+        register_shutdown_function(static function () use ($logger, $currentJob): void {
             $error = error_get_last();
             if ($error !== null && ($error['type'] & (E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR)) !== 0) {
-                $logger->error('worker failed', [
+                $job = $currentJob();
+                $logger->error('worker failed', ($job === null ? [] : Logger::jobFields($job)) + [
                     'error' => $error['message'],
                     'error_class' => 'FatalError',
                     'at' => "{$error['file']}:{$error['line']}",
+                    'exit_code' => ExitCode::PHP_FATAL,
                 ]);
             }
         });

@@ -47,6 +47,8 @@ final class OptionParser
     ];
 
     private const NAME_PATTERN = '/^[A-Za-z0-9_.-]{1,64}$/';
+    /** As the gateway's: `.` and `..` are no queues (a URL path would resolve them). */
+    private const QUEUE_PATTERN = '/^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/';
     private const SENTINEL_MASTER_PATTERN = '/^[A-Za-z0-9_.:-]{1,128}$/';
     private const WORKER_ID_PATTERN = '/^[A-Za-z0-9_.:@\/-]{1,128}$/';
     private const DAY_MS = 86_400_000;
@@ -81,7 +83,7 @@ final class OptionParser
             throw new UsageError('--queue is required (repeat it for several queues, highest priority first)');
         }
         foreach ($queues as $queue) {
-            self::requirePattern('--queue', $queue, self::NAME_PATTERN, '[A-Za-z0-9_.-]{1,64}');
+            self::requirePattern('--queue', $queue, self::QUEUE_PATTERN, '[A-Za-z0-9_.-]{1,64}, not . or ..');
         }
         if (count(array_unique($queues)) !== count($queues)) {
             throw new UsageError('--queue: each queue may be given once');

@@ -47,7 +47,9 @@ final class Usage
 
         Durations: 500ms, 30s, 15m, 24h, 7d, or a bare number of milliseconds.
         Exit codes: 0 stopped by a signal, 1 worker error, 12 memory limit, 13 --max-jobs,
-        14 --max-time, 15 a job timed out, 64 usage error, 78 configuration error.
+        14 --max-time, 15 a job timed out, 64 usage error, 78 configuration error (or a missing
+        extension), 255 PHP fatal error (e.g. memory_limit in a handler; the job's lease expires
+        and it is retried).
 
         TEXT;
 }

@@ -34,7 +34,10 @@ interface Transport
      */
     public function reserve(): ?Job;
 
-    /** @param string|null $resultJson JSON text of the handler's result; null = no result */
+    /**
+     * @param string|null $resultJson JSON text of the handler's result; null = no result
+     * @throws OutcomeRejected when the server refuses the result itself (e.g. too large)
+     */
     public function ack(Job $job, ?string $resultJson): bool;
 
     /**
@@ -43,12 +46,16 @@ interface Transport
      * asked, so the queues' priority order holds; with no job leased, the caller reserves as usual.
      *
      * @param string|null $resultJson JSON text of the handler's result; null = no result
+     * @throws OutcomeRejected as ack() (nothing is leased then)
      */
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext;
 
     public function fail(Job $job, string $message, string $class): bool;
 
-    /** @param int|null $delayMs null = the job's back-off policy */
+    /**
+     * @param int|null $delayMs null = the job's back-off policy
+     * @throws OutcomeRejected when the server refuses the retry itself (e.g. the delay)
+     */
     public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome;
 
     /**

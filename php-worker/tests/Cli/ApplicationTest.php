@@ -81,6 +81,72 @@ final class ApplicationTest extends TestCase
         );
     }
 
+    /** @dataProvider missingFunctions */
+    public function testAMissingOrDisabledExtensionExits78WithAHint(string $function, string $hint): void
+    {
+        $application = new class ([], $this->stdout, $this->stderr, self::LUA_DIR, $function) extends Application {
+            /** @param array<string, string> $env */
+            public function __construct(array $env, $stdout, $stderr, string $luaDir, private string $missing)
+            {
+                parent::__construct($env, $stdout, $stderr, $luaDir);
+            }
+
+            protected function functionExists(string $function): bool
+            {
+                return $function !== $this->missing;
+            }
+
+            protected function reportPhpErrorsAsLogLines(\Jobgate\Worker\Logger $logger, \Closure $currentJob): void
+            {
+            }
+        };
+        // Were the check missing, --memory=1 would end the worker at once (exit 12).
+        $code = $application->run(['--queue=q', '--handlers=' . self::HANDLERS, '--memory=1']);
+
+        self::assertSame(ExitCode::CONFIG, $code);
+        $stderr = $this->output($this->stderr);
+        self::assertStringContainsString("jobgate-worker: configuration error: the worker needs the", $stderr);
+        self::assertStringContainsString("{$function}() is missing or disabled", $stderr);
+        self::assertStringContainsString($hint, $stderr);
+    }
+
+    /** @return array<string, array{string, string}> */
+    public static function missingFunctions(): array
+    {
+        return [
+            'pcntl_async_signals' => ['pcntl_async_signals', 'pcntl extension'],
+            'pcntl_signal' => ['pcntl_signal', 'apt-get install php-cli'],
+            'pcntl_alarm' => ['pcntl_alarm', 'disable_functions'],
+            'ctype' => ['ctype_digit', 'phpenmod ctype'],
+        ];
+    }
+
+    public function testAPhpFatalErrorInAHandlerExits255WithALastLineNamingTheJob(): void
+    {
+        $process = proc_open(
+            [PHP_BINARY, '-d', 'memory_limit=32M', __DIR__ . '/../fixtures/fatal-in-handler.php'],
+            [1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
+            $pipes,
+        );
+        self::assertIsResource($process);
+        $stdout = (string) stream_get_contents($pipes[1]);
+        $stderr = (string) stream_get_contents($pipes[2]);
+        $code = proc_close($process);
+
+        self::assertSame(ExitCode::PHP_FATAL, $code, $stdout . $stderr);
+        $lines = array_map(
+            static fn (string $line) => json_decode($line, true),
+            explode("\n", trim($stdout . "\n" . $stderr)),
+        );
+        $failed = array_values(array_filter($lines, static fn ($line) => ($line['msg'] ?? null) === 'worker failed'));
+        self::assertCount(1, $failed, $stderr);
+        self::assertSame(
+            ['job_id' => 'job-7', 'type' => 'hog', 'attempt' => 2, 'error_class' => 'FatalError', 'exit_code' => 255],
+            array_intersect_key($failed[0], array_flip(['job_id', 'type', 'attempt', 'error_class', 'exit_code'])),
+        );
+        self::assertStringContainsString('Allowed memory size', $failed[0]['error']);
+    }
+
     public function testTheSharedLuaDirectoryIsFoundByDefault(): void
     {
         // Gets past the configuration checks: the worker starts and fails to reach Redis (port 1).
@@ -100,7 +166,7 @@ final class ApplicationTest extends TestCase
                 return new TestableWorker($transport, $handlers, $options, $logger, stop: $stop);
             }
 
-            protected function reportPhpErrorsAsLogLines(\Jobgate\Worker\Logger $logger): void
+            protected function reportPhpErrorsAsLogLines(\Jobgate\Worker\Logger $logger, \Closure $currentJob): void
             {
             }
         };

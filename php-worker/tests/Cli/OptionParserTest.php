@@ -267,6 +267,8 @@ final class OptionParserTest extends TestCase
             'missing value' => [['--queue=q', '--handlers'], '--handlers needs a value'],
             'empty value' => [['--queue=', $handlers], '--queue needs a value'],
             'bad queue name' => [['--queue=a b', $handlers], '--queue must match'],
+            'queue named ..' => [['--queue=..', $handlers], '--queue must match [A-Za-z0-9_.-]{1,64}, not . or ..'],
+            'queue named .' => [['--queue=.', $handlers], 'not . or ..'],
             'queue name too long' => [['--queue=' . str_repeat('q', 65), $handlers], '--queue must match'],
             'queue twice' => [['--queue=q', '--queue=q', $handlers], 'each queue may be given once'],
             'option twice' => [['--queue=q', $handlers, '--lease=5', '--lease=6'], '--lease may be given once'],

@@ -7,6 +7,7 @@ namespace Jobgate\Worker\Tests\Fakes;
 use Closure;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\Transport\AckAndNext;
+use Jobgate\Worker\Transport\OutcomeRejected;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\StopRequested;
 use Jobgate\Worker\Transport\Transport;
@@ -27,6 +28,12 @@ final class FakeTransport implements Transport
     /** Thrown by retry() (after recording the call): the server was down and a stop was requested. */
     public ?StopRequested $retryGivesUp = null;
     public bool $heartbeatHeld = true;
+    /** Thrown by heartbeat() (after recording the call). */
+    public ?\Throwable $heartbeatError = null;
+    /** Thrown by ack() and ackAndReserve() (after recording the call): the server refused the result. */
+    public ?OutcomeRejected $ackRejected = null;
+    /** Thrown by retry() (after recording the call): the server refused the retry. */
+    public ?OutcomeRejected $retryRejected = null;
     public ?Closure $onEmpty = null;
     public bool $leaseWithAck = true;
     /** Called while ackAndReserve() is under way (e.g. a signal arriving then). */
@@ -56,6 +63,9 @@ final class FakeTransport implements Transport
     public function ack(Job $job, ?string $resultJson): bool
     {
         $this->calls[] = ['ack', $job->id, $resultJson];
+        if ($this->ackRejected !== null) {
+            throw $this->ackRejected;
+        }
 
         return array_shift($this->ackHeld) ?? true;
     }
@@ -63,6 +73,9 @@ final class FakeTransport implements Transport
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
     {
         $this->calls[] = ['ackAndReserve', $job->id, $resultJson];
+        if ($this->ackRejected !== null) {
+            throw $this->ackRejected;
+        }
         if ($this->duringAckAndReserve !== null) {
             ($this->duringAckAndReserve)();
         }
@@ -86,6 +99,9 @@ final class FakeTransport implements Transport
         if ($this->retryGivesUp !== null) {
             throw $this->retryGivesUp;
         }
+        if ($this->retryRejected !== null) {
+            throw $this->retryRejected;
+        }
 
         return $this->retryOutcome;
     }
@@ -93,6 +109,9 @@ final class FakeTransport implements Transport
     public function heartbeat(Job $job, int $leaseMs, ?string $progressJson = null): bool
     {
         $this->calls[] = ['heartbeat', $job->id, $leaseMs, $progressJson];
+        if ($this->heartbeatError !== null) {
+            throw $this->heartbeatError;
+        }
 
         return $this->heartbeatHeld;
     }

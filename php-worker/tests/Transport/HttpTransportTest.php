@@ -13,6 +13,7 @@ use Jobgate\Worker\Transport\Http\GatewayError;
 use Jobgate\Worker\Transport\Http\HttpResponse;
 use Jobgate\Worker\Transport\Http\HttpTransport;
 use Jobgate\Worker\Transport\Http\HttpTransportOptions;
+use Jobgate\Worker\Transport\OutcomeRejected;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Unavailable;
@@ -144,13 +145,22 @@ final class HttpTransportTest extends TestCase
     }
 
     /** @dataProvider malformedNextJobs */
-    public function testAMalformedNextJobIsAGatewayError(mixed $next, string $message): void
+    public function testAMalformedNextJobIsAsNoAnswerSoTheAckIsSentAgain(mixed $next, string $message): void
     {
-        $this->http->responses = [FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded', 'next' => $next])];
+        $this->http->responses = [
+            FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded', 'next' => $next]),
+            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'succeeded']),
+        ];
+        $acked = $this->transport(['q'])->ackAndReserve(Jobs::make(id: 'j9'), null);
 
-        $this->expectException(GatewayError::class);
-        $this->expectExceptionMessage($message);
-        $this->transport(['q'])->ackAndReserve(Jobs::make(id: 'j9'), null);
+        self::assertTrue($acked->leaseHeld, 'the ack sent again finds its job succeeded');
+        self::assertNull($acked->next);
+        self::assertCount(2, $this->http->requests);
+        self::assertSame([100], $this->clock->sleeps);
+        self::assertStringContainsString(
+            $message,
+            (string) $this->logs->first('gateway unavailable, retrying')['error'],
+        );
     }
 
     /** @return array<string, array{mixed, string}> */
@@ -273,8 +283,159 @@ final class HttpTransportTest extends TestCase
         $this->http->responses = [FakeHttpClient::json(400, ['code' => 'VALIDATION_FAILED', 'detail' => 'bad body'])];
 
         $this->expectException(GatewayError::class);
-        $this->expectExceptionMessage('ack: the gateway answered 400 VALIDATION_FAILED: bad body');
+        $this->expectExceptionMessage('fail: the gateway answered 400 VALIDATION_FAILED: bad body');
+        $this->transport()->fail(Jobs::make(), 'm', 'c');
+    }
+
+    /** @dataProvider refusedKeys */
+    public function testARefusedApiKeyIsABugEvenOnAnAck(int $status, string $code): void
+    {
+        $this->http->responses = [FakeHttpClient::json($status, ['code' => $code, 'detail' => 'no'])];
+
+        $this->expectException(GatewayError::class);
+        $this->expectExceptionMessage("ack: the gateway answered {$status} {$code}: no");
         $this->transport()->ack(Jobs::make(), null);
+    }
+
+    /** @return array<string, array{int, string}> */
+    public static function refusedKeys(): array
+    {
+        return ['401' => [401, 'INVALID_API_KEY'], '403' => [403, 'FORBIDDEN']];
+    }
+
+    public function testAResultTooLargeForTheGatewayIsARejectedOutcome(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(413, ['code' => 'PAYLOAD_TOO_LARGE', 'detail' => 'Request body is too large']),
+        ];
+
+        $this->expectException(OutcomeRejected::class);
+        $this->expectExceptionMessage('the gateway refused the ack: 413 PAYLOAD_TOO_LARGE: Request body is too large');
+        $this->transport(['q'])->ackAndReserve(Jobs::make(), '"' . str_repeat('x', 100) . '"');
+    }
+
+    public function testARetryTheGatewayFindsInvalidIsARejectedOutcome(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(400, [
+                'code' => 'VALIDATION_FAILED',
+                'detail' => 'body/delay_ms must be <= 31536000000',
+            ]),
+        ];
+
+        $this->expectException(OutcomeRejected::class);
+        $this->expectExceptionMessage('the gateway refused the retry: 400 VALIDATION_FAILED: body/delay_ms must be');
+        $this->transport()->retry(Jobs::make(), 'm', 'c', 1);
+    }
+
+    /** @dataProvider settlementsThatAreNotTheGateways */
+    public function testASuccessWithoutTheJobsStateIsAsNoAnswerAndTheCallIsSentAgain(HttpResponse $answer): void
+    {
+        $lostAfterSuccess = static fn (string $state) => FakeHttpClient::json(
+            409,
+            ['code' => 'LEASE_LOST', 'state' => $state],
+        );
+        $this->http->responses = [
+            $answer, $lostAfterSuccess('succeeded'),
+            $answer, $lostAfterSuccess('dead'),
+            $answer, $lostAfterSuccess('scheduled'),
+        ];
+        $transport = $this->transport();
+
+        self::assertTrue($transport->ack(Jobs::make(), null), 'the ack landed the first time');
+        self::assertTrue($transport->fail(Jobs::make(), 'm', 'c'));
+        self::assertSame(RetryOutcome::Scheduled, $transport->retry(Jobs::make(), 'm', 'c', null));
+        self::assertCount(6, $this->http->requests);
+        self::assertSame([100, 100, 100], $this->clock->sleeps);
+        self::assertStringContainsString(
+            "ack: the gateway answered {$answer->status} without the job's state",
+            (string) $this->logs->first('gateway unavailable, retrying')['error'],
+        );
+    }
+
+    public function testAnAckOfASuccessWithoutTheJobsStateIsNotCountedUntilTheGatewayConfirmsIt(): void
+    {
+        $html = new HttpResponse(200, '<html>proxy</html>');
+        $this->http->responses = [$html, $html, FakeHttpClient::json(200, ['state' => 'succeeded'])];
+
+        self::assertTrue($this->transport()->ack(Jobs::make(), null));
+        self::assertCount(3, $this->http->requests);
+        self::assertSame([100, 200], $this->clock->sleeps);
+    }
+
+    /** @dataProvider answersThatAreNotTheGateways */
+    public function testAReserveAnsweredWithoutAReservationIsAsNoAnswer(HttpResponse $answer): void
+    {
+        $this->http->responses = [$answer];
+
+        self::assertNull($this->transport(['emails'])->reserve());
+        self::assertSame([100], $this->clock->sleeps);
+        self::assertStringContainsString(
+            "the gateway answered {$answer->status} without a reservation",
+            (string) $this->logs->first('gateway unavailable, retrying')['error'],
+        );
+    }
+
+    /** @dataProvider settlementsThatAreNotTheGateways */
+    public function testAHeartbeatAnsweredWithoutTheJobsStateIsLoggedAndCountsAsHeld(HttpResponse $answer): void
+    {
+        $this->http->responses = [$answer];
+
+        self::assertTrue($this->transport()->heartbeat(Jobs::make(), 30_000));
+        self::assertNotNull($this->logs->first('gateway unavailable, retrying'));
+        self::assertSame([], $this->clock->sleeps, 'a heartbeat is not retried');
+    }
+
+    /** @return array<string, array{HttpResponse}> */
+    public static function answersThatAreNotTheGateways(): array
+    {
+        return [
+            'an HTML page' => [new HttpResponse(200, '<html><body>Welcome to our proxy</body></html>')],
+            'an empty object' => [new HttpResponse(200, '{}')],
+            'a cut body' => [new HttpResponse(200, '{"id":"job-1","sta')],
+        ];
+    }
+
+    /** @return array<string, array{HttpResponse}> */
+    public static function settlementsThatAreNotTheGateways(): array
+    {
+        return self::answersThatAreNotTheGateways() + ['no body' => [new HttpResponse(204, '')]];
+    }
+
+    public function testAfterAnAckFoundTheFirstQueueEmptyTheNextReserveStartsAtTheSecond(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded', 'next' => null]),
+            FakeHttpClient::json(200, self::reservation()),
+            new HttpResponse(204, ''),
+            FakeHttpClient::json(200, self::reservation()),
+        ];
+        $transport = $this->transport(['high', 'low']);
+
+        self::assertNull($transport->ackAndReserve(Jobs::make(id: 'j9', queue: 'high'), null)->next);
+        self::assertSame('j1', $transport->reserve()?->id);
+        self::assertSame('j1', $transport->reserve()?->id, 'only the reserve right after the ack skips it');
+        self::assertSame(
+            [['high', null], ['low', 0], ['high', 0], ['low', 0]],
+            array_map(
+                static fn (array $request) => [explode('/', $request['url'])[5], $request['body']['wait_ms'] ?? null],
+                $this->http->requests,
+            ),
+        );
+    }
+
+    public function testAnAckWhoseAnswerWasLostLeavesTheNextReserveStartingAtTheFirstQueue(): void
+    {
+        $this->http->responses = [
+            new Unavailable('Connection reset'),
+            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'succeeded']),
+            FakeHttpClient::json(200, self::reservation()),
+        ];
+        $transport = $this->transport(['high', 'low']);
+        $transport->ackAndReserve(Jobs::make(id: 'j9', queue: 'high'), null);
+        $transport->reserve();
+
+        self::assertStringContainsString('/queues/high/', $this->http->requests[2]['url']);
     }
 
     public function testAWrongGatewayUrlIsABugNotALostLease(): void

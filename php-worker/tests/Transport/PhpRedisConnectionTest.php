@@ -98,16 +98,50 @@ final class PhpRedisConnectionTest extends TestCase
         $this->connection()->runScript(new Script('ack', 0, 'return x'), [], []);
     }
 
-    public function testAServerThatCannotServeNowIsAnOutage(): void
+    /** @dataProvider repliesOfAServerThatCannotServeNow */
+    public function testAServerThatCannotServeNowIsAnOutageAndTheNextCallReconnects(string $errorReply): void
     {
-        $this->redis->method('evalSha')->willReturnCallback(function () {
-            $this->lastError = 'LOADING Redis is loading the dataset in memory';
+        $this->redis->method('evalSha')->willReturnOnConsecutiveCalls(
+            self::returnCallback(function () use ($errorReply) {
+                $this->lastError = $errorReply;
 
-            return false;
-        });
+                return false;
+            }),
+            ['OK', 1],
+        );
+        $connection = $this->connection();
+        try {
+            $connection->runScript(new Script('ack', 0, 'return 1'), [], []);
+            self::fail('expected an outage');
+        } catch (Unavailable $unavailable) {
+            self::assertSame($errorReply, $unavailable->getMessage());
+        }
 
-        $this->expectException(Unavailable::class);
-        $this->connection()->runScript(new Script('ack', 0, 'return 1'), [], []);
+        self::assertSame(['OK', 1], $connection->runScript(new Script('ack', 0, 'return 1'), [], []));
+        self::assertSame(2, $this->connects, 'a new connection (which logs in again)');
+    }
+
+    /** @return array<string, array{string}> */
+    public static function repliesOfAServerThatCannotServeNow(): array
+    {
+        $replies = [
+            'LOADING Redis is loading the dataset in memory',
+            'BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.',
+            'MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to \'no\'.',
+            "READONLY You can't write against a read only replica.",
+            'TRYAGAIN Multiple keys request during rehashing of slot',
+            'CLUSTERDOWN The cluster is down',
+            'NOREPLICAS Not enough good replicas to write.',
+            'OOM command not allowed when used memory > \'maxmemory\'.',
+            'MISCONF Redis is configured to save RDB snapshots, but it\'s currently unable to persist to disk.',
+            'NOAUTH Authentication required.',
+            'ERR max number of clients reached',
+        ];
+
+        return array_combine(array_map(static fn (string $reply) => strtok($reply, ' '), $replies), array_map(
+            static fn (string $reply) => [$reply],
+            $replies,
+        ));
     }
 
     public function testAConnectionErrorIsAnOutageAndTheNextCallReconnects(): void

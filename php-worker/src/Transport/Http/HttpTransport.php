@@ -4,12 +4,14 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Transport\Http;
 
+use Closure;
 use DateTimeImmutable;
 use Exception;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\Json;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
+use Jobgate\Worker\Transport\OutcomeRejected;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Transport;
@@ -21,6 +23,15 @@ use Jobgate\Worker\Transport\Unavailable;
  */
 final class HttpTransport implements Transport
 {
+    /** The calls whose body carries what the job produced, which the gateway may refuse. */
+    private const CALLS_WITH_JOB_OUTPUT = ['ack', 'retry'];
+
+    /**
+     * The ack that asked for the first queue's next job found none: the reserve() that follows
+     * starts its quick pass at the second queue instead of asking the first again.
+     */
+    private bool $firstQueueFoundEmpty = false;
+
     public function __construct(
         private readonly HttpClient $client,
         private readonly HttpTransportOptions $options,
@@ -35,14 +46,17 @@ final class HttpTransport implements Transport
     }
 
     /**
-     * One queue: long polls. Several: a quick pass in priority order, then long polls on each in
-     * turn with each slice of the wait split between them.
+     * One queue: long polls. Several: a quick pass in priority order (from the second queue just
+     * after an ack found the first one empty), then long polls on each in turn with each slice of
+     * the wait split between them.
      */
     public function reserve(): ?Job
     {
         $queues = $this->options->queues;
+        $quickPassFrom = $this->firstQueueFoundEmpty ? 1 : 0;
+        $this->firstQueueFoundEmpty = false;
         try {
-            $job = count($queues) === 1 ? null : $this->reserveFromEach($queues, 0);
+            $job = count($queues) === 1 ? null : $this->reserveFromEach(array_slice($queues, $quickPassFrom), 0);
             // The block time is at least 1 ms, so one queue is always asked once.
             $leftMs = min($this->options->blockMs, HttpTransportOptions::MAX_WAIT_MS);
             for (; $job === null && $leftMs > 0 && !$this->stop->isRequested(); $leftMs -= $sliceMs) {
@@ -71,14 +85,21 @@ final class HttpTransport implements Transport
      */
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
     {
+        $this->firstQueueFoundEmpty = false;
         if ($job->queue !== $this->options->queues[0]) {
             return new AckAndNext($this->ack($job, $resultJson), null);
         }
         $body = self::ackBody($job, $resultJson);
         $body['reserve'] = Json::encode(['worker' => $this->options->workerId, 'lease_ms' => $this->options->leaseMs]);
-        $answer = null;
-        $state = $this->settle($job, 'ack', $body, ['succeeded'], $answer);
-        $next = $state !== null && $answer?->status === 200 ? self::nextOf($answer) : null;
+        $next = null;
+        $firstQueueAsked = false;
+        $readNext = static function (HttpResponse $answer) use (&$next, &$firstQueueAsked): void {
+            // A resent ack that finds its job succeeded (409) leases nothing.
+            $firstQueueAsked = self::isSuccess($answer);
+            $next = $firstQueueAsked ? self::nextOf($answer) : null;
+        };
+        $state = $this->settle($job, 'ack', $body, ['succeeded'], $readNext);
+        $this->firstQueueFoundEmpty = $firstQueueAsked && $next === null;
 
         return new AckAndNext($state !== null, $next);
     }
@@ -115,13 +136,13 @@ final class HttpTransport implements Transport
         }
         try {
             $response = $this->post($this->jobUrl($job, 'heartbeat'), $body, $this->jobHeaders($job));
+
+            return $this->stateAfter($response, 'heartbeat', false, ['active']) !== null;
         } catch (Unavailable $unavailable) {
             $this->retrier->note($unavailable);
 
             return true;
         }
-
-        return $this->stateAfter($response, 'heartbeat', false, []) !== null;
     }
 
     /** @param non-empty-list<string> $queues */
@@ -152,11 +173,11 @@ final class HttpTransport implements Transport
         if ($response->status === 204) {
             return null;
         }
-        if ($response->status !== 200) {
+        if (!self::isSuccess($response)) {
             throw $this->unexpected('reserve', $response);
         }
 
-        return self::jobOf($response->json(), $response->objects());
+        return self::jobOf($response, $response->json(), $response->objects());
     }
 
     /**
@@ -164,38 +185,53 @@ final class HttpTransport implements Transport
      *
      * @param array<string, string> $body
      * @param list<string> $doneStates the states this call leaves the job in
-     * @param HttpResponse|null $answer set to the gateway's last answer
+     * @param (Closure(HttpResponse): void)|null $readAnswer reads more of an answer that found the
+     *        lease held; it may throw Unavailable to have the call sent again
      * @return string|null the job's new state; null when the lease was not held
+     * @throws OutcomeRejected
      */
     private function settle(
         Job $job,
         string $operation,
         array $body,
         array $doneStates,
-        ?HttpResponse &$answer = null,
+        ?Closure $readAnswer = null,
     ): ?string {
         $url = $this->jobUrl($job, $operation);
         $headers = $this->jobHeaders($job);
 
         return $this->retrier->untilAvailable(
-            function (bool $isRetry) use ($url, $body, $headers, $operation, $doneStates, &$answer): ?string {
+            function (bool $isRetry) use ($url, $body, $headers, $operation, $doneStates, $readAnswer): ?string {
                 $answer = $this->post($url, $body, $headers);
+                $state = $this->stateAfter($answer, $operation, $isRetry, $doneStates);
+                if ($state !== null && $readAnswer !== null) {
+                    $readAnswer($answer);
+                }
 
-                return $this->stateAfter($answer, $operation, $isRetry, $doneStates);
+                return $state;
             },
         );
     }
 
     /**
-     * @param list<string> $doneStates
+     * @param list<string> $doneStates the states a success leaves the job in
      * @return string|null the Settlement's state; null when the lease was lost or the job is gone
+     * @throws Unavailable on a success that does not say the job is in one of $doneStates (a
+     *         proxy's page, a cut body): as if no answer came, the call is sent again
+     * @throws OutcomeRejected when the gateway refuses an ack's result or a retry's fields
      */
     private function stateAfter(HttpResponse $response, string $operation, bool $isRetry, array $doneStates): ?string
     {
         $problem = $response->json();
         $code = $problem['code'] ?? null;
-        if ($response->status === 200) {
-            return (string) ($problem['state'] ?? 'active');
+        if (self::isSuccess($response)) {
+            $state = $problem['state'] ?? null;
+            if (!in_array($state, $doneStates, true)) {
+                throw new Unavailable("{$operation}: the gateway answered {$response->status} without the job's state: "
+                    . self::excerpt($response->body));
+            }
+
+            return $state;
         }
         if ($response->status === 409 && $code === 'LEASE_LOST') {
             $state = (string) ($problem['state'] ?? '');
@@ -204,6 +240,10 @@ final class HttpTransport implements Transport
         }
         if ($response->status === 404 && in_array($code, ['JOB_NOT_FOUND', 'QUEUE_NOT_FOUND'], true)) {
             return null;
+        }
+        $refusesContent = $response->status === 413 || ($response->status === 400 && $code === 'VALIDATION_FAILED');
+        if ($refusesContent && in_array($operation, self::CALLS_WITH_JOB_OUTPUT, true)) {
+            throw new OutcomeRejected("the gateway refused the {$operation}: " . self::describe($response));
         }
         throw $this->unexpected($operation, $response);
     }
@@ -237,15 +277,30 @@ final class HttpTransport implements Transport
 
     private function unexpected(string $operation, HttpResponse $response): GatewayError
     {
+        return new GatewayError("{$operation}: the gateway answered " . self::describe($response));
+    }
+
+    /** `<status> <code>: <detail>` of a problem answer (the start of the body when it is none). */
+    private static function describe(HttpResponse $response): string
+    {
         $problem = $response->json();
 
-        return new GatewayError(sprintf(
-            '%s: the gateway answered %d %s: %s',
-            $operation,
+        return sprintf(
+            '%d %s: %s',
             $response->status,
             $problem['code'] ?? '',
-            $problem['detail'] ?? substr($response->body, 0, 500),
-        ));
+            $problem['detail'] ?? self::excerpt($response->body),
+        );
+    }
+
+    private static function excerpt(string $body): string
+    {
+        return substr($body, 0, 500);
+    }
+
+    private static function isSuccess(HttpResponse $response): bool
+    {
+        return $response->status >= 200 && $response->status < 300;
     }
 
     private function queueUrl(string $queue): string
@@ -290,7 +345,11 @@ final class HttpTransport implements Transport
         return $body;
     }
 
-    /** The job leased along with an ack (`next`), if one was. */
+    /**
+     * The job leased along with an ack (`next`), if one was.
+     *
+     * @throws Unavailable when `next` is not a reservation
+     */
     private static function nextOf(HttpResponse $response): ?Job
     {
         $next = $response->json()['next'] ?? null;
@@ -298,22 +357,26 @@ final class HttpTransport implements Transport
             return null;
         }
         if (!is_array($next)) {
-            throw new GatewayError('ack: the gateway answered a next job that is not a reservation');
+            throw new Unavailable('ack: the gateway answered a next job that is not a reservation: '
+                . self::excerpt($response->body));
         }
 
-        return self::jobOf($next, $response->objects()->next ?? null);
+        return self::jobOf($response, $next, $response->objects()->next ?? null);
     }
 
     /**
      * @param mixed $reservation a Reservation (openapi.yaml), decoded as arrays
      * @param mixed $objects the same, decoded as objects (to tell `{}` from `[]` in the payload)
+     * @throws Unavailable when it is not a reservation (a proxy's page, a cut body): as for no
+     *         answer, a job it may have leased comes back when its lease runs out
      */
-    private static function jobOf(mixed $reservation, mixed $objects): Job
+    private static function jobOf(HttpResponse $response, mixed $reservation, mixed $objects): Job
     {
         $job = is_array($reservation) ? $reservation['job'] ?? null : null;
         $lease = is_array($reservation) ? $reservation['lease'] ?? null : null;
         if (!is_array($job) || !is_array($lease) || !isset($job['id'], $lease['token'])) {
-            throw new GatewayError('reserve: the gateway answered 200 without a reservation');
+            throw new Unavailable("the gateway answered {$response->status} without a reservation: "
+                . self::excerpt($response->body));
         }
         $payload = $job['payload'] ?? [];
 
