@@ -2,6 +2,7 @@
  * jobgate's benchmarks, side by side with their baselines in one run; writes bench/RESULTS.md.
  *
  *   npm run bench -- [--runs=3] [--seconds=10] [--only=ingest,worker,…] [--quick] [--out=FILE]
+ *   npm run bench -- --help
  *
  * The measurements are also saved beside the Markdown (`bench/RESULTS.json`); `--render`
  * writes the Markdown again from them, with the current bench/NOTES.md, without measuring.
@@ -36,18 +37,47 @@ import { type ComparedWorker, workerThroughput } from './scenarios/worker.js'
 const SCENARIOS = ['ingest', 'batch', 'worker', 'e2e', 'growth', 'soak', 'fanout'] as const
 type Scenario = (typeof SCENARIOS)[number]
 
-const { values } = parseArgs({
-  options: {
-    runs: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '10' },
-    only: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    out: { type: 'string', default: join(ROOT, 'bench/RESULTS.md') },
-    compare: { type: 'string', multiple: true, default: [] },
-    render: { type: 'boolean', default: false },
-    'soak-rate': { type: 'string' },
-  },
-})
+const USAGE = `Usage: npm run bench -- [options]
+
+Runs each scenario side by side with its baselines and writes bench/RESULTS.md (and .json).
+
+  --only=LIST        scenarios to run, comma-separated: ${SCENARIOS.join(', ')} (default all)
+  --runs=N           runs of each measurement, interleaved (default 3)
+  --seconds=N        length of each timed measurement (default 10)
+  --compare=REV      also measure jobgate at this git revision (repeatable)
+  --soak-rate=N      requests/s of the soak (default half the ingest median)
+  --out=FILE         where to write the Markdown (default bench/RESULTS.md)
+  --render           write the Markdown again from the saved measurements; measure nothing
+  --quick            a smoke run of the harness (tiny sizes, results not meaningful)
+  --help             this text
+`
+
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        runs: { type: 'string', default: '3' },
+        seconds: { type: 'string', default: '10' },
+        only: { type: 'string' },
+        quick: { type: 'boolean', default: false },
+        out: { type: 'string', default: join(ROOT, 'bench/RESULTS.md') },
+        compare: { type: 'string', multiple: true, default: [] },
+        render: { type: 'boolean', default: false },
+        'soak-rate': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }).values
+  } catch (error) {
+    process.stderr.write(`bench: ${(error as Error).message}\n\n${USAGE}`)
+    process.exit(64)
+  }
+}
+
+const values = options()
+if (values.help) {
+  process.stdout.write(USAGE)
+  process.exit(0)
+}
 
 const out = values.out ?? join(ROOT, 'bench/RESULTS.md')
 const measurementsFile = out.replace(/(\.md)?$/, '.json')
@@ -61,12 +91,54 @@ const quick = values.quick ?? false
 const only = new Set((values.only ?? SCENARIOS.join(',')).split(',').map((name) => name.trim()))
 for (const name of only) {
   if (!(SCENARIOS as readonly string[]).includes(name)) {
-    throw new Error(`unknown scenario ${name}; choose from ${SCENARIOS.join(', ')}`)
+    process.stderr.write(`bench: unknown scenario ${name}; choose from ${SCENARIOS.join(', ')}\n`)
+    process.exit(64)
   }
 }
 const wanted = (scenario: Scenario) => only.has(scenario)
-const runs = quick ? 1 : Number(values.runs)
-const seconds = quick ? 1 : Number(values.seconds)
+
+/** A whole number of at least 1 for `--<name>`; anything else stops with the usage. */
+function positive(name: string, value: string | undefined): number {
+  const number = Number(value)
+  if (!Number.isSafeInteger(number) || number < 1) {
+    process.stderr.write(
+      `bench: --${name} must be a whole number of at least 1 (got "${value}")\n\n${USAGE}`,
+    )
+    process.exit(64)
+  }
+  return number
+}
+
+const runs = quick ? 1 : positive('runs', values.runs)
+const seconds = quick ? 1 : positive('seconds', values.seconds)
+const soakRate =
+  values['soak-rate'] === undefined ? null : positive('soak-rate', values['soak-rate'])
+
+/** The tools the wanted scenarios run, checked before anything is started. */
+const NEEDS: Record<string, readonly Scenario[]> = {
+  wrk: ['ingest', 'batch', 'growth'],
+  valgrind: ['growth'],
+  php: ['worker', 'e2e', 'growth'],
+  'redis-server': SCENARIOS,
+}
+const missing = Object.entries(NEEDS)
+  .filter(([, scenarios]) => scenarios.some(wanted))
+  .map(([tool]) => tool)
+  .filter((tool) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
+      return false
+    } catch {
+      return true
+    }
+  })
+if (missing.length > 0) {
+  process.stderr.write(
+    `bench: ${missing.join(', ')} not found; \`./dev bench\` installs what the benchmarks need\n`,
+  )
+  process.exit(69)
+}
+
 const warmupSeconds = quick ? 1 : 3
 const sizes = {
   workerJobs: quick ? 200 : 20_000,
@@ -230,7 +302,7 @@ try {
   if (wanted('soak')) {
     const jobgate = report.ingest?.find((row) => row.gateway === JOBGATE)
     const peak = jobgate ? median(jobgate.runs.map((run) => run.rps)) : 4000
-    const rate = values['soak-rate'] ? Number(values['soak-rate']) : (quick ? 200 : peak) / 2
+    const rate = soakRate ?? (quick ? 200 : peak) / 2
     report.soak = await soak(redis, progress, {
       rate: Math.round(rate),
       seconds: sizes.soakSeconds,
