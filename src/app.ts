@@ -10,10 +10,10 @@ import { answerClientError } from './client-errors.js'
 import type { Config } from './config.js'
 import { Contract, validatorCompiler } from './contract.js'
 import { ProblemError } from './errors.js'
-import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js'
 import { AccessLog, loggerOptions } from './logger.js'
 import auth from './plugins/auth.js'
 import draining from './plugins/draining.js'
+import jsonBody from './plugins/json-body.js'
 import metrics from './plugins/metrics.js'
 import problems, { sendProblem } from './plugins/problems.js'
 import rateLimits from './plugins/rate-limit.js'
@@ -51,8 +51,6 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   })
 
   app.setValidatorCompiler(validatorCompiler())
-  // Only JSON bodies: without this parser a text/plain body reaches validation instead of a 415.
-  app.removeContentTypeParser('text/plain')
 
   // Hooks on the request path are callback-style: no promise per request.
   app.addHook('onRequest', (request, reply, done) => {
@@ -60,33 +58,8 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     done()
   })
 
-  // Bodies are read as they come: a compressed one would reach the JSON parser as garbage.
-  app.addHook('preParsing', (request, _reply, payload, done) => {
-    const encoding = request.headers['content-encoding']
-    if (encoding === undefined || encoding.trim().toLowerCase() === 'identity') {
-      done(null, payload)
-      return
-    }
-    done(
-      new ProblemError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        `Content-Encoding ${encoding} is not supported: send the body uncompressed.`,
-        { headers: { 'accept-encoding': 'identity' } },
-      ),
-    )
-  })
-  app.addHook('preValidation', (request, _reply, done) => {
-    if (request.body !== undefined && nestsDeeperThan(request.body, MAX_JSON_DEPTH)) {
-      done(
-        new ProblemError(
-          'VALIDATION_FAILED',
-          `The body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`,
-        ),
-      )
-    } else done()
-  })
-
   app.register(problems, { bodyLimit: config.bodyLimit })
+  app.register(jsonBody)
   app.register(draining)
   app.register(store, { config, ...(options.redis ? { client: options.redis } : {}) })
   app.register(metrics)

@@ -387,3 +387,35 @@ t.test('what the HTTP parser refuses is a problem document too', async (t) => {
   t.equal(problem.code, 'VALIDATION_FAILED')
   t.equal(problem.request_id, badUrl.headers.get('x-request-id'))
 })
+
+t.test(
+  'a route that takes no body ignores an empty one sent as JSON; invalid JSON says why',
+  async (t) => {
+    const { app } = await startGateway(t)
+    const redrive = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/dead:redrive',
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    })
+    t.equal(redrive.statusCode, 200)
+    const broken = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"type": "t",}',
+    })
+    t.equal(broken.statusCode, 400)
+    t.match(broken.json(), {
+      code: 'INVALID_JSON',
+      detail: /^The body is not valid JSON: .*position/,
+    })
+    const poisoned = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"type":"t","__proto__":{"polluted":true}}',
+    })
+    t.match(poisoned.json(), { code: 'INVALID_JSON', detail: /prototype/ })
+  },
+)

@@ -15,11 +15,6 @@ const FASTIFY_CODES: Record<string, { code: ProblemCode; detail: string }> = {
     detail: 'Send the body as application/json.',
   },
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', detail: '' },
-  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'INVALID_JSON', detail: 'The body is not valid JSON.' },
-  FST_ERR_CTP_EMPTY_JSON_BODY: {
-    code: 'INVALID_JSON',
-    detail: 'The body is empty but Content-Type says application/json.',
-  },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
     code: 'VALIDATION_FAILED',
     detail: 'Content-Length does not match the body.',
