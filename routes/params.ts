@@ -10,9 +10,10 @@ export interface JobParams extends QueueParams {
 
 /**
  * The job id segment, constrained so that `/jobs/{id}:ack` routes to the custom method: the
- * router needs to know where the id ends. The schema (`JobId`) still validates its length.
+ * router needs to know where the id ends (at the colon). Any other character is taken, so that
+ * a bad id gets the schema's (`JobId`) 400 rather than a 404 for no route.
  */
-export const JOB_ID = ':id(^[A-Za-z0-9_-]+)'
+export const JOB_ID = ':id(^[^/:]+)'
 
 /**
  * The queue segment of `/queues/{queue}:pause`: it ends at the colon. Any other character is

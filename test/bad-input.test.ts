@@ -419,3 +419,22 @@ t.test(
     t.match(poisoned.json(), { code: 'INVALID_JSON', detail: /prototype/ })
   },
 )
+
+t.test('a malformed job id is a 400 on every route that takes one', async (t) => {
+  const { app } = await startGateway(t)
+  const routes: [method: 'GET' | 'POST' | 'DELETE', url: string][] = [
+    ['GET', '/v1/queues/q/jobs/a.b'],
+    ['DELETE', '/v1/queues/q/jobs/a.b'],
+    ['POST', '/v1/queues/q/jobs/a.b:ack'],
+    ['POST', '/v1/queues/q/jobs/a.b:fail'],
+    ['POST', '/v1/queues/q/jobs/a.b:retry'],
+    ['POST', '/v1/queues/q/jobs/a.b:heartbeat'],
+    ['DELETE', '/v1/queues/q/dead/a.b'],
+    ['POST', '/v1/queues/q/dead/a.b:redrive'],
+  ]
+  for (const [method, url] of routes) {
+    const res = await app.inject({ method, url })
+    t.equal(res.statusCode, 400, `${method} ${url}`)
+    t.match(res.json(), { code: 'VALIDATION_FAILED', errors: [{ in: 'params', pointer: '/id' }] })
+  }
+})
