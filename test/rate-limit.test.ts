@@ -120,3 +120,35 @@ t.test('an open gateway limits per client address; wrong keys are throttled too'
   }
   t.strictSame(guesses, [401, 401, 401, 429], 'key guessing is rate limited by address')
 })
+
+t.test('while Redis cannot count, answers carry no rate-limit headers', async (t) => {
+  // At this limit every request takes its token from Redis (chunks of one).
+  const gateway = await startGateway(t, { env: { RATE_LIMIT_PRODUCE: '1000/1m' } })
+  const counted = await gateway.app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { type: 't' },
+  })
+  t.equal(counted.headers['x-ratelimit-remaining'], '999')
+  t.match(counted.headers.ratelimit, /^"produce";r=999;t=[1-9]/)
+  // The tokens of the chunk taken with it (1 % of the limit) are counted without Redis.
+  for (let i = 0; i < 9; i++) {
+    await gateway.app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
+  }
+  await gateway.redis.kill()
+  const res = await gateway.app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { type: 't' },
+  })
+  t.equal(res.statusCode, 503)
+  for (const name of [
+    'x-ratelimit-limit',
+    'x-ratelimit-remaining',
+    'x-ratelimit-reset',
+    'ratelimit',
+    'ratelimit-policy',
+  ]) {
+    t.equal(res.headers[name], undefined, `no ${name}`)
+  }
+})

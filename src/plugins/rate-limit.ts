@@ -63,6 +63,14 @@ export default fp(
       const limit = scope ? limits[scope] : null
       const remaining = reply.getHeader('x-ratelimit-remaining')
       if (!scope || !limit || remaining === undefined) return
+      // The store could not count (Redis down: the request passed uncounted). The plugin still
+      // wrote a full quota and a window that ends now; say nothing instead.
+      if (Number(reply.getHeader('x-ratelimit-reset')) === 0) {
+        for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']) {
+          reply.removeHeader(name)
+        }
+        return
+      }
       reply.header(
         'ratelimit-policy',
         `"${scope}";q=${limit.max};w=${Math.ceil(limit.windowMs / 1000)}`,
