@@ -1,6 +1,6 @@
 import t from 'tap'
 import { EventReader } from './helpers/event-source.js'
-import { GatewayProcess } from './helpers/gateway-process.js'
+import { GatewayProcess, gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { RedisServer } from './helpers/redis-server.js'
 
 t.test('a bad variable stops the process at boot with a message naming it', async (t) => {
@@ -83,4 +83,19 @@ t.test('starts without Redis and reports not ready, then ready once Redis is up'
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   t.equal(status, 200)
+})
+
+t.test('a Redis that may evict keys gets a warning at boot; noeviction none', async (t) => {
+  const evicting = await gatewayOnOwnRedis(t, {
+    redis: { args: ['--maxmemory-policy', 'allkeys-lru'] },
+  })
+  const warning = await evicting.gateway.waitForLog((line) => line.maxmemory_policy !== undefined)
+  t.match(warning, { level: 40, maxmemory_policy: 'allkeys-lru', msg: /noeviction/ })
+
+  // The boot report comes before the gateway listens, and start() waits until it serves.
+  const safe = await gatewayOnOwnRedis(t)
+  t.notOk(
+    safe.gateway.lines.some((line) => line.maxmemory_policy !== undefined),
+    'no warning with the default policy',
+  )
 })

@@ -86,6 +86,27 @@ t.test('./dev up brings up Redis, the gateway and a PHP worker; its curl runs a 
     ['queued', 'active', 'succeeded'],
   )
 
+  // The demo's `crash` kills the worker: the stack starts another, which runs the next job.
+  const submit = (body: string) =>
+    fetch(`http://127.0.0.1:${port}/v1/queues/emails/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    })
+  await submit('{"type":"crash"}')
+  for (let i = 0; i < 100 && !output.includes('starting another'); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.match(output, /the worker exited \(137\); starting another/)
+  const next = (await (await submit('{"type":"echo"}')).json()) as { id: string }
+  let after = ''
+  for (let i = 0; i < 100 && after !== 'succeeded'; i++) {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/queues/emails/jobs/${next.id}`)
+    after = ((await res.json()) as { state: string }).state
+    if (after !== 'succeeded') await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.equal(after, 'succeeded', 'the new worker runs jobs')
+
   // SIGTERM: the test runner starts children with SIGINT ignored, so Ctrl-C cannot be simulated.
   stack.kill('SIGTERM')
   t.equal(await exited, 143, 'the stack stops on a signal')

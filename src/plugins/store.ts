@@ -46,6 +46,17 @@ async function reportReplicas(app: FastifyInstance, store: Store): Promise<void>
   }
 }
 
+/** Says at boot when Redis may evict keys: a full Redis would then drop jobs, not refuse them. */
+async function reportEviction(app: FastifyInstance, store: Store): Promise<void> {
+  const policies = await store.evictionPolicies().catch(() => [])
+  const evicting = policies.filter((policy) => policy !== 'noeviction' && policy !== '?')
+  if (evicting.length === 0) return
+  app.log.warn(
+    { maxmemory_policy: evicting.join(',') },
+    `Redis's maxmemory-policy is ${evicting.join(', ')}: when it reaches maxmemory it deletes keys, jobs and idempotency records among them (a 202 then means nothing). Set maxmemory-policy noeviction: a full Redis then refuses new jobs (503) and keeps the ones it has.`,
+  )
+}
+
 /** Connects to Redis and decorates the app with the store; closes it on shutdown. */
 export default fp(
   async function store(app: FastifyInstance, { config, client: given }: StoreOptions) {
@@ -82,6 +93,7 @@ export default fp(
       app.log.warn('Redis is not reachable yet; requests get 503 until it is')
     } else {
       await reportReplicas(app, store)
+      await reportEviction(app, store)
     }
     store.breaker.onStateChange((state) => {
       const log = state === 'open' ? app.log.error.bind(app.log) : app.log.warn.bind(app.log)

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import { BlockingClients } from './blocking.js'
 import { type BreakerOptions, RedisBreaker } from './breaker.js'
 import { closeClient, waitUntilReady } from './connection.js'
@@ -97,6 +97,19 @@ export class Store {
     // On the request path's connection: the barrier's holds a WAIT for up to its timeout.
     const info = await this.runner.command(() => (this.client as Redis).info('replication'))
     return { online: info.match(/state=online/g)?.length ?? 0, required: barrier.settings.replicas }
+  }
+
+  /**
+   * The eviction policies of the Redis that hold the jobs (each master of a cluster), as
+   * `INFO memory` names them: anything but `noeviction` lets Redis drop job and idempotency
+   * records when it fills up.
+   */
+  async evictionPolicies(): Promise<string[]> {
+    const servers = this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
+    const infos = await Promise.all(
+      servers.map((server) => this.runner.command(() => server.info('memory'))),
+    )
+    return [...new Set(infos.map((info) => /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ?? '?'))]
   }
 
   async ping(): Promise<void> {
