@@ -1,6 +1,13 @@
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
 
+/** Why the gateway cannot listen where it is told to: a configuration problem (exit 78). */
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'is in use',
+  EADDRNOTAVAIL: 'is not an address of this machine',
+  EACCES: 'needs privileges',
+}
+
 /** Starts the gateway; SIGTERM/SIGINT stop accepting, finish in-flight requests, close Redis. */
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>
@@ -37,7 +44,17 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
 
-  await app.listen({ port: config.port, host: config.host })
+  try {
+    await app.listen({ port: config.port, host: config.host })
+  } catch (error) {
+    const why = LISTEN_ERRORS[(error as NodeJS.ErrnoException).code ?? '']
+    if (why === undefined) throw error
+    process.stderr.write(
+      `jobgate cannot listen on ${config.host}:${config.port}: it ${why} (set PORT or HOST)\n`,
+    )
+    await app.close().catch(() => undefined)
+    process.exit(78) // EX_CONFIG
+  }
 }
 
 main().catch((error: unknown) => {

@@ -1,3 +1,5 @@
+import { once } from 'node:events'
+import { type AddressInfo, createServer } from 'node:net'
 import t from 'tap'
 import { EventReader } from './helpers/event-source.js'
 import { GatewayProcess, gatewayOnOwnRedis } from './helpers/gateway-process.js'
@@ -97,5 +99,21 @@ t.test('a Redis that may evict keys gets a warning at boot; noeviction none', as
   t.notOk(
     safe.gateway.lines.some((line) => line.maxmemory_policy !== undefined),
     'no warning with the default policy',
+  )
+})
+
+t.test('a port in use stops the gateway at boot with a message naming it', async (t) => {
+  const taken = createServer().listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  t.teardown(() => taken.close())
+  const port = String((taken.address() as AddressInfo).port)
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const gateway = await GatewayProcess.start({ PORT: port, REDIS_URL: redis.url }, false)
+  const { code } = await gateway.exited
+  t.equal(code, 78)
+  t.match(
+    gateway.stderr.join('\n'),
+    `jobgate cannot listen on 127.0.0.1:${port}: it is in use (set PORT or HOST)`,
   )
 })
