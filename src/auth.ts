@@ -42,17 +42,16 @@ export function parseApiKeys(text: string): ApiKey[] {
   for (const [index, entry] of entries.entries()) {
     const [name = '', scopeList = '', hash = '', ...extra] = entry.split(':')
     const where = `entry ${index + 1} ("${name}")`
-    if (extra.length > 0 || !KEY_NAME_PATTERN.test(name)) {
+    if (extra.length > 0 || hash === '' || !KEY_NAME_PATTERN.test(name)) {
       throw new Error(
         `${where} must be <name>:<scopes>:<sha256 hex> with a name of [A-Za-z0-9_.-]{1,64}`,
       )
     }
     const scopes = scopeList.split('+')
     const unknown = scopes.filter((scope) => !(SCOPES as readonly string[]).includes(scope))
-    if (unknown.length > 0 || scopes.length === 0) {
-      throw new Error(
-        `${where} has unknown scopes ${unknown.join(', ')}; use ${SCOPES.join(', ')} joined by +`,
-      )
+    if (unknown.length > 0) {
+      const named = unknown.map((scope) => `"${scope}"`).join(', ')
+      throw new Error(`${where} has unknown scopes ${named}; use ${SCOPES.join(', ')} joined by +`)
     }
     if (!HASH_PATTERN.test(hash.toLowerCase())) {
       throw new Error(`${where} must end with the key's SHA-256 as 64 hex digits`)

@@ -18,7 +18,9 @@ t.test('key entries: parsed, validated, compared by hash', async (t) => {
   t.strictSame([...(key?.scopes ?? [])], ['produce'])
   t.strictSame(key?.sha256, sha256(producer.key))
   t.throws(() => parseApiKeys('x:produce'), /entry 1/)
-  t.throws(() => parseApiKeys(`x:write:${'0'.repeat(64)}`), /unknown scopes write/)
+  t.throws(() => parseApiKeys(`x:write:${'0'.repeat(64)}`), /unknown scopes "write"/)
+  t.throws(() => parseApiKeys('foo'), /entry 1 \("foo"\) must be <name>:<scopes>:<sha256 hex>/)
+  t.throws(() => parseApiKeys(`x::${'0'.repeat(64)}`), /unknown scopes ""/)
   t.throws(() => parseApiKeys(`x y:read:${'0'.repeat(64)}`), /name/)
   t.throws(() => parseApiKeys(`a:read:${'0'.repeat(63)}`), /SHA-256/)
   t.throws(
