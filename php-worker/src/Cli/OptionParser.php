@@ -135,11 +135,11 @@ final class OptionParser
             prefix: $prefix,
             gatewayUrl: $gateway,
             apiKey: $single('api-key', 'JOBGATE_API_KEY'),
-            timeoutSeconds: self::integer('--timeout', $single('timeout'), 60, 0, 7 * 86_400),
-            leaseSeconds: self::integer('--lease', $single('lease'), 30, 1, 3600),
+            timeoutSeconds: self::wholeSeconds('--timeout', $single('timeout'), 60, 0, 7 * 86_400),
+            leaseSeconds: self::wholeSeconds('--lease', $single('lease'), 30, 1, 3600),
             memoryMb: self::integer('--memory', $single('memory'), 128, 1, 1_048_576),
             maxJobs: self::integer('--max-jobs', $single('max-jobs'), 0, 0, PHP_INT_MAX),
-            maxTimeSeconds: self::integer('--max-time', $single('max-time'), 0, 0, PHP_INT_MAX),
+            maxTimeSeconds: self::wholeSeconds('--max-time', $single('max-time'), 0, 0, 365 * 86_400),
             sleepSeconds: self::seconds('--sleep', $single('sleep'), 3.0, 0.001, 300.0),
             workerId: $workerId,
             luaDir: $single('lua-dir', 'JOBGATE_LUA_DIR') ?? $this->defaultLuaDir,
@@ -224,10 +224,35 @@ final class OptionParser
         return (int) $value;
     }
 
+    /**
+     * Whole seconds: a bare number, or a duration with its unit (`90s`, `15m`, `2h`, `1500ms` is
+     * not whole).
+     */
+    private static function wholeSeconds(string $option, ?string $value, int $default, int $min, int $max): int
+    {
+        if ($value === null || preg_match('/^\d{1,18}$/', $value)) {
+            return self::integer($option, $value, $default, $min, $max);
+        }
+        $ms = Duration::parseMs($value);
+        if ($ms === null || $ms % 1000 !== 0 || $ms / 1000 < $min || $ms / 1000 > $max) {
+            throw new UsageError(
+                "{$option} must be whole seconds from {$min} to {$max}, as a number or like 90s, 15m or 2h "
+                . "(got \"{$value}\")",
+            );
+        }
+
+        return intdiv($ms, 1000);
+    }
+
+    /** Seconds, to the millisecond: a bare number (`0.5`), or a duration with its unit (`500ms`). */
     private static function seconds(string $option, ?string $value, float $default, float $min, float $max): float
     {
         if ($value === null) {
             return $default;
+        }
+        $ms = preg_match('/^\d{1,6}(\.\d{1,3})?$/', $value) ? null : Duration::parseMs($value);
+        if ($ms !== null) {
+            $value = (string) ($ms / 1000);
         }
         if (!preg_match('/^\d{1,6}(\.\d{1,3})?$/', $value) || (float) $value < $min || (float) $value > $max) {
             throw new UsageError(

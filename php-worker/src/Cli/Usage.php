@@ -45,7 +45,8 @@ final class Usage
           --events-max-len=N      approximate cap of each queue's event stream  [EVENTS_MAX_LEN, default 10000]
           --help                  this text
 
-        Durations: 500ms, 30s, 15m, 24h, 7d, or a bare number of milliseconds.
+        SECONDS: a bare number of seconds, or with a unit: 500ms (--sleep only), 90s, 15m, 2h.
+        Durations (D): 500ms, 30s, 15m, 24h, 7d, or a bare number of milliseconds.
         Exit codes: 0 stopped by a signal, 1 worker error, 12 memory limit, 13 --max-jobs,
         14 --max-time, 15 a job timed out, 64 usage error, 78 configuration error (or a missing
         extension), 255 PHP fatal error (e.g. memory_limit in a handler; the job's lease expires

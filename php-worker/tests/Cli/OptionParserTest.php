@@ -127,6 +127,25 @@ final class OptionParserTest extends TestCase
         );
     }
 
+    public function testSecondsTakeDurationsWithUnitsToo(): void
+    {
+        $config = $this->parse([
+            ...self::REQUIRED,
+            '--timeout=2m',
+            '--lease=90s',
+            '--max-time=1h',
+            '--sleep=500ms',
+        ]);
+
+        self::assertSame([120, 90, 3600, 0.5], [
+            $config->timeoutSeconds,
+            $config->leaseSeconds,
+            $config->maxTimeSeconds,
+            $config->sleepSeconds,
+        ]);
+        self::assertSame(45, $this->parse([...self::REQUIRED, '--timeout=45'])->timeoutSeconds, 'bare: seconds');
+    }
+
     public function testTlsFilesForRediss(): void
     {
         $config = $this->parse([
@@ -279,7 +298,12 @@ final class OptionParserTest extends TestCase
             'bad database' => [['--queue=q', $handlers, '--redis=redis://x/abc'], 'database'],
             'bad prefix' => [['--queue=q', $handlers, '--prefix=a:b'], '--prefix must match'],
             'bad worker id' => [['--queue=q', $handlers, '--worker-id=a b'], '--worker-id must match'],
-            'negative timeout' => [['--queue=q', $handlers, '--timeout=-1'], '--timeout must be an integer'],
+            'negative timeout' => [['--queue=q', $handlers, '--timeout=-1'], '--timeout must be whole seconds'],
+            'timeout in part seconds' => [
+                ['--queue=q', $handlers, '--timeout=1500ms'],
+                '--timeout must be whole seconds',
+            ],
+            'lease past its maximum' => [['--queue=q', $handlers, '--lease=2h'], 'from 1 to 3600'],
             'zero lease' => [['--queue=q', $handlers, '--lease=0'], '--lease must be an integer from 1 to 3600'],
             'fractional memory' => [['--queue=q', $handlers, '--memory=1.5'], '--memory must be an integer'],
             'zero sleep' => [['--queue=q', $handlers, '--sleep=0'], '--sleep must be a number of seconds'],
