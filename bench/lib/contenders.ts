@@ -58,7 +58,8 @@ function startArgs(root: string): string[] {
   const { scripts } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
     scripts: { start: string }
   }
-  const [command, ...args] = scripts.start.split(' ')
+  // `exec node …` in newer checkouts, `node …` in older ones (--compare builds them).
+  const [command, ...args] = scripts.start.replace(/^exec /, '').split(' ')
   if (command !== 'node') throw new Error(`${root}: npm start does not run node: ${scripts.start}`)
   return args.map((arg) => (arg.startsWith('-') ? arg : join(root, arg)))
 }
