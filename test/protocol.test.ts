@@ -424,6 +424,17 @@ t.test('past its TTL a job is not started again; a redrive lifts the TTL', async
   t.equal((await store.jobs.get('q', dead))?.expiresAt ?? null, null)
 })
 
+t.test("a queue lost with Redis's data is registered again by its next job", async (t) => {
+  const { store, client } = await startStore(t)
+  await enqueue(store, 'q')
+  t.strictSame(await store.queues.names(), ['q'])
+  await client.flushall() // a restart without persistence, or a failover to a replica behind
+  await enqueue(store, 'q')
+  await sleep(1100)
+  await enqueue(store, 'q')
+  t.strictSame(await store.queues.names(), ['q'], 'registered again within a second')
+})
+
 t.test('counts per state and the oldest queued job', async (t) => {
   const { store } = await startStore(t)
   const first = await enqueue(store, 'q')

@@ -28,6 +28,11 @@ export type CancelResult =
   | { outcome: 'not_cancelable'; state: string }
 
 const REGISTERED_LIMIT = 10_000
+/**
+ * How long a queue counts as registered before its next job registers it again: a Redis that
+ * lost its data (no persistence, a flush, a failover to a replica behind) loses the registry too.
+ */
+const REGISTRATION_TTL_MS = 1000
 
 const RETRY_SUBMISSION =
   'Retry with the same Idempotency-Key: a job that was kept is replayed, one that was lost is created again.'
@@ -100,7 +105,8 @@ function enqueueResult(job: NewJob, reply: unknown): EnqueueResult {
 
 /** Producer-side job operations: submit, read, cancel. */
 export class JobStore {
-  private readonly registered = new Set<string>()
+  /** Queue → when this process last registered it. */
+  private readonly registered = new Map<string, number>()
 
   constructor(private readonly runner: ScriptRunner) {}
 
@@ -231,12 +237,13 @@ export class JobStore {
     return { outcome: 'canceled', job }
   }
 
-  /** Adds the queue to the cross-queue registry, once per process and queue. */
+  /** Adds the queue to the cross-queue registry, at most once per REGISTRATION_TTL_MS. */
   private async register(queue: string): Promise<void> {
-    if (this.registered.has(queue)) return
+    const now = Date.now()
+    if (now - (this.registered.get(queue) ?? -Infinity) < REGISTRATION_TTL_MS) return
     const key = registryKey(this.runner.settings.keyPrefix)
     await this.runner.command(() => this.runner.client.sadd(key, queue))
     if (this.registered.size >= REGISTERED_LIMIT) this.registered.clear()
-    this.registered.add(queue)
+    this.registered.set(queue, now)
   }
 }

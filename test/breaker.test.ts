@@ -1,0 +1,35 @@
+import t from 'tap'
+import { RedisBreaker } from '../src/queue/breaker.js'
+
+t.test('40,000 calls failing at once all settle, and open the breaker', async (t) => {
+  // With opossum's latency percentiles on, every failure re-sorted every latency of the window:
+  // 20,000 such failures took 7 s, 40,000 about half a minute (a gateway under a burst of slow
+  // reads hung for minutes). They are off; this takes well under a second.
+  t.setTimeout(15_000)
+  const breaker = new RedisBreaker({
+    errorThresholdPercent: 50,
+    volumeThreshold: 5,
+    resetMs: 2000,
+    windowMs: 3000,
+  })
+  t.teardown(() => breaker.shutdown())
+  let release: () => void = () => {}
+  const held = new Promise<void>((resolve) => {
+    release = resolve
+  })
+  const outcomes = Array.from({ length: 40_000 }, () =>
+    breaker
+      .run(async () => {
+        await held
+        throw new Error('Connection is closed.')
+      })
+      .then(
+        () => 'answered',
+        () => 'failed',
+      ),
+  )
+  release()
+  const settled = await Promise.all(outcomes)
+  t.equal(settled.filter((outcome) => outcome === 'failed').length, 40_000)
+  t.equal(breaker.state, 'open')
+})
