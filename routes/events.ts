@@ -11,7 +11,7 @@ import {
 } from '../src/errors.js'
 import { EventStream } from '../src/event-stream.js'
 import { accessLine } from '../src/logger.js'
-import { compareIds, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
+import { compareIds, previousId, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
 import { isFinal, type JobRecord } from '../src/queue/records.js'
 import type { QueueParams } from './params.js'
 
@@ -59,7 +59,8 @@ function startOf(
     if (compareIds(after, info.lastId) > 0) {
       return { after: STREAM_START, gapBefore: info.firstId ?? STREAM_START }
     }
-    return { after, gapBefore: gapBefore(info, after) }
+    // A gap event's own id is the position just before the oldest entry: nothing missed since.
+    return { after, gapBefore: gapBefore(info, after === previousIdOf(info) ? null : after) }
   }
   if (watched !== null) {
     // Its creation entry can carry a time a little before created_at (Redis may stamp entries
@@ -74,9 +75,11 @@ function startOf(
 
 const CREATION_MARGIN_MS = 1000
 
+const previousIdOf = (info: StreamInfo) => (info.firstId === null ? null : previousId(info.firstId))
+
 /** The stream's oldest entry, when the cap may have dropped the entry `expected` or later ones. */
-function gapBefore(info: StreamInfo, expected: string): string | null {
-  if (!info.trimmed || info.firstId === null) return null
+function gapBefore(info: StreamInfo, expected: string | null): string | null {
+  if (expected === null || !info.trimmed || info.firstId === null) return null
   return compareIds(expected, info.firstId) < 0 ? info.firstId : null
 }
 

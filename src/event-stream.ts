@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream'
 import { iso } from './job-view.js'
-import { compareIds, type EventFeed, type QueueEvent } from './queue/event-feed.js'
+import { compareIds, type EventFeed, previousId, type QueueEvent } from './queue/event-feed.js'
 import { isFinal } from './queue/records.js'
 
 /**
@@ -226,10 +226,14 @@ export class EventStream {
     if (final) this.end()
   }
 
+  /**
+   * Its `id` is the position just before the oldest entry left: a client that reconnects after
+   * it resumes there, and is not told of the same gap again.
+   */
   private gap(oldestId: string): void {
     this.gapped = true
     const data = JSON.stringify({ queue: this.options.queue, oldest_id: oldestId })
-    this.write(`event: gap\ndata: ${data}\n\n`)
+    this.write(`id: ${previousId(oldestId)}\nevent: gap\ndata: ${data}\n\n`)
   }
 
   private write(text: string | Buffer): void {

@@ -249,6 +249,14 @@ t.test('a capped stream: a gap event names the oldest entry left', async (t) => 
   t.equal(reader.messages().length, length)
   checkEvents(t, gateway, reader)
 
+  // The gap's own id is the position just before the oldest entry: resuming there, no gap.
+  t.equal(compareIds(reader.events[0]?.id ?? '', firstEntry[0]), -1)
+  const resumed = await watch(t, `${gateway.url}/v1/queues/q/events`, {
+    'last-event-id': reader.events[0]?.id ?? '',
+  })
+  await resumed.received(length)
+  t.equal(resumed.events[0]?.id, firstEntry[0], 'resumed at the oldest entry, no second gap')
+
   // A position the stream still holds: no gap.
   const recent = await watch(t, `${gateway.url}/v1/queues/q/events`, {
     'last-event-id': reader.events.at(-2)?.id ?? '',
@@ -652,3 +660,22 @@ t.test('shutdown ends every open stream', async (t) => {
   t.ok(Date.now() - started < 2000, 'the gateway closed without waiting on its watchers')
   t.ok(readers.every((r) => r.done))
 })
+
+t.test(
+  'a finished job whose transitions were all trimmed: a gap, then 204 on reconnect',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true, env: { EVENTS_MAX_LEN: '100' } })
+    const id = await submit(gateway, 'q')
+    await work(gateway, 'q')
+    for (let i = 0; i < 300; i++) await submit(gateway, 'q')
+    const first = await fetch(`${gateway.url}/v1/queues/q/events?job=${id}`)
+    t.equal(first.status, 200)
+    const body = await first.text()
+    const gapId = /id: (\S+)\nevent: gap/.exec(body)?.[1]
+    t.ok(gapId, 'the gap carries an id')
+    const again = await fetch(`${gateway.url}/v1/queues/q/events?job=${id}`, {
+      headers: { 'last-event-id': gapId ?? '' },
+    })
+    t.equal(again.status, 204, 'nothing left to tell: an EventSource stops reconnecting')
+  },
+)

@@ -53,6 +53,18 @@ export function compareIds(a: string, b: string): number {
   )
 }
 
+/**
+ * A position just below stream id `id`, from which a read starts at `id`: the previous sequence
+ * number, or the millisecond before with the largest sequence an `EventId` may carry (15
+ * digits; no millisecond holds that many entries).
+ */
+export function previousId(id: string): string {
+  const dash = id.indexOf('-')
+  const ms = Number(id.slice(0, dash))
+  const seq = Number(id.slice(dash + 1))
+  return seq > 0 ? `${ms}-${seq - 1}` : `${ms - 1}-999999999999999`
+}
+
 /** Stream entries as ioredis returns them: `[id, [field, value, ...]]`. */
 function decode(entries: [string, string[]][]): QueueEvent[] {
   return entries.map(([id, fields]) => {
