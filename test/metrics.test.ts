@@ -61,3 +61,21 @@ t.test('/metrics is Prometheus text and its counters move by exactly what happen
   t.equal(sample(after, 'jobgate_breaker_state'), 0)
   t.ok(sample(after, 'jobgate_process_resident_memory_bytes') > 0, 'process metrics too')
 })
+
+t.test('while Redis does not answer, per-queue metrics are absent, not stale', async (t) => {
+  const { app, redis } = await startGateway(t)
+  await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
+  const scrape = async () =>
+    parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
+  const before = await scrape()
+  t.equal(sample(before, 'jobgate_queue_metrics_up'), 1)
+  t.equal(sample(before, 'jobgate_queues'), 1)
+  t.equal(sample(before, 'jobgate_queue_jobs_total', { queue: 'q', outcome: 'enqueued' }), 1)
+  await redis.kill()
+  const during = await scrape()
+  t.equal(sample(during, 'jobgate_queue_metrics_up'), 0)
+  t.ok(Number.isNaN(sample(during, 'jobgate_queues')), 'jobgate_queues is NaN')
+  // (The gateway's own counters, such as jobgate_jobs_enqueued_total, are not read from Redis.)
+  const fromRedis = [...during.keys()].filter((name) => /^jobgate_queue_\w+\{/.test(name))
+  t.strictSame(fromRedis, [], 'no per-queue sample read from Redis')
+})

@@ -137,13 +137,23 @@ export default fp(
       })
       return reading
     }
+    // When Redis does not answer, every per-queue metric is absent (not its last value, which
+    // would hide the outage) and jobgate_queue_metrics_up says why.
+    new Gauge({
+      name: 'jobgate_queue_metrics_up',
+      help: '1 when this scrape read every queue from Redis, 0 when Redis did not answer',
+      registers: [registry],
+      async collect() {
+        this.set((await readQueues()) ? 1 : 0)
+      },
+    })
     new Gauge({
       name: 'jobgate_queues',
       help: 'Queues known to the gateway',
       registers: [registry],
       async collect() {
         const queues = await readQueues()
-        if (queues) this.set(queues.length)
+        this.set(queues ? queues.length : Number.NaN)
       },
     })
     new Gauge({
@@ -164,10 +174,8 @@ export default fp(
       labelNames: ['queue'],
       registers: [registry],
       async collect() {
-        const queues = await readQueues()
-        if (!queues) return
         this.reset()
-        for (const counts of queues)
+        for (const counts of (await readQueues()) ?? [])
           this.set({ queue: counts.name }, counts.pausedAt === null ? 0 : 1)
       },
     })
@@ -177,10 +185,8 @@ export default fp(
       labelNames: ['queue', 'outcome'],
       registers: [registry],
       async collect() {
-        const queues = await readQueues()
-        if (!queues) return
         this.reset()
-        for (const counts of queues) {
+        for (const counts of (await readQueues()) ?? []) {
           for (const [outcome, value] of Object.entries(counts.totals)) {
             this.inc({ queue: counts.name, outcome }, value)
           }
