@@ -15,11 +15,9 @@ export default async function queuesRoutes(
 ) {
   const queues = app.store.queues
 
-  app.get('/v1/queues', contract.route('listQueues'), async () => {
-    const names = await queues.names()
-    const counts = await Promise.all(names.map((name) => queues.counts(name)))
-    return { queues: counts.map(queueSummaryView) }
-  })
+  app.get('/v1/queues', contract.route('listQueues'), async () => ({
+    queues: (await queues.allCounts()).map(queueSummaryView),
+  }))
 
   const known = async (queue: string) => {
     if (!(await queues.exists(queue))) {

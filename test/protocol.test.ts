@@ -500,3 +500,19 @@ t.test('a blocked worker wakes for a delayed job when it becomes due', async (t)
   t.equal(job?.id, id)
   t.ok(waited >= 350 && waited < 1000, `delivered when due (${waited} ms)`)
 })
+
+t.test('readers of every queue at once share one reading', async (t) => {
+  const { store, client } = await startStore(t)
+  for (const queue of ['a', 'b', 'c']) await enqueue(store, queue)
+  await store.queues.allCounts() // the counts script loaded: every call below is one EVALSHA
+  const before = await client.info('commandstats')
+  const calls = (info: string) => Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0)
+  const readings = await Promise.all(Array.from({ length: 20 }, () => store.queues.allCounts()))
+  const after = await client.info('commandstats')
+  t.strictSame(
+    readings.map((counts) => counts.map((queue) => queue.name).join()),
+    Array.from({ length: 20 }, () => 'a,b,c'),
+  )
+  t.equal(calls(after) - calls(before), 3, 'one counts script per queue, not per reader')
+  t.equal((await store.queues.allCounts())[0]?.queued, 1, 'a later reader reads anew')
+})

@@ -121,20 +121,19 @@ export default fp(
       })
     }
 
-    // One read of every queue per scrape, shared by the gauges below (collected concurrently).
+    // One read of every queue per scrape, shared by the gauges below (collected concurrently),
+    // and one warning when Redis does not answer.
     let reading: Promise<QueueCounts[] | null> | null = null
     const readQueues = () => {
-      reading ??= (async () => {
-        try {
-          const names = await app.store.queues.names()
-          return await Promise.all(names.map((name) => app.store.queues.counts(name)))
-        } catch (error) {
+      reading ??= app.store.queues
+        .allCounts()
+        .catch((error: unknown) => {
           app.log.warn({ err: error }, 'queue metrics skipped: Redis did not answer')
           return null
-        }
-      })().finally(() => {
-        reading = null
-      })
+        })
+        .finally(() => {
+          reading = null
+        })
       return reading
     }
     // When Redis does not answer, every per-queue metric is absent (not its last value, which

@@ -25,9 +25,34 @@ function numbers(flat: string[]): Record<string, number> {
   return out
 }
 
+/** Queues counted at once when reading them all: bounds the calls one reading has in flight. */
+const COUNTS_AT_ONCE = 100
+
 /** The registry of queues and each queue's counts. */
 export class QueueStore {
+  /** The reading of every queue in progress, shared by whoever asks meanwhile. */
+  private reading: Promise<QueueCounts[]> | null = null
+
   constructor(private readonly runner: ScriptRunner) {}
+
+  /**
+   * Every queue's counts, in name order. Callers that ask while a reading is in progress share
+   * it: dashboards polling thousands of queues at once cost Redis one reading, not one each.
+   */
+  allCounts(): Promise<QueueCounts[]> {
+    this.reading ??= (async () => {
+      const names = await this.names()
+      const counts: QueueCounts[] = []
+      for (let start = 0; start < names.length; start += COUNTS_AT_ONCE) {
+        const chunk = names.slice(start, start + COUNTS_AT_ONCE)
+        counts.push(...(await Promise.all(chunk.map((name) => this.counts(name)))))
+      }
+      return counts
+    })().finally(() => {
+      this.reading = null
+    })
+    return this.reading
+  }
 
   async names(): Promise<string[]> {
     const key = registryKey(this.runner.settings.keyPrefix)
