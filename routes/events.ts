@@ -59,8 +59,7 @@ function startOf(
     if (compareIds(after, info.lastId) > 0) {
       return { after: STREAM_START, gapBefore: info.firstId ?? STREAM_START }
     }
-    // A gap event's own id is the position just before the oldest entry: nothing missed since.
-    return { after, gapBefore: gapBefore(info, after === previousIdOf(info) ? null : after) }
+    return { after, gapBefore: gapAfter(info, after) }
   }
   if (watched !== null) {
     // Its creation entry can carry a time a little before created_at (Redis may stamp entries
@@ -75,12 +74,19 @@ function startOf(
 
 const CREATION_MARGIN_MS = 1000
 
-const previousIdOf = (info: StreamInfo) => (info.firstId === null ? null : previousId(info.firstId))
-
 /** The stream's oldest entry, when the cap may have dropped the entry `expected` or later ones. */
-function gapBefore(info: StreamInfo, expected: string | null): string | null {
-  if (expected === null || !info.trimmed || info.firstId === null) return null
+function gapBefore(info: StreamInfo, expected: string): string | null {
+  if (!info.trimmed || info.firstId === null) return null
   return compareIds(expected, info.firstId) < 0 ? info.firstId : null
+}
+
+/**
+ * The stream's oldest entry, when the cap may have dropped entries after position `after`.
+ * A gap event's own id is the position just before the oldest entry: resuming there, none.
+ */
+function gapAfter(info: StreamInfo, after: string): string | null {
+  if (!info.trimmed || info.firstId === null) return null
+  return compareIds(after, previousId(info.firstId)) < 0 ? info.firstId : null
 }
 
 /** Server-Sent Events of a queue's state transitions, for dashboards and waiting producers. */

@@ -69,23 +69,22 @@ const LONGEST_DELAY_MS = 31_536_000_000
  * submission in the body (a batch item's `/jobs/3`).
  */
 export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | null {
+  const invalid = (field: string, detail: string) => {
+    const error = { in: 'body' as const, pointer: `${pointer}/${field}`, detail }
+    return new ProblemError(
+      'VALIDATION_FAILED',
+      `body${error.pointer.replaceAll('/', '.')} ${detail}`,
+      { extensions: { errors: [error] } },
+    )
+  }
   const at = body.run_at === undefined ? null : Date.parse(body.run_at)
+  if (Number.isNaN(at)) return invalid('run_at', 'must be a time without a leap second')
   const dueInMs = at === null ? (body.delay_ms ?? 0) : at - Date.now()
-  const [field, detail] =
-    at !== null && Number.isNaN(at)
-      ? ['run_at', 'must be a time without a leap second']
-      : dueInMs > LONGEST_DELAY_MS
-        ? ['run_at', 'must be at most a year ahead']
-        : body.ttl_ms !== undefined && body.ttl_ms <= dueInMs
-          ? ['ttl_ms', 'ends before the job is due (delay_ms or run_at): it could never run']
-          : [null, null]
-  if (field === null) return null
-  const error = { in: 'body' as const, pointer: `${pointer}/${field}`, detail }
-  return new ProblemError(
-    'VALIDATION_FAILED',
-    `body${error.pointer.replaceAll('/', '.')} ${detail}`,
-    { extensions: { errors: [error] } },
-  )
+  if (dueInMs > LONGEST_DELAY_MS) return invalid('run_at', 'must be at most a year ahead')
+  if (body.ttl_ms !== undefined && body.ttl_ms <= dueInMs) {
+    return invalid('ttl_ms', 'ends before the job is due (delay_ms or run_at): it could never run')
+  }
+  return null
 }
 
 export function keyRequiredProblem(): ProblemError {

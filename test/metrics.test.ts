@@ -63,11 +63,17 @@ t.test('/metrics is Prometheus text and its counters move by exactly what happen
 })
 
 t.test('while Redis does not answer, per-queue metrics are absent, not stale', async (t) => {
-  const { app, redis } = await startGateway(t)
+  // No rate limit: its counter is a script call too.
+  const { app, redis, client } = await startGateway(t, { env: { RATE_LIMIT: 'off' } })
   await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
   const scrape = async () =>
     parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
+  await scrape() // the counts script loaded: each call below is one EVALSHA
+  const scripts = async () =>
+    Number(/cmdstat_evalsha:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0)
+  const calls = await scripts()
   const before = await scrape()
+  t.equal((await scripts()) - calls, 1, 'one counts call for the one queue: the gauges share it')
   t.equal(sample(before, 'jobgate_queue_metrics_up'), 1)
   t.equal(sample(before, 'jobgate_queues'), 1)
   t.equal(sample(before, 'jobgate_queue_jobs_total', { queue: 'q', outcome: 'enqueued' }), 1)

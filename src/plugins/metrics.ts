@@ -121,21 +121,9 @@ export default fp(
       })
     }
 
-    // One read of every queue per scrape, shared by the gauges below (collected concurrently),
-    // and one warning when Redis does not answer.
-    let reading: Promise<QueueCounts[] | null> | null = null
-    const readQueues = () => {
-      reading ??= app.store.queues
-        .allCounts()
-        .catch((error: unknown) => {
-          app.log.warn({ err: error }, 'queue metrics skipped: Redis did not answer')
-          return null
-        })
-        .finally(() => {
-          reading = null
-        })
-      return reading
-    }
+    // The gauges below are collected concurrently: they share one reading of every queue.
+    const readQueues = (): Promise<QueueCounts[] | null> =>
+      app.store.queues.allCounts().catch(() => null)
     // When Redis does not answer, every per-queue metric is absent (not its last value, which
     // would hide the outage) and jobgate_queue_metrics_up says why.
     new Gauge({
@@ -143,7 +131,13 @@ export default fp(
       help: '1 when this scrape read every queue from Redis, 0 when Redis did not answer',
       registers: [registry],
       async collect() {
-        this.set((await readQueues()) ? 1 : 0)
+        try {
+          await app.store.queues.allCounts()
+          this.set(1)
+        } catch (error) {
+          this.set(0)
+          app.log.warn({ err: error }, 'queue metrics skipped: Redis did not answer')
+        }
       },
     })
     new Gauge({

@@ -49,7 +49,7 @@ async function reportReplicas(app: FastifyInstance, store: Store): Promise<void>
 /** Says at boot when Redis may evict keys: a full Redis would then drop jobs, not refuse them. */
 async function reportEviction(app: FastifyInstance, store: Store): Promise<void> {
   const policies = await store.evictionPolicies().catch(() => [])
-  const evicting = policies.filter((policy) => policy !== 'noeviction' && policy !== '?')
+  const evicting = policies.filter((policy) => policy !== 'noeviction')
   if (evicting.length === 0) return
   app.log.warn(
     { maxmemory_policy: evicting.join(',') },

@@ -109,7 +109,8 @@ export class Store {
     const infos = await Promise.all(
       servers.map((server) => this.runner.command(() => server.info('memory'))),
     )
-    return [...new Set(infos.map((info) => /^maxmemory_policy:(\S+)/m.exec(info)?.[1] ?? '?'))]
+    const policies = infos.map((info) => /^maxmemory_policy:(\S+)/m.exec(info)?.[1])
+    return [...new Set(policies.filter((policy) => policy !== undefined))]
   }
 
   async ping(): Promise<void> {
