@@ -109,16 +109,7 @@ final class PhpRedisConnectionTest extends TestCase
             }),
             ['OK', 1],
         );
-        $connection = $this->connection();
-        try {
-            $connection->runScript(new Script('ack', 0, 'return 1'), [], []);
-            self::fail('expected an outage');
-        } catch (Unavailable $unavailable) {
-            self::assertSame($errorReply, $unavailable->getMessage());
-        }
-
-        self::assertSame(['OK', 1], $connection->runScript(new Script('ack', 0, 'return 1'), [], []));
-        self::assertSame(2, $this->connects, 'a new connection (which logs in again)');
+        $this->assertAnOutageThenAReconnect($errorReply);
     }
 
     /** @return array<string, array{string}> */
@@ -150,16 +141,22 @@ final class PhpRedisConnectionTest extends TestCase
             self::throwException(new RedisException('read error on connection')),
             ['OK', 1],
         );
+        $this->assertAnOutageThenAReconnect('read error on connection');
+    }
+
+    /** The first call fails as an outage with `$message`; the next one succeeds over a new connection. */
+    private function assertAnOutageThenAReconnect(string $message): void
+    {
         $connection = $this->connection();
         try {
             $connection->runScript(new Script('ack', 0, 'return 1'), [], []);
             self::fail('expected an outage');
         } catch (Unavailable $unavailable) {
-            self::assertSame('read error on connection', $unavailable->getMessage());
+            self::assertSame($message, $unavailable->getMessage());
         }
 
         self::assertSame(['OK', 1], $connection->runScript(new Script('ack', 0, 'return 1'), [], []));
-        self::assertSame(2, $this->connects);
+        self::assertSame(2, $this->connects, 'a new connection (which logs in again)');
     }
 
     public function testScriptsGoOneByOneUntilTheServerIsKnownToHoldThemThenInOnePipeline(): void
