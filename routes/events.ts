@@ -11,7 +11,13 @@ import {
 } from '../src/errors.js'
 import { EventStream } from '../src/event-stream.js'
 import { accessLine } from '../src/logger.js'
-import { compareIds, previousId, STREAM_START, type StreamInfo } from '../src/queue/event-feed.js'
+import {
+  compareIds,
+  droppedAfter,
+  previousId,
+  STREAM_START,
+  type StreamInfo,
+} from '../src/queue/event-feed.js'
 import { isFinal, type JobRecord } from '../src/queue/records.js'
 import type { QueueParams } from './params.js'
 
@@ -59,35 +65,20 @@ function startOf(
     if (compareIds(after, info.lastId) > 0) {
       return { after: STREAM_START, gapBefore: info.firstId ?? STREAM_START }
     }
-    return { after, gapBefore: gapAfter(info, after) }
+    return { after, gapBefore: droppedAfter(info, after) }
   }
   if (watched !== null) {
     // Its creation entry can carry a time a little before created_at (Redis may stamp entries
     // with the script's start); entries of other jobs in the margin are filtered out anyway.
     return {
       after: `${watched.createdAt - CREATION_MARGIN_MS}-0`,
-      gapBefore: gapBefore(info, `${watched.createdAt}-0`),
+      gapBefore: droppedAfter(info, previousId(`${watched.createdAt}-0`)),
     }
   }
   return { after: info.lastId, gapBefore: null }
 }
 
 const CREATION_MARGIN_MS = 1000
-
-/** The stream's oldest entry, when the cap may have dropped the entry `expected` or later ones. */
-function gapBefore(info: StreamInfo, expected: string): string | null {
-  if (!info.trimmed || info.firstId === null) return null
-  return compareIds(expected, info.firstId) < 0 ? info.firstId : null
-}
-
-/**
- * The stream's oldest entry, when the cap may have dropped entries after position `after`.
- * A gap event's own id is the position just before the oldest entry: resuming there, none.
- */
-function gapAfter(info: StreamInfo, after: string): string | null {
-  if (!info.trimmed || info.firstId === null) return null
-  return compareIds(after, previousId(info.firstId)) < 0 ? info.firstId : null
-}
 
 /** Server-Sent Events of a queue's state transitions, for dashboards and waiting producers. */
 export default async function eventsRoutes(

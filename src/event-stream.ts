@@ -1,6 +1,13 @@
 import { PassThrough } from 'node:stream'
 import { iso } from './job-view.js'
-import { compareIds, type EventFeed, previousId, type QueueEvent } from './queue/event-feed.js'
+import {
+  compareIds,
+  droppedAfter,
+  type EventFeed,
+  previousId,
+  type QueueEvent,
+  type StreamTrim,
+} from './queue/event-feed.js'
 import { isFinal } from './queue/records.js'
 
 /**
@@ -74,6 +81,8 @@ export class EventStream {
   private position: string
   /** Live entries held back while the catch-up runs; null once live. */
   private held: QueueEvent[] | null = []
+  /** What the cap had dropped when the newest held entries were read. */
+  private heldTrim: StreamTrim | null = null
   private unsubscribe: () => void = () => {}
   private keepAlive: NodeJS.Timeout | null = null
   private ended = false
@@ -104,8 +113,10 @@ export class EventStream {
     this.body.write(`retry: ${RECONNECT_MS}\nid: ${this.position}\n\n`)
     if (this.options.gapBefore !== null) this.gap(this.options.gapBefore)
     try {
-      this.unsubscribe = this.feed.subscribe(this.options.queue, this.options.newest, (events) =>
-        this.receive(events),
+      this.unsubscribe = this.feed.subscribe(
+        this.options.queue,
+        this.options.newest,
+        (events, trim) => this.receive(events, trim),
       )
       let more = await this.page()
       while (complete && more && !this.ended) more = await this.page()
@@ -167,6 +178,7 @@ export class EventStream {
     if (this.ended) return
     const held = this.held ?? []
     this.held = null
+    if (this.heldTrim !== null) this.gapAfterPosition(this.heldTrim)
     this.emit(held)
     if (this.ended) return
     // Checked twice per interval, so a quiet stream is never silent for longer than it.
@@ -177,15 +189,17 @@ export class EventStream {
     this.keepAlive.unref()
   }
 
-  private receive(events: readonly QueueEvent[]): void {
+  private receive(events: readonly QueueEvent[], trim: StreamTrim): void {
     try {
       if (this.held !== null) {
         this.held.push(...events)
+        this.heldTrim = trim
         // A catch-up that cannot keep up with the queue (a watcher reading slowly from far
         // back): cut it off rather than hold the queue's traffic.
         if (this.held.length > MAX_HELD) this.cutOff()
         return
       }
+      this.gapAfterPosition(trim)
       this.emit(events)
       if (this.body.writableLength > MAX_BUFFERED_BYTES) this.cutOff()
     } catch {
@@ -224,6 +238,12 @@ export class EventStream {
     }
     if (out !== '') this.write(out)
     if (final) this.end()
+  }
+
+  /** A live watcher that fell further behind than the cap keeps: the follower read on. */
+  private gapAfterPosition(trim: StreamTrim): void {
+    const oldest = droppedAfter(trim, this.position)
+    if (oldest !== null) this.gap(oldest)
   }
 
   /**

@@ -508,6 +508,44 @@ t.test('the cap trims past a slow catch-up: a gap event, then the oldest entry l
   checkEvents(t, gateway, reader)
 })
 
+/** `n` entries added by one command, each `XADD` trimming the stream to about `cap`. */
+async function addAtOnce(gateway: Gateway, n: number, cap: number): Promise<void> {
+  const script = `for i = 1, tonumber(ARGV[1]) do
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', 'j-' .. i, 'state', 'queued', 'at', '1')
+  end`
+  await gateway.client.eval(script, 1, 'jobgate:{q}:events', n, cap)
+}
+
+t.test(
+  'the cap outruns a live watcher: a gap event, then on from the oldest entry left',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true, env: { EVENTS_MAX_LEN: '100' } })
+    await submit(gateway, 'q')
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
+    await sleep(200) // the follower waits for entries
+    // More entries at once than the cap keeps: most are gone before the follower reads.
+    await addAtOnce(gateway, 1000, 100)
+    const held = await gateway.client.xrange('jobgate:{q}:events', '-', '+')
+    t.ok(held.length < 1000, `the stream holds ${held.length} of them`)
+    await reader.received(held.length + 1)
+    t.equal(reader.events[0]?.type, 'gap')
+    t.strictSame(JSON.parse(reader.events[0]?.data ?? ''), { queue: 'q', oldest_id: held[0]?.[0] })
+    t.strictSame(
+      reader.events.slice(1).map((e) => e.id),
+      held.map(([id]) => id),
+      'then the entries left, in order',
+    )
+    checkEvents(t, gateway, reader)
+
+    // Within the cap: every entry, no gap.
+    await addAtOnce(gateway, 50, 100)
+    await reader.received(held.length + 51)
+    await sleep(100)
+    t.equal(reader.events.filter((e) => e.type === 'gap').length, 1, 'no second gap')
+    t.equal(reader.messages().length, held.length + 50)
+  },
+)
+
 t.test('a client that leaves while the stream is being set up leaves nothing behind', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')

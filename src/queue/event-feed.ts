@@ -27,7 +27,29 @@ export interface StreamInfo {
   trimmed: boolean
 }
 
-export type EventListener = (events: readonly QueueEvent[]) => void
+/** What tells whether the cap dropped entries a reader has not seen. */
+export type StreamTrim = Pick<StreamInfo, 'firstId' | 'trimmed'>
+
+/** A stream that holds nothing and dropped nothing. */
+const UNTRIMMED: StreamTrim = { firstId: null, trimmed: false }
+
+/**
+ * The stream's oldest entry when the cap may have dropped entries after position `after`
+ * (exclusive), else null: the cap drops the oldest entries first, so that is when the oldest
+ * entry left is not the one right after the position. (Redis says how many entries were
+ * dropped, not which, and its `max-deleted-entry-id` counts `XDEL`s only.)
+ */
+export function droppedAfter(trim: StreamTrim, after: string): string | null {
+  const { firstId } = trim
+  if (!trim.trimmed || firstId === null) return null
+  return compareIds(after, previousId(firstId)) < 0 ? firstId : null
+}
+
+/**
+ * A batch of entries, oldest first, and what the cap had dropped when they were read: entries
+ * after a listener's position and before the batch are lost when `droppedAfter(trim, position)`.
+ */
+export type EventListener = (events: readonly QueueEvent[], trim: StreamTrim) => void
 
 /** The start of every stream: a position before any entry. */
 export const STREAM_START = '0-0'
@@ -84,10 +106,26 @@ function infoField(flat: unknown[], name: string): unknown {
   return index === -1 ? undefined : flat[index + 1]
 }
 
+/** `XINFO STREAM`'s flat answer; null for a stream that does not exist. */
+function parseInfo(flat: unknown[] | null): StreamInfo {
+  if (flat === null) return { ...UNTRIMMED, lastId: STREAM_START }
+  const first = infoField(flat, 'first-entry') as [string, string[]] | null
+  // `entries-added` is Redis 7's; without it, assume the cap may have trimmed the stream.
+  const added = infoField(flat, 'entries-added')
+  return {
+    lastId: String(infoField(flat, 'last-generated-id')),
+    firstId: first ? first[0] : null,
+    trimmed: added === undefined || Number(added) > Number(infoField(flat, 'length')),
+  }
+}
+
+const isNoSuchKey = (error: unknown) => error instanceof Error && /no such key/i.test(error.message)
+
 /**
  * Follows one queue's event stream on a connection of its own (`XREAD BLOCK` holds the whole
  * connection) and hands each batch of new entries to every listener. It reads from the id it
- * last saw, so a Redis outage delays events but loses none.
+ * last saw, so a Redis outage delays events but loses none; what the cap drops before it reads
+ * is told with each batch (see `EventListener`).
  */
 class StreamFollower {
   readonly listeners = new Set<EventListener>()
@@ -106,29 +144,19 @@ class StreamFollower {
     let failures = 0
     while (!this.stopped) {
       try {
-        const sentAt = Date.now()
-        const reply = (await this.client.xread(
-          'COUNT',
-          READ_COUNT,
-          'BLOCK',
-          BLOCK_MS,
-          'STREAMS',
-          this.key,
-          this.lastId,
-        )) as [string, [string, string[]][]][] | null
+        const { events, trim } = await this.read()
         failures = 0
-        if (reply === null && blockTimedOutLocally(sentAt, BLOCK_MS)) {
-          await reconnect(this.client, 5000)
+        const last = events.at(-1)
+        if (this.stopped) return
+        if (last === undefined) {
+          await this.waitForEntries()
           continue
         }
-        const events = reply ? decode(reply[0]?.[1] ?? []) : []
-        const last = events.at(-1)
-        if (last === undefined || this.stopped) continue
         this.lastId = last.id
         const readAt = Date.now()
         for (const listener of this.listeners) {
           try {
-            listener(events)
+            listener(events, trim)
           } catch {
             // One watcher's failure is its own; the others still get the batch.
           }
@@ -141,6 +169,44 @@ class StreamFollower {
         await sleep(RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)] ?? 0)
       }
     }
+  }
+
+  /**
+   * The entries after lastId and what the cap had dropped, read in one transaction: the
+   * entries the cap drops between a check and a read would go unnoticed.
+   */
+  private async read(): Promise<{ events: QueueEvent[]; trim: StreamTrim }> {
+    const replies = await this.client
+      .multi()
+      .xinfo('STREAM', this.key)
+      .xread('COUNT', READ_COUNT, 'STREAMS', this.key, this.lastId)
+      .exec()
+    const [[infoError, flat] = [null, null], [readError, read] = [null, null]] = replies ?? []
+    if (readError) throw readError
+    if (infoError && !isNoSuchKey(infoError)) throw infoError
+    const reply = read as [string, [string, string[]][]][] | null
+    return {
+      events: decode(reply?.[0]?.[1] ?? []),
+      trim: infoError ? UNTRIMMED : parseInfo(flat as unknown[]),
+    }
+  }
+
+  /**
+   * Blocks until the stream has an entry after lastId. The entry itself is read again, with
+   * the check, by `read`: a single command may add more entries than the cap keeps.
+   */
+  private async waitForEntries(): Promise<void> {
+    const sentAt = Date.now()
+    const reply = await this.client.xread(
+      'COUNT',
+      1,
+      'BLOCK',
+      BLOCK_MS,
+      'STREAMS',
+      this.key,
+      this.lastId,
+    )
+    if (reply === null && blockTimedOutLocally(sentAt, BLOCK_MS)) await reconnect(this.client, 5000)
   }
 
   stop(): void {
@@ -169,19 +235,11 @@ export class EventFeed {
       try {
         return (await this.runner.client.xinfo('STREAM', key)) as unknown[]
       } catch (error) {
-        if (error instanceof Error && /no such key/i.test(error.message)) return null
+        if (isNoSuchKey(error)) return null
         throw error
       }
     })
-    if (flat === null) return { lastId: STREAM_START, firstId: null, trimmed: false }
-    const first = infoField(flat, 'first-entry') as [string, string[]] | null
-    // `entries-added` is Redis 7's; without it, assume the cap may have trimmed the stream.
-    const added = infoField(flat, 'entries-added')
-    return {
-      lastId: String(infoField(flat, 'last-generated-id')),
-      firstId: first ? first[0] : null,
-      trimmed: added === undefined || Number(added) > Number(infoField(flat, 'length')),
-    }
+    return parseInfo(flat)
   }
 
   /**
