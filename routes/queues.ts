@@ -15,9 +15,23 @@ export default async function queuesRoutes(
 ) {
   const queues = app.store.queues
 
-  app.get('/v1/queues', contract.route('listQueues'), async () => ({
-    queues: (await queues.allCounts()).map(queueSummaryView),
-  }))
+  app.get<{ Querystring: { offset: number; limit?: number } }>(
+    '/v1/queues',
+    contract.route('listQueues'),
+    async ({ query: { offset, limit } }) => {
+      if (limit === undefined && offset === 0) {
+        const all = await queues.allCounts()
+        return { total: all.length, offset, queues: all.map(queueSummaryView) }
+      }
+      const page = await queues.page(offset, limit ?? Number.POSITIVE_INFINITY)
+      return {
+        total: page.total,
+        offset,
+        ...(limit === undefined ? {} : { limit }),
+        queues: page.counts.map(queueSummaryView),
+      }
+    },
+  )
 
   const known = async (queue: string) => {
     if (!(await queues.exists(queue))) {

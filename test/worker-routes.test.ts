@@ -335,6 +335,38 @@ t.test('dead letters over HTTP: list, redrive one and all, purge one and all', a
   )
 })
 
+t.test('queues: a page counts only its own queues', async (t) => {
+  const { app, client } = await startGateway(t)
+  for (const queue of ['e', 'b', 'd', 'a', 'c']) await submit(app, queue)
+  const names = (body: { queues: { name: string }[] }) => body.queues.map((queue) => queue.name)
+  const scripts = async () =>
+    Number(/cmdstat_evalsha:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0)
+
+  const calls = await scripts()
+  const page = await app.inject({ method: 'GET', url: '/v1/queues?offset=1&limit=2' })
+  t.equal(page.statusCode, 200)
+  t.equal((await scripts()) - calls, 2, 'two counts calls for a page of two')
+  t.match(page.json(), { total: 5, offset: 1, limit: 2 })
+  t.strictSame(names(page.json()), ['b', 'c'])
+  t.match(page.json().queues[0], { name: 'b', counts: { queued: 1 } })
+
+  const rest = (await app.inject({ method: 'GET', url: '/v1/queues?offset=3' })).json()
+  t.strictSame([rest.total, rest.offset, rest.limit, names(rest)], [5, 3, undefined, ['d', 'e']])
+  const past = (await app.inject({ method: 'GET', url: '/v1/queues?offset=9&limit=2' })).json()
+  t.strictSame(past, { total: 5, offset: 9, limit: 2, queues: [] })
+  const all = (await app.inject({ method: 'GET', url: '/v1/queues' })).json()
+  t.strictSame(
+    [all.total, all.offset, all.limit, names(all)],
+    [5, 0, undefined, ['a', 'b', 'c', 'd', 'e']],
+  )
+
+  for (const query of ['limit=0', 'limit=1001', 'offset=-1', 'limit=x', 'offset=1000001']) {
+    const bad = await app.inject({ method: 'GET', url: `/v1/queues?${query}` })
+    t.equal(bad.statusCode, 400, query)
+    t.equal(bad.json().code, 'VALIDATION_FAILED', query)
+  }
+})
+
 t.test('queues: list and one queue with counts; unknown queue → 404', async (t) => {
   const { app } = await startGateway(t)
   await submit(app, 'emails')

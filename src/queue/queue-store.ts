@@ -40,18 +40,25 @@ export class QueueStore {
    * it: dashboards polling thousands of queues at once cost Redis one reading, not one each.
    */
   allCounts(): Promise<QueueCounts[]> {
-    this.reading ??= (async () => {
-      const names = await this.names()
-      const counts: QueueCounts[] = []
-      for (let start = 0; start < names.length; start += COUNTS_AT_ONCE) {
-        const chunk = names.slice(start, start + COUNTS_AT_ONCE)
-        counts.push(...(await Promise.all(chunk.map((name) => this.counts(name)))))
-      }
-      return counts
-    })().finally(() => {
+    this.reading ??= (async () => this.countsOf(await this.names()))().finally(() => {
       this.reading = null
     })
     return this.reading
+  }
+
+  /** The counts of the queues `offset` to `offset + limit` in name order, and how many there are. */
+  async page(offset: number, limit: number): Promise<{ total: number; counts: QueueCounts[] }> {
+    const names = await this.names()
+    return { total: names.length, counts: await this.countsOf(names.slice(offset, offset + limit)) }
+  }
+
+  private async countsOf(names: readonly string[]): Promise<QueueCounts[]> {
+    const counts: QueueCounts[] = []
+    for (let start = 0; start < names.length; start += COUNTS_AT_ONCE) {
+      const chunk = names.slice(start, start + COUNTS_AT_ONCE)
+      counts.push(...(await Promise.all(chunk.map((name) => this.counts(name)))))
+    }
+    return counts
   }
 
   async names(): Promise<string[]> {
