@@ -39,6 +39,8 @@ class Worker
     private int $currentStartedAtMs = 0;
     /** The current job was already reported (by the timeout): the normal path must not report it. */
     private bool $currentSettled = false;
+    /** True while the handler runs: an alarm already on its way when it returns does nothing. */
+    private bool $handlerRunning = false;
     /** A failed automatic heartbeat of the current job was logged: the next ones are not. */
     private bool $heartbeatFailureLogged = false;
     /** A job leased together with the previous ack, to run next. */
@@ -125,7 +127,7 @@ class Worker
     {
         $job = $this->currentJob;
         $context = $this->currentContext;
-        if ($job === null || $context === null || $this->currentSettled) {
+        if ($job === null || $context === null || $this->currentSettled || !$this->handlerRunning) {
             return;
         }
         $timeoutMs = $this->timeoutMs($job);
@@ -236,6 +238,7 @@ class Worker
         if (!$job->payloadValid) {
             return Outcome::fail(new ErrorReport('the payload is not a JSON object', 'InvalidPayload'));
         }
+        $this->handlerRunning = true;
         $this->armAlarm($this->secondsUntilNextTick($job));
         try {
             return Outcome::succeeded($this->handlers->get($job->type)->handle($job, $context));
@@ -246,6 +249,7 @@ class Worker
         } catch (Throwable $error) {
             return Outcome::retry(ErrorReport::fromThrowable($error));
         } finally {
+            $this->handlerRunning = false;
             $this->disarmAlarm();
         }
     }
@@ -282,8 +286,8 @@ class Worker
         };
     }
 
-    /** Asked to stop while the server was down: the outcome is lost, the job will run again. */
-    protected function unrecorded(Job $job, string $outcome, StopRequested $reason): void
+    /** The outcome could not be reported (asked to stop while the server was down, or the report failed inside the timeout): the job runs again. */
+    protected function unrecorded(Job $job, string $outcome, Throwable $reason): void
     {
         $this->logger->warn('job outcome not recorded', $this->finishFields($job) + [
             'outcome' => $outcome,
@@ -356,7 +360,8 @@ class Worker
         if (!$context->leaseLost()) {
             try {
                 $this->reportRetry($job, $error, null);
-            } catch (StopRequested $unrecorded) {
+            } catch (Throwable $unrecorded) {
+                // Whatever went wrong, the process ends: the handler cannot be unwound from here.
                 $this->unrecorded($job, Outcome::RETRY, $unrecorded);
             }
         }

@@ -485,6 +485,43 @@ final class WorkerTest extends TestCase
         self::assertSame(['reason' => 'timeout', 'exit_code' => 15], $this->stoppingFields());
     }
 
+    public function testATimedOutJobWhoseRetryFailsOutrightIsLoggedAndTheWorkerStillExits15(): void
+    {
+        $this->transport->jobs = [Jobs::make('slow'), Jobs::make('slow', id: 'never')];
+        $this->transport->retryGivesUp = new \Error('Attempt to reset cURL handle from a callback');
+        $code = $this->runWorker(['slow' => function () {
+            $this->clock->advance(60_000);
+            $this->worker?->onAlarm();
+
+            return 'too late';
+        }], timeoutSeconds: 60);
+
+        self::assertSame(ExitCode::JOB_TIMEOUT, $code);
+        self::assertSame([ExitCode::JOB_TIMEOUT], $this->worker?->exits);
+        $unrecorded = $this->logs->first('job outcome not recorded');
+        self::assertSame('retry', $unrecorded['outcome']);
+        self::assertSame('Attempt to reset cURL handle from a callback', $unrecorded['error']);
+        self::assertCount(1, $this->transport->jobs, 'nothing more was reserved');
+    }
+
+    public function testAnAlarmThatArrivesAsTheHandlerReturnsChangesNothing(): void
+    {
+        $this->transport->jobs = [Jobs::make('quick')];
+        $code = $this->runWorker(['quick' => function () {
+            $this->clock->advance(60_000); // done just as the timeout comes
+            $worker = $this->worker;
+            self::assertNotNull($worker);
+            $worker->beforeDisarm = static fn () => $worker->onAlarm();
+
+            return 'in time';
+        }], timeoutSeconds: 60);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame([], $this->worker?->exits);
+        self::assertSame([['ackAndReserve', 'job-1', '"in time"']], $this->transport->settlements());
+        self::assertNotContains('job timed out', $this->logs->messages());
+    }
+
     public function testARetryGivenUpForAStopIsLoggedAndTheWorkerExits0(): void
     {
         $this->transport->jobs = [Jobs::make('boom'), Jobs::make('boom', id: 'never')];

@@ -214,6 +214,9 @@ class Application
 
             return true;
         });
+        // PHP's own report of a fatal error would be a raw line on stderr before the JSON one.
+        ini_set('log_errors', '0');
+        ini_set('display_errors', '0');
         register_shutdown_function(static function () use ($logger, $currentJob): void {
             $error = error_get_last();
             if ($error !== null && ($error['type'] & (E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR)) !== 0) {

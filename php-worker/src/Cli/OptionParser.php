@@ -251,16 +251,14 @@ final class OptionParser
             return $default;
         }
         $ms = preg_match('/^\d{1,6}(\.\d{1,3})?$/', $value) ? null : Duration::parseMs($value);
-        if ($ms !== null) {
-            $value = (string) ($ms / 1000);
-        }
-        if (!preg_match('/^\d{1,6}(\.\d{1,3})?$/', $value) || (float) $value < $min || (float) $value > $max) {
+        $seconds = $ms === null ? $value : (string) ($ms / 1000);
+        if (!preg_match('/^\d{1,6}(\.\d{1,3})?$/', $seconds) || (float) $seconds < $min || (float) $seconds > $max) {
             throw new UsageError(
-                "{$option} must be a number of seconds from {$min} to {$max}, like 3 or 0.5 (got \"{$value}\")",
+                "{$option} must be a number of seconds from {$min} to {$max}, like 3, 0.5 or 500ms (got \"{$value}\")",
             );
         }
 
-        return (float) $value;
+        return (float) $seconds;
     }
 
     private static function duration(string $option, ?string $value, int $default): int

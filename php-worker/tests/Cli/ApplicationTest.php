@@ -121,10 +121,13 @@ final class ApplicationTest extends TestCase
         ];
     }
 
-    public function testAPhpFatalErrorInAHandlerExits255WithALastLineNamingTheJob(): void
+    public function testAPhpFatalErrorInAHandlerExits255WithALastJsonLineNamingTheJobAndNoRawOne(): void
     {
         $process = proc_open(
-            [PHP_BINARY, '-d', 'memory_limit=32M', __DIR__ . '/../fixtures/fatal-in-handler.php'],
+            [
+                PHP_BINARY, '-d', 'memory_limit=32M', '-d', 'log_errors=1', '-d', 'display_errors=stderr',
+                __DIR__ . '/../fixtures/fatal-in-handler.php',
+            ],
             [1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
             $pipes,
         );
@@ -138,6 +141,8 @@ final class ApplicationTest extends TestCase
             static fn (string $line) => json_decode($line, true),
             explode("\n", trim($stdout . "\n" . $stderr)),
         );
+        $raw = array_filter($lines, static fn ($line) => !is_array($line));
+        self::assertSame([], array_keys($raw), 'only JSON lines');
         $failed = array_values(array_filter($lines, static fn ($line) => ($line['msg'] ?? null) === 'worker failed'));
         self::assertCount(1, $failed, $stderr);
         self::assertSame(

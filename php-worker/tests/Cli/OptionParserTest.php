@@ -308,6 +308,8 @@ final class OptionParserTest extends TestCase
             'fractional memory' => [['--queue=q', $handlers, '--memory=1.5'], '--memory must be an integer'],
             'zero sleep' => [['--queue=q', $handlers, '--sleep=0'], '--sleep must be a number of seconds'],
             'word sleep' => [['--queue=q', $handlers, '--sleep=soon'], '--sleep must be a number of seconds'],
+            'sleep past its maximum, as typed' => [['--queue=q', $handlers, '--sleep=10m'], '(got "10m")'],
+            'sleep of no time, as typed' => [['--queue=q', $handlers, '--sleep=0ms'], '(got "0ms")'],
             'bad duration' => [['--queue=q', $handlers, '--job-retention=1w'], '--job-retention must be a duration'],
             'too short' => [['--queue=q', $handlers, '--dead-retention=10ms'], 'from 1s to 365d'],
             'overflowing' => [['--queue=q', $handlers, '--dead-retention=999999999999999d'], 'from 1s to 365d'],

@@ -25,8 +25,8 @@ final class FakeTransport implements Transport
     public array $ackHeld = [];
     public bool $failHeld = true;
     public RetryOutcome $retryOutcome = RetryOutcome::Scheduled;
-    /** Thrown by retry() (after recording the call): the server was down and a stop was requested. */
-    public ?StopRequested $retryGivesUp = null;
+    /** Thrown by retry() (after recording the call): e.g. the server was down and a stop was requested. */
+    public ?\Throwable $retryGivesUp = null;
     public bool $heartbeatHeld = true;
     /** Thrown by heartbeat() (after recording the call). */
     public ?\Throwable $heartbeatError = null;

@@ -16,6 +16,8 @@ final class TestableWorker extends Worker
     public array $alarms = [];
     /** @var list<int> */
     public array $exits = [];
+    /** Runs at the start of each disarm: a SIGALRM that was already on its way then. */
+    public ?\Closure $beforeDisarm = null;
 
     protected function installSignalHandlers(): void
     {
@@ -36,6 +38,9 @@ final class TestableWorker extends Worker
 
     protected function disarmAlarm(): void
     {
+        if ($this->beforeDisarm !== null) {
+            ($this->beforeDisarm)();
+        }
         $this->alarms[] = 0;
     }
 
