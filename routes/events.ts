@@ -80,6 +80,15 @@ function startOf(
 
 const CREATION_MARGIN_MS = 1000
 
+/**
+ * When a watched job's final transition can be: its latest one, if that is final; else any
+ * later. A job redriven from the dead set has a final state in its past, which is not the end.
+ */
+function finalNotBefore(watched: JobRecord): number {
+  const latest = watched.history.at(-1)?.at ?? watched.createdAt
+  return isFinal(watched.state) ? latest : latest + 1
+}
+
 /** Server-Sent Events of a queue's state transitions, for dashboards and waiting producers. */
 export default async function eventsRoutes(
   app: FastifyInstance,
@@ -144,6 +153,7 @@ export default async function eventsRoutes(
       const stream: EventStream = new EventStream(store.events, {
         queue,
         job,
+        ...(watched === null ? {} : { finalNotBefore: finalNotBefore(watched) }),
         after: start.after,
         newest: info.lastId,
         gapBefore: start.gapBefore,

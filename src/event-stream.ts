@@ -32,6 +32,11 @@ export interface EventStreamOptions {
   queue: string
   /** Only this job's transitions; the stream ends after its final state. */
   job: string | null
+  /**
+   * With `job`: the earliest time (epoch ms) its final transition can have. An older one (a
+   * death the job was redriven from) does not end the stream.
+   */
+  finalNotBefore?: number
   /** The stream entry id to start after (exclusive). */
   after: string
   /** The newest entry when the watcher connected: live reading starts there, the catch-up before. */
@@ -231,7 +236,7 @@ export class EventStream {
       if (job !== null && event.job !== job) continue
       out += frameOf(queue, event)
       this.emitted++
-      if (job !== null && isFinal(event.state)) {
+      if (job !== null && isFinal(event.state) && event.at >= (this.options.finalNotBefore ?? 0)) {
         final = true
         break
       }

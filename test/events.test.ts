@@ -153,6 +153,51 @@ t.test(
   },
 )
 
+t.test(
+  'watching a job redriven from the dead set: its old death does not end the stream',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true })
+    const id = await submit(gateway, 'q', { type: 'echo', max_attempts: 1 })
+    const redrive = async () => {
+      await sleep(5) // each step in a millisecond of its own, as transitions a person causes are
+      const res = await fetch(`${gateway.url}/v1/queues/q/dead/${id}:redrive`, { method: 'POST' })
+      t.equal(res.status, 200)
+      await sleep(5)
+    }
+    await work(gateway, 'q', 'fail')
+    await redrive()
+
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`)
+    await reader.received(4)
+    await sleep(200)
+    t.notOk(reader.done, 'still open after the old death')
+    t.strictSame(
+      reader.messages<Transition>().map((m) => m.state),
+      ['queued', 'active', 'dead', 'queued'],
+    )
+    await work(gateway, 'q', 'fail')
+    await reader.ended
+    t.strictSame(
+      reader.messages<Transition>().map((m) => m.state),
+      ['queued', 'active', 'dead', 'queued', 'active', 'dead'],
+      'it ends at the death that is final now',
+    )
+
+    // Dead again: the whole history, ending at the latest death; redriven and run, at success.
+    const replay = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`)
+    await replay.ended
+    t.equal(replay.messages().length, 6)
+    await redrive()
+    await work(gateway, 'q')
+    const done = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`)
+    await done.ended
+    t.strictSame(
+      done.messages<Transition>().map((m) => m.state),
+      ['queued', 'active', 'dead', 'queued', 'active', 'dead', 'queued', 'active', 'succeeded'],
+    )
+  },
+)
+
 t.test('Last-Event-ID resumes exactly after the last event seen', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')
