@@ -389,16 +389,42 @@ t.test('what the HTTP parser refuses is a problem document too', async (t) => {
 })
 
 t.test(
-  'a route that takes no body ignores an empty one sent as JSON; invalid JSON says why',
+  'a route that takes no body ignores an empty one of any type; invalid JSON says why',
   async (t) => {
     const { app } = await startGateway(t)
-    const redrive = await app.inject({
+    await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
+    for (const type of ['application/json', 'application/x-www-form-urlencoded', 'text/plain']) {
+      for (const [method, url] of [
+        ['POST', '/v1/queues/q/dead:redrive'],
+        ['POST', '/v1/queues/q:pause'],
+        ['DELETE', '/v1/queues/q/dead'],
+      ] as const) {
+        const res = await app.inject({
+          method,
+          url,
+          headers: { 'content-type': type },
+          payload: '',
+        })
+        t.equal(res.statusCode, 200, `${method} ${url}, an empty ${type} body`)
+      }
+    }
+    t.equal(await app.store.queues.counts('q').then((q) => q.pausedAt !== null), true, 'paused')
+    const text = await app.inject({
       method: 'POST',
-      url: '/v1/queues/q/dead:redrive',
-      headers: { 'content-type': 'application/json' },
-      payload: '',
+      url: '/v1/queues/q:resume',
+      headers: { 'content-type': 'text/plain' },
+      payload: 'please',
     })
-    t.equal(redrive.statusCode, 200)
+    t.equal(text.statusCode, 415, 'a body that is there is still refused unless JSON')
+    t.match(text.json(), {
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      detail: 'Send the body as application/json.',
+    })
+    t.equal(
+      await app.store.queues.counts('q').then((q) => q.pausedAt !== null),
+      true,
+      'still paused',
+    )
     const broken = await app.inject({
       method: 'POST',
       url: '/v1/queues/q/jobs',

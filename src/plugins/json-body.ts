@@ -32,6 +32,8 @@ export function nestsDeeperThan(value: unknown, max: number): boolean {
 
 const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
 
+export const UNSUPPORTED_DETAIL = 'Send the body as application/json.'
+
 export default fp(
   async function jsonBody(app: FastifyInstance) {
     // Only JSON bodies: without this a text/plain body would reach validation instead of a 415.
@@ -60,6 +62,16 @@ export default fp(
             `The body is not valid JSON: ${(error as Error).message}.`,
           ),
         )
+      }
+    })
+
+    // Any other type: refused, unless the route takes no body and there is none (a client's
+    // default Content-Type on a bare POST), which Fastify would refuse too.
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, bytes, done) => {
+      if (bytes.length === 0 && request.routeOptions.schema?.body === undefined) {
+        done(null, undefined)
+      } else {
+        done(new ProblemError('UNSUPPORTED_MEDIA_TYPE', UNSUPPORTED_DETAIL))
       }
     })
 

@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin'
 import { fieldErrors } from '../contract.js'
 import { type FieldError, PROBLEM_CONTENT_TYPE, type ProblemCode, ProblemError } from '../errors.js'
+import { UNSUPPORTED_DETAIL } from './json-body.js'
 
 /**
  * Turns every error — ours, Fastify's (404, 413, 415, bad JSON, validation) and unexpected
@@ -12,7 +13,7 @@ import { type FieldError, PROBLEM_CONTENT_TYPE, type ProblemCode, ProblemError }
 const FASTIFY_CODES: Record<string, { code: ProblemCode; detail: string }> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: {
     code: 'UNSUPPORTED_MEDIA_TYPE',
-    detail: 'Send the body as application/json.',
+    detail: UNSUPPORTED_DETAIL,
   },
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', detail: '' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
