@@ -22,6 +22,8 @@ final class Retrier
     /** Tries of one call before a stop request makes it give up (a blip gets one more chance). */
     private const TRIES_BEFORE_STOPPING = 2;
 
+    private bool $outageNoted = false;
+
     public function __construct(
         private readonly Logger $logger,
         private readonly Clock $clock,
@@ -56,7 +58,7 @@ final class Retrier
             $tries++;
             try {
                 $result = $call($failure !== null);
-                $this->backoff->reset();
+                $this->recovered();
 
                 return $result;
             } catch (Unavailable $unavailable) {
@@ -83,14 +85,23 @@ final class Retrier
         }
     }
 
-    /** Logs the outage without waiting (for best-effort calls such as heartbeats). */
-    public function note(Unavailable $unavailable): void
+    /**
+     * Logs a best-effort call (a heartbeat) that did not reach the server, once until a call
+     * does: nothing waits or tries it again, and a handler reporting progress often would
+     * otherwise log each one.
+     */
+    public function note(Unavailable $unavailable, string $call): void
     {
-        $this->logger->warn($this->unavailableMessage, ['error' => $unavailable->getMessage()]);
+        if ($this->outageNoted) {
+            return;
+        }
+        $this->outageNoted = true;
+        $this->logger->warn("{$call} not sent, server unavailable", ['error' => $unavailable->getMessage()]);
     }
 
     public function recovered(): void
     {
         $this->backoff->reset();
+        $this->outageNoted = false;
     }
 }

@@ -382,7 +382,7 @@ final class HttpTransportTest extends TestCase
         $this->http->responses = [$answer];
 
         self::assertTrue($this->transport()->heartbeat(Jobs::make(), 30_000));
-        self::assertNotNull($this->logs->first('gateway unavailable, retrying'));
+        self::assertNotNull($this->logs->first('heartbeat not sent, server unavailable'));
         self::assertSame([], $this->clock->sleeps, 'a heartbeat is not retried');
     }
 

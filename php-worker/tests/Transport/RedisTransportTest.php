@@ -375,6 +375,23 @@ final class RedisTransportTest extends TestCase
         self::assertSame([], $this->clock->sleeps);
     }
 
+    public function testHeartbeatsThatDoNotReachRedisAreLoggedOncePerOutage(): void
+    {
+        $down = new Unavailable('Connection refused');
+        $this->connection->replies = [$down, $down, $down, ['OK'], $down];
+        $transport = $this->transport();
+
+        for ($i = 0; $i < 5; $i++) {
+            self::assertTrue($transport->heartbeat(Jobs::make(), 1000));
+        }
+        $notes = array_filter(
+            $this->logs->all(),
+            static fn ($line) => $line['msg'] === 'heartbeat not sent, server unavailable',
+        );
+        self::assertCount(2, $notes, 'once for the first outage, once for the second');
+        self::assertSame('Connection refused', array_values($notes)[0]['error']);
+    }
+
     public function testARepliedStatusOutsideTheContractIsABug(): void
     {
         $this->connection->replies = [['WAT']];

@@ -136,13 +136,15 @@ final class HttpTransport implements Transport
         }
         try {
             $response = $this->post($this->jobUrl($job, 'heartbeat'), $body, $this->jobHeaders($job));
-
-            return $this->stateAfter($response, 'heartbeat', false, ['active']) !== null;
+            $held = $this->stateAfter($response, 'heartbeat', false, ['active']) !== null;
         } catch (Unavailable $unavailable) {
-            $this->retrier->note($unavailable);
+            $this->retrier->note($unavailable, 'heartbeat');
 
             return true;
         }
+        $this->retrier->recovered();
+
+        return $held;
     }
 
     /** @param non-empty-list<string> $queues */

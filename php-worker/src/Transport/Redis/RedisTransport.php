@@ -177,7 +177,7 @@ final class RedisTransport implements Transport
                 [$job->id, $job->leaseToken, (string) $leaseMs, $progressJson ?? ''],
             );
         } catch (Unavailable $unavailable) {
-            $this->retrier->note($unavailable);
+            $this->retrier->note($unavailable, 'heartbeat');
 
             return true;
         }
