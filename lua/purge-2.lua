@@ -7,20 +7,25 @@
   ARGV[1]  queue key prefix <prefix>:{<queue>}:
   ARGV[2]  job id, or '' for the oldest dead jobs
   ARGV[3]  with ARGV[2] = '': how many at most
+  ARGV[4]  with ARGV[2] = '': only jobs dead at this time (epoch ms) or before; '' for now
 
   A job's idempotency record goes only while it still names that job: once it has expired, the
   same key may belong to a newer job.
 
   Returns
-  {'PURGED', count, examined}   examined: dead-set entries taken (with ARGV[2] = '', fewer than
-                                ARGV[3] means the set is empty; entries of expired records count
-                                here, not in count)
+  {'PURGED', count, examined, up_to}
+                          as redrive's: examined entries, and the time ARGV[4] stood for
   {'NOT_FOUND'}           (one id) no such job
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
 local dead_key, stats_key = KEYS[1], KEYS[2]
-local prefix, one, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, one, limit, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+
+if up_to == nil or up_to == '' then
+  local time = redis.call('TIME')
+  up_to = string.format('%d', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
+end
 
 local ids
 if one ~= '' then
@@ -29,7 +34,7 @@ if one ~= '' then
   if state ~= 'dead' then return {'NOT_DEAD', state} end
   ids = {one}
 else
-  ids = redis.call('ZRANGE', dead_key, 0, limit - 1)
+  ids = redis.call('ZRANGEBYSCORE', dead_key, '-inf', up_to, 'LIMIT', 0, limit)
 end
 
 local count = 0
@@ -48,4 +53,4 @@ for _, id in ipairs(ids) do
   end
 end
 if count > 0 then redis.call('HINCRBY', stats_key, 'purged', count) end
-return {'PURGED', count, #ids}
+return {'PURGED', count, #ids, up_to}

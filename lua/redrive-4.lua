@@ -10,21 +10,29 @@
   ARGV[2]  job id, or '' for the oldest dead jobs
   ARGV[3]  with ARGV[2] = '': how many at most
   ARGV[4]  approximate maximum length of the events stream
+  ARGV[5]  with ARGV[2] = '': only jobs dead at this time (epoch ms) or before; '' for now
 
   A redriven job is queued again with attempts = 0, keeps its last_error, and no longer expires:
   neither its record (retention) nor the job itself (expires_at, the producer's ttl_ms; the
   operator asked for it to run).
 
   Returns
-  {'REDRIVEN', count, examined} examined: dead-set entries taken (with ARGV[2] = '', fewer than
-                                ARGV[3] means the set is empty; entries of expired records count
-                                here, not in count)
+  {'REDRIVEN', count, examined, up_to}
+                          examined: dead-set entries taken (with ARGV[2] = '', fewer than
+                          ARGV[3] means none dead by up_to are left; entries of expired records
+                          count here, not in count); up_to: ARGV[5], or the time it stood for.
+                          Passing it to the next call of a series redrives what was dead when
+                          the series began: a job that dies again meanwhile stays dead.
   {'NOT_FOUND'}           (one id) no such job
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
 local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local prefix, one, limit, events_max = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local prefix, one, limit, events_max, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if up_to == nil or up_to == '' then up_to = string.format('%d', now) end
 
 local ids
 if one ~= '' then
@@ -33,11 +41,8 @@ if one ~= '' then
   if state ~= 'dead' then return {'NOT_DEAD', state} end
   ids = {one}
 else
-  ids = redis.call('ZRANGE', dead_key, 0, limit - 1)
+  ids = redis.call('ZRANGEBYSCORE', dead_key, '-inf', up_to, 'LIMIT', 0, limit)
 end
-
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 local count = 0
 for _, id in ipairs(ids) do
@@ -59,4 +64,4 @@ if count > 0 then
   redis.call('HINCRBY', stats_key, 'redriven', count)
   for _ = 1, math.min(count, 100) do redis.call('LPUSH', wake_key, 1) end
 end
-return {'REDRIVEN', count, #ids}
+return {'REDRIVEN', count, #ids, up_to}

@@ -371,6 +371,52 @@ async function deadJob(
 }
 
 for (const action of ['purgeAll', 'redriveAll'] as const) {
+  t.test(`${action} takes the jobs dead when it began, not those dying meanwhile`, async (t) => {
+    const { store, client } = await startStore(t)
+    const before = await deadJob(store)
+    const later = await deadJob(store)
+    // As if it died while the series of calls ran: after its first call's time.
+    await client.zadd('jobgate:{q}:dead', String(Date.now() + 60_000), later)
+    t.equal(await store.deadLetters[action]('q'), 1)
+    t.strictSame(
+      await client.zrange('jobgate:{q}:dead', '0', '-1'),
+      [later],
+      'the later one is left',
+    )
+    t.equal(
+      (await store.jobs.get('q', before))?.state,
+      action === 'purgeAll' ? undefined : 'queued',
+    )
+  })
+}
+
+t.test('redrive all while workers fail what it redrives: each job once, and it ends', async (t) => {
+  const { store } = await startStore(t)
+  const dead: string[] = []
+  for (let i = 0; i < 2500; i++) dead.push(await deadJob(store))
+  let redriving = true
+  const failer = (async () => {
+    let failed = 0
+    while (redriving) {
+      const job = (await store.leases.reserve('q', 'w', 30_000)).job
+      if (job === null) continue
+      await store.leases.fail('q', job.id, job.leaseToken, { message: 'again', class: 'E' })
+      failed++
+    }
+    return failed
+  })()
+  const redriven = await store.deadLetters.redriveAll('q')
+  redriving = false
+  t.ok((await failer) > 0, 'the worker failed some redriven jobs while the redrive ran')
+  t.equal(redriven, 2500, 'every job dead at the start, once')
+  for (const id of dead) {
+    const history = (await store.jobs.get('q', id))?.history ?? []
+    const redrives = history.filter((entry) => entry.reason === 'redrive').length
+    if (redrives !== 1) t.fail(`${id} was redriven ${redrives} times`)
+  }
+})
+
+for (const action of ['purgeAll', 'redriveAll'] as const) {
   t.test(`${action} goes on past a full batch of entries whose records expired`, async (t) => {
     const { store, client } = await startStore(t)
     await deadJob(store)

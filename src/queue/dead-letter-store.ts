@@ -44,16 +44,21 @@ export class DeadLetterStore {
     return this.all('purge', queue)
   }
 
-  private async call(name: 'redrive' | 'purge', queue: string, id: string): Promise<string[]> {
+  private async call(
+    name: 'redrive' | 'purge',
+    queue: string,
+    id: string,
+    upTo = '',
+  ): Promise<string[]> {
     const keys = this.runner.keys(queue)
     const reply =
       name === 'redrive'
         ? await this.runner.run(
             'redrive',
             [keys.dead, keys.wake, keys.events, keys.stats],
-            [keys.base, id, BATCH, this.runner.settings.eventsMaxLen],
+            [keys.base, id, BATCH, this.runner.settings.eventsMaxLen, upTo],
           )
-        : await this.runner.run('purge', [keys.dead, keys.stats], [keys.base, id, BATCH])
+        : await this.runner.run('purge', [keys.dead, keys.stats], [keys.base, id, BATCH, upTo])
     const result = replyStrings(reply)
     const [status, count] = result
     if ((status === 'REDRIVEN' || status === 'PURGED') && Number(count) > 0) {
@@ -69,10 +74,16 @@ export class DeadLetterStore {
     return { outcome: 'done', count: Number(detail) }
   }
 
+  /**
+   * Every job dead when the first call ran: one that dies again meanwhile (redriven, and failed
+   * at once) stays dead, so the loop ends however fast workers fail what it redrives.
+   */
   private async all(name: 'redrive' | 'purge', queue: string): Promise<number> {
     let total = 0
+    let upTo = ''
     for (;;) {
-      const [, count, examined] = await this.call(name, queue, '')
+      const [, count, examined, cutoff = ''] = await this.call(name, queue, '', upTo)
+      upTo = cutoff
       total += Number(count)
       // Entries of expired records are taken without counting: only a short take means the end.
       if (Number(examined) < BATCH) return total
