@@ -1,6 +1,6 @@
 import t from 'tap'
 import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
-import { SubmissionLoad, sleep } from './helpers/load.js'
+import { SubmissionLoad, until } from './helpers/load.js'
 
 t.test(
   'SIGTERM under load: every 202 has its job, new connections are refused, exit 0',
@@ -8,7 +8,12 @@ t.test(
     const { redis, gateway } = await gatewayOnOwnRedis(t)
 
     const load = new SubmissionLoad(gateway.url, 16)
-    await sleep(700)
+    // Under way, however slow the machine: enough 202s before the signal.
+    const accepting = await until(
+      () => load.outcomes.filter((outcome) => outcome.status === 202).length > 50,
+      10_000,
+    )
+    t.ok(accepting, 'the load was accepted before the signal')
     gateway.child.kill('SIGTERM')
     const { code, signal } = await gateway.exited
     const outcomes = await load.stop()
