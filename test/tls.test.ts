@@ -1,7 +1,8 @@
 import t, { type Test } from 'tap'
-import { startGateway } from './helpers/gateway.js'
+import { startClusterGateway, startGateway } from './helpers/gateway.js'
 import { until } from './helpers/load.js'
 import { PhpWorker } from './helpers/php-worker.js'
+import { RedisCluster } from './helpers/redis-cluster.js'
 import { freePort, RedisServer } from './helpers/redis-server.js'
 import { type Certificates, makeCertificates, tlsPortArgs } from './helpers/tls.js'
 
@@ -109,3 +110,58 @@ t.test('a worker without a client certificate is turned away and runs nothing', 
   t.equal(await client.hget(`jobgate:{q}:job:${id}`, 'state'), 'queued', 'the job still waits')
   t.notOk(worker.lines.some((line) => line.msg === 'job started'))
 })
+
+t.test(
+  'a Redis Cluster over TLS with client certificates: the gateway and a worker follow its nodes',
+  async (t) => {
+    const certs = makeCertificates()
+    t.teardown(() => certs.remove())
+    const cluster = await RedisCluster.start(3, { tls: certs })
+    t.teardown(() => cluster.destroy())
+    const tls = {
+      REDIS_TLS_CA_FILE: certs.ca,
+      REDIS_TLS_CERT_FILE: certs.clientCert,
+      REDIS_TLS_KEY_FILE: certs.clientKey,
+    }
+    const [firstSeed] = cluster.tlsSeeds.split(',')
+    const { app, client } = await startClusterGateway(t, cluster, {
+      env: { REDIS_CLUSTER_NODES: cluster.tlsSeeds, REDIS_URL: `rediss://${firstSeed}`, ...tls },
+    })
+    // Queues whose keys live on different nodes: every node is reached over TLS.
+    const ids: string[] = []
+    for (const queue of ['emails', 'sms', 'reports']) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/queues/${queue}/jobs`,
+        headers: JSON_HEADERS,
+        payload: { type: 'echo', payload: { queue } },
+      })
+      t.equal(res.statusCode, 202, queue)
+      ids.push(res.json().id)
+    }
+    const holders = [...(await cluster.keysByNode()).values()].filter((keys) =>
+      keys.some((key) => key.includes(':job:')),
+    )
+    t.ok(holders.length >= 2, `the jobs are on ${holders.length} nodes`)
+
+    const worker = new PhpWorker({
+      redisUrl: `rediss://${firstSeed}`,
+      queues: ['emails', 'sms', 'reports'],
+      args: [
+        `--cluster=${cluster.tlsSeeds}`,
+        `--redis-tls-ca=${certs.ca}`,
+        `--redis-tls-cert=${certs.clientCert}`,
+        `--redis-tls-key=${certs.clientKey}`,
+      ],
+    })
+    t.teardown(() => worker.signal('SIGKILL'))
+    for (const id of ids) {
+      await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === id)
+    }
+    for (const [index, queue] of ['emails', 'sms', 'reports'].entries()) {
+      t.equal(await client.hget(`jobgate:{${queue}}:job:${ids[index]}`, 'state'), 'succeeded')
+    }
+    worker.signal('SIGTERM')
+    t.equal((await worker.exited).code, 0)
+  },
+)

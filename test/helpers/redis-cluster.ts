@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { Cluster } from 'ioredis'
 import { freePort, portIsFree, RedisServer } from './redis-server.js'
+import { type Certificates, tlsPortArgs } from './tls.js'
 
 const run = promisify(execFile)
 
@@ -22,15 +23,29 @@ export class RedisCluster {
     /** The masters. */
     readonly nodes: RedisServer[],
     readonly replicas: RedisServer[] = [],
+    /** Each node's TLS port by its plain one, when the cluster has TLS. */
+    private readonly tlsPorts = new Map<number, number>(),
   ) {}
 
-  static async start(masters = 3, { replicas = 0 } = {}): Promise<RedisCluster> {
+  /**
+   * With `tls`, every node also serves TLS on a port of its own (client certificates required)
+   * and the nodes talk TLS among themselves; the plain ports stay for the tests' own looks.
+   */
+  static async start(
+    masters = 3,
+    { replicas = 0, tls }: { replicas?: number; tls?: Certificates } = {},
+  ): Promise<RedisCluster> {
     const nodes: RedisServer[] = []
+    const tlsPorts = new Map<number, number>()
     for (let i = 0; i < masters * (1 + replicas); i++) {
+      const port = await clusterPort()
+      const tlsPort = tls ? await freePort() : 0
+      if (tls) tlsPorts.set(port, tlsPort)
       nodes.push(
         await RedisServer.start({
-          port: await clusterPort(),
+          port,
           args: [
+            ...(tls ? [...tlsPortArgs(tls, tlsPort), '--tls-cluster', 'yes'] : []),
             '--cluster-enabled',
             'yes',
             '--cluster-config-file',
@@ -57,6 +72,7 @@ export class RedisCluster {
     const cluster = new RedisCluster(
       nodes.filter((_, index) => roles[index]?.[0] === 'master'),
       nodes.filter((_, index) => roles[index]?.[0] === 'slave'),
+      tlsPorts,
     )
     await Promise.all(cluster.nodes.map((node) => node.waitForReplicas(replicas)))
     return cluster
@@ -87,6 +103,11 @@ export class RedisCluster {
   /** `host:port,…`, the gateway's REDIS_CLUSTER_NODES and the worker's --cluster. */
   get seeds(): string {
     return this.nodes.map((node) => `127.0.0.1:${node.port}`).join(',')
+  }
+
+  /** The masters' TLS ports as seeds, for a cluster started with `tls`. */
+  get tlsSeeds(): string {
+    return this.nodes.map((node) => `127.0.0.1:${this.tlsPorts.get(node.port)}`).join(',')
   }
 
   private async waitUntilOk(): Promise<void> {

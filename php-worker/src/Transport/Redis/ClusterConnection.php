@@ -48,9 +48,11 @@ final class ClusterConnection extends PhpRedisConnection
 
         $login = $this->seeds[0]->credentials();
         $arguments = [null, $addresses, $this->connectTimeout, $this->readTimeout, false, $login];
-        $context = $this->seeds[0]->context();
+        // RedisCluster takes the `ssl` stream options themselves, not Redis::connect's context
+        // around them: given that, it verified against OpenSSL's default authorities only.
+        $ssl = $this->seeds[0]->context()['stream'] ?? null;
 
-        return new RedisCluster(...($context === null ? $arguments : [...$arguments, $context]));
+        return new RedisCluster(...($ssl === null ? $arguments : [...$arguments, $ssl]));
     }
 
     protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool
