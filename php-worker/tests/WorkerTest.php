@@ -466,10 +466,11 @@ final class WorkerTest extends TestCase
         self::assertSame(['reason' => 'timeout', 'exit_code' => 15], $this->stoppingFields());
     }
 
-    public function testATimedOutJobWhoseRetryIsGivenUpIsLoggedAndTheWorkerStillExits15(): void
+    /** @dataProvider retriesThatDoNotReachTheServer */
+    public function testATimedOutJobWhoseRetryIsNotRecordedIsLoggedAndTheWorkerStillExits15(\Throwable $failure): void
     {
-        $this->transport->jobs = [Jobs::make('slow')];
-        $this->transport->retryGivesUp = new StopRequested(new Unavailable('Connection refused'));
+        $this->transport->jobs = [Jobs::make('slow'), Jobs::make('slow', id: 'never')];
+        $this->transport->retryGivesUp = $failure;
         $code = $this->runWorker(['slow' => function () {
             $this->clock->advance(60_000);
             $this->worker?->onAlarm();
@@ -482,26 +483,19 @@ final class WorkerTest extends TestCase
         $unrecorded = $this->logs->first('job outcome not recorded');
         self::assertSame('job-1', $unrecorded['job_id']);
         self::assertSame('retry', $unrecorded['outcome']);
+        self::assertSame($failure->getMessage(), $unrecorded['error']);
         self::assertSame(['reason' => 'timeout', 'exit_code' => 15], $this->stoppingFields());
+        self::assertCount(1, $this->transport->jobs, 'nothing more was reserved');
     }
 
-    public function testATimedOutJobWhoseRetryFailsOutrightIsLoggedAndTheWorkerStillExits15(): void
+    /** @return array<string, array{\Throwable}> */
+    public static function retriesThatDoNotReachTheServer(): array
     {
-        $this->transport->jobs = [Jobs::make('slow'), Jobs::make('slow', id: 'never')];
-        $this->transport->retryGivesUp = new \Error('Attempt to reset cURL handle from a callback');
-        $code = $this->runWorker(['slow' => function () {
-            $this->clock->advance(60_000);
-            $this->worker?->onAlarm();
-
-            return 'too late';
-        }], timeoutSeconds: 60);
-
-        self::assertSame(ExitCode::JOB_TIMEOUT, $code);
-        self::assertSame([ExitCode::JOB_TIMEOUT], $this->worker?->exits);
-        $unrecorded = $this->logs->first('job outcome not recorded');
-        self::assertSame('retry', $unrecorded['outcome']);
-        self::assertSame('Attempt to reset cURL handle from a callback', $unrecorded['error']);
-        self::assertCount(1, $this->transport->jobs, 'nothing more was reserved');
+        return [
+            'given up for a stop' => [new StopRequested(new Unavailable('Connection refused'))],
+            // What curl says when asked to reuse its handle from inside one of its callbacks.
+            'failed outright' => [new \Error('Attempt to reset cURL handle from a callback')],
+        ];
     }
 
     public function testAnAlarmThatArrivesAsTheHandlerReturnsChangesNothing(): void

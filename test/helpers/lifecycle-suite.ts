@@ -314,47 +314,30 @@ export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
     )
   })
 
-  t.test('a job past --timeout is retried and the worker exits non-zero', async (t) => {
-    const h = await harness(t, target)
-    const worker = h.worker(['--timeout=1'])
-    const id = await h.submit({
-      type: 'sleep',
-      payload: { ms: 5000 },
-      backoff: { delay_ms: 60_000 },
-    })
-    const { code } = await worker.exited
-    t.equal(code, 15)
-    const status = await h.status(id)
-    t.equal(status.state, 'scheduled')
-    t.match(status.last_error, { class: 'JobTimeout' })
-    t.match(
-      worker.lines.find((line) => line.msg === 'job timed out'),
-      { job_id: id },
-    )
-  })
-
-  t.test(
-    'a job past --timeout while it reports progress: retried, the worker exits 15',
-    async (t) => {
+  for (const [type, when] of [
+    ['sleep', ''],
+    // Most of its time is spent waiting on its progress reports when the timeout comes.
+    ['report', ' while it reports progress'],
+  ] as const) {
+    t.test(`a job past --timeout${when} is retried and the worker exits 15`, async (t) => {
       const h = await harness(t, target)
       const worker = h.worker(['--timeout=1'])
-      // Most of its time is spent waiting on its progress reports when the timeout comes.
-      const id = await h.submit({
-        type: 'report',
-        payload: { ms: 5000 },
-        backoff: { delay_ms: 60_000 },
-      })
+      const id = await h.submit({ type, payload: { ms: 5000 }, backoff: { delay_ms: 60_000 } })
       const { code } = await worker.exited
       t.equal(code, 15)
       const status = await h.status(id)
       t.equal(status.state, 'scheduled')
       t.match(status.last_error, { class: 'JobTimeout' })
+      t.match(
+        worker.lines.find((line) => line.msg === 'job timed out'),
+        { job_id: id },
+      )
       t.ok(
         worker.lines.some((line) => line.msg === 'job retried' && line.job_id === id),
         'the retry was reported',
       )
-    },
-  )
+    })
+  }
 
   t.test('delayed jobs run on time; priorities are respected', async (t) => {
     const h = await harness(t, target)
