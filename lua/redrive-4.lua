@@ -62,6 +62,6 @@ for _, id in ipairs(ids) do
 end
 if count > 0 then
   redis.call('HINCRBY', stats_key, 'redriven', count)
-  for _ = 1, math.min(count, 100) do redis.call('LPUSH', wake_key, 1) end
+  for _ = 1, count do redis.call('LPUSH', wake_key, 1) end
 end
 return {'REDRIVEN', count, #ids, up_to}

@@ -177,7 +177,7 @@ redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state
 
 -- Jobs this call made ready, but for the one it took (a job of higher priority may have been
 -- waiting already): wake that many idle workers.
-for _ = (made_ready[id] and 2 or 1), math.min(moved, BATCH) do
+for _ = (made_ready[id] and 2 or 1), moved do
   redis.call('LPUSH', wake_key, '1')
 end
 

@@ -67,13 +67,14 @@ export default async function workersRoutes(
     contract.route('reserveJob'),
     async (request, reply) => {
       const { worker, lease_ms, wait_ms } = request.body
-      const job = await leases.reserveWaiting(
-        request.params.queue,
-        worker,
-        lease_ms,
-        wait_ms,
-        () => !request.raw.socket.destroyed,
-      )
+      const gone = new AbortController()
+      const leave = () => {
+        if (!reply.raw.writableFinished) gone.abort()
+      }
+      reply.raw.once('close', leave)
+      const job = await leases
+        .reserveWaiting(request.params.queue, worker, lease_ms, wait_ms, gone.signal)
+        .finally(() => reply.raw.off('close', leave))
       if (job === null) return reply.code(204).send()
       return reservationView(job)
     },

@@ -117,6 +117,39 @@ t.test(
 )
 
 t.test(
+  'resume wakes a waiting worker for a job that fell due while the queue was paused',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    const due = await submit(app, { type: 't', delay_ms: 300 })
+    await pause(app)
+    t.equal((await reserve(app)).statusCode, 204, 'paused')
+    await sleep(500) // due now, and still in the scheduled set: no reserve has promoted it
+    t.equal((await client.zscore('jobgate:{q}:scheduled', due)) === null, false)
+    const waiter = client.duplicate()
+    t.teardown(() => waiter.disconnect())
+    const woken = waiter.blpop('jobgate:{q}:wake', 5)
+    await sleep(100)
+    const started = Date.now()
+    await resume(app)
+    t.ok(await woken, 'a blocked worker got a token')
+    t.ok(Date.now() - started < 1000, 'at once')
+    t.equal((await reserve(app)).json().job.id, due)
+  },
+)
+
+t.test(
+  'resume with only later work pending still wakes one worker to learn its wait',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    await submit(app, { type: 't', delay_ms: 60_000 })
+    await pause(app)
+    await reserve(app) // the paused reply deletes the wake list
+    await resume(app)
+    t.equal(await client.llen('jobgate:{q}:wake'), 1)
+  },
+)
+
+t.test(
   'a real PHP worker runs nothing of a paused queue and everything once resumed',
   async (t) => {
     const { app, redis } = await startGateway(t)

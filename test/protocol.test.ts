@@ -359,6 +359,27 @@ t.test('redrive all moves every dead job, in batches', async (t) => {
   t.equal(await client.llen('jobgate:{q}:wake'), 5, 'one wake-up per redriven job')
 })
 
+t.test('one wake-up per job made ready, however many: redrive, and reserve', async (t) => {
+  const { store, client } = await startStore(t)
+  for (let i = 0; i < 150; i++) {
+    const id = await enqueue(store, 'q', { maxAttempts: 1 })
+    const job = (await store.leases.reserve('q', 'w', 30_000)).job
+    await store.leases.fail('q', id, job?.leaseToken ?? '', { message: 'e', class: 'E' })
+  }
+  await client.del('jobgate:{q}:wake')
+  t.equal(await store.deadLetters.redriveAll('q'), 150)
+  t.equal(await client.llen('jobgate:{q}:wake'), 150, 'a token for each of the 150')
+
+  // 50 leases run out and 100 scheduled jobs fall due: the next reserve makes 150 ready.
+  for (let i = 0; i < 50; i++) await enqueue(store, 'r')
+  for (let i = 0; i < 50; i++) await store.leases.reserve('r', 'w', 50)
+  for (let i = 0; i < 100; i++) await enqueue(store, 'r', { runAt: Date.now() + 50 })
+  await client.del('jobgate:{r}:wake')
+  await sleep(100)
+  t.ok((await store.leases.reserve('r', 'w', 30_000)).job, 'it takes one')
+  t.equal(await client.llen('jobgate:{r}:wake'), 149, 'and wakes a worker for each of the rest')
+})
+
 /** Fails a fresh job with one attempt: it is dead. */
 async function deadJob(
   store: Awaited<ReturnType<typeof startStore>>['store'],

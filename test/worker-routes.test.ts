@@ -396,3 +396,38 @@ t.test('queues: list and one queue with counts; unknown queue → 404', async (t
   t.equal(missing.statusCode, 404)
   t.equal(missing.json().code, 'QUEUE_NOT_FOUND')
 })
+
+t.test(
+  'a long-poll whose client left takes no wake-up token from the workers still waiting',
+  async (t) => {
+    const { url, client } = await startGateway(t, { listen: true })
+    const poll = (waitMs: number, signal?: AbortSignal) =>
+      fetch(`${url}/v1/queues/q/jobs:reserve`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ worker: 'gone', wait_ms: waitMs }),
+        ...(signal ? { signal } : {}),
+      })
+    await fetch(`${url}/v1/queues/q/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 't' }),
+    })
+    t.equal((await poll(0)).status, 200, 'the queue exists; its one job is taken')
+    // This client gives up after 300 ms; its long poll asked for 8 s.
+    await poll(8000, AbortSignal.timeout(300)).catch(() => null)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const waiter = client.duplicate()
+    t.teardown(() => waiter.disconnect())
+    const woken = waiter.blpop('jobgate:{q}:wake', 5)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const started = Date.now()
+    await fetch(`${url}/v1/queues/q/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 't' }),
+    })
+    t.ok(await woken, 'the waiting worker got the token')
+    t.ok(Date.now() - started < 1000, `at once (${Date.now() - started} ms)`)
+  },
+)

@@ -26,27 +26,40 @@ export class BlockingClients {
     private readonly max: number,
   ) {}
 
-  /** Waits until a wake-up token arrives on `wakeKey` or `ms` pass. */
-  async waitForWake(wakeKey: string, ms: number): Promise<void> {
-    if (ms <= 0 || this.interrupted) return
+  /**
+   * Waits until a wake-up token arrives on `wakeKey` or `ms` pass, or `gone` aborts (the waiter's
+   * client left: its `BLPOP` ends then, rather than take the next token for nobody). A token
+   * that arrives for a waiter gone or interrupted meanwhile goes back on the list.
+   */
+  async waitForWake(wakeKey: string, ms: number, gone?: AbortSignal): Promise<void> {
+    if (ms <= 0 || this.interrupted || gone?.aborted) return
     const client = await this.acquire()
     if (client === null) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(ms, POOL_EXHAUSTED_SLEEP_MS)))
       return
     }
     let reusable = true
+    const leave = () => {
+      reusable = false
+      this.discard(client)
+    }
+    gone?.addEventListener('abort', leave, { once: true })
     try {
       const blockMs = Math.max(ms, 1)
       const sentAt = Date.now()
       const token = await unavailableAsProblem(client.blpop(wakeKey, blockMs / 1000))
+      if (token !== null && (this.interrupted || gone?.aborted)) {
+        await this.source.lpush(wakeKey, '1').catch(() => {})
+      }
       // Possibly half open: dropped, not reconnected in place, because until ioredis sees the
       // old socket close (up to its disconnect timeout) it would write the next BLPOP there.
       if (token === null && blockTimedOutLocally(sentAt, blockMs)) reusable = false
     } catch (error) {
-      if (!this.interrupted) throw error
+      if (!this.interrupted && !gone?.aborted) throw error
     } finally {
+      gone?.removeEventListener('abort', leave)
       if (reusable) this.idle.push(client)
-      else this.discard(client)
+      else if (this.all.has(client)) this.discard(client)
     }
   }
 

@@ -110,15 +110,15 @@ export class LeaseStore {
 
   /**
    * Reserves a job, waiting up to `waitMs` for one: between attempts it blocks on the queue's
-   * wake list (never polls), for no longer than the queue says the next job needs.
-   * `stillWanted` is asked before every attempt after the first (a gone client wants nothing).
+   * wake list (never polls), for no longer than the queue says the next job needs. `gone`
+   * aborts the wait (a client that left wants nothing).
    */
   async reserveWaiting(
     queue: string,
     worker: string,
     leaseMs: number,
     waitMs: number,
-    stillWanted: () => boolean = () => true,
+    gone?: AbortSignal,
   ): Promise<ReservedJob | null> {
     const deadline = Date.now() + waitMs
     for (;;) {
@@ -127,8 +127,8 @@ export class LeaseStore {
       const remaining = deadline - Date.now()
       if (remaining <= 0) return null
       const block = result.waitMs < 0 ? remaining : Math.min(remaining, result.waitMs)
-      await this.blocking.waitForWake(this.runner.keys(queue).wake, block)
-      if (this.blocking.interrupted || !stillWanted()) return null
+      await this.blocking.waitForWake(this.runner.keys(queue).wake, block, gone)
+      if (this.blocking.interrupted || gone?.aborted) return null
     }
   }
 

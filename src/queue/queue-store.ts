@@ -105,7 +105,7 @@ export class QueueStore {
     const keys = this.runner.keys(queue)
     await this.runner.run(
       'pause',
-      [keys.paused, keys.wake],
+      [keys.paused, keys.wake, keys.scheduled, keys.active],
       [keys.base, paused ? 'pause' : 'resume'],
     )
     await this.runner.confirmWrites(queue, 'Repeating it is safe.')

@@ -3,20 +3,24 @@
 
   KEYS[1]  paused flag   <prefix>:{<queue>}:paused   (value: when the queue was paused, ms)
   KEYS[2]  wake list     <prefix>:{<queue>}:wake
+  KEYS[3]  scheduled     <prefix>:{<queue>}:scheduled
+  KEYS[4]  active        <prefix>:{<queue>}:active
 
   ARGV[1]  queue key prefix <prefix>:{<queue>}:
   ARGV[2]  'pause' or 'resume'
 
   pause: sets the flag; a queue paused again keeps its first time. While it is set, reserve
   leases nothing from the queue (its housekeeping goes on); submissions are still taken.
-  resume: clears the flag and pushes one wake-up token per ready job (up to 100), so that idle
-  workers ask at once instead of at the end of their block time.
+  resume: clears the flag and pushes one wake-up token per job a reserve would find ready (up
+  to 1,000): those in the ready lists and the scheduled ones due by now (a reserve promotes
+  them). While paused, idle workers wait for a token, not for the next due time: with jobs
+  scheduled for later or leased, one token more lets a worker learn when to ask next.
 
   Returns
   {'OK', paused_at}   paused_at: ms since the epoch, '' once resumed
 ]]
 
-local paused_key, wake_key = KEYS[1], KEYS[2]
+local paused_key, wake_key, scheduled_key, active_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, action = ARGV[1], ARGV[2]
 
 if action == 'pause' then
@@ -27,11 +31,15 @@ if action == 'pause' then
 end
 
 if redis.call('DEL', paused_key) == 1 then
-  local ready = 0
+  local time = redis.call('TIME')
+  local now = time[1] .. string.sub('00000' .. time[2], -6, -4)
+  local ready = redis.call('ZCOUNT', scheduled_key, '-inf', now)
   for priority = 0, 9 do
     ready = ready + redis.call('LLEN', prefix .. 'ready:' .. priority)
   end
-  for _ = 1, math.min(ready, 100) do
+  local pending = redis.call('ZCARD', scheduled_key) + redis.call('ZCARD', active_key)
+  if ready == 0 and pending > 0 then ready = 1 end
+  for _ = 1, math.min(ready, 1000) do
     redis.call('LPUSH', wake_key, '1')
   end
 end
