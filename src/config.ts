@@ -240,7 +240,7 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
   if (!match || !Number.isSafeInteger(max) || max < 1 || !(windowMs >= 1000)) {
     throw new ConfigError(
       name,
-      `must be <requests>/<window> like 1000/1s or 6000/1m, or off (got "${value}")`,
+      `must be <requests>/<window> with a window of at least 1s, like 1000/1s or 6000/1m, or off (got "${value}")`,
     )
   }
   return { max, windowMs }
@@ -393,6 +393,12 @@ export function loadConfig(env: Env = process.env): Config {
     )
   }
   const host = read.string('HOST', '127.0.0.1')
+  if (/^\[.*\]$/.test(host)) {
+    throw new ConfigError(
+      'HOST',
+      `is an address, not a URL: write it without brackets (got "${host}")`,
+    )
+  }
   const keys = apiKeys(read)
   const allowUnauthenticated = read.boolean('ALLOW_UNAUTHENTICATED', false)
   if (keys.length === 0 && !LOOPBACK.has(host) && !allowUnauthenticated) {
@@ -427,7 +433,7 @@ export function loadConfig(env: Env = process.env): Config {
     eventsMaxLen: read.integer('EVENTS_MAX_LEN', 10_000, 100, 10_000_000),
     eventStreamsMax: read.integer('EVENT_STREAMS_MAX', 1000, 1, 100_000),
     eventKeepAliveMs: read.duration('EVENT_KEEPALIVE', 15_000, 100, 10 * 60_000),
-    shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 0, 10 * 60_000),
+    shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 100, 10 * 60_000),
     redisClusterNodes,
     redisSentinel: sentinel(read, redisClusterNodes),
     redisTls: Object.freeze(redisTls(read, url)),

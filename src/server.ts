@@ -6,6 +6,8 @@ const LISTEN_ERRORS: Record<string, string> = {
   EADDRINUSE: 'is in use',
   EADDRNOTAVAIL: 'is not an address of this machine',
   EACCES: 'needs privileges',
+  ENOTFOUND: 'is not a host name this machine can resolve',
+  EAI_AGAIN: 'is not a host name this machine can resolve now',
 }
 
 /** Starts the gateway; SIGTERM/SIGINT stop accepting, finish in-flight requests, close Redis. */

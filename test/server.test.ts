@@ -117,3 +117,21 @@ t.test('a port in use stops the gateway at boot with a message naming it', async
     `jobgate cannot listen on 127.0.0.1:${port}: it is in use (set PORT or HOST)`,
   )
 })
+
+t.test(
+  'a HOST that does not resolve stops the gateway at boot with a message naming it',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const gateway = await GatewayProcess.start(
+      { HOST: 'jobgate.invalid', ALLOW_UNAUTHENTICATED: 'true', REDIS_URL: redis.url },
+      false,
+    )
+    const { code } = await gateway.exited
+    t.equal(code, 78)
+    t.match(
+      gateway.stderr.join('\n'),
+      /jobgate cannot listen on jobgate\.invalid:\d+: it is not a host name/,
+    )
+  },
+)
