@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createConnection } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -112,4 +113,64 @@ t.test('./dev up brings up Redis, the gateway and a PHP worker; its curl runs a 
   t.equal(await exited, 143, 'the stack stops on a signal')
   t.equal(await listening(port), false, 'the gateway is stopped')
   t.equal(await listening(redisPort), false, 'Redis is stopped')
+})
+
+/** `./dev up` in a clean environment, with its output collected. */
+function devUp(env: Record<string, string>) {
+  const stack = spawn('env', ['-u', 'NODE_OPTIONS', 'bash', 'dev', 'up'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const out = { text: '' }
+  for (const stream of [stack.stdout, stack.stderr]) {
+    stream.on('data', (chunk: Buffer) => {
+      out.text += chunk.toString()
+    })
+    stream.on('error', () => {})
+  }
+  const exited = new Promise<number | null>((resolve) =>
+    stack.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))),
+  )
+  return { stack, out, exited }
+}
+
+t.test('./dev up: a Redis port in use is refused; a hang-up stops everything', async (t) => {
+  const state = mkdtempSync(join(tmpdir(), 'jobgate-stack-'))
+  t.teardown(() => rmSync(state, { recursive: true, force: true }))
+  const [port, redisPort] = [await freePort(), await freePort()]
+  const env = {
+    PORT: String(port),
+    JOBGATE_REDIS_PORT: String(redisPort),
+    JOBGATE_STATE_DIR: state,
+  }
+
+  const squatter = createServer().listen(redisPort, '127.0.0.1')
+  await once(squatter, 'listening')
+  const refused = devUp(env)
+  t.equal(await refused.exited, 1)
+  t.match(refused.out.text, `127.0.0.1:${redisPort} is in use; set JOBGATE_REDIS_PORT`)
+  t.equal(await listening(port), false, 'no gateway was started')
+  squatter.close()
+  await once(squatter, 'close')
+
+  const up = devUp(env)
+  t.teardown(() => {
+    if (up.stack.exitCode === null) up.stack.kill('SIGKILL')
+  })
+  const deadline = Date.now() + 120_000
+  while (!up.out.text.includes('Ctrl-C stops everything') && Date.now() < deadline) {
+    if (up.stack.exitCode !== null) break
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.match(up.out.text, /jobgate is up/)
+  // The terminal goes away: nothing reads the output any more, and the shell gets SIGHUP.
+  up.stack.stdout.destroy()
+  up.stack.stderr.destroy()
+  up.stack.kill('SIGHUP')
+  t.equal(await up.exited, 129, 'it stops on a hang-up')
+  t.equal(await listening(port), false, 'the gateway is stopped')
+  t.equal(await listening(redisPort), false, 'Redis is stopped')
+  const { stdout } = await run('flock', ['-n', join(state, 'lock'), 'echo', 'free'])
+  t.equal(stdout.trim(), 'free', 'and the next ./dev up may start')
 })
