@@ -1,7 +1,8 @@
 import t from 'tap'
-import { startGatewayBehindProxy } from './helpers/gateway.js'
+import { startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
 import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { SubmissionLoad, sleep, until } from './helpers/load.js'
+import { RedisServer } from './helpers/redis-server.js'
 
 /**
  * The documented bound: no request waits longer than twice REDIS_COMMAND_TIMEOUT (1 s): a
@@ -188,3 +189,22 @@ t.test(
     t.ok(waited < 2000, `woken by the job, not by the end of its wait (${waited} ms)`)
   },
 )
+
+t.test('a database Redis refuses: not ready, 503s, nothing written to database 0', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const { app, client } = await startGateway(t, { redis, env: { REDIS_URL: `${redis.url}/99` } })
+  await sleep(300)
+  const ready = await app.inject({ method: 'GET', url: '/readyz' })
+  t.equal(ready.statusCode, 503, 'not ready')
+  for (let i = 0; i < 5; i++) {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      payload: { type: 't' },
+    })
+    t.equal(res.statusCode, 503)
+    t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8')
+  }
+  t.strictSame(await client.keys('*'), [], 'database 0 holds nothing')
+})

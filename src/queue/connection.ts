@@ -82,8 +82,34 @@ export function createRedisClient(options: RedisOptions): RedisClient {
       retryStrategy: reconnectDelay,
     })
   }
+  if (client instanceof Redis) refuseDatabaseZeroInstead(client)
   defineScripts(client)
   return client
+}
+
+/**
+ * ioredis reports a `SELECT` the server refuses (a database out of range, an ACL without it)
+ * as an error event and then carries on, on database 0: every job written where no worker of
+ * that database looks. Such a connection is dropped as it becomes ready and tried again later,
+ * so requests get 503 and `/readyz` says not ready until the database can be selected.
+ */
+function refuseDatabaseZeroInstead(client: Redis): void {
+  const db = client.options.db ?? 0
+  if (db === 0) return
+  let refused: Error | null = null
+  client.on('error', (error: Error & { command?: { name?: string } }) => {
+    if (error.command?.name === 'select') refused = error
+  })
+  client.on('ready', () => {
+    if (refused === null) return
+    const reason = refused.message
+    refused = null
+    client.disconnect(true)
+    client.emit(
+      'error',
+      new Error(`Redis refuses database ${db} (the URL's /${db}): ${reason}; not using database 0`),
+    )
+  })
 }
 
 /** The sentinels' own login, as ioredis' Sentinel options name it. */
@@ -196,6 +222,7 @@ export function duplicateForWaits(client: RedisClient, waitMs: number): RedisCli
 function duplicate(client: RedisClient, options: RedisConnectionOptions): RedisClient {
   if (!(client instanceof Redis)) return client.duplicate(undefined, { redisOptions: options })
   const copy = client.duplicate(options)
+  refuseDatabaseZeroInstead(copy)
   const watch = watches.get(client)
   if (watch) follow(copy, watch)
   return copy
