@@ -362,7 +362,7 @@ final class OptionParser
         self::requirePattern('--sentinel-master', $masterName, self::SENTINEL_MASTER_PATTERN, '[A-Za-z0-9_.:-]{1,128}');
 
         return new SentinelConfig(
-            self::seeds('--sentinel', $sentinels, requirePort: true),
+            self::seeds('--sentinel', $sentinels),
             $masterName,
             $password,
             $username,
@@ -370,35 +370,27 @@ final class OptionParser
     }
 
     /**
-     * @param bool $requirePort a sentinel's port has no default (Redis's 6379 is not Sentinel's)
+     * Every entry a HOST:PORT, none empty, as the gateway reads the same variables (a sentinel's
+     * port has no default: Redis's 6379 is not Sentinel's).
+     *
      * @param bool $addressOnly the nodes' login and TLS come from --redis, not from each seed
      * @return non-empty-list<RedisEndpoint>
      */
-    private static function seeds(
-        string $option,
-        string $list,
-        bool $requirePort = false,
-        bool $addressOnly = false,
-    ): array {
+    private static function seeds(string $option, string $list, bool $addressOnly = false): array
+    {
         $seeds = [];
         foreach (explode(',', $list) as $seed) {
             $seed = trim($seed);
-            if ($seed === '') {
-                continue;
-            }
-            if ($requirePort && !preg_match('/^[^\/@\s]+:\d{1,5}$/', $seed)) {
-                throw new UsageError("{$option} must be HOST:PORT pairs separated by commas (got \"{$seed}\")");
-            }
             if ($addressOnly && preg_match('#[/@]#', $seed)) {
                 throw new UsageError(
                     "{$option} takes HOST:PORT pairs; the nodes' login and TLS come from --redis "
                     . "(REDIS_URL), whose host and port a cluster ignores (got \"{$seed}\")",
                 );
             }
+            if (!preg_match('/^[^\/@\s]+:\d{1,5}$/', $seed)) {
+                throw new UsageError("{$option} must be HOST:PORT pairs separated by commas (got \"{$seed}\")");
+            }
             $seeds[] = self::endpoint($option, $seed);
-        }
-        if ($seeds === []) {
-            throw new UsageError("{$option} needs at least one host:port");
         }
 
         return $seeds;

@@ -322,6 +322,8 @@ final class OptionParserTest extends TestCase
                 ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=my master'],
                 '--sentinel-master must match [A-Za-z0-9_.:-]{1,128}',
             ],
+            'cluster seed without a port' => [['--queue=q', $handlers, '--cluster=n1:7000,n2'], '(got "n2")'],
+            'cluster seeds with an empty entry' => [['--queue=q', $handlers, '--cluster=n1:7000,'], '(got "")'],
             'master name without sentinels' => [
                 ['--queue=q', $handlers, '--sentinel-master=m'],
                 '--sentinel-master (REDIS_SENTINEL_NAME) needs --sentinel',
@@ -372,7 +374,7 @@ final class OptionParserTest extends TestCase
             ],
             'no sentinel in the list' => [
                 ['--queue=q', $handlers, '--sentinel=,', '--sentinel-master=m'],
-                '--sentinel needs at least one host:port',
+                '--sentinel must be HOST:PORT pairs separated by commas (got "")',
             ],
         ];
     }
