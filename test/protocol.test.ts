@@ -345,31 +345,18 @@ t.test(
   },
 )
 
-t.test('redrive all moves every dead job, in batches', async (t) => {
+t.test('redrive all moves every dead job, with a wake-up for each', async (t) => {
   const { store, client } = await startStore(t)
-  for (let i = 0; i < 5; i++) {
-    const id = await enqueue(store, 'q', { maxAttempts: 1 })
-    const job = (await store.leases.reserve('q', 'w', 30_000)).job
-    await store.leases.fail('q', id, job?.leaseToken ?? '', { message: 'e', class: 'E' })
-  }
-  await client.del('jobgate:{q}:wake')
-  t.equal(await store.deadLetters.redriveAll('q'), 5)
-  t.equal(await client.zcard('jobgate:{q}:dead'), 0)
-  t.equal(await client.llen('jobgate:{q}:ready:5'), 5)
-  t.equal(await client.llen('jobgate:{q}:wake'), 5, 'one wake-up per redriven job')
-})
-
-t.test('one wake-up per job made ready, however many: redrive, and reserve', async (t) => {
-  const { store, client } = await startStore(t)
-  for (let i = 0; i < 150; i++) {
-    const id = await enqueue(store, 'q', { maxAttempts: 1 })
-    const job = (await store.leases.reserve('q', 'w', 30_000)).job
-    await store.leases.fail('q', id, job?.leaseToken ?? '', { message: 'e', class: 'E' })
-  }
+  for (let i = 0; i < 150; i++) await deadJob(store)
   await client.del('jobgate:{q}:wake')
   t.equal(await store.deadLetters.redriveAll('q'), 150)
-  t.equal(await client.llen('jobgate:{q}:wake'), 150, 'a token for each of the 150')
+  t.equal(await client.zcard('jobgate:{q}:dead'), 0)
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 150)
+  t.equal(await client.llen('jobgate:{q}:wake'), 150, 'one wake-up per redriven job, however many')
+})
 
+t.test('a reserve wakes a worker for each job it made ready but the one it took', async (t) => {
+  const { store, client } = await startStore(t)
   // 50 leases run out and 100 scheduled jobs fall due: the next reserve makes 150 ready.
   for (let i = 0; i < 50; i++) await enqueue(store, 'r')
   for (let i = 0; i < 50; i++) await store.leases.reserve('r', 'w', 50)
