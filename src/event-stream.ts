@@ -136,10 +136,11 @@ export class EventStream {
   /** One page of the catch-up; true when there may be more. */
   private async page(): Promise<boolean> {
     const { events, oldestId } = await this.feed.after(this.options.queue, this.position, PAGE)
-    // The cap trimmed the stream past the position while this watcher was catching up.
-    const moved = this.position !== this.options.after // the first page's gap is the caller's
-    if (moved && oldestId !== null && compareIds(oldestId, this.position) > 0) {
-      this.gap(oldestId)
+    // The cap trimmed the stream past the position while this watcher was catching up (the
+    // stream held the position once: it is trimmed if its oldest entry is past it). The first
+    // page's gap is the caller's.
+    if (this.position !== this.options.after) {
+      this.gapAfterPosition({ firstId: oldestId, trimmed: true })
     }
     this.emit(events)
     return events.length === PAGE
@@ -245,7 +246,7 @@ export class EventStream {
     if (final) this.end()
   }
 
-  /** A live watcher that fell further behind than the cap keeps: the follower read on. */
+  /** Tells of entries after the position that the cap dropped before this watcher read them. */
   private gapAfterPosition(trim: StreamTrim): void {
     const oldest = droppedAfter(trim, this.position)
     if (oldest !== null) this.gap(oldest)

@@ -124,7 +124,7 @@ t.test(
     await pause(app)
     t.equal((await reserve(app)).statusCode, 204, 'paused')
     await sleep(500) // due now, and still in the scheduled set: no reserve has promoted it
-    t.equal((await client.zscore('jobgate:{q}:scheduled', due)) === null, false)
+    t.not(await client.zscore('jobgate:{q}:scheduled', due), null, 'still scheduled')
     const waiter = client.duplicate()
     t.teardown(() => waiter.disconnect())
     const woken = waiter.blpop('jobgate:{q}:wake', 5)
