@@ -185,9 +185,40 @@ export function validatorCompiler(): FastifySchemaCompiler<JsonSchema> {
   const strict = createAjv({ coerceTypes: false, useDefaults: true })
   const coercing = createAjv({ coerceTypes: true, useDefaults: true })
   return ({ schema, httpPart }) => {
-    const ajv = httpPart === 'body' ? strict : coercing
-    return ajv.compile(schema) as ValidateFunction
+    if (httpPart === 'body') return strict.compile(schema) as ValidateFunction
+    return decimalIntegersOnly(schema, coercing.compile(schema) as ValidateFunction)
   }
+}
+
+const DECIMAL = /^-?[0-9]+$/
+
+/**
+ * Ajv coerces any string JavaScript reads as a number (`0x10`, `1e1`, ` 10`) to an integer;
+ * a parameter declared `integer` takes decimal digits only, so that it means one thing.
+ */
+function decimalIntegersOnly(schema: JsonSchema, validate: ValidateFunction): ValidateFunction {
+  const properties = (schema.properties ?? {}) as Record<string, JsonSchema>
+  const integers = Object.keys(properties).filter((name) => properties[name]?.type === 'integer')
+  if (integers.length === 0) return validate
+  const checked = ((data: Record<string, unknown>) => {
+    const bad = integers.filter(
+      (name) => typeof data[name] === 'string' && !DECIMAL.test(data[name]),
+    )
+    if (bad.length === 0) {
+      const valid = validate(data)
+      checked.errors = validate.errors
+      return valid
+    }
+    checked.errors = bad.map((name) => ({
+      instancePath: `/${name}`,
+      schemaPath: `#/properties/${name}/type`,
+      keyword: 'type',
+      params: { type: 'integer' },
+      message: 'must be integer',
+    }))
+    return false
+  }) as ValidateFunction
+  return checked
 }
 
 /** Ajv errors as RFC 9457 `errors` members. */

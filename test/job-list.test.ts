@@ -115,6 +115,11 @@ t.test('bad queries: 400 problem, nothing written', async (t) => {
     ['/v1/queues/q/jobs?state=queued&limit=0', /limit/],
     ['/v1/queues/q/jobs?state=queued&limit=501', /limit/],
     ['/v1/queues/q/jobs?state=queued&offset=-1', /offset/],
+    ['/v1/queues/q/jobs?state=queued&limit=0x10', /limit must be integer/],
+    ['/v1/queues/q/jobs?state=queued&limit=1e1', /limit must be integer/],
+    ['/v1/queues/q/jobs?state=queued&offset=%201', /offset must be integer/],
+    ['/v1/queues/q/jobs?state=queued&limit=2.0', /limit must be integer/],
+    ['/v1/queues/q/jobs?state=queued&limit=1&limit=2', /limit must be integer/],
     ['/v1/queues/q/jobs?state=queued&page=2', /page/],
     ['/v1/queues/bad%20name/jobs?state=queued', /queue/],
   ]
