@@ -18,7 +18,11 @@
   {'NOT_FOUND'}            no such job
   {'LEASE_LOST', state}    the job is not active under this token (the lease ran out and the
                            job was re-queued, re-leased or finished): nothing was changed
+  {'RESULT_TOO_LARGE', max_bytes}
+                           the result is longer than max_bytes (1 MiB): nothing was changed
 ]]
+
+local RESULT_MAX_BYTES = 1048576
 
 local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token, result, retention, events_max, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -27,6 +31,7 @@ local state, lease_token, attempts, hn =
   unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'hn'))
 if not state then return {'NOT_FOUND'} end
 if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+if #result > RESULT_MAX_BYTES then return {'RESULT_TOO_LARGE', RESULT_MAX_BYTES} end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

@@ -16,7 +16,12 @@
   {'OK', lease_deadline}
   {'NOT_FOUND'}
   {'LEASE_LOST', state}    the worker no longer holds the job: it should stop working on it
+  {'PROGRESS_TOO_LARGE', max_bytes}
+                           the progress is longer than max_bytes (64 KiB): nothing was changed,
+                           the lease was not extended
 ]]
+
+local PROGRESS_MAX_BYTES = 65536
 
 local job_key, active_key = KEYS[1], KEYS[2]
 local id, token, lease_ms, progress = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -24,6 +29,7 @@ local id, token, lease_ms, progress = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[
 local state, lease_token = unpack(redis.call('HMGET', job_key, 'state', 'lease_token'))
 if not state then return {'NOT_FOUND'} end
 if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+if #progress > PROGRESS_MAX_BYTES then return {'PROGRESS_TOO_LARGE', PROGRESS_MAX_BYTES} end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

@@ -48,6 +48,13 @@ function held<T>(outcome: LeaseOutcome<T>, queue: string, id: string): T {
   if (outcome.outcome === 'not_found') {
     throw jobNotFound(queue, id)
   }
+  if (outcome.outcome === 'too_large') {
+    const code = outcome.field === 'result' ? 'RESULT_TOO_LARGE' : 'PROGRESS_TOO_LARGE'
+    throw new ProblemError(
+      code,
+      `The ${outcome.field} is longer than ${outcome.maxBytes} bytes of JSON; nothing was changed.`,
+    )
+  }
   throw new ProblemError(
     'LEASE_LOST',
     `This lease on job ${id} is no longer held (the job is ${outcome.state}); nothing was changed. Stop working on it.`,

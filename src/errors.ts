@@ -21,6 +21,8 @@ const catalogue = {
   JOB_NOT_DEAD: { status: 409, title: 'The job is not dead' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request did not arrive in time' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  RESULT_TOO_LARGE: { status: 413, title: "The job's result is too large" },
+  PROGRESS_TOO_LARGE: { status: 413, title: "The job's progress is too large" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
   IDEMPOTENCY_KEY_REUSED: {
     status: 422,

@@ -105,6 +105,36 @@ t.test('heartbeat extends the lease and records progress', async (t) => {
   )
 })
 
+t.test('a result over 1 MiB or progress over 64 KiB is refused and changes nothing', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q')
+  const job = (await store.leases.reserve('q', 'w', 30_000)).job
+  const token = job?.leaseToken ?? ''
+  const before = await client.hgetall(`jobgate:{q}:job:${id}`)
+  const text = (bytes: number) => JSON.stringify('x'.repeat(bytes - 2))
+
+  t.strictSame(await store.leases.heartbeat('q', id, token, 60_000, text(65_537)), {
+    outcome: 'too_large',
+    field: 'progress',
+    maxBytes: 65_536,
+  })
+  t.strictSame(await store.leases.ack('q', id, token, text(1_048_577)), {
+    outcome: 'too_large',
+    field: 'result',
+    maxBytes: 1_048_576,
+  })
+  t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before, 'the record is untouched')
+  t.equal(await client.zscore('jobgate:{q}:active', id), String(job?.leaseDeadline))
+
+  t.match(await store.leases.heartbeat('q', id, token, 60_000, text(65_536)), { outcome: 'done' })
+  t.equal((await client.hget(`jobgate:{q}:job:${id}`, 'progress'))?.length, 65_536)
+  t.match(await store.leases.ack('q', id, token, text(1_048_576)), {
+    outcome: 'done',
+    state: 'succeeded',
+  })
+  t.equal((await client.hget(`jobgate:{q}:job:${id}`, 'result'))?.length, 1_048_576)
+})
+
 t.test('a lease that ran out on the last attempt makes the job dead', async (t) => {
   const { store, client } = await startStore(t)
   const id = await enqueue(store, 'q', { maxAttempts: 2 })

@@ -261,6 +261,39 @@ t.test('worker routes reject bad input and change nothing', async (t) => {
   t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before)
 })
 
+t.test('a result or progress too large for the protocol → 413, nothing changed', async (t) => {
+  const { app, client } = await startGateway(t, { env: { BODY_LIMIT: '2mb' } })
+  const id = await submit(app, 'q')
+  await submit(app, 'q')
+  const { lease } = (await reserve(app, 'q')).json()
+  const before = await client.hgetall(`jobgate:{q}:job:${id}`)
+  const cases: [string, object, string, string][] = [
+    [
+      'heartbeat',
+      { lease_ms: 60_000, progress: 'x'.repeat(65_535) },
+      'PROGRESS_TOO_LARGE',
+      'The progress is longer than 65536 bytes of JSON; nothing was changed.',
+    ],
+    [
+      'ack',
+      { result: 'x'.repeat(1_048_575), reserve: { worker: 'w' } },
+      'RESULT_TOO_LARGE',
+      'The result is longer than 1048576 bytes of JSON; nothing was changed.',
+    ],
+  ]
+  for (const [action, body, code, detail] of cases) {
+    const res = await post(app, `/v1/queues/q/jobs/${id}:${action}`, {
+      lease_token: lease.token,
+      ...body,
+    })
+    t.equal(res.statusCode, 413, action)
+    t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8')
+    t.match(res.json(), { code, detail, status: 413 })
+  }
+  t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before, 'the job is untouched')
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 1, 'the refused ack leased nothing')
+})
+
 t.test('cancel: DELETE a queued job; an active one → 409', async (t) => {
   const { app, client } = await startGateway(t)
   const waiting = await submit(app, 'q')

@@ -32,6 +32,7 @@ final class JobContext
      * Records progress (any JSON-encodable value) on the job, with a heartbeat.
      *
      * @throws \JsonException when the value cannot be encoded as JSON
+     * @throws ProgressRejected when it is too large (over 64 KiB of JSON); nothing is recorded
      */
     public function progress(mixed $progress): void
     {

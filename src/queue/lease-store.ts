@@ -21,11 +21,12 @@ export interface ReservedJob {
 
 export type ReserveResult = { job: ReservedJob } | { job: null; waitMs: number }
 
-/** What a lease-holding operation did; `lease_lost` and `not_found` changed nothing. */
+/** What a lease-holding operation did; any outcome but `done` changed nothing. */
 export type LeaseOutcome<T> =
   | ({ outcome: 'done' } & T)
   | { outcome: 'not_found' }
   | { outcome: 'lease_lost'; state: string }
+  | { outcome: 'too_large'; field: 'result' | 'progress'; maxBytes: number }
 
 export interface Settled {
   state: 'succeeded' | 'dead' | 'scheduled' | 'queued'
@@ -63,7 +64,14 @@ function leaseOutcome<T>(reply: string[], done: (rest: string[]) => T): LeaseOut
   const [status, ...rest] = reply
   if (status === 'NOT_FOUND') return { outcome: 'not_found' }
   if (status === 'LEASE_LOST') return { outcome: 'lease_lost', state: rest[0] ?? '' }
+  const field = TOO_LARGE[status ?? '']
+  if (field !== undefined) return { outcome: 'too_large', field, maxBytes: Number(rest[0]) }
   return { outcome: 'done', ...done([status ?? '', ...rest]) }
+}
+
+const TOO_LARGE: Record<string, 'result' | 'progress'> = {
+  RESULT_TOO_LARGE: 'result',
+  PROGRESS_TOO_LARGE: 'progress',
 }
 
 const STATE_OF_REPLY: Record<string, Settled['state']> = {

@@ -23,6 +23,7 @@ interface JobStatus {
   state: string
   attempts: number
   result: unknown
+  progress?: unknown
   worker: string | null
   run_at: string
   started_at: string | null
@@ -194,6 +195,44 @@ export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
     const dead = await h.waitFor(id, ['dead'])
     t.equal(dead.attempts, 1)
     t.match(dead.last_error, { message: 'address rejected', class: /FailJob$/ })
+  })
+
+  t.test(
+    'progress or a result too large is refused: the job dies, the next runs at once',
+    async (t) => {
+      const h = await harness(t, target)
+      const id = await h.submit({
+        type: 'bulky',
+        payload: { progress_bytes: 65_537, result_bytes: 1_048_577 },
+        max_attempts: 3,
+        priority: 9,
+      })
+      // Waiting when the worker starts, behind the bulky job: the ack could take it along.
+      const next = await h.submit({ type: 'echo', payload: { n: 1 } })
+      h.worker()
+      const dead = await h.waitFor(id, ['dead'])
+      t.equal(dead.attempts, 1, 'not retried: another worker would be refused the same')
+      t.equal(dead.result, null)
+      t.match(dead.last_error, { class: 'OutcomeRejected', message: /result|ack/ })
+      t.match(dead.progress, { rejected: /progress/ })
+      t.equal(JSON.stringify(dead.progress).length < 1000, true, 'only the small report stored')
+      const done = await h.waitFor(next, ['succeeded'])
+      t.equal(done.attempts, 1, 'the next job was not leased along with the refused ack')
+    },
+  )
+
+  t.test('progress and a result at their limits are kept whole', async (t) => {
+    const h = await harness(t, target)
+    h.worker()
+    // Over HTTP the result travels in a body of at most BODY_LIMIT (1 MiB), with the lease token.
+    const resultBytes = target.transport === 'http' ? 1_000_000 : 1_048_576
+    const id = await h.submit({
+      type: 'bulky',
+      payload: { progress_bytes: 65_536, result_bytes: resultBytes },
+    })
+    const done = await h.waitFor(id, ['succeeded'])
+    t.equal(JSON.stringify(done.progress).length, 65_536)
+    t.equal(JSON.stringify(done.result).length, resultBytes)
   })
 
   t.test(

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Transport;
 
 use Jobgate\Worker\Job;
+use Jobgate\Worker\ProgressRejected;
 
 /**
  * How a worker takes jobs and reports on them: Redis (the Lua scripts) or the gateway (HTTP).
@@ -63,6 +64,7 @@ interface Transport
      * as "still held" (the next heartbeat or the settlement will tell).
      *
      * @param string|null $progressJson JSON text of the progress; null = unchanged
+     * @throws ProgressRejected when the server refuses the progress for its size (nothing changed)
      */
     public function heartbeat(Job $job, int $leaseMs, ?string $progressJson = null): bool;
 }

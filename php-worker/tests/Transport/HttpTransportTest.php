@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Tests\Transport;
 
+use Jobgate\Worker\ProgressRejected;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Tests\Fakes\FakeClock;
 use Jobgate\Worker\Tests\Fakes\FakeHttpClient;
@@ -312,6 +313,29 @@ final class HttpTransportTest extends TestCase
         $this->expectException(OutcomeRejected::class);
         $this->expectExceptionMessage('the gateway refused the ack: 413 PAYLOAD_TOO_LARGE: Request body is too large');
         $this->transport(['q'])->ackAndReserve(Jobs::make(), '"' . str_repeat('x', 100) . '"');
+    }
+
+    /** @dataProvider refusedProgress */
+    public function testProgressTheGatewayRefusesForItsSizeIsRejected(int $status, string $code): void
+    {
+        $this->http->responses = [FakeHttpClient::json($status, ['code' => $code, 'detail' => 'too long'])];
+
+        try {
+            $this->transport()->heartbeat(Jobs::make(), 30_000, '"' . str_repeat('x', 100) . '"');
+            self::fail('no ProgressRejected');
+        } catch (ProgressRejected $rejected) {
+            self::assertSame("the gateway refused the progress: {$status} {$code}: too long", $rejected->getMessage());
+        }
+        self::assertCount(1, $this->http->requests, 'not sent again');
+    }
+
+    /** @return array<string, array{int, string}> */
+    public static function refusedProgress(): array
+    {
+        return [
+            'over the protocol limit' => [413, 'PROGRESS_TOO_LARGE'],
+            'over the body limit' => [413, 'PAYLOAD_TOO_LARGE'],
+        ];
     }
 
     public function testARetryTheGatewayFindsInvalidIsARejectedOutcome(): void

@@ -9,6 +9,7 @@ use DateTimeImmutable;
 use Exception;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\Json;
+use Jobgate\Worker\ProgressRejected;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\OutcomeRejected;
@@ -246,6 +247,9 @@ final class HttpTransport implements Transport
         $refusesContent = $response->status === 413 || ($response->status === 400 && $code === 'VALIDATION_FAILED');
         if ($refusesContent && in_array($operation, self::CALLS_WITH_JOB_OUTPUT, true)) {
             throw new OutcomeRejected("the gateway refused the {$operation}: " . self::describe($response));
+        }
+        if ($refusesContent && $operation === 'heartbeat') {
+            throw new ProgressRejected('the gateway refused the progress: ' . self::describe($response));
         }
         throw $this->unexpected($operation, $response);
     }

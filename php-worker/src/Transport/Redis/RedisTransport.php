@@ -6,8 +6,11 @@ namespace Jobgate\Worker\Transport\Redis;
 
 use Closure;
 use Jobgate\Worker\Job;
+use Jobgate\Worker\ProgressRejected;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
+use Jobgate\Worker\Transport\OutcomeRejected;
+use Jobgate\Worker\Transport\ProtocolLimits;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Transport;
@@ -100,6 +103,10 @@ final class RedisTransport implements Transport
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
     {
         $this->firstQueueWaitMs = null;
+        if ($resultJson !== null && strlen($resultJson) > ProtocolLimits::RESULT_MAX_BYTES) {
+            // Refused by the script: the reserve must not go with it, or its job would wait out a lease.
+            return new AckAndNext($this->ack($job, $resultJson), null);
+        }
         $ack = $this->ackCall($job, $resultJson);
         $reserve = $this->reserveCall($this->queues[0]);
         try {
@@ -186,6 +193,9 @@ final class RedisTransport implements Transport
         return match ($reply[0]) {
             'OK' => true,
             'LEASE_LOST', 'NOT_FOUND' => false,
+            'PROGRESS_TOO_LARGE' => throw new ProgressRejected(
+                "the progress is longer than {$reply[1]} bytes of JSON; it was not recorded",
+            ),
             default => throw new ScriptFailed("heartbeat: unexpected reply {$reply[0]}"),
         };
     }
@@ -266,6 +276,9 @@ final class RedisTransport implements Transport
         }
         if ($status === 'LEASE_LOST' || $status === 'NOT_FOUND') {
             return null;
+        }
+        if ($status === 'RESULT_TOO_LARGE') {
+            throw new OutcomeRejected("the result is longer than {$reply[1]} bytes of JSON");
         }
         throw new ScriptFailed("{$call->script->name}: unexpected reply {$status}");
     }
