@@ -1,3 +1,4 @@
+import { Agent, request } from 'node:http'
 import t from 'tap'
 import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { SubmissionLoad, until } from './helpers/load.js'
@@ -47,3 +48,33 @@ t.test(
     )
   },
 )
+
+t.test('a request in flight at SIGTERM is answered with Connection: close; exit 0', async (t) => {
+  const { gateway } = await gatewayOnOwnRedis(t, { env: { SHUTDOWN_TIMEOUT: '10s' } })
+  // A pooled connection the client keeps open, as a load balancer's upstream pool does.
+  const agent = new Agent({ keepAlive: true, keepAliveMsecs: 60_000 })
+  t.teardown(() => agent.destroy())
+  const answer = new Promise<{ status: number; connection: string | undefined }>(
+    (resolve, reject) => {
+      const req = request(
+        `${gateway.url}/v1/queues/q/jobs:reserve`,
+        { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+        (res) => {
+          res.resume()
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }),
+          )
+        },
+      )
+      req.on('error', reject)
+      req.end(JSON.stringify({ worker: 'w', wait_ms: 20_000 }))
+    },
+  )
+  await new Promise((resolve) => setTimeout(resolve, 500)) // the poll is waiting by then
+  const signalled = Date.now()
+  gateway.child.kill('SIGTERM')
+  t.strictSame(await answer, { status: 204, connection: 'close' }, 'the long poll ends at once')
+  const { code } = await gateway.exited
+  t.equal(code, 0, 'exit 0: the idle kept-alive connection did not hold the shutdown')
+  t.ok(Date.now() - signalled < 5_000, `exited ${Date.now() - signalled} ms after the signal`)
+})
