@@ -13,8 +13,8 @@
   leases nothing from the queue (its housekeeping goes on); submissions are still taken.
   resume: clears the flag and pushes one wake-up token per job a reserve would find ready (up
   to 1,000): those in the ready lists and the scheduled ones due by now (a reserve promotes
-  them). While paused, idle workers wait for a token, not for the next due time: with jobs
-  scheduled for later or leased, one token more lets a worker learn when to ask next.
+  them). While paused, idle workers wait for a token, not for the next due time: with none
+  ready but jobs scheduled for later or leased, one token lets a worker learn when to ask next.
 
   Returns
   {'OK', paused_at}   paused_at: ms since the epoch, '' once resumed

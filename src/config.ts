@@ -227,7 +227,7 @@ class Reader {
 }
 
 const DAY = 86_400_000
-const RATE_LIMIT = /^(\d+)\s*\/\s*(\d+)?\s*(ms|s|m|h)$/
+const RATE_LIMIT = /^(\d+)\s*\/\s*(\d+)?\s*(ms|s|m|h|d)$/
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost', '::ffff:127.0.0.1'])
 
 function rateLimit(read: Reader, name: string, fallback: RateLimit | null): RateLimit | null {

@@ -9,7 +9,7 @@ import { dataKeys, startGateway } from './helpers/gateway.js'
 
 interface BadRequest {
   label: string
-  method?: 'POST' | 'GET'
+  method?: 'POST' | 'GET' | 'DELETE'
   url?: string
   headers?: Record<string, string>
   body?: string
@@ -52,6 +52,22 @@ const cases: BadRequest[] = [
     code: 'UNSUPPORTED_MEDIA_TYPE',
   },
   { label: 'body over the limit', body: HUGE, status: 413, code: 'PAYLOAD_TOO_LARGE' },
+  {
+    label: 'body over the limit on a route that takes none',
+    url: '/v1/queues/q:pause',
+    body: HUGE,
+    status: 413,
+    code: 'PAYLOAD_TOO_LARGE',
+  },
+  {
+    label: 'body over the limit on a DELETE',
+    method: 'DELETE',
+    url: '/v1/queues/q/dead',
+    headers: { 'content-type': 'application/json' },
+    body: HUGE,
+    status: 413,
+    code: 'PAYLOAD_TOO_LARGE',
+  },
   {
     label: 'missing type',
     body: json({ payload: {} }),

@@ -42,6 +42,15 @@ t.test('units for durations and sizes', async (t) => {
     REDIS_WAIT_REPLICAS: '2',
     REDIS_WAIT_TIMEOUT: '2s',
     REDIS_URL: 'redis://cache:6379/3',
+    RATE_LIMIT: '50000/1d',
+    RATE_LIMIT_WORK: '0',
+    RATE_LIMIT_READ: '600 / m',
+  })
+  t.strictSame(config.rateLimits, {
+    produce: { max: 50_000, windowMs: 86_400_000 },
+    read: { max: 600, windowMs: 60_000 },
+    work: null,
+    admin: { max: 50_000, windowMs: 86_400_000 },
   })
   t.equal(config.redisUrl, 'redis://cache:6379/3')
   t.strictSame(config.redisWaitReplicas, { replicas: 2, timeoutMs: 2000 })

@@ -58,18 +58,18 @@ export default fp(
       skipOnError: true,
     })
 
-    app.addHook('onSend', async (request, reply) => {
+    app.addHook('onSend', (request, reply, payload, done) => {
       const scope = request.routeOptions.config?.scope
       const limit = scope ? limits[scope] : null
       const remaining = reply.getHeader('x-ratelimit-remaining')
-      if (!scope || !limit || remaining === undefined) return
+      if (!scope || !limit || remaining === undefined) return done(null, payload)
       // The store could not count (Redis down: the request passed uncounted). The plugin still
       // wrote a full quota and a window that ends now; say nothing instead.
       if (Number(reply.getHeader('x-ratelimit-reset')) === 0) {
         for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']) {
           reply.removeHeader(name)
         }
-        return
+        return done(null, payload)
       }
       reply.header(
         'ratelimit-policy',
@@ -79,6 +79,7 @@ export default fp(
         'ratelimit',
         `"${scope}";r=${remaining};t=${reply.getHeader('x-ratelimit-reset') ?? 0}`,
       )
+      done(null, payload)
     })
   },
   { name: 'jobgate-rate-limit', dependencies: ['jobgate-store', 'jobgate-metrics'] },
