@@ -9,9 +9,9 @@ namespace Jobgate\Worker;
  */
 final class ExitCode
 {
-    /** Stopped by SIGTERM, SIGINT or SIGQUIT, after finishing the current job. */
+    /** Stopped by SIGTERM, SIGINT, SIGQUIT or SIGHUP, after finishing the current job. */
     public const SIGNAL = 0;
-    /** A fatal error in the worker itself (not in a handler). */
+    /** A fatal error in the worker itself (not in a handler), or a handler's exit() mid-job. */
     public const ERROR = 1;
     public const MEMORY_LIMIT = 12;
     public const MAX_JOBS = 13;

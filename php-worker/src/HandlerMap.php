@@ -86,7 +86,8 @@ final class HandlerMap
     /**
      * The handler of a type in the map.
      *
-     * @throws UnexpectedValueException when a lazy entry does not produce a Handler
+     * @throws InvalidHandler when a lazy entry does not produce a Handler
+     * @throws UnexpectedValueException when the type is not in the map
      */
     public function get(string $type): Handler
     {
@@ -100,7 +101,7 @@ final class HandlerMap
             default => new $entry(),
         };
         if (!$handler instanceof Handler) {
-            throw new UnexpectedValueException(
+            throw new InvalidHandler(
                 "the factory for job type {$type} returned " . get_debug_type($handler) . ', not a ' . Handler::class,
             );
         }

@@ -15,15 +15,16 @@ final class Outcome
 
     private function __construct(
         public readonly string $kind,
-        public readonly mixed $result = null,
+        /** JSON text of the handler's result; null = none */
+        public readonly ?string $resultJson = null,
         public readonly ?ErrorReport $error = null,
         public readonly ?int $delayMs = null,
     ) {
     }
 
-    public static function succeeded(mixed $result): self
+    public static function succeeded(?string $resultJson): self
     {
-        return new self(self::SUCCEEDED, $result);
+        return new self(self::SUCCEEDED, $resultJson);
     }
 
     public static function fail(ErrorReport $error): self

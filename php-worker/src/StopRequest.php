@@ -6,12 +6,13 @@ namespace Jobgate\Worker;
 
 /**
  * Whether the worker was asked to stop, shared by its loop and its transport's retries. A quit
- * signal (SIGTERM, SIGINT, SIGQUIT) sets it, also one that arrives while the worker holds those
- * signals back and waits for Redis or the gateway to come back: that wait ends at once.
+ * signal (SIGTERM, SIGINT, SIGQUIT, or SIGHUP: a closed terminal) sets it, also one that arrives
+ * while the worker holds those signals back and waits for Redis or the gateway to come back: that
+ * wait ends at once.
  */
 class StopRequest
 {
-    public const SIGNALS = [SIGTERM, SIGINT, SIGQUIT];
+    public const SIGNALS = [SIGTERM, SIGINT, SIGQUIT, SIGHUP];
 
     private bool $requested = false;
 

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker;
 
+use Closure;
 use JsonException;
 use Jobgate\Worker\Transport\OutcomeRejected;
 use Jobgate\Worker\Transport\RetryOutcome;
@@ -29,6 +30,13 @@ class Worker
 {
     /** Alarms tick in whole seconds but the clock counts ms: a tick a hair early still counts. */
     private const TICK_SLACK_MS = 10;
+    private const SIGNAL_NAMES = [
+        SIGTERM => 'SIGTERM',
+        SIGINT => 'SIGINT',
+        SIGQUIT => 'SIGQUIT',
+        SIGHUP => 'SIGHUP',
+        SIGALRM => 'SIGALRM',
+    ];
 
     private bool $timedOut = false;
     private bool $stopLogged = false;
@@ -45,6 +53,8 @@ class Worker
     private bool $heartbeatFailureLogged = false;
     /** A job leased together with the previous ack, to run next. */
     private ?Job $prefetchedJob = null;
+    /** @var array<int, Closure(): void> the worker's own signal handlers, by signal */
+    private array $signalHandlers = [];
 
     public function __construct(
         protected readonly Transport $transport,
@@ -116,6 +126,16 @@ class Worker
     public function currentJob(): ?Job
     {
         return $this->currentJob;
+    }
+
+    /**
+     * The job in hand that no outcome was reported for yet (a timed-out one was).
+     *
+     * @internal for the line logged when the process ends during a job
+     */
+    public function unreportedJob(): ?Job
+    {
+        return $this->currentSettled ? null : $this->currentJob;
     }
 
     /**
@@ -217,6 +237,7 @@ class Worker
         $this->logger->info('job started', Logger::jobFields($job));
         try {
             $outcome = $this->runHandler($job, $context);
+            $this->restoreSignalHandlers($job);
             if (!$this->currentSettled && !$context->leaseLost()) {
                 $this->report($job, $outcome);
             }
@@ -241,7 +262,17 @@ class Worker
         $this->handlerRunning = true;
         $this->armAlarm($this->secondsUntilNextTick($job));
         try {
-            return Outcome::succeeded($this->handlers->get($job->type)->handle($job, $context));
+            $result = $this->handlers->get($job->type)->handle($job, $context);
+            try {
+                return Outcome::succeeded($result === null ? null : Json::encode($result));
+            } catch (JsonException $unencodable) {
+                // NAN, a resource, recursion: every run would end the same way.
+                $message = 'the result cannot be encoded as JSON: ' . $unencodable->getMessage();
+
+                return Outcome::fail(new ErrorReport($message, JsonException::class));
+            }
+        } catch (InvalidHandler $invalid) {
+            return Outcome::fail(ErrorReport::fromThrowable($invalid));
         } catch (FailJob $failure) {
             return Outcome::fail(ErrorReport::fromThrowable($failure));
         } catch (RetryJob $retry) {
@@ -280,7 +311,7 @@ class Worker
     {
         $error = $outcome->error ?? new ErrorReport('no error given', 'Error');
         match ($outcome->kind) {
-            Outcome::SUCCEEDED => $this->reportSuccess($job, $outcome->result),
+            Outcome::SUCCEEDED => $this->reportSuccess($job, $outcome->resultJson),
             Outcome::FAIL => $this->reportFailure($job, $error),
             default => $this->reportRetry($job, $error, $outcome->delayMs),
         };
@@ -296,16 +327,8 @@ class Worker
         ]);
     }
 
-    protected function reportSuccess(Job $job, mixed $result): void
+    protected function reportSuccess(Job $job, ?string $resultJson): void
     {
-        try {
-            $resultJson = $result === null ? null : Json::encode($result);
-        } catch (JsonException $error) {
-            $message = 'the result cannot be encoded as JSON: ' . $error->getMessage();
-            $this->reportRetry($job, new ErrorReport($message, JsonException::class), null);
-
-            return;
-        }
         $this->settled($job, $this->acknowledge($job, $resultJson), 'info', 'job succeeded');
     }
 
@@ -396,17 +419,37 @@ class Worker
     {
         pcntl_async_signals(true);
         foreach (StopRequest::SIGNALS as $signal) {
-            pcntl_signal($signal, function (): void {
+            $this->signalHandlers[$signal] = function (): void {
                 $this->quit();
-            });
+            };
         }
-        pcntl_signal(SIGALRM, function (): void {
+        $this->signalHandlers[SIGALRM] = function (): void {
             $this->onAlarm();
-        });
+        };
+        foreach ($this->signalHandlers as $signal => $handler) {
+            pcntl_signal($signal, $handler);
+        }
     }
 
     /**
-     * Holds SIGTERM/SIGINT/SIGQUIT back while the worker talks to Redis or the gateway. PHP drops
+     * A handler that set a signal's handler of its own (or ignored the signal) would take the
+     * timeouts, heartbeats or stops of every later job away from the worker: it gets its own back.
+     */
+    protected function restoreSignalHandlers(Job $job): void
+    {
+        foreach ($this->signalHandlers as $signal => $handler) {
+            if (pcntl_signal_get_handler($signal) !== $handler) {
+                pcntl_signal($signal, $handler);
+                $this->logger->warn('signal handler restored', Logger::jobFields($job) + [
+                    'signal' => self::SIGNAL_NAMES[$signal] ?? $signal,
+                    'error' => 'the handler replaced the worker\'s handler of this signal; its own was put back',
+                ]);
+            }
+        }
+    }
+
+    /**
+     * Holds the quit signals (StopRequest::SIGNALS) back while the worker talks to Redis or the gateway. PHP drops
      * a signal whose handler would run while an exception is in flight, and a connection error
      * raised just as the signal arrives (a supervisor stopping Redis and the worker together)
      * is exactly that: held back, the signal waits in the kernel for resumeQuitSignals().

@@ -8,6 +8,7 @@ use Closure;
 use Jobgate\Worker\ExitCode;
 use Jobgate\Worker\FailJob;
 use Jobgate\Worker\HandlerMap;
+use Jobgate\Worker\InvalidHandler;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\JobContext;
 use Jobgate\Worker\RetryJob;
@@ -628,13 +629,44 @@ final class WorkerTest extends TestCase
         );
     }
 
-    public function testAResultThatIsNotJsonRetriesTheJob(): void
+    public function testAResultThatCannotBeJsonFailsTheJobForGood(): void
     {
         $this->transport->jobs = [Jobs::make()];
-        $this->runWorker(['echo' => fn () => NAN], maxJobs: 1);
+        $this->runWorker(['echo' => fn () => ['ratio' => NAN]], maxJobs: 1);
 
-        self::assertSame('retry', $this->transport->settlements()[0][0]);
-        self::assertSame(\JsonException::class, $this->transport->settlements()[0][3]);
+        [$call, , $message, $class] = $this->transport->settlements()[0];
+        self::assertSame(['fail', \JsonException::class], [$call, $class]);
+        self::assertStringStartsWith('the result cannot be encoded as JSON: ', $message);
+    }
+
+    public function testAResultWhoseJsonSerializeThrowsIsRetriedLikeTheHandlersOwnException(): void
+    {
+        $this->transport->jobs = [Jobs::make(), Jobs::make(id: 'job-2')];
+        $this->runWorker(['echo' => fn () => new class implements \JsonSerializable {
+            public function jsonSerialize(): mixed
+            {
+                throw new \LogicException('not loaded');
+            }
+        }], maxJobs: 2);
+
+        self::assertSame(
+            [
+                ['retry', 'job-1', 'not loaded', \LogicException::class],
+                ['retry', 'job-2', 'not loaded', \LogicException::class],
+            ],
+            array_map(static fn (array $call): array => array_slice($call, 0, 4), $this->transport->settlements()),
+            'the worker goes on to the next job',
+        );
+    }
+
+    public function testAFactoryThatGivesNoHandlerFailsItsJobsForGood(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $this->runWorker([], maxJobs: 1, factories: ['echo' => fn () => 42]);
+
+        [$call, , $message, $class] = $this->transport->settlements()[0];
+        self::assertSame(['fail', InvalidHandler::class], [$call, $class]);
+        self::assertStringContainsString('the factory for job type echo returned int', $message);
     }
 
     public function testALongErrorMessageIsCutTo8192Bytes(): void
@@ -668,7 +700,8 @@ final class WorkerTest extends TestCase
     }
 
     /**
-     * @param array<string, Closure|\Jobgate\Worker\Handler> $handlers
+     * @param array<string, Closure|\Jobgate\Worker\Handler> $handlers closures become handlers
+     * @param array<string, Closure> $factories lazy entries of the map, as they are
      */
     private function runWorker(
         array $handlers,
@@ -677,8 +710,9 @@ final class WorkerTest extends TestCase
         int $timeoutSeconds = 60,
         int $leaseSeconds = 30,
         int $memoryMb = 128,
+        array $factories = [],
     ): int {
-        $map = [];
+        $map = $factories;
         foreach ($handlers as $type => $handler) {
             $map[$type] = $handler instanceof Closure ? new CallableHandler($handler) : $handler;
         }

@@ -4,11 +4,10 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Cli;
 
-use Closure;
+use ErrorException;
 use Jobgate\Worker\ConfigError;
 use Jobgate\Worker\ExitCode;
 use Jobgate\Worker\HandlerMap;
-use Jobgate\Worker\Job;
 use Jobgate\Worker\Logger;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\SystemClock;
@@ -32,6 +31,7 @@ use Jobgate\Worker\WorkerOptions;
 class Application
 {
     private const CONNECT_TIMEOUT_SECONDS = 2.0;
+    private const FATAL_ERRORS = E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR;
     /** Added to the longest blocking wait to give a command's reply time to arrive. */
     private const READ_TIMEOUT_GRACE_SECONDS = 5.0;
 
@@ -82,7 +82,7 @@ class Application
         $stop = new StopRequest();
         try {
             $this->checkExtensions();
-            $handlers = HandlerMap::fromFile($config->handlersFile);
+            $handlers = $this->loadHandlers($config->handlersFile);
             $transport = $this->transport($config, $logger, $stop);
         } catch (ConfigError $error) {
             fwrite($this->stderr, "jobgate-worker: configuration error: {$error->getMessage()}\n");
@@ -90,9 +90,37 @@ class Application
             return ExitCode::CONFIG;
         }
         $worker = $this->worker($transport, $handlers, $config, $logger, $stop);
-        $this->reportPhpErrorsAsLogLines($logger, $worker->currentJob(...));
+        $this->reportPhpErrorsAsLogLines($logger, $worker);
 
         return $worker->run();
+    }
+
+    /**
+     * A fatal error PHP raises while compiling the file (a function declared twice, say) cannot
+     * be caught: it still ends the process as a configuration error, with the reason.
+     *
+     * @throws ConfigError
+     */
+    protected function loadHandlers(string $file): HandlerMap
+    {
+        $loading = true;
+        $display = ini_set('display_errors', '0');
+        $log = ini_set('log_errors', '0');
+        register_shutdown_function(function () use (&$loading, $file): void {
+            $error = error_get_last();
+            if ($loading && $error !== null && ($error['type'] & self::FATAL_ERRORS) !== 0) {
+                fwrite($this->stderr, "jobgate-worker: configuration error: handlers file {$file} failed to load: "
+                    . "{$error['message']} at {$error['file']}:{$error['line']}\n");
+                exit(ExitCode::CONFIG);
+            }
+        });
+        try {
+            return HandlerMap::fromFile($file);
+        } finally {
+            $loading = false;
+            ini_set('display_errors', (string) $display);
+            ini_set('log_errors', (string) $log);
+        }
     }
 
     protected function worker(
@@ -199,16 +227,20 @@ class Application
 
     /**
      * PHP warnings and notices (a handler's, typically) become log lines instead of raw text on
-     * the same stream, so stderr stays one JSON object per line; a fatal error (PHP then exits
-     * 255) gets a last line naming the job that was running.
-     *
-     * @param Closure(): ?Job $currentJob
+     * the same stream, so stderr stays one JSON object per line; errors PHP would stop on
+     * (`E_USER_ERROR`, `E_RECOVERABLE_ERROR`) are thrown, so the job fails as if the handler had
+     * thrown. A fatal error (PHP then exits 255) gets a last line naming the job that was running;
+     * so does a handler's `exit()`, which then ends the process with 1: a supervisor must not take
+     * it for a clean stop.
      */
-    protected function reportPhpErrorsAsLogLines(Logger $logger, Closure $currentJob): void
+    protected function reportPhpErrorsAsLogLines(Logger $logger, Worker $worker): void
     {
         set_error_handler(static function (int $level, string $message, string $file, int $line) use ($logger): bool {
             if ((error_reporting() & $level) === 0) {
                 return false;
+            }
+            if (($level & (E_USER_ERROR | E_RECOVERABLE_ERROR)) !== 0) {
+                throw new ErrorException($message, 0, $level, $file, $line);
             }
             $logger->warn('php warning', ['error' => $message, 'error_level' => $level, 'at' => "{$file}:{$line}"]);
 
@@ -217,16 +249,28 @@ class Application
         // PHP's own report of a fatal error would be a raw line on stderr before the JSON one.
         ini_set('log_errors', '0');
         ini_set('display_errors', '0');
-        register_shutdown_function(static function () use ($logger, $currentJob): void {
+        register_shutdown_function(static function () use ($logger, $worker): void {
             $error = error_get_last();
-            if ($error !== null && ($error['type'] & (E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR)) !== 0) {
-                $job = $currentJob();
+            if ($error !== null && ($error['type'] & self::FATAL_ERRORS) !== 0) {
+                $job = $worker->currentJob();
                 $logger->error('worker failed', ($job === null ? [] : Logger::jobFields($job)) + [
                     'error' => $error['message'],
                     'error_class' => 'FatalError',
                     'at' => "{$error['file']}:{$error['line']}",
                     'exit_code' => ExitCode::PHP_FATAL,
                 ]);
+
+                return;
+            }
+            $job = $worker->unreportedJob();
+            if ($job !== null) {
+                $logger->error('worker failed', Logger::jobFields($job) + [
+                    'error' => 'the process was ended while the job ran (exit() in the handler?)',
+                    'error_class' => 'Exit',
+                    'next' => 'the job runs again when its lease runs out',
+                    'exit_code' => ExitCode::ERROR,
+                ]);
+                exit(ExitCode::ERROR);
             }
         });
     }

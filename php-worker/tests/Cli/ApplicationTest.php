@@ -6,7 +6,9 @@ namespace Jobgate\Worker\Tests\Cli;
 
 use Jobgate\Worker\Cli\Application;
 use Jobgate\Worker\ExitCode;
+use Jobgate\Worker\Logger;
 use Jobgate\Worker\Tests\Fakes\TestableWorker;
+use Jobgate\Worker\Worker;
 use PHPUnit\Framework\TestCase;
 
 final class ApplicationTest extends TestCase
@@ -96,7 +98,7 @@ final class ApplicationTest extends TestCase
                 return $function !== $this->missing;
             }
 
-            protected function reportPhpErrorsAsLogLines(\Jobgate\Worker\Logger $logger, \Closure $currentJob): void
+            protected function reportPhpErrorsAsLogLines(Logger $logger, Worker $worker): void
             {
             }
         };
@@ -171,7 +173,7 @@ final class ApplicationTest extends TestCase
                 return new TestableWorker($transport, $handlers, $options, $logger, stop: $stop);
             }
 
-            protected function reportPhpErrorsAsLogLines(\Jobgate\Worker\Logger $logger, \Closure $currentJob): void
+            protected function reportPhpErrorsAsLogLines(Logger $logger, Worker $worker): void
             {
             }
         };

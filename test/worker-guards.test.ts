@@ -1,0 +1,111 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { PhpWorker } from './helpers/php-worker.js'
+import { enqueue, startStore } from './helpers/store.js'
+
+/** A handler that misbehaves must not take the worker's guarantees away from later jobs. */
+
+async function setUp(t: Test) {
+  const { store, client, redis } = await startStore(t)
+  const start = (args: string[] = []) => {
+    const worker = new PhpWorker({ redisUrl: redis.url, args })
+    t.teardown(() => worker.signal('SIGKILL'))
+    return worker
+  }
+  const job = (payload: object, overrides: { maxAttempts?: number; timeoutMs?: number } = {}) =>
+    enqueue(store, 'q', {
+      type: 'payload' in payload ? 'unruly' : 'sleep',
+      payload: JSON.stringify('payload' in payload ? payload.payload : payload),
+      ...overrides,
+    })
+  const record = (id: string) => client.hgetall(`jobgate:{q}:job:${id}`)
+  return { start, job, record }
+}
+
+t.test(
+  'E_USER_ERROR in a handler fails the job like an exception; the worker goes on',
+  async (t) => {
+    const { start, job, record } = await setUp(t)
+    const broken = await job({ payload: { do: 'user_error' } }, { maxAttempts: 1 })
+    const next = await job({ ms: 1 })
+    const worker = start(['--max-jobs=2'])
+    t.equal((await worker.exited).code, 13, 'both jobs done, then --max-jobs')
+    const dead = await record(broken)
+    t.equal(dead.state, 'dead', 'not succeeded: PHP would have stopped there')
+    t.strictSame(JSON.parse(dead.last_error ?? '{}').class, 'ErrorException')
+    t.match(JSON.parse(dead.last_error ?? '{}').message, 'invariant broken')
+    t.equal((await record(next)).state, 'succeeded')
+  },
+)
+
+t.test("a handler's exit() ends the worker with 1 and names the job", async (t) => {
+  const { start, job, record } = await setUp(t)
+  const id = await job({ payload: { do: 'exit' } })
+  const worker = start()
+  t.equal((await worker.exited).code, 1, 'not 0: a supervisor must not take it for a clean stop')
+  t.match(worker.lines.at(-1), {
+    msg: 'worker failed',
+    level: 'error',
+    job_id: id,
+    error_class: 'Exit',
+    exit_code: 1,
+  })
+  t.equal((await record(id)).state, 'active', 'its lease runs out and it runs again')
+})
+
+t.test('a handler that ignored SIGALRM does not take the next job its timeout', async (t) => {
+  const { start, job, record } = await setUp(t)
+  await job({ payload: { do: 'ignore_alarm' } })
+  const slow = await job({ ms: 4000 }, { timeoutMs: 1500 })
+  const worker = start()
+  const restored = await worker.waitForLog((line) => line.msg === 'signal handler restored')
+  t.match(restored, { level: 'warn', signal: 'SIGALRM' })
+  t.equal((await worker.exited).code, 15, 'the slow job timed out')
+  t.match(await record(slow), { state: 'scheduled' })
+})
+
+t.test('a handler that took SIGTERM over does not keep the worker from stopping', async (t) => {
+  const { start, job, record } = await setUp(t)
+  await job({ payload: { do: 'own_sigterm' } })
+  const next = await job({ ms: 1500 })
+  const worker = start()
+  await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === next)
+  worker.signal('SIGTERM')
+  const timer = setTimeout(() => worker.signal('SIGKILL'), 10_000)
+  const { code, signal } = await worker.exited
+  clearTimeout(timer)
+  t.strictSame({ code, signal }, { code: 0, signal: null }, 'stopped by the signal after the job')
+  t.match(
+    worker.lines.find((line) => line.msg === 'signal handler restored'),
+    { signal: 'SIGTERM' },
+  )
+  t.equal((await record(next)).state, 'succeeded')
+})
+
+t.test('SIGHUP (a closed terminal) stops the worker after its job, like SIGTERM', async (t) => {
+  const { start, job, record } = await setUp(t)
+  const id = await job({ ms: 1000 })
+  const worker = start()
+  await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
+  worker.signal('SIGHUP')
+  const { code, signal } = await worker.exited
+  t.strictSame({ code, signal }, { code: 0, signal: null })
+  t.equal((await record(id)).state, 'succeeded', 'the job finished and was acked')
+  t.match(worker.lines.at(-1), { msg: 'worker stopping', reason: 'signal' })
+})
+
+t.test('a handlers file PHP cannot compile exits 78 with the reason', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jobgate-handlers-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'handlers.php')
+  writeFileSync(file, '<?php\nfunction twice() {}\nfunction twice() {}\nreturn [];\n')
+  const { start } = await setUp(t)
+  const worker = start([`--handlers=${file}`])
+  t.equal((await worker.exited).code, 78)
+  t.match(
+    worker.lines.map((line) => line.msg).join('\n'),
+    /configuration error: handlers file .*Cannot redeclare/,
+  )
+})
