@@ -12,7 +12,7 @@ interface BadRequest {
   method?: 'POST' | 'GET' | 'DELETE'
   url?: string
   headers?: Record<string, string>
-  body?: string
+  body?: string | Buffer
   status: number
   code: string
   /** JSON pointers the problem's `errors` must name. */
@@ -123,6 +123,56 @@ const cases: BadRequest[] = [
     body: `{"type":"t","payload":{"d":${'['.repeat(63)}${']'.repeat(63)}}}`,
     status: 400,
     code: 'VALIDATION_FAILED',
+  },
+  {
+    label: 'a string with a lone surrogate escape (no Unicode text; PHP cannot decode it)',
+    body: '{"type":"t","payload":{"s":"\\ud800"}}',
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: 'a lone surrogate escape in a key',
+    body: '{"type":"t","payload":{"\\udc00x":1}}',
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: 'a number past the range of a double (it would be stored as null)',
+    body: '{"type":"t","payload":{"n":1e400}}',
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: 'bytes that are not UTF-8',
+    body: Buffer.concat([
+      Buffer.from('{"type":"t","payload":{"s":"caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}}'),
+    ]),
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: 'a charset other than UTF-8',
+    headers: { 'content-type': 'application/json; charset=latin1' },
+    body: json({ type: 't' }),
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+  },
+  {
+    label: 'a deep body for no route: 404, not parsed',
+    url: '/nope',
+    body: `{"a":${'['.repeat(1_000)}${']'.repeat(1_000)}}`,
+    status: 404,
+    code: 'ROUTE_NOT_FOUND',
+  },
+  {
+    label: 'a text body for no route: 404, not 415',
+    url: '/v1/queues/q/nope',
+    headers: { 'content-type': 'text/plain' },
+    body: 'x',
+    status: 404,
+    code: 'ROUTE_NOT_FOUND',
   },
   {
     label: 'a body nested 900 levels deep',
@@ -478,5 +528,33 @@ t.test('a malformed job id is a 400 on every route that takes one', async (t) =>
     const res = await app.inject({ method, url })
     t.equal(res.statusCode, 400, `${method} ${url}`)
     t.match(res.json(), { code: 'VALIDATION_FAILED', errors: [{ in: 'params', pointer: '/id' }] })
+  }
+})
+
+t.test('what looks odd but is faithful JSON is taken as sent', async (t) => {
+  const { app, client } = await startGateway(t)
+  const cases: [contentType: string, body: string, stored: string][] = [
+    ['application/json; charset="UTF-8"', '{"type":"t","payload":{"a":1}}', '{"a":1}'],
+    [
+      'application/json;charset=utf8',
+      '{"type":"t","payload":{"e":"\\ud83d\\ude00"}}',
+      '{"e":"😀"}',
+    ],
+    [
+      'application/json',
+      '{"type":"t","payload":{"n":1e300,"m":-2.5E-300}}',
+      '{"n":1e+300,"m":-2.5e-300}',
+    ],
+    ['application/json', '{"type":"t","payload":{"s":"[[[[{{{{\\"]]]"}}', '{"s":"[[[[{{{{\\"]]]"}'],
+  ]
+  for (const [contentType, body, stored] of cases) {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { 'content-type': contentType },
+      payload: body,
+    })
+    t.equal(res.statusCode, 202, body)
+    t.equal(await client.hget(`jobgate:{q}:job:${res.json().id}`, 'payload'), stored, body)
   }
 })

@@ -1,74 +1,136 @@
+import { isUtf8 } from 'node:buffer'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import secureJson from 'secure-json-parse'
 import { ProblemError } from '../errors.js'
 
 /**
- * What a request body may be: JSON, uncompressed, at most `MAX_JSON_DEPTH` levels deep, free of
- * prototype-poisoning keys. A route that takes no body ignores an empty one whatever its
- * Content-Type says (clients that send `Content-Type: application/json` on every POST).
+ * What a request body may be: JSON in UTF-8, uncompressed, at most `MAX_JSON_DEPTH` levels deep,
+ * free of prototype-poisoning keys, and made of values every worker reads back as sent (Unicode
+ * text, finite numbers). A route that takes no body ignores an empty one whatever its
+ * Content-Type says (clients that send `Content-Type: application/json` on every POST); a
+ * request for no route is answered 404 without its body being looked at.
  */
 
 /**
  * How deeply a request body may nest arrays and objects (the body itself is level 1). Deeper
- * documents are refused before anything else looks at them: serialising one overflows the
- * stack, and a PHP worker decodes a payload only to 512 levels.
+ * documents are refused before they are parsed: parsing one takes the gateway's CPU (a megabyte
+ * of `[` is half a second), serialising one overflows the stack, and a PHP worker decodes a
+ * payload only to 512 levels.
  */
 export const MAX_JSON_DEPTH = 64
 
-/** Whether `value` nests arrays and objects more than `max` levels deep; no recursion. */
-export function nestsDeeperThan(value: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[value, 1]]
-  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
-    const [node, depth] = next
-    if (node === null || typeof node !== 'object') continue
-    if (depth > max) return true
-    for (const child of Array.isArray(node) ? node : Object.values(node)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
-    }
+/** Whether the JSON text nests arrays and objects more than `max` levels deep (strings skipped). */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === BACKSLASH) i++
+      else if (c === QUOTE) inString = false
+    } else if (c === QUOTE) inString = true
+    else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > max) return true
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--
   }
   return false
 }
 
+const [QUOTE, BACKSLASH, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET, CLOSE_BRACKET] = [
+  34, 92, 123, 125, 91, 93,
+]
+
+/**
+ * The text may hold what JSON.parse turns into something else than was sent: a `\uD800`-style
+ * escape (a lone surrogate, no Unicode text) or a number past the range of a double (`1e400`
+ * parses as Infinity, stored as null). Most bodies have neither, and skip the walk.
+ */
+const MAY_NOT_ROUND_TRIP = /\\u[dD][89a-fA-F]|[eE][+]?[0-9]{3}|[0-9]{309}/
+
+/** Why a parsed body would not reach a worker as sent, or null; no recursion. */
+export function unfaithful(value: unknown): string | null {
+  const stack: unknown[] = [value]
+  for (let node = stack.pop(); node !== undefined || stack.length > 0; node = stack.pop()) {
+    if (typeof node === 'number' && !Number.isFinite(node)) {
+      return 'it has a number too large for a double'
+    }
+    if (typeof node === 'string' && !node.isWellFormed()) {
+      return 'it has a string with a lone UTF-16 surrogate escape, which is no Unicode text'
+    }
+    if (node === null || typeof node !== 'object') continue
+    if (Array.isArray(node)) stack.push(...node)
+    else {
+      for (const [key, child] of Object.entries(node)) stack.push(key, child)
+    }
+  }
+  return null
+}
+
 const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
+const UTF8 = /^utf-?8$/i
 
 export const UNSUPPORTED_DETAIL = 'Send the body as application/json.'
+
+function invalidJson(reason: string): ProblemError {
+  return new ProblemError('INVALID_JSON', `The body is not valid JSON: ${reason}.`)
+}
 
 export default fp(
   async function jsonBody(app: FastifyInstance) {
     // Only JSON bodies: without this a text/plain body would reach validation instead of a 415.
     app.removeContentTypeParser('text/plain')
     app.removeContentTypeParser('application/json')
-    app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, text, done) => {
-      const body = String(text)
-      if (body.length === 0) {
-        if (request.routeOptions.schema?.body === undefined) done(null, undefined)
-        else
-          done(
-            new ProblemError(
-              'INVALID_JSON',
-              'The body is empty but Content-Type says application/json.',
-            ),
-          )
-        return
-      }
-      try {
-        done(null, secureJson.parse(body, undefined, PARSE_OPTIONS))
-      } catch (error) {
-        // The parser's reason: a syntax error's place, or a `__proto__` key it refuses.
-        done(
+    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+      if (request.is404) return done(null, undefined)
+      const bytes = raw as Buffer
+      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')
+      if (charset?.[1] !== undefined && !UTF8.test(charset[1])) {
+        return done(
           new ProblemError(
-            'INVALID_JSON',
-            `The body is not valid JSON: ${(error as Error).message}.`,
+            'UNSUPPORTED_MEDIA_TYPE',
+            `Send the body as application/json in UTF-8, not ${charset[1]}.`,
           ),
         )
       }
+      if (bytes.length === 0) {
+        if (request.routeOptions.schema?.body === undefined) return done(null, undefined)
+        return done(
+          new ProblemError(
+            'INVALID_JSON',
+            'The body is empty but Content-Type says application/json.',
+          ),
+        )
+      }
+      if (!isUtf8(bytes)) return done(invalidJson('it is not UTF-8 text'))
+      const body = bytes.toString('utf8')
+      if (nestsDeeperThan(body, MAX_JSON_DEPTH)) {
+        return done(
+          new ProblemError(
+            'VALIDATION_FAILED',
+            `The body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`,
+          ),
+        )
+      }
+      let value: unknown
+      try {
+        value = secureJson.parse(body, undefined, PARSE_OPTIONS)
+      } catch (error) {
+        // The parser's reason: a syntax error's place, or a `__proto__` key it refuses.
+        return done(invalidJson((error as Error).message))
+      }
+      const reason = MAY_NOT_ROUND_TRIP.test(body) ? unfaithful(value) : null
+      if (reason !== null) return done(invalidJson(reason))
+      done(null, value)
     })
 
     // Any other type: refused, unless the route takes no body and there is none (a client's
     // default Content-Type on a bare POST), which Fastify would refuse too.
     app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, bytes, done) => {
-      if (bytes.length === 0 && request.routeOptions.schema?.body === undefined) {
+      if (
+        request.is404 ||
+        (bytes.length === 0 && request.routeOptions.schema?.body === undefined)
+      ) {
         done(null, undefined)
       } else {
         done(new ProblemError('UNSUPPORTED_MEDIA_TYPE', UNSUPPORTED_DETAIL))
@@ -89,17 +151,6 @@ export default fp(
           { headers: { 'accept-encoding': 'identity' } },
         ),
       )
-    })
-
-    app.addHook('preValidation', (request, _reply, done) => {
-      if (request.body !== undefined && nestsDeeperThan(request.body, MAX_JSON_DEPTH)) {
-        done(
-          new ProblemError(
-            'VALIDATION_FAILED',
-            `The body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`,
-          ),
-        )
-      } else done()
     })
   },
   { name: 'jobgate-json-body' },
