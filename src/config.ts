@@ -37,6 +37,8 @@ export interface Config {
   eventKeepAliveMs: number
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
   shutdownTimeoutMs: number
+  /** How long a client may take to send a whole request (headers and body). */
+  requestTimeoutMs: number
   /** Redis Cluster seed nodes; null = the single Redis of `redisUrl`. */
   redisClusterNodes: HostPort[] | null
   /** A primary found through Redis Sentinel; null = the single Redis of `redisUrl`. */
@@ -434,6 +436,7 @@ export function loadConfig(env: Env = process.env): Config {
     eventStreamsMax: read.integer('EVENT_STREAMS_MAX', 1000, 1, 100_000),
     eventKeepAliveMs: read.duration('EVENT_KEEPALIVE', 15_000, 100, 10 * 60_000),
     shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 100, 10 * 60_000),
+    requestTimeoutMs: read.duration('REQUEST_TIMEOUT', 30_000, 1000, 60 * 60_000),
     redisClusterNodes,
     redisSentinel: sentinel(read, redisClusterNodes),
     redisTls: Object.freeze(redisTls(read, url)),

@@ -455,6 +455,52 @@ t.test('what the HTTP parser refuses is a problem document too', async (t) => {
 })
 
 t.test(
+  'a request sent too slowly gets 408 at REQUEST_TIMEOUT; a long answer is fine',
+  async (t) => {
+    const { url, client } = await startGateway(t, {
+      listen: true,
+      env: { REQUEST_TIMEOUT: '1s' },
+    })
+    const { port } = new URL(url)
+    const started = Date.now()
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () =>
+        socket.write(
+          'POST /v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{',
+        ),
+      )
+      // One more byte now and then: the connection is never idle, the request never whole.
+      const trickle = setInterval(() => socket.writable && socket.write(' '), 200)
+      let text = ''
+      socket.on('data', (chunk) => {
+        text += chunk
+      })
+      socket.on('close', () => {
+        clearInterval(trickle)
+        resolve(text)
+      })
+      socket.on('error', reject)
+    })
+    const took = Date.now() - started
+    t.match(answer, /^HTTP\/1\.1 408 /)
+    t.match(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), {
+      status: 408,
+      code: 'REQUEST_TIMEOUT',
+    })
+    t.ok(took >= 1000 && took < 5000, `cut off after ${took} ms`)
+    t.strictSame(await client.keys('jobgate:{*'), [], 'nothing written')
+
+    // The timeout bounds how long a request takes to arrive, not how long its answer takes.
+    const poll = await fetch(`${url}/v1/queues/q/jobs:reserve`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ worker: 'w', wait_ms: 2500 }),
+    })
+    t.equal(poll.status, 204)
+  },
+)
+
+t.test(
   'a route that takes no body ignores an empty one of any type; invalid JSON says why',
   async (t) => {
     const { app } = await startGateway(t)

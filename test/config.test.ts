@@ -26,6 +26,7 @@ t.test('defaults', async (t) => {
   t.equal(config.jobRetentionMs, 86_400_000)
   t.equal(config.deadRetentionMs, 7 * 86_400_000)
   t.equal(config.maxQueueDepth, 1_000_000)
+  t.equal(config.requestTimeoutMs, 30_000)
   t.strictSame(config.redisWaitReplicas, { replicas: 0, timeoutMs: 500 })
   t.ok(Object.isFrozen(config))
 })
@@ -80,6 +81,7 @@ t.test('a bad value names its variable', async (t) => {
     [{ DEAD_RETENTION: '1h' }, 'DEAD_RETENTION', /at least IDEMPOTENCY_TTL \(86400000 ms\)/],
     [{ MAX_QUEUE_DEPTH: '-1' }, 'MAX_QUEUE_DEPTH', /integer from 0/],
     [{ SHUTDOWN_TIMEOUT: '0' }, 'SHUTDOWN_TIMEOUT', /got "0"/],
+    [{ REQUEST_TIMEOUT: '500ms' }, 'REQUEST_TIMEOUT', /got "500ms"/],
     [{ RATE_LIMIT: '100/500ms' }, 'RATE_LIMIT', /window of at least 1s/],
     [{ HOST: '[::1]' }, 'HOST', /without brackets \(got "\[::1\]"\)/],
     [{ REDIS_WAIT_REPLICAS: 'all' }, 'REDIS_WAIT_REPLICAS', /integer from 0 to 100/],
