@@ -72,6 +72,19 @@ t.test('no key → 401 with WWW-Authenticate; bad keys → 401; missing scope �
     t.match(res.headers['www-authenticate'], /error="invalid_token"/, label)
   }
 
+  for (const [label, authorization] of [
+    ['a Bearer with more after the key', `Bearer ${producer.key} extra`],
+    ['a quoted key', `Bearer "${producer.key}"`],
+    ['another scheme', `Basic ${Buffer.from(`u:${producer.key}`).toString('base64')}`],
+    ['a key without a scheme', producer.key],
+  ] as const) {
+    const res = await submit({ authorization })
+    t.equal(res.statusCode, 401, label)
+    t.equal(res.json().code, 'INVALID_API_KEY', `${label}: a wrong key, not a missing one`)
+    t.match(res.headers['www-authenticate'], /error="invalid_token"/, label)
+  }
+  t.match((await submit({ authorization: 'Basic abc' })).json().detail, /not "Bearer <key>"/)
+
   const readOnly = await submit(bearer(reader.key))
   t.equal(readOnly.statusCode, 403)
   t.equal(readOnly.json().code, 'FORBIDDEN')

@@ -23,15 +23,24 @@ export const ANONYMOUS: Identity = { name: 'anonymous', scopes: new Set(SCOPES) 
 
 const CHALLENGE = 'Bearer realm="jobgate"'
 
+/**
+ * The key the request presents: a Bearer token, else `X-API-Key`. An Authorization header of
+ * another form with no `X-API-Key` presents `MALFORMED`, which no key matches: it is refused as
+ * a wrong key (`INVALID_API_KEY`), not taken for a missing one.
+ */
 function presentedKey(request: FastifyRequest): string | null {
   const authorization = request.headers.authorization
   if (typeof authorization === 'string') {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
+    const match = BEARER.exec(authorization)
     if (match?.[1]) return match[1]
   }
   const header = request.headers['x-api-key']
-  return typeof header === 'string' && header !== '' ? header : null
+  if (typeof header === 'string' && header !== '') return header
+  return typeof authorization === 'string' && authorization.trim() !== '' ? MALFORMED : null
 }
+
+const BEARER = /^Bearer +([^\s]+) *$/i
+const MALFORMED = ''
 
 /**
  * API keys with scopes. Identity is resolved first (rate limits are counted per identity);
@@ -57,16 +66,18 @@ export default fp(
       (request, _reply, done) => {
         const identity = request.identity
         if (identity === null) {
-          const missing = presentedKey(request) === null
-          const challenge = missing ? CHALLENGE : `${CHALLENGE}, error="invalid_token"`
+          const key = presentedKey(request)
+          const challenge = key === null ? CHALLENGE : `${CHALLENGE}, error="invalid_token"`
+          let detail = 'The API key is not one of this gateway.'
+          if (key === null) {
+            detail = 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>".'
+          } else if (key === MALFORMED) {
+            detail = 'The Authorization header is not "Bearer <key>" (one key, no spaces).'
+          }
           return done(
-            new ProblemError(
-              missing ? 'UNAUTHORIZED' : 'INVALID_API_KEY',
-              missing
-                ? 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>".'
-                : 'The API key is not one of this gateway.',
-              { headers: { 'www-authenticate': challenge } },
-            ),
+            new ProblemError(key === null ? 'UNAUTHORIZED' : 'INVALID_API_KEY', detail, {
+              headers: { 'www-authenticate': challenge },
+            }),
           )
         }
         if (!allows(identity, scope)) {
