@@ -19,7 +19,7 @@ import {
   submitted,
   timingProblem,
 } from '../src/submission.js'
-import type { JobParams, QueueParams } from './params.js'
+import { JOB_ID, type JobParams, type QueueParams } from './params.js'
 
 export interface JobsRoutesOptions {
   contract: Contract
@@ -147,7 +147,7 @@ export default async function jobsRoutes(
   )
 
   app.get<{ Params: JobParams }>(
-    '/v1/queues/:queue/jobs/:id',
+    `/v1/queues/:queue/jobs/${JOB_ID}`,
     contract.route('getJob'),
     async (request) => {
       const { queue, id } = request.params
@@ -158,7 +158,7 @@ export default async function jobsRoutes(
   )
 
   app.delete<{ Params: JobParams }>(
-    '/v1/queues/:queue/jobs/:id',
+    `/v1/queues/:queue/jobs/${JOB_ID}`,
     contract.route('cancelJob'),
     async ({ params: { queue, id } }) => {
       const outcome = await app.store.jobs.cancel(queue, id)

@@ -40,7 +40,7 @@ export default async function queuesRoutes(
   }
 
   app.get<{ Params: QueueParams }>(
-    '/v1/queues/:queue',
+    `/v1/queues/${QUEUE}`,
     contract.route('getQueue'),
     async ({ params: { queue } }) => {
       await known(queue)

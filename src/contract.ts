@@ -71,19 +71,31 @@ export function loadOpenApi(path = OPENAPI_PATH): OpenApiDocument {
 
 export class Contract {
   private readonly operations = new Map<string, Operation>()
+  private readonly paths = new Map<string, string>()
 
   constructor(readonly document: OpenApiDocument = loadOpenApi()) {
-    for (const item of Object.values(document.paths)) {
+    for (const [path, item] of Object.entries(document.paths)) {
       for (const method of HTTP_METHODS) {
         const operation = item[method] as Operation | undefined
-        if (operation) this.operations.set(operation.operationId, dereference(operation, document))
+        if (!operation) continue
+        this.operations.set(operation.operationId, dereference(operation, document))
+        this.paths.set(operation.operationId, path)
       }
     }
   }
 
-  /** Route options from one operation: its schema, and the API-key scope it requires. */
-  route(operationId: string): { schema: FastifySchema; config: { scope: Scope | null } } {
-    return { schema: this.routeSchema(operationId), config: { scope: this.scope(operationId) } }
+  /**
+   * Route options from one operation: its schema, the API-key scope it requires, and its path
+   * in the document (what metrics name the route by).
+   */
+  route(operationId: string): {
+    schema: FastifySchema
+    config: { scope: Scope | null; path: string }
+  } {
+    return {
+      schema: this.routeSchema(operationId),
+      config: { scope: this.scope(operationId), path: this.paths.get(operationId) ?? '' },
+    }
   }
 
   /** The scope the operation's security requirement names; null = public. */

@@ -16,6 +16,7 @@ const catalogue = {
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
   JOB_NOT_FOUND: { status: 404, title: 'No such job' },
   QUEUE_NOT_FOUND: { status: 404, title: 'No such queue' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'The route does not take this method' },
   LEASE_LOST: { status: 409, title: 'The lease on this job is no longer held' },
   JOB_NOT_CANCELABLE: { status: 409, title: 'The job can no longer be canceled' },
   JOB_NOT_DEAD: { status: 409, title: 'The job is not dead' },

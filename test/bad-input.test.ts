@@ -301,6 +301,13 @@ const cases: BadRequest[] = [
     code: 'ROUTE_NOT_FOUND',
   },
   {
+    label: 'a method the route does not take',
+    url: '/v1/queues/q',
+    body: json({ type: 't' }),
+    status: 405,
+    code: 'METHOD_NOT_ALLOWED',
+  },
+  {
     label: 'unknown job id',
     method: 'GET',
     url: '/v1/queues/q/jobs/does-not-exist',
@@ -602,5 +609,33 @@ t.test('what looks odd but is faithful JSON is taken as sent', async (t) => {
     })
     t.equal(res.statusCode, 202, body)
     t.equal(await client.hget(`jobgate:{q}:job:${res.json().id}`, 'payload'), stored, body)
+  }
+})
+
+t.test('a wrong method is a 405 that names the methods the path takes', async (t) => {
+  const { app } = await startGateway(t)
+  const cases: [method: 'PUT' | 'PATCH' | 'POST' | 'DELETE', url: string, allow: string][] = [
+    ['PUT', '/v1/queues/q', 'GET, HEAD'],
+    ['POST', '/v1/queues/q/jobs/0b6c1f6e-3d3a-4b8e-9a55-0d1c4f0f9a21', 'GET, HEAD, DELETE'],
+    ['PATCH', '/v1/queues/q/jobs?state=queued', 'GET, HEAD, POST, DELETE'],
+    ['DELETE', '/healthz', 'GET, HEAD'],
+    ['PUT', '/v1/queues/q/jobs/0b6c1f6e-3d3a-4b8e-9a55-0d1c4f0f9a21:ack', 'POST'],
+  ]
+  for (const [method, url, allow] of cases) {
+    const res = await app.inject({ method, url })
+    t.equal(res.statusCode, 405, `${method} ${url}`)
+    t.equal(res.headers.allow, allow, `${method} ${url}`)
+    t.match(res.json(), { code: 'METHOD_NOT_ALLOWED', detail: new RegExp(`not ${method}`) })
+  }
+  // An unknown action is no route at all, whatever the method.
+  for (const url of [
+    '/v1/queues/q:stop',
+    '/v1/queues/q/jobs/0b6c1f6e-3d3a-4b8e-9a55-0d1c4f0f9a21:bogus',
+  ]) {
+    for (const method of ['GET', 'POST'] as const) {
+      const res = await app.inject({ method, url })
+      t.equal(res.statusCode, 404, `${method} ${url}`)
+      t.equal(res.json().code, 'ROUTE_NOT_FOUND')
+    }
   }
 })

@@ -341,7 +341,7 @@ t.test('many watchers of a queue share one Redis connection', async (t) => {
     'the follower stops with its last watcher',
   )
   t.equal(await scrape(), 1)
-  const streamed = { method: 'GET', route: '/v1/queues/:queue/events', status: '200' }
+  const streamed = { method: 'GET', route: '/v1/queues/{queue}/events', status: '200' }
   let samples = new Map<string, number>()
   for (const deadline = Date.now() + 2000; Date.now() < deadline; await sleep(50)) {
     samples = parsePrometheus(await (await fetch(`${gateway.url}/metrics`)).text())

@@ -49,7 +49,7 @@ t.test('/metrics is Prometheus text and its counters move by exactly what happen
   t.equal(delta('jobgate_jobs_rejected_total', { code: 'IDEMPOTENCY_KEY_REUSED' }), 1)
   t.equal(delta('jobgate_jobs_rejected_total', { code: 'VALIDATION_FAILED' }), 1)
   t.equal(delta('jobgate_rate_limited_total', { scope: 'work' }), 1)
-  const route = { method: 'POST', route: '/v1/queues/:queue/jobs' }
+  const route = { method: 'POST', route: '/v1/queues/{queue}/jobs' }
   t.equal(delta('jobgate_http_requests_total', { ...route, status: '202' }), 5)
   t.equal(delta('jobgate_http_requests_total', { ...route, status: '422' }), 1)
   t.equal(delta('jobgate_http_request_duration_seconds_count', { ...route, status: '202' }), 5)

@@ -66,6 +66,9 @@ t.test(
     const other = await app.inject({ method: 'POST', url: '/v1/queues/q:stop' })
     t.equal(other.statusCode, 404)
     t.equal(other.json().code, 'ROUTE_NOT_FOUND')
+    const get = await app.inject({ method: 'GET', url: '/v1/queues/q:pause' })
+    t.equal(get.statusCode, 405)
+    t.equal(get.headers.allow, 'POST')
     t.strictSame(await dataKeys(client), before, 'none of them wrote a key')
   },
 )

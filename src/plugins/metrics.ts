@@ -8,6 +8,8 @@ declare module 'fastify' {
     metrics: GatewayMetrics
   }
   interface FastifyContextConfig {
+    /** The route's path in openapi.yaml (`/v1/queues/{queue}/jobs/{id}:ack`): its metrics label. */
+    path?: string
     /**
      * The route's 200 is a stream held open for as long as its client stays: counted like any
      * answer, but its duration is no latency, so it stays out of the request histogram.
@@ -29,7 +31,7 @@ const QUEUE_STATES = ['queued', 'scheduled', 'active', 'dead'] as const
 
 /**
  * Prometheus metrics on a registry of this app (not the process-global one). HTTP metrics are
- * labelled by route pattern, never by raw URL; queue metrics are read from Redis on each scrape.
+ * labelled by route (its openapi.yaml path), never by raw URL; queue metrics are read from Redis on each scrape.
  */
 export default fp(
   async function metrics(app: FastifyInstance) {
@@ -217,13 +219,13 @@ export default fp(
       return child
     }
     const record = (request: FastifyRequest, reply: FastifyReply) => {
-      const route = request.routeOptions.url ?? 'unmatched'
+      const route = request.routeOptions.config?.path ?? request.routeOptions.url ?? 'unmatched'
       const child = childrenFor(request.method, route, reply.statusCode)
       child.count()
       if (!(reply.statusCode === 200 && request.routeOptions.config.streamed)) {
         child.observe(reply.elapsedTime / 1000)
       }
-      if (reply.problemCode && route === '/v1/queues/:queue/jobs' && request.method === 'POST') {
+      if (reply.problemCode && route === '/v1/queues/{queue}/jobs' && request.method === 'POST') {
         gateway.rejected.inc({ code: reply.problemCode })
       }
     }

@@ -77,6 +77,8 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, proble
     .send(problem.toDocument(request.url, request.id))
 }
 
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
+
 export default fp(
   async function problems(app: FastifyInstance, options: { bodyLimit: number }) {
     app.decorateReply('problemCode', null)
@@ -90,13 +92,23 @@ export default fp(
       return sendProblem(request, reply, problem)
     })
 
-    app.setNotFoundHandler((request, reply) =>
-      sendProblem(
-        request,
-        reply,
-        new ProblemError('ROUTE_NOT_FOUND', `There is no route ${request.method} ${request.url}.`),
-      ),
-    )
+    // A path some route serves with other methods is a 405 naming them (RFC 9110), not a 404.
+    app.setNotFoundHandler((request, reply) => {
+      const path = request.url.split('?', 1)[0] ?? ''
+      const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null)
+      const problem =
+        allowed.length === 0
+          ? new ProblemError(
+              'ROUTE_NOT_FOUND',
+              `There is no route ${request.method} ${request.url}.`,
+            )
+          : new ProblemError(
+              'METHOD_NOT_ALLOWED',
+              `${path} takes ${allowed.join(', ')}, not ${request.method}.`,
+              { headers: { allow: allowed.join(', ') } },
+            )
+      return sendProblem(request, reply, problem)
+    })
   },
   { name: 'jobgate-problems' },
 )
