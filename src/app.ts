@@ -6,7 +6,7 @@ import jobsRoutes from '../routes/jobs.js'
 import metricsRoutes from '../routes/metrics.js'
 import queuesRoutes from '../routes/queues.js'
 import workersRoutes from '../routes/workers.js'
-import { answerClientError } from './client-errors.js'
+import { answerClientError, answerConnect } from './client-errors.js'
 import type { Config } from './config.js'
 import { Contract, validatorCompiler } from './contract.js'
 import { ProblemError } from './errors.js'
@@ -38,7 +38,13 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
     // a time held its connection forever). Node takes the limit only when it creates the server
     // (Fastify sets it later, too late), and checks every second instead of every 30.
     requestTimeout: config.requestTimeoutMs,
-    http: { requestTimeout: config.requestTimeoutMs, connectionsCheckingInterval: 1000 },
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: 1000,
+      // Node's own answer to an HTTP/1.1 request without Host is an empty 400: the onRequest
+      // hook below answers it with a problem document instead.
+      requireHostHeader: false,
+    },
     genReqId: requestIdOf,
     logController: new AccessLog(),
     // The draining plugin answers requests during a shutdown, as problem documents.
@@ -57,9 +63,14 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
 
   app.setValidatorCompiler(validatorCompiler())
 
+  app.server.on('connect', answerConnect)
+
   // Hooks on the request path are callback-style: no promise per request.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      return done(new ProblemError('VALIDATION_FAILED', 'An HTTP/1.1 request needs a Host header.'))
+    }
     done()
   })
 

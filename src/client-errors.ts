@@ -26,12 +26,23 @@ const FALLBACK = {
 } as const
 
 export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  const { code, detail } = (error.code ? BY_NODE_CODE[error.code] : undefined) ?? FALLBACK
+  answerOnSocket(socket, new ProblemError(code, detail))
+}
+
+/** A CONNECT request (a proxy tunnel) reaches no route: Node would close the socket silently. */
+export function answerConnect(_request: unknown, socket: Socket): void {
+  answerOnSocket(
+    socket,
+    new ProblemError('VALIDATION_FAILED', 'CONNECT is not served: this is no proxy.'),
+  )
+}
+
+function answerOnSocket(socket: Socket, problem: ProblemError): void {
   if (!socket.writable) {
     socket.destroy()
     return
   }
-  const { code, detail } = (error.code ? BY_NODE_CODE[error.code] : undefined) ?? FALLBACK
-  const problem = new ProblemError(code, detail)
   const requestId = randomUUID()
   const body = JSON.stringify(problem.toDocument(undefined, requestId))
   socket.end(

@@ -437,6 +437,13 @@ t.test('what the HTTP parser refuses is a problem document too', async (t) => {
   t.match(tooLarge, { status: 431, code: 'HEADERS_TOO_LARGE' })
   t.match(headers, new RegExp(`\r\nX-Request-ID: ${tooLarge.request_id}\r\n`))
 
+  const hostless = await raw('GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n')
+  t.match(hostless, /^HTTP\/1\.1 400 /)
+  t.match(problemOf(hostless), { status: 400, code: 'VALIDATION_FAILED', detail: /Host header/ })
+  const tunnel = await raw('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n')
+  t.match(tunnel, /^HTTP\/1\.1 400 /)
+  t.match(problemOf(tunnel), { status: 400, code: 'VALIDATION_FAILED', detail: /CONNECT/ })
+
   const length = await raw(
     'POST /v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n',
   )
