@@ -1,6 +1,7 @@
 import t from 'tap'
 import { newApiKey } from '../src/auth.js'
 import { dataKeys, startGateway } from './helpers/gateway.js'
+import { parsePrometheus, sample } from './helpers/prometheus.js'
 import { RedisServer } from './helpers/redis-server.js'
 
 const producer = newApiKey('producer', ['produce'])
@@ -66,6 +67,9 @@ t.test('items replay, conflict and fail validation on their own', async (t) => {
   })
   t.equal(first.statusCode, 202)
   const before = (await dataKeys(client)).length
+  const scrape = async () =>
+    parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
+  const metricsBefore = await scrape()
 
   const res = await app.inject({
     method: 'POST',
@@ -108,6 +112,16 @@ t.test('items replay, conflict and fail validation on their own', async (t) => {
       [400, 'VALIDATION_FAILED'],
     ],
   )
+  const metricsAfter = await scrape()
+  for (const [name, count] of [
+    ['jobgate_jobs_enqueued_total', 2],
+    ['jobgate_jobs_replayed_total', 2],
+  ] as const) {
+    const delta =
+      sample(metricsAfter, name, { queue: 'emails' }) -
+      sample(metricsBefore, name, { queue: 'emails' })
+    t.equal(delta, count, `${name} counts each item`)
+  }
   t.equal(results[0]?.job?.id, first.json().id, 'the batch item replays the single submission')
   t.equal(results[4]?.job?.id, results[3]?.job?.id, 'a key repeated within the batch replays')
   t.strictSame(

@@ -32,4 +32,21 @@ t.test('40,000 calls failing at once all settle, and open the breaker', async (t
   const settled = await Promise.all(outcomes)
   t.equal(settled.filter((outcome) => outcome === 'failed').length, 40_000)
   t.equal(breaker.state, 'open')
+  t.equal(breaker.retryAfterSeconds(), 2, 'Retry-After: the seconds until the trial call')
+})
+
+t.test('Retry-After counts down the seconds to the trial call, at least 1', async (t) => {
+  const breaker = new RedisBreaker({
+    errorThresholdPercent: 50,
+    volumeThreshold: 1,
+    resetMs: 3500,
+    windowMs: 10_000,
+  })
+  t.teardown(() => breaker.shutdown())
+  t.equal(breaker.retryAfterSeconds(), 1, 'closed')
+  await breaker.run(() => Promise.reject(new Error('Connection is closed.'))).catch(() => {})
+  t.equal(breaker.state, 'open')
+  t.equal(breaker.retryAfterSeconds(), 4, '3.5 s, rounded up')
+  await new Promise((resolve) => setTimeout(resolve, 1600))
+  t.equal(breaker.retryAfterSeconds(), 2, '1.9 s left')
 })

@@ -37,6 +37,7 @@ t.test('ack completes once; a second ack changes nothing', async (t) => {
   t.equal(record.state, 'succeeded')
   t.equal(record.result, '{"sent":true}')
   t.equal(record.lease_token, undefined)
+  t.equal(record.lease_deadline, undefined, 'the lease fields go with the lease')
   t.ok(Number(record.finished_at) > 0)
   t.equal(await client.zcard('jobgate:{q}:active'), 0)
   const ttl = await client.pttl(`jobgate:{q}:job:${id}`)
@@ -388,11 +389,12 @@ t.test('redrive all moves every dead job, with a wake-up for each', async (t) =>
 t.test('a reserve wakes a worker for each job it made ready but the one it took', async (t) => {
   const { store, client } = await startStore(t)
   // 50 leases run out and 100 scheduled jobs fall due: the next reserve makes 150 ready.
+  // Leases long enough that none runs out while the 50 are taken, one by one.
   for (let i = 0; i < 50; i++) await enqueue(store, 'r')
-  for (let i = 0; i < 50; i++) await store.leases.reserve('r', 'w', 50)
-  for (let i = 0; i < 100; i++) await enqueue(store, 'r', { runAt: Date.now() + 50 })
+  for (let i = 0; i < 50; i++) await store.leases.reserve('r', 'w', 1000)
+  for (let i = 0; i < 100; i++) await enqueue(store, 'r', { runAt: Date.now() + 1000 })
   await client.del('jobgate:{r}:wake')
-  await sleep(100)
+  await sleep(1100)
   t.ok((await store.leases.reserve('r', 'w', 30_000)).job, 'it takes one')
   t.equal(await client.llen('jobgate:{r}:wake'), 149, 'and wakes a worker for each of the rest')
 })
@@ -522,15 +524,17 @@ t.test("a queue lost with Redis's data is registered again by its next job", asy
 t.test('counts per state and the oldest queued job', async (t) => {
   const { store } = await startStore(t)
   const first = await enqueue(store, 'q')
+  await sleep(5)
+  await enqueue(store, 'q') // the same list: the oldest is at its far end
   await enqueue(store, 'q', { priority: 9 })
   await enqueue(store, 'q', { delayMs: 60_000 })
   const active = await enqueue(store, 'q', { priority: 9 })
   await store.leases.reserve('q', 'w', 30_000)
   const counts = await store.queues.counts('q')
-  t.match(counts, { name: 'q', queued: 2, scheduled: 1, active: 1, dead: 0 })
+  t.match(counts, { name: 'q', queued: 3, scheduled: 1, active: 1, dead: 0 })
   t.equal(counts.oldestQueuedAt, (await store.jobs.get('q', first))?.createdAt)
-  t.equal(counts.totals.enqueued, 4)
-  t.equal(counts.thisMinute.enqueued ?? 0 + (counts.lastMinute.enqueued ?? 0), 4)
+  t.equal(counts.totals.enqueued, 5)
+  t.equal((counts.thisMinute.enqueued ?? 0) + (counts.lastMinute.enqueued ?? 0), 5)
   t.strictSame(await store.queues.names(), ['q'])
   t.equal(await store.queues.exists('q'), true)
   t.equal(await store.queues.exists('nope'), false)
@@ -599,4 +603,86 @@ t.test('readers of every queue at once share one reading', async (t) => {
   )
   t.equal(calls(after) - calls(before), 3, 'one counts script per queue, not per reader')
   t.equal((await store.queues.allCounts())[0]?.queued, 1, 'a later reader reads anew')
+})
+
+t.test('reserve takes every priority in turn, 9 down to 0', async (t) => {
+  const { store } = await startStore(t)
+  const ids: string[] = []
+  for (let priority = 0; priority <= 9; priority++)
+    ids.push(await enqueue(store, 'q', { priority }))
+  const order: string[] = []
+  for (let i = 0; i < 10; i++)
+    order.push((await store.leases.reserve('q', 'w', 30_000)).job?.id ?? '')
+  t.strictSame(order, ids.toReversed())
+})
+
+t.test('an empty reserve says how long until a lease runs out', async (t) => {
+  const { store } = await startStore(t)
+  await enqueue(store, 'q')
+  await store.leases.reserve('q', 'w', 500)
+  const empty = await store.leases.reserve('q', 'w', 30_000)
+  t.equal(empty.job, null)
+  const waitMs = empty.job === null ? empty.waitMs : -1
+  t.ok(waitMs > 0 && waitMs <= 500, `wait ${waitMs} ms: the lease may come back then`)
+})
+
+t.test('records of finished jobs expire: dead by retry or by lease, canceled', async (t) => {
+  const hour = 3_600_000
+  const { store, client } = await startStore(t, { jobRetentionMs: hour, deadRetentionMs: 2 * hour })
+  const ttl = async (id: string) => client.pttl(`jobgate:{q}:job:${id}`)
+  const retried = await enqueue(store, 'q', { maxAttempts: 1 })
+  const lease = (await store.leases.reserve('q', 'w', 30_000)).job?.leaseToken ?? ''
+  await store.leases.retry('q', retried, lease, { message: 'e', class: 'E' }, null)
+  const lost = await enqueue(store, 'q', { maxAttempts: 1 })
+  await store.leases.reserve('q', 'w', 50)
+  await sleep(80)
+  await store.leases.reserve('q', 'w', 30_000) // reclaims the lease that ran out: dead
+  const canceled = await enqueue(store, 'q')
+  await store.jobs.cancel('q', canceled)
+  for (const [label, id, retention] of [
+    ['dead on its last retry', retried, 2 * hour],
+    ['dead when its last lease ran out', lost, 2 * hour],
+    ['canceled', canceled, hour],
+  ] as const) {
+    const left = await ttl(id)
+    t.ok(left > retention - 60_000 && left <= retention, `${label}: expires (${left} ms)`)
+  }
+})
+
+t.test('a retry with no delay wakes a waiting worker', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q')
+  const job = (await store.leases.reserve('q', 'w', 30_000)).job
+  await client.del('jobgate:{q}:wake')
+  await store.leases.retry('q', id, job?.leaseToken ?? '', { message: 'e', class: 'E' }, 0)
+  t.equal(await client.llen('jobgate:{q}:wake'), 1)
+})
+
+t.test('the statistics count dead, redriven, purged and reclaimed jobs', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await deadJob(store)
+  await store.deadLetters.redrive('q', id)
+  const again = (await store.leases.reserve('q', 'w', 30_000)).job
+  await store.leases.fail('q', id, again?.leaseToken ?? '', { message: 'e', class: 'E' })
+  await store.deadLetters.purge('q', id)
+  await enqueue(store, 'q', { maxAttempts: 2 })
+  await store.leases.reserve('q', 'w', 50)
+  await sleep(80)
+  await store.leases.reserve('q', 'w', 30_000)
+  t.match(await client.hgetall('jobgate:{q}:stats'), {
+    dead: '2',
+    redriven: '1',
+    purged: '1',
+    reclaimed: '1',
+  })
+})
+
+t.test('an idempotency key whose job record expired is free again', async (t) => {
+  const { store, client } = await startStore(t)
+  const idempotency = { key: 'k', fingerprint: 'f' }
+  const first = await enqueue(store, 'q', { idempotency })
+  await client.del(`jobgate:{q}:job:${first}`) // its retention ran out before the key's
+  const again = await store.jobs.enqueue(newJob('q', { idempotency }))
+  t.match(again, { outcome: 'created' })
+  t.not(again.outcome === 'created' ? again.job.id : first, first)
 })

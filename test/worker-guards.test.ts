@@ -84,17 +84,19 @@ t.test('a handler that took SIGTERM over does not keep the worker from stopping'
   t.equal((await record(next)).state, 'succeeded')
 })
 
-t.test('SIGHUP (a closed terminal) stops the worker after its job, like SIGTERM', async (t) => {
-  const { start, job, record } = await setUp(t)
-  const id = await job({ ms: 1000 })
-  const worker = start()
-  await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
-  worker.signal('SIGHUP')
-  const { code, signal } = await worker.exited
-  t.strictSame({ code, signal }, { code: 0, signal: null })
-  t.equal((await record(id)).state, 'succeeded', 'the job finished and was acked')
-  t.match(worker.lines.at(-1), { msg: 'worker stopping', reason: 'signal' })
-})
+for (const signal of ['SIGQUIT', 'SIGHUP'] as const) {
+  t.test(`${signal} stops the worker after its job, like SIGTERM`, async (t) => {
+    const { start, job, record } = await setUp(t)
+    const id = await job({ ms: 1000 })
+    const worker = start()
+    await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
+    worker.signal(signal)
+    const exited = await worker.exited
+    t.strictSame(exited, { code: 0, signal: null }, 'not killed by it')
+    t.equal((await record(id)).state, 'succeeded', 'the job finished and was acked')
+    t.match(worker.lines.at(-1), { msg: 'worker stopping', reason: 'signal' })
+  })
+}
 
 t.test('a handlers file PHP cannot compile exits 78 with the reason', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'jobgate-handlers-'))
