@@ -646,3 +646,16 @@ t.test('a wrong method is a 405 that names the methods the path takes', async (t
     }
   }
 })
+
+t.test('a number past the range of a double is found among 200,000 others', async (t) => {
+  const { app, client } = await startGateway(t)
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    headers: { 'content-type': 'application/json' },
+    payload: `{"type":"t","payload":{"n":[${'1,'.repeat(200_000)}1e400]}}`,
+  })
+  t.equal(res.statusCode, 400)
+  t.match(res.json(), { code: 'INVALID_JSON', detail: /too large for a double/ })
+  t.strictSame(await dataKeys(client), [])
+})

@@ -59,8 +59,9 @@ export function unfaithful(value: unknown): string | null {
       return 'it has a string with a lone UTF-16 surrogate escape, which is no Unicode text'
     }
     if (node === null || typeof node !== 'object') continue
-    if (Array.isArray(node)) stack.push(...node)
-    else {
+    if (Array.isArray(node)) {
+      for (const child of node) stack.push(child) // not push(...node): too many arguments
+    } else {
       for (const [key, child] of Object.entries(node)) stack.push(key, child)
     }
   }
