@@ -14,22 +14,27 @@ async function setUp(t: Test) {
     t.teardown(() => worker.signal('SIGKILL'))
     return worker
   }
-  const job = (payload: object, overrides: { maxAttempts?: number; timeoutMs?: number } = {}) =>
+  type Overrides = { maxAttempts?: number; timeoutMs?: number }
+  /** A job of the `unruly` test handler, misbehaving as `misbehaviour` says. */
+  const unruly = (misbehaviour: string, overrides: Overrides = {}) =>
     enqueue(store, 'q', {
-      type: 'payload' in payload ? 'unruly' : 'sleep',
-      payload: JSON.stringify('payload' in payload ? payload.payload : payload),
+      type: 'unruly',
+      payload: JSON.stringify({ do: misbehaviour }),
       ...overrides,
     })
+  /** A job of the demo `sleep` handler. */
+  const sleeping = (ms: number, overrides: Overrides = {}) =>
+    enqueue(store, 'q', { type: 'sleep', payload: JSON.stringify({ ms }), ...overrides })
   const record = (id: string) => client.hgetall(`jobgate:{q}:job:${id}`)
-  return { start, job, record }
+  return { start, unruly, sleeping, record }
 }
 
 t.test(
   'E_USER_ERROR in a handler fails the job like an exception; the worker goes on',
   async (t) => {
-    const { start, job, record } = await setUp(t)
-    const broken = await job({ payload: { do: 'user_error' } }, { maxAttempts: 1 })
-    const next = await job({ ms: 1 })
+    const { start, unruly, sleeping, record } = await setUp(t)
+    const broken = await unruly('user_error', { maxAttempts: 1 })
+    const next = await sleeping(1)
     const worker = start(['--max-jobs=2'])
     t.equal((await worker.exited).code, 13, 'both jobs done, then --max-jobs')
     const dead = await record(broken)
@@ -41,8 +46,8 @@ t.test(
 )
 
 t.test("a handler's exit() ends the worker with 1 and names the job", async (t) => {
-  const { start, job, record } = await setUp(t)
-  const id = await job({ payload: { do: 'exit' } })
+  const { start, unruly, record } = await setUp(t)
+  const id = await unruly('exit')
   const worker = start()
   t.equal((await worker.exited).code, 1, 'not 0: a supervisor must not take it for a clean stop')
   t.match(worker.lines.at(-1), {
@@ -56,9 +61,9 @@ t.test("a handler's exit() ends the worker with 1 and names the job", async (t) 
 })
 
 t.test('a handler that ignored SIGALRM does not take the next job its timeout', async (t) => {
-  const { start, job, record } = await setUp(t)
-  await job({ payload: { do: 'ignore_alarm' } })
-  const slow = await job({ ms: 4000 }, { timeoutMs: 1500 })
+  const { start, unruly, sleeping, record } = await setUp(t)
+  await unruly('ignore_alarm')
+  const slow = await sleeping(4000, { timeoutMs: 1500 })
   const worker = start()
   const restored = await worker.waitForLog((line) => line.msg === 'signal handler restored')
   t.match(restored, { level: 'warn', signal: 'SIGALRM' })
@@ -67,9 +72,9 @@ t.test('a handler that ignored SIGALRM does not take the next job its timeout', 
 })
 
 t.test('a handler that took SIGTERM over does not keep the worker from stopping', async (t) => {
-  const { start, job, record } = await setUp(t)
-  await job({ payload: { do: 'own_sigterm' } })
-  const next = await job({ ms: 1500 })
+  const { start, unruly, sleeping, record } = await setUp(t)
+  await unruly('own_sigterm')
+  const next = await sleeping(1500)
   const worker = start()
   await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === next)
   worker.signal('SIGTERM')
@@ -86,8 +91,8 @@ t.test('a handler that took SIGTERM over does not keep the worker from stopping'
 
 for (const signal of ['SIGQUIT', 'SIGHUP'] as const) {
   t.test(`${signal} stops the worker after its job, like SIGTERM`, async (t) => {
-    const { start, job, record } = await setUp(t)
-    const id = await job({ ms: 1000 })
+    const { start, sleeping, record } = await setUp(t)
+    const id = await sleeping(1000)
     const worker = start()
     await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
     worker.signal(signal)

@@ -18,10 +18,10 @@ import { ProblemError } from '../errors.js'
  * of `[` is half a second), serialising one overflows the stack, and a PHP worker decodes a
  * payload only to 512 levels.
  */
-export const MAX_JSON_DEPTH = 64
+const MAX_JSON_DEPTH = 64
 
 /** Whether the JSON text nests arrays and objects more than `max` levels deep (strings skipped). */
-export function nestsDeeperThan(text: string, max: number): boolean {
+function nestsDeeperThan(text: string, max: number): boolean {
   let depth = 0
   let inString = false
   for (let i = 0; i < text.length; i++) {
@@ -49,9 +49,10 @@ const [QUOTE, BACKSLASH, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET, CLOSE_BRACKET] =
 const MAY_NOT_ROUND_TRIP = /\\u[dD][89a-fA-F]|[eE][+]?[0-9]{3}|[0-9]{309}/
 
 /** Why a parsed body would not reach a worker as sent, or null; no recursion. */
-export function unfaithful(value: unknown): string | null {
+function unfaithful(value: unknown): string | null {
   const stack: unknown[] = [value]
-  for (let node = stack.pop(); node !== undefined || stack.length > 0; node = stack.pop()) {
+  while (stack.length > 0) {
+    const node = stack.pop()
     if (typeof node === 'number' && !Number.isFinite(node)) {
       return 'it has a number too large for a double'
     }
