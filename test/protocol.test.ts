@@ -1,3 +1,6 @@
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { enqueue, newJob, sleep, startStore } from './helpers/store.js'
 
@@ -134,6 +137,22 @@ t.test('a result over 1 MiB or progress over 64 KiB is refused and changes nothi
     state: 'succeeded',
   })
   t.equal((await client.hget(`jobgate:{q}:job:${id}`, 'result'))?.length, 1_048_576)
+})
+
+t.test("the PHP worker's copy of the result limit is the ack script's", async (t) => {
+  const script = readFileSync(new URL('../lua/ack-4.lua', import.meta.url), 'utf8')
+  const inLua = /^local RESULT_MAX_BYTES = (\d+)$/m.exec(script)?.[1]
+  const inPhp = execFileSync(
+    'php',
+    [
+      '-r',
+      'require $argv[1]; echo Jobgate\\Worker\\Transport\\ProtocolLimits::RESULT_MAX_BYTES;',
+      fileURLToPath(new URL('../php-worker/autoload.php', import.meta.url)),
+    ],
+    { encoding: 'utf8' },
+  )
+  t.equal(inLua, '1048576')
+  t.equal(inPhp, inLua)
 })
 
 t.test('a lease that ran out on the last attempt makes the job dead', async (t) => {
