@@ -143,6 +143,18 @@ const cases: BadRequest[] = [
     code: 'INVALID_JSON',
   },
   {
+    label: 'a long mantissa with a two-digit exponent, past the range of a double',
+    body: `{"type":"t","payload":{"n":1${'0'.repeat(250)}e99}}`,
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: '309 digits, past the range of a double',
+    body: `{"type":"t","payload":{"n":-2${'0'.repeat(308)}}}`,
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
     label: 'bytes that are not UTF-8',
     body: Buffer.concat([
       Buffer.from('{"type":"t","payload":{"s":"caf'),
@@ -606,6 +618,11 @@ t.test('what looks odd but is faithful JSON is taken as sent', async (t) => {
       '{"n":1e+300,"m":-2.5e-300}',
     ],
     ['application/json', '{"type":"t","payload":{"s":"[[[[{{{{\\"]]]"}}', '{"s":"[[[[{{{{\\"]]]"}'],
+    [
+      'application/json',
+      `{"type":"t","payload":{"max":1.7976931348623157e308,"n":1${'0'.repeat(250)}e50}}`,
+      '{"max":1.7976931348623157e+308,"n":1e+300}',
+    ],
   ]
   for (const [contentType, body, stored] of cases) {
     const res = await app.inject({
@@ -617,6 +634,26 @@ t.test('what looks odd but is faithful JSON is taken as sent', async (t) => {
     t.equal(res.statusCode, 202, body)
     t.equal(await client.hget(`jobgate:{q}:job:${res.json().id}`, 'payload'), stored, body)
   }
+})
+
+t.test('a Content-Encoding on a request without a body is no reason to refuse it', async (t) => {
+  const { app } = await startGateway(t)
+  const created = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { type: 't' },
+  })
+  const job = `/v1/queues/q/jobs/${created.json().id}`
+  for (const url of ['/healthz', '/v1/queues', '/v1/queues/q', job]) {
+    const res = await app.inject({ method: 'GET', url, headers: { 'content-encoding': 'gzip' } })
+    t.equal(res.statusCode, 200, url)
+  }
+  const paused = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q:pause',
+    headers: { 'content-encoding': 'br', 'content-length': '0' },
+  })
+  t.equal(paused.statusCode, 200)
 })
 
 t.test('a wrong method is a 405 that names the methods the path takes', async (t) => {
