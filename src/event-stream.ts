@@ -6,6 +6,7 @@ import {
   type EventFeed,
   previousId,
   type QueueEvent,
+  STREAM_START,
   type StreamTrim,
 } from './queue/event-feed.js'
 import { isFinal } from './queue/records.js'
@@ -254,12 +255,17 @@ export class EventStream {
 
   /**
    * Its `id` is the position just before the oldest entry left: a client that reconnects after
-   * it resumes there, and is not told of the same gap again.
+   * it resumes there, and is not told of the same gap again. A stream Redis lost whole has no
+   * entry left; its gap is told from the start, `0`.
    */
   private gap(oldestId: string): void {
     this.gapped = true
-    const data = JSON.stringify({ queue: this.options.queue, oldest_id: oldestId })
-    this.write(`id: ${previousId(oldestId)}\nevent: gap\ndata: ${data}\n\n`)
+    const fromStart = oldestId === STREAM_START
+    const data = JSON.stringify({
+      queue: this.options.queue,
+      oldest_id: fromStart ? '0' : oldestId,
+    })
+    this.write(`id: ${fromStart ? '0' : previousId(oldestId)}\nevent: gap\ndata: ${data}\n\n`)
   }
 
   private write(text: string | Buffer): void {

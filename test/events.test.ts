@@ -627,6 +627,34 @@ t.test('a position Redis never reached (it lost entries): a gap, then all it hol
   )
 })
 
+t.test('a stream Redis lost whole: a gap from the start, and a reconnect after it', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const newest = await gateway.client.xrevrange('jobgate:{q}:events', '+', '-', 'COUNT', 1)
+  const lastSeen = newest[0]?.[0] ?? ''
+  await gateway.client.del('jobgate:{q}:events')
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events`, { 'last-event-id': lastSeen })
+  const id = await submit(gateway, 'q')
+  await reader.received(2)
+  t.equal(reader.events[0]?.type, 'gap')
+  t.equal(reader.events[0]?.id, '0', 'an id a reconnect may send')
+  t.strictSame(JSON.parse(reader.events[0]?.data ?? ''), { queue: 'q', oldest_id: '0' })
+  t.strictSame(
+    reader.messages<Transition>().map((m) => m.job),
+    [id],
+  )
+  checkEvents(t, gateway, reader)
+
+  const again = await watch(t, `${gateway.url}/v1/queues/q/events`, { 'last-event-id': '0' })
+  await again.received(1)
+  t.equal(again.status, 200)
+  t.strictSame(
+    again.events.map((e) => e.type),
+    ['message'],
+    'from the start, and no second gap',
+  )
+})
+
 t.test(
   'the first id line is the start: a client cut off before any event resumes there',
   async (t) => {
