@@ -12,7 +12,7 @@
 
   Returns
   {count, ttl_ms}   the counter after this take (the tokens taken are count - n + 1 .. count)
-                    and the ms left in the window
+                    and the ms left in the window, at least 1
 ]]
 
 local key, window, n = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -25,4 +25,5 @@ if ttl < 0 then
   redis.call('PEXPIRE', key, window)
   ttl = window
 end
-return {count, ttl}
+-- PTTL says 0 in the window's last millisecond; the window has not ended yet.
+return {count, math.max(ttl, 1)}

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { chunkFor, type RateLimitCount, RateLimitCounter } from '../src/queue/rate-limit-counter.js'
-import { defineScripts } from '../src/queue/scripts.js'
+import { defineScripts, queueScript } from '../src/queue/scripts.js'
 import { RedisServer } from './helpers/redis-server.js'
 
 const NAMESPACE = 'jobgate:ratelimit:'
@@ -106,6 +106,30 @@ t.test('small limits are exact; a new window starts after the old one ends', asy
     'clients count apart',
   )
 })
+
+t.test(
+  'a take in the last millisecond of a window still says the window has time left',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const client = new Redis(redis.url)
+    t.teardown(() => client.disconnect())
+    defineScripts(client)
+    // Windows of 3 ms, taken from in bursts: many takes land in a window's last millisecond,
+    // where PTTL answers 0 (which the rate-limit plugin would take for a store that failed).
+    const ttls = new Set<number>()
+    const until = Date.now() + 500
+    while (Date.now() < until) {
+      const pipeline = client.pipeline()
+      for (let i = 0; i < 100; i++) queueScript(pipeline, 'rate-limit', [`${NAMESPACE}x`], [3, 1])
+      for (const [error, reply] of (await pipeline.exec()) ?? []) {
+        if (error) throw error
+        ttls.add((reply as [number, number])[1])
+      }
+    }
+    t.strictSame([...ttls].sort(), [1, 2, 3], 'the ms left in the window, never 0')
+  },
+)
 
 t.test('Redis unreachable: every waiting request gets the error', async (t) => {
   const redis = await RedisServer.start()

@@ -64,7 +64,8 @@ export default fp(
       const remaining = reply.getHeader('x-ratelimit-remaining')
       if (!scope || !limit || remaining === undefined) return done(null, payload)
       // The store could not count (Redis down: the request passed uncounted). The plugin still
-      // wrote a full quota and a window that ends now; say nothing instead.
+      // wrote a full quota and a window that ends now; say nothing instead. A count always
+      // has a window that ends later (the script's ttl is at least 1 ms).
       if (Number(reply.getHeader('x-ratelimit-reset')) === 0) {
         for (const name of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset']) {
           reply.removeHeader(name)
