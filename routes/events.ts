@@ -81,12 +81,14 @@ function startOf(
 const CREATION_MARGIN_MS = 1000
 
 /**
- * When a watched job's final transition can be: its latest one, if that is final; else any
- * later. A job redriven from the dead set has a final state in its past, which is not the end.
+ * Where a watched job's final transition can be: its latest one, if that is final; else one
+ * after the newest entry when the job was read (the stream's info is read first, on the same
+ * connection), which may share the millisecond of its latest transition. A job redriven from
+ * the dead set has a final state in its past, which is not the end.
  */
-function finalNotBefore(watched: JobRecord): number {
-  const latest = watched.history.at(-1)?.at ?? watched.createdAt
-  return isFinal(watched.state) ? latest : latest + 1
+function finalOf(watched: JobRecord, info: StreamInfo): { at: number; afterId: string | null } {
+  const at = watched.history.at(-1)?.at ?? watched.createdAt
+  return { at, afterId: isFinal(watched.state) ? null : info.lastId }
 }
 
 /** Server-Sent Events of a queue's state transitions, for dashboards and waiting producers. */
@@ -153,7 +155,7 @@ export default async function eventsRoutes(
       const stream: EventStream = new EventStream(store.events, {
         queue,
         job,
-        ...(watched === null ? {} : { finalNotBefore: finalNotBefore(watched) }),
+        ...(watched === null ? {} : { final: finalOf(watched, info) }),
         after: start.after,
         newest: info.lastId,
         gapBefore: start.gapBefore,

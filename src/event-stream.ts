@@ -34,10 +34,11 @@ export interface EventStreamOptions {
   /** Only this job's transitions; the stream ends after its final state. */
   job: string | null
   /**
-   * With `job`: the earliest time (epoch ms) its final transition can have. An older one (a
-   * death the job was redriven from) does not end the stream.
+   * With `job`: where its final transition can be, no earlier than `at` (epoch ms) and, with
+   * `afterId`, after that stream entry. An older one (a death the job was redriven from) does
+   * not end the stream.
    */
-  finalNotBefore?: number
+  final?: { at: number; afterId: string | null }
   /** The stream entry id to start after (exclusive). */
   after: string
   /** The newest entry when the watcher connected: live reading starts there, the catch-up before. */
@@ -238,13 +239,21 @@ export class EventStream {
       if (job !== null && event.job !== job) continue
       out += frameOf(queue, event)
       this.emitted++
-      if (job !== null && isFinal(event.state) && event.at >= (this.options.finalNotBefore ?? 0)) {
+      if (job !== null && isFinal(event.state) && this.endsWatch(event)) {
         final = true
         break
       }
     }
     if (out !== '') this.write(out)
     if (final) this.end()
+  }
+
+  private endsWatch(event: QueueEvent): boolean {
+    const { final } = this.options
+    if (final === undefined) return true
+    return (
+      event.at >= final.at && (final.afterId === null || compareIds(event.id, final.afterId) > 0)
+    )
   }
 
   /** Tells of entries after the position that the cap dropped before this watcher read them. */

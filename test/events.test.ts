@@ -198,6 +198,38 @@ t.test(
   },
 )
 
+t.test(
+  'a watched job that ends in the millisecond of its latest transition ends the stream',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true })
+    const id = await submit(gateway, 'q')
+    await fetch(`${gateway.url}/v1/queues/q/jobs:reserve`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"worker":"w1"}',
+    })
+    const record = (await (await fetch(`${gateway.url}/v1/queues/q/jobs/${id}`)).json()) as {
+      history: { state: string; at: string }[]
+    }
+    const latest = String(Date.parse(record.history.at(-1)?.at ?? ''))
+    const add = (state: string) =>
+      gateway.client.xadd('jobgate:{q}:events', '*', 'job', id, 'state', state, 'at', latest)
+    // A final state in that millisecond before the watcher looked: the past, not the end.
+    await add('dead')
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`)
+    await reader.received(3)
+    await sleep(200)
+    t.notOk(reader.done, 'a final state from before the watcher came does not end it')
+    // The ack, in the same millisecond as the reserve, but after the watcher looked.
+    await add('succeeded')
+    t.ok(await reader.until((r) => r.done, 3000), 'the stream ends')
+    t.strictSame(
+      reader.messages<Transition>().map((m) => m.state),
+      ['queued', 'active', 'dead', 'succeeded'],
+    )
+  },
+)
+
 t.test('Last-Event-ID resumes exactly after the last event seen', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')
