@@ -17,7 +17,8 @@
   ARGV[7]  approximate maximum length of the events stream
 
   In one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases (up to 100;
-  back to the front of their ready list while attempts remain, else dead), then pop the next
+  back to the front of their ready list, earliest deadline first, while attempts remain, else
+  dead; one past its expires_at expires instead of going back), then pop the next
   job, highest priority first, skipping (and marking `expired`) jobs past their expires_at,
   count the attempt and lease the job. A paused queue (<prefix>:{<queue>}:paused set, see
   pause) gets the first two steps only and answers {'EMPTY', -1}.
@@ -91,12 +92,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', now_text,
   end
 end
 
--- Leases that ran out: the worker died or hung. The attempt was counted at reserve.
+-- Leases that ran out: the worker died or hung. The attempt was counted at reserve. Those that
+-- go back are put in front of their ready list after the loop, in the order they were taken.
+local back = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'LIMIT', '0', BATCH_TEXT)) do
   redis.call('ZREM', active_key, id)
   local key = prefix .. 'job:' .. id
-  local state, attempts, max_attempts, priority, holder =
-    unpack(redis.call('HMGET', key, 'state', 'attempts', 'max_attempts', 'priority', 'worker'))
+  local state, attempts, max_attempts, priority, holder, expires_at = unpack(redis.call('HMGET', key,
+    'state', 'attempts', 'max_attempts', 'priority', 'worker', 'expires_at'))
   if state == 'active' then
     local message = 'lease expired: worker ' .. (holder or '?') .. ' neither finished nor heartbeated'
     local last_error = cjson.encode({message = message, class = 'LeaseExpired', at = now})
@@ -109,14 +112,22 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
       redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
       record(key, id, {at = now, state = 'dead', attempt = tonumber(attempts), error = message})
       count('dead')
+    elseif is_past(expires_at) then
+      -- Past its TTL it would not be started again: it expires instead of queueing.
+      redis.call('HSET', key, 'last_error', last_error)
+      expire(key, id)
     else
       redis.call('HSET', key, 'state', 'queued', 'last_error', last_error, 'updated_at', now)
-      -- It was taken before anything now waiting: back to the front of the line.
-      redis.call('RPUSH', prefix .. 'ready:' .. priority, id)
       record(key, id, {at = now, state = 'queued', attempt = tonumber(attempts), error = message})
+      back[#back + 1] = {prefix .. 'ready:' .. priority, id}
       moved, made_ready[id] = moved + 1, true
     end
   end
+end
+-- They were taken before anything now waiting: back to the front of the line, the first taken
+-- (the earliest deadline) at the very front.
+for i = #back, 1, -1 do
+  redis.call('RPUSH', back[i][1], back[i][2])
 end
 
 -- A paused queue leases nothing; idle workers wait until resume wakes them.

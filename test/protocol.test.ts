@@ -529,6 +529,36 @@ t.test('past its TTL a job is not started again; a redrive lifts the TTL', async
   t.equal((await store.jobs.get('q', dead))?.expiresAt ?? null, null)
 })
 
+t.test('a lease that ran out past the job TTL: expired, not queued again', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { ttlMs: 150 })
+  await store.leases.reserve('q', 'crashy', 100)
+  await sleep(200)
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job, null)
+  const job = await store.jobs.get('q', id)
+  t.equal(job?.state, 'expired')
+  t.strictSame(
+    job?.history.map((entry) => entry.state),
+    ['queued', 'active', 'expired'],
+  )
+  t.match(JSON.parse(job?.lastError ?? '{}'), { class: 'LeaseExpired' })
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 0)
+  t.equal(await client.llen('jobgate:{q}:wake'), 0, 'no wake-up for a job that cannot run')
+  t.match(await client.hgetall('jobgate:{q}:stats'), { reclaimed: '1', expired: '1' })
+})
+
+t.test('leases that ran out come back in the order they were taken', async (t) => {
+  const { store } = await startStore(t)
+  const ids = [await enqueue(store, 'q'), await enqueue(store, 'q'), await enqueue(store, 'q')]
+  await store.leases.reserve('q', 'crashy', 100)
+  await sleep(5)
+  await store.leases.reserve('q', 'crashy', 100)
+  await sleep(150)
+  const order = []
+  for (let i = 0; i < 3; i++) order.push((await store.leases.reserve('q', 'w', 30_000)).job?.id)
+  t.strictSame(order, ids, 'the first taken first, both before the job that waited')
+})
+
 t.test("a queue lost with Redis's data is registered again by its next job", async (t) => {
   const { store, client } = await startStore(t)
   await enqueue(store, 'q')
