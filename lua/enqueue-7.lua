@@ -25,6 +25,8 @@
   {'REPLAYED', job_id, field1, value1, ...}              the existing job record (HGETALL order)
   {'CONFLICT', job_id}                                   the key was first used for another request
   {'QUEUE_FULL', depth}                                  queued + scheduled jobs already at the maximum
+  {'EXPIRES_BEFORE_DUE', due_in_ms}                      the time to live ends before the job is due
+                                                         (it could never run); nothing was written
 
   Time comes from the Redis server clock, so every gateway and worker shares one clock per queue.
 ]]
@@ -71,6 +73,11 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local now_text = time[1] .. string.sub('00000' .. time[2], -6, -4)
 local due = now + delay
 if run_at > 0 then due = run_at end
+
+-- Against this clock, not the producer's or the gateway's: a run_at near the TTL's end.
+if ttl > 0 and ttl <= due - now then
+  return {'EXPIRES_BEFORE_DUE', due - now}
+end
 
 local state, due_text = 'queued', now_text
 if due > now then

@@ -111,7 +111,13 @@ export default async function jobsRoutes(
             )
           : []
       valid.forEach(({ index, job, payload }, n) => {
-        const outcome = submitted(job, stored[n] as EnqueueResult, payload, minimal)
+        const outcome = submitted(
+          job,
+          stored[n] as EnqueueResult,
+          payload,
+          minimal,
+          `/jobs/${index}`,
+        )
         if (!outcome.accepted) {
           refuse(index, outcome.problem)
           return

@@ -62,27 +62,36 @@ export function newJob(body: EnqueueBody, submitter: Submitter, key: string | nu
 /** The furthest ahead a job may be due, ms: as `delay_ms`'s maximum in openapi.yaml. */
 const LONGEST_DELAY_MS = 31_536_000_000
 
+/** A 400 for one field of a submission; `pointer` locates the submission (`/jobs/3`). */
+function invalid(pointer: string, field: string, detail: string): ProblemError {
+  const error = { in: 'body' as const, pointer: `${pointer}/${field}`, detail }
+  return new ProblemError(
+    'VALIDATION_FAILED',
+    `body${error.pointer.replaceAll('/', '.')} ${detail}`,
+    {
+      extensions: { errors: [error] },
+    },
+  )
+}
+
+const expiresBeforeDue = (pointer: string) =>
+  invalid(pointer, 'ttl_ms', 'ends before the job is due (delay_ms or run_at): it could never run')
+
 /**
  * What the schema cannot say about a submission's timing: `run_at` is a time JavaScript can read
  * (Ajv's `date-time` takes a leap second, `Date.parse` does not) at most a year ahead, and
- * `ttl_ms` does not end before the job is due (it could never run). `pointer` locates the
- * submission in the body (a batch item's `/jobs/3`).
+ * `ttl_ms` does not end before `delay_ms` (it could never run; against a `run_at`, the enqueue
+ * script judges that on Redis's clock). `pointer` locates the submission in the body (a batch
+ * item's `/jobs/3`).
  */
 export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | null {
-  const invalid = (field: string, detail: string) => {
-    const error = { in: 'body' as const, pointer: `${pointer}/${field}`, detail }
-    return new ProblemError(
-      'VALIDATION_FAILED',
-      `body${error.pointer.replaceAll('/', '.')} ${detail}`,
-      { extensions: { errors: [error] } },
-    )
-  }
   const at = body.run_at === undefined ? null : Date.parse(body.run_at)
-  if (Number.isNaN(at)) return invalid('run_at', 'must be a time without a leap second')
-  const dueInMs = at === null ? (body.delay_ms ?? 0) : at - Date.now()
-  if (dueInMs > LONGEST_DELAY_MS) return invalid('run_at', 'must be at most a year ahead')
-  if (body.ttl_ms !== undefined && body.ttl_ms <= dueInMs) {
-    return invalid('ttl_ms', 'ends before the job is due (delay_ms or run_at): it could never run')
+  if (Number.isNaN(at)) return invalid(pointer, 'run_at', 'must be a time without a leap second')
+  if (at !== null && at - Date.now() > LONGEST_DELAY_MS) {
+    return invalid(pointer, 'run_at', 'must be at most a year ahead')
+  }
+  if (at === null && body.ttl_ms !== undefined && body.ttl_ms <= (body.delay_ms ?? 0)) {
+    return expiresBeforeDue(pointer)
   }
   return null
 }
@@ -120,6 +129,7 @@ export function submitted(
   result: EnqueueResult,
   payload: Record<string, unknown>,
   minimal: boolean,
+  pointer = '',
 ): Submitted {
   switch (result.outcome) {
     case 'created':
@@ -148,5 +158,7 @@ export function submitted(
           { headers: { 'retry-after': '1' } },
         ),
       }
+    case 'expires_before_due':
+      return { accepted: false, problem: expiresBeforeDue(pointer) }
   }
 }

@@ -315,7 +315,7 @@ t.test('scheduled jobs wait for their time; the empty reply says how long', asyn
 t.test('a job past its TTL is never delivered and shows expired', async (t) => {
   const { store, client } = await startStore(t)
   const queued = await enqueue(store, 'q', { ttlMs: 50 })
-  const scheduled = await enqueue(store, 'q', { ttlMs: 50, delayMs: 60 })
+  const scheduled = await enqueue(store, 'q', { ttlMs: 70, delayMs: 60 })
   const fresh = await enqueue(store, 'q')
   await sleep(100)
   t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, fresh)
@@ -527,6 +527,25 @@ t.test('past its TTL a job is not started again; a redrive lifts the TTL', async
   t.strictSame(await store.deadLetters.redrive('q', dead), { outcome: 'done', count: 1 })
   t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, dead, 'the redriven job runs')
   t.equal((await store.jobs.get('q', dead))?.expiresAt ?? null, null)
+})
+
+t.test("a TTL that ends before run_at is refused on Redis's clock, writing nothing", async (t) => {
+  const { store, client } = await startStore(t)
+  const [seconds, micros] = await client.time()
+  const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
+  // As a gateway whose clock ran 300 ms ahead would send it: 1,000 ms ahead on Redis's clock.
+  const job = newJob('q', { runAt: redisNow + 1000, ttlMs: 900 })
+  const result = await store.jobs.enqueue(job)
+  t.equal(result.outcome, 'expires_before_due')
+  const dueInMs = result.outcome === 'expires_before_due' ? result.dueInMs : 0
+  t.ok(dueInMs > 900 && dueInMs <= 1000, `due in ${dueInMs} ms`)
+  t.strictSame(await client.keys('*'), [], 'no job, no registry entry')
+  const batch = await store.jobs.enqueueMany('q', [job, newJob('q', { runAt: redisNow + 1000 })])
+  t.strictSame(
+    batch.map((item) => item.outcome),
+    ['expires_before_due', 'created'],
+  )
+  t.ok(await client.sismember('jobgate:queues', 'q'), 'registered once a job is accepted')
 })
 
 t.test('a lease that ran out past the job TTL: expired, not queued again', async (t) => {

@@ -21,6 +21,7 @@ export type EnqueueResult =
   | { outcome: 'replayed'; job: JobRecord }
   | { outcome: 'conflict'; jobId: string }
   | { outcome: 'queue_full'; depth: number }
+  | { outcome: 'expires_before_due'; dueInMs: number }
 
 export type CancelResult =
   | { outcome: 'canceled'; job: JobRecord }
@@ -38,6 +39,14 @@ const RETRY_SUBMISSION =
   'Retry with the same Idempotency-Key: a job that was kept is replayed, one that was lost is created again.'
 
 /** True for an outcome the producer is told was accepted. */
+/**
+ * A job the script may refuse for its content: a TTL against a `run_at`, judged on Redis's
+ * clock. Its queue is registered only once it is accepted, so a refusal writes nothing.
+ */
+function mayExpireBeforeDue(job: NewJob): boolean {
+  return job.runAt !== null && job.ttlMs !== null
+}
+
 function accepted(result: EnqueueResult): boolean {
   return result.outcome === 'created' || result.outcome === 'replayed'
 }
@@ -98,6 +107,8 @@ function enqueueResult(job: NewJob, reply: unknown): EnqueueResult {
       return { outcome: 'conflict', jobId: rest[0] ?? '' }
     case 'QUEUE_FULL':
       return { outcome: 'queue_full', depth: Number(rest[0]) }
+    case 'EXPIRES_BEFORE_DUE':
+      return { outcome: 'expires_before_due', dueInMs: Number(rest[0]) }
     default:
       throw new Error(`jobgate: unexpected enqueue reply ${status}`)
   }
@@ -112,11 +123,15 @@ export class JobStore {
 
   async enqueue(job: NewJob): Promise<EnqueueResult> {
     const { keys, args } = this.enqueueCall(job)
-    const [, reply] = await Promise.all([
-      this.register(job.queue),
-      this.runner.run('enqueue', keys, args),
-    ])
-    const result = enqueueResult(job, reply)
+    const call = () => this.runner.run('enqueue', keys, args)
+    let result: EnqueueResult
+    if (mayExpireBeforeDue(job)) {
+      result = enqueueResult(job, await call())
+      if (accepted(result)) await this.register(job.queue)
+    } else {
+      const [, reply] = await Promise.all([this.register(job.queue), call()])
+      result = enqueueResult(job, reply)
+    }
     // Checked here, not only in confirmWrites: without replicas the hot path skips an await.
     if (this.runner.waitsForReplicas && accepted(result)) {
       await this.runner.confirmWrites(job.queue, RETRY_SUBMISSION)
@@ -129,16 +144,22 @@ export class JobStore {
    * Each call is atomic on its own, so each job gets its own outcome; results are in order.
    */
   async enqueueMany(queue: string, jobs: readonly NewJob[]): Promise<EnqueueResult[]> {
-    const [, replies] = await Promise.all([
-      this.register(queue),
+    const call = () =>
       this.runner.pipeline((pipeline) => {
         for (const job of jobs) {
           const { keys, args } = this.enqueueCall(job)
           queueScript(pipeline, 'enqueue', keys, args)
         }
-      }),
-    ])
-    const results = jobs.map((job, index) => enqueueResult(job, replies[index]))
+      })
+    let results: EnqueueResult[]
+    if (jobs.some(mayExpireBeforeDue)) {
+      const replies = await call()
+      results = jobs.map((job, index) => enqueueResult(job, replies[index]))
+      if (results.some(accepted)) await this.register(queue)
+    } else {
+      const [, replies] = await Promise.all([this.register(queue), call()])
+      results = jobs.map((job, index) => enqueueResult(job, replies[index]))
+    }
     if (this.runner.waitsForReplicas && results.some(accepted)) {
       await this.runner.confirmWrites(queue, RETRY_SUBMISSION)
     }
