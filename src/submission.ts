@@ -79,10 +79,10 @@ const expiresBeforeDue = (pointer: string) =>
 
 /**
  * What the schema cannot say about a submission's timing: `run_at` is a time JavaScript can read
- * (Ajv's `date-time` takes a leap second, `Date.parse` does not) at most a year ahead, and
+ * (Ajv's `date-time` takes a leap second, `Date.parse` does not) at most a year ahead,
  * `ttl_ms` does not end before `delay_ms` (it could never run; against a `run_at`, the enqueue
- * script judges that on Redis's clock). `pointer` locates the submission in the body (a batch
- * item's `/jobs/3`).
+ * script judges that on Redis's clock), and an exponential back-off's cap is not below its
+ * first delay. `pointer` locates the submission in the body (a batch item's `/jobs/3`).
  */
 export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | null {
   const at = body.run_at === undefined ? null : Date.parse(body.run_at)
@@ -92,6 +92,14 @@ export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | n
   }
   if (at === null && body.ttl_ms !== undefined && body.ttl_ms <= (body.delay_ms ?? 0)) {
     return expiresBeforeDue(pointer)
+  }
+  const { type, delay_ms: delay, max_delay_ms: cap } = body.backoff
+  if (type === 'exponential' && cap < delay) {
+    return invalid(
+      pointer,
+      'backoff/max_delay_ms',
+      `(${cap}, default 3600000) is below backoff.delay_ms (${delay}): it would cut every retry's delay short; raise it or lower delay_ms`,
+    )
   }
   return null
 }

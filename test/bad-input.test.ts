@@ -97,6 +97,20 @@ const cases: BadRequest[] = [
     pointers: ['/colour'],
   },
   {
+    label: 'an exponential back-off capped below its first delay',
+    body: json({ type: 't', backoff: { delay_ms: 60_000, max_delay_ms: 0 } }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/backoff/max_delay_ms'],
+  },
+  {
+    label: 'a back-off delay over the default cap',
+    body: json({ type: 't', backoff: { delay_ms: 7_200_000 } }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/backoff/max_delay_ms'],
+  },
+  {
     label: 'unknown backoff field',
     body: json({ type: 't', backoff: { kind: 'linear' } }),
     status: 400,
