@@ -18,10 +18,15 @@
 
   Returns
   {'OK', paused_at}   paused_at: ms since the epoch, '' once resumed
+  an error reply, changing nothing, for another action
 ]]
 
 local paused_key, wake_key, scheduled_key, active_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, action = ARGV[1], ARGV[2]
+
+if action ~= 'pause' and action ~= 'resume' then
+  return redis.error_reply('ERR pause: the action must be pause or resume')
+end
 
 if action == 'pause' then
   local time = redis.call('TIME')

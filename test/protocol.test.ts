@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { defineScripts, runScript } from '../src/queue/scripts.js'
 import { enqueue, newJob, sleep, startStore } from './helpers/store.js'
 
 /** The Lua protocol through the gateway's store, against a real redis-server. */
@@ -547,6 +548,37 @@ t.test("a TTL that ends before run_at is refused on Redis's clock, writing nothi
   )
   t.ok(await client.sismember('jobgate:queues', 'q'), 'registered once a job is accepted')
 })
+
+t.test(
+  'scripts called with an argument they do not know refuse it and change nothing',
+  async (t) => {
+    const { store, client } = await startStore(t)
+    defineScripts(client)
+    await enqueue(store, 'q', { delayMs: 60_000 })
+    const before = await client.keys('*')
+    const prefix = 'jobgate:{q}:'
+    const cancel = (state: string, batch: number) =>
+      runScript(
+        client,
+        'cancel-waiting',
+        [`${prefix}scheduled`, `${prefix}events`, `${prefix}stats`],
+        [prefix, state, batch, 60_000, 1000],
+      )
+    await t.rejects(cancel('active', 10), /state must be queued or scheduled/)
+    await t.rejects(cancel('scheduled', 0), /batch size must be 1 or more/)
+    await t.rejects(
+      runScript(
+        client,
+        'pause',
+        [`${prefix}paused`, `${prefix}wake`, `${prefix}scheduled`, `${prefix}active`],
+        [prefix, 'halt'],
+      ),
+      /action must be pause or resume/,
+    )
+    t.strictSame(await client.keys('*'), before)
+    t.equal(await client.zcard(`${prefix}scheduled`), 1, 'the scheduled job is still there')
+  },
+)
 
 t.test('a lease that ran out past the job TTL: expired, not queued again', async (t) => {
   const { store, client } = await startStore(t)
