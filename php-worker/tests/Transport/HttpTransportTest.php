@@ -281,11 +281,61 @@ final class HttpTransportTest extends TestCase
 
     public function testOtherClientErrorsAreBugs(): void
     {
-        $this->http->responses = [FakeHttpClient::json(400, ['code' => 'VALIDATION_FAILED', 'detail' => 'bad body'])];
+        $this->http->responses = [FakeHttpClient::json(405, ['code' => 'METHOD_NOT_ALLOWED', 'detail' => 'no POST'])];
 
         $this->expectException(GatewayError::class);
-        $this->expectExceptionMessage('fail: the gateway answered 400 VALIDATION_FAILED: bad body');
+        $this->expectExceptionMessage('fail: the gateway answered 405 METHOD_NOT_ALLOWED: no POST');
         $this->transport()->fail(Jobs::make(), 'm', 'c');
+    }
+
+    /** @dataProvider refusedErrorReports */
+    public function testAnErrorReportTheGatewayRefusesGoesAgainWithTheStartOfItsMessage(int $status, string $code): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json($status, ['code' => $code, 'detail' => 'too much']),
+            FakeHttpClient::json(200, ['state' => 'dead']),
+            FakeHttpClient::json($status, ['code' => $code, 'detail' => 'too much']),
+            FakeHttpClient::json(200, ['state' => 'scheduled']),
+        ];
+        $message = str_repeat('é', 4000);
+        $transport = $this->transport();
+
+        self::assertTrue($transport->fail(Jobs::make(), $message, 'App\Invalid'));
+        self::assertSame(RetryOutcome::Scheduled, $transport->retry(Jobs::make(), $message, 'E', 500));
+
+        [$fail, $shortFail, $retry, $shortRetry] = array_column($this->http->requests, 'body');
+        self::assertSame($message, $fail['error']['message']);
+        self::assertSame($message, $retry['error']['message']);
+        $start = str_repeat('é', 128);
+        self::assertSame(
+            ['message' => "the gateway refused the fail: {$status} {$code}: too much; the message began: {$start}", 'class' => 'App\Invalid'],
+            $shortFail['error'],
+        );
+        self::assertSame(
+            "the gateway refused the retry: {$status} {$code}: too much; the message began: {$start}",
+            $shortRetry['error']['message'],
+        );
+        self::assertSame(500, $shortRetry['delay_ms'], 'the rest of the retry as it was');
+    }
+
+    /** @return array<string, array{int, string}> */
+    public static function refusedErrorReports(): array
+    {
+        return [
+            'over the body limit' => [413, 'PAYLOAD_TOO_LARGE'],
+            'not JSON the gateway takes' => [400, 'INVALID_JSON'],
+        ];
+    }
+
+    public function testAGatewayThatTimedTheRequestOutIsUnavailableNotABug(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(408, ['code' => 'REQUEST_TIMEOUT', 'detail' => 'slow']),
+            FakeHttpClient::json(200, ['state' => 'succeeded']),
+        ];
+
+        self::assertTrue($this->transport()->ack(Jobs::make(), null));
+        self::assertCount(2, $this->http->requests, 'sent again');
     }
 
     /** @dataProvider refusedKeys */
@@ -315,6 +365,17 @@ final class HttpTransportTest extends TestCase
         $this->transport(['q'])->ackAndReserve(Jobs::make(), '"' . str_repeat('x', 100) . '"');
     }
 
+    public function testAResultWithAKeyTheGatewayTakesForPrototypePoisoningIsARejectedOutcome(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(400, ['code' => 'INVALID_JSON', 'detail' => 'forbidden prototype property']),
+        ];
+
+        $this->expectException(OutcomeRejected::class);
+        $this->expectExceptionMessage('the gateway refused the ack: 400 INVALID_JSON: forbidden prototype property');
+        $this->transport()->ack(Jobs::make(), '{"__proto__":1}');
+    }
+
     /** @dataProvider refusedProgress */
     public function testProgressTheGatewayRefusesForItsSizeIsRejected(int $status, string $code): void
     {
@@ -335,17 +396,17 @@ final class HttpTransportTest extends TestCase
         return [
             'over the protocol limit' => [413, 'PROGRESS_TOO_LARGE'],
             'over the body limit' => [413, 'PAYLOAD_TOO_LARGE'],
+            'not JSON the gateway takes' => [400, 'INVALID_JSON'],
         ];
     }
 
     public function testARetryTheGatewayFindsInvalidIsARejectedOutcome(): void
     {
-        $this->http->responses = [
-            FakeHttpClient::json(400, [
-                'code' => 'VALIDATION_FAILED',
-                'detail' => 'body/delay_ms must be <= 31536000000',
-            ]),
-        ];
+        $invalid = FakeHttpClient::json(400, [
+            'code' => 'VALIDATION_FAILED',
+            'detail' => 'body/delay_ms must be <= 31536000000',
+        ]);
+        $this->http->responses = [$invalid, $invalid];
 
         $this->expectException(OutcomeRejected::class);
         $this->expectExceptionMessage('the gateway refused the retry: 400 VALIDATION_FAILED: body/delay_ms must be');

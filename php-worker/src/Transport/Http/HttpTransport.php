@@ -25,7 +25,10 @@ use Jobgate\Worker\Transport\Unavailable;
 final class HttpTransport implements Transport
 {
     /** The calls whose body carries what the job produced, which the gateway may refuse. */
-    private const CALLS_WITH_JOB_OUTPUT = ['ack', 'retry'];
+    private const CALLS_WITH_JOB_OUTPUT = ['ack', 'retry', 'fail'];
+
+    /** How much of an error message goes along when the gateway refused the whole of it. */
+    private const SHORT_MESSAGE_BYTES = 256;
 
     /**
      * The ack that asked for the first queue's next job found none: the reserve() that follows
@@ -107,26 +110,44 @@ final class HttpTransport implements Transport
 
     public function fail(Job $job, string $message, string $class): bool
     {
-        $body = [
-            'lease_token' => Json::encode($job->leaseToken),
-            'error' => Json::encode(['message' => $message, 'class' => $class]),
-        ];
-
-        return $this->settle($job, 'fail', $body, ['dead']) !== null;
+        return $this->reportError($job, 'fail', $message, $class, [], ['dead']) !== null;
     }
 
     public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome
     {
-        $body = [
-            'lease_token' => Json::encode($job->leaseToken),
-            'error' => Json::encode(['message' => $message, 'class' => $class]),
-        ];
-        if ($delayMs !== null) {
-            $body['delay_ms'] = (string) max(0, $delayMs);
-        }
-        $state = $this->settle($job, 'retry', $body, ['scheduled', 'queued', 'dead']);
+        $fields = $delayMs === null ? [] : ['delay_ms' => (string) max(0, $delayMs)];
+        $state = $this->reportError($job, 'retry', $message, $class, $fields, ['scheduled', 'queued', 'dead']);
 
         return $state === null ? RetryOutcome::LeaseLost : RetryOutcome::fromState($state);
+    }
+
+    /**
+     * A fail or retry with its error report. One the gateway refuses (its body limit may be
+     * below the report's size) goes again with the start of the message only: the job's fate
+     * must not hang on the length of what went wrong.
+     *
+     * @param array<string, string> $fields
+     * @param list<string> $doneStates
+     */
+    private function reportError(
+        Job $job,
+        string $operation,
+        string $message,
+        string $class,
+        array $fields,
+        array $doneStates,
+    ): ?string {
+        $body = static fn (string $message): array => [
+            'lease_token' => Json::encode($job->leaseToken),
+            'error' => Json::encode(['message' => $message, 'class' => $class]),
+        ] + $fields;
+        try {
+            return $this->settle($job, $operation, $body($message), $doneStates);
+        } catch (OutcomeRejected $refused) {
+            $start = Json::utf8Truncate($message, self::SHORT_MESSAGE_BYTES);
+
+            return $this->settle($job, $operation, $body("{$refused->getMessage()}; the message began: {$start}"), $doneStates);
+        }
     }
 
     public function heartbeat(Job $job, int $leaseMs, ?string $progressJson = null): bool
@@ -221,7 +242,7 @@ final class HttpTransport implements Transport
      * @return string|null the Settlement's state; null when the lease was lost or the job is gone
      * @throws Unavailable on a success that does not say the job is in one of $doneStates (a
      *         proxy's page, a cut body): as if no answer came, the call is sent again
-     * @throws OutcomeRejected when the gateway refuses an ack's result or a retry's fields
+     * @throws OutcomeRejected when the gateway refuses an ack's result or a retry's or fail's fields
      */
     private function stateAfter(HttpResponse $response, string $operation, bool $isRetry, array $doneStates): ?string
     {
@@ -244,7 +265,8 @@ final class HttpTransport implements Transport
         if ($response->status === 404 && in_array($code, ['JOB_NOT_FOUND', 'QUEUE_NOT_FOUND'], true)) {
             return null;
         }
-        $refusesContent = $response->status === 413 || ($response->status === 400 && $code === 'VALIDATION_FAILED');
+        $refusesContent = $response->status === 413
+            || ($response->status === 400 && in_array($code, ['VALIDATION_FAILED', 'INVALID_JSON'], true));
         if ($refusesContent && in_array($operation, self::CALLS_WITH_JOB_OUTPUT, true)) {
             throw new OutcomeRejected("the gateway refused the {$operation}: " . self::describe($response));
         }
@@ -257,7 +279,7 @@ final class HttpTransport implements Transport
     /**
      * @param array<string, string> $body member => JSON text of its value
      * @param array<string, string> $headers
-     * @throws Unavailable on no answer, a 5xx or a 429
+     * @throws Unavailable on no answer, a 5xx, a 429 or a 408
      */
     private function post(string $url, array $body, array $headers, int $waitMs = 0): HttpResponse
     {
@@ -270,7 +292,8 @@ final class HttpTransport implements Transport
             $headers,
             $waitMs + $this->options->requestTimeoutMs,
         );
-        if ($response->status >= 500 || $response->status === 429) {
+        // A 408: the request did not reach a route (it came too slowly); it may go again.
+        if ($response->status >= 500 || $response->status === 429 || $response->status === 408) {
             $retryAfter = $response->header('Retry-After');
             throw new Unavailable(
                 "{$url} answered {$response->status}: " . ($response->json()['detail'] ?? $response->body),
