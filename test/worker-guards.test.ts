@@ -60,16 +60,22 @@ t.test("a handler's exit() ends the worker with 1 and names the job", async (t) 
   t.equal((await record(id)).state, 'active', 'its lease runs out and it runs again')
 })
 
-t.test('a handler that ignored SIGALRM does not take the next job its timeout', async (t) => {
-  const { start, unruly, sleeping, record } = await setUp(t)
-  await unruly('ignore_alarm')
-  const slow = await sleeping(4000, { timeoutMs: 1500 })
-  const worker = start()
-  const restored = await worker.waitForLog((line) => line.msg === 'signal handler restored')
-  t.match(restored, { level: 'warn', signal: 'SIGALRM' })
-  t.equal((await worker.exited).code, 15, 'the slow job timed out')
-  t.match(await record(slow), { state: 'scheduled' })
-})
+for (const [misbehaviour, signal] of [
+  ['ignore_alarm', 'SIGALRM'],
+  ['block_alarm', 'SIGALRM'],
+  ['sync_signals', 'all'],
+] as const) {
+  t.test(`a handler that did ${misbehaviour} does not take the next job its timeout`, async (t) => {
+    const { start, unruly, sleeping, record } = await setUp(t)
+    await unruly(misbehaviour)
+    const slow = await sleeping(4000, { timeoutMs: 1500 })
+    const worker = start()
+    const restored = await worker.waitForLog((line) => line.msg === 'signal handler restored')
+    t.match(restored, { level: 'warn', signal })
+    t.strictSame(await worker.exited, { code: 15, signal: null }, 'the slow job timed out')
+    t.match(await record(slow), { state: 'scheduled' })
+  })
+}
 
 t.test('a handler that took SIGTERM over does not keep the worker from stopping', async (t) => {
   const { start, unruly, sleeping, record } = await setUp(t)

@@ -432,18 +432,34 @@ class Worker
     }
 
     /**
-     * A handler that set a signal's handler of its own (or ignored the signal) would take the
-     * timeouts, heartbeats or stops of every later job away from the worker: it gets its own back.
+     * A handler that set a signal's handler of its own (or ignored the signal), blocked it or
+     * turned asynchronous signals off would take the timeouts, heartbeats or stops of every
+     * later job away from the worker: it gets its own back. Nothing is held back on purpose
+     * here (between the handler and the report); a signal that waited is delivered now.
      */
     protected function restoreSignalHandlers(Job $job): void
     {
+        $restored = fn (int|string $signal, string $error) => $this->logger->warn(
+            'signal handler restored',
+            Logger::jobFields($job) + ['signal' => self::SIGNAL_NAMES[$signal] ?? $signal, 'error' => $error],
+        );
         foreach ($this->signalHandlers as $signal => $handler) {
             if (pcntl_signal_get_handler($signal) !== $handler) {
                 pcntl_signal($signal, $handler);
-                $this->logger->warn('signal handler restored', Logger::jobFields($job) + [
-                    'signal' => self::SIGNAL_NAMES[$signal] ?? $signal,
-                    'error' => 'the handler replaced the worker\'s handler of this signal; its own was put back',
-                ]);
+                $restored($signal, 'the handler replaced the worker\'s handler of this signal; its own was put back');
+            }
+        }
+        if ($this->signalHandlers !== [] && !pcntl_async_signals()) {
+            pcntl_async_signals(true);
+            $restored('all', 'the handler turned asynchronous signals off; they were turned back on');
+        }
+        $blocked = [];
+        pcntl_sigprocmask(SIG_BLOCK, [], $blocked);
+        $held = array_values(array_intersect(array_keys($this->signalHandlers), $blocked));
+        if ($held !== []) {
+            pcntl_sigprocmask(SIG_UNBLOCK, $held);
+            foreach ($held as $signal) {
+                $restored($signal, 'the handler blocked this signal; it was unblocked');
             }
         }
     }
