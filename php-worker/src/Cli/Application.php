@@ -89,6 +89,7 @@ class Application
 
             return ExitCode::CONFIG;
         }
+        $this->warnOfPhpMemoryLimit($config, $logger);
         $worker = $this->worker($transport, $handlers, $config, $logger, $stop);
         $this->reportPhpErrorsAsLogLines($logger, $worker);
 
@@ -120,6 +121,23 @@ class Application
             $loading = false;
             ini_set('display_errors', (string) $display);
             ini_set('log_errors', (string) $log);
+        }
+    }
+
+    /**
+     * `--memory` stops the worker between jobs; PHP's own limit ends it in the middle of one (an
+     * attempt spent, the job back only when its lease runs out). Below `--memory`, it comes first.
+     */
+    protected function warnOfPhpMemoryLimit(WorkerConfig $config, Logger $logger): void
+    {
+        $limit = PhpMemoryLimit::bytes(ini_get('memory_limit'));
+        if ($limit !== null && $config->memoryMb * 1024 * 1024 >= $limit) {
+            $logger->warn('memory_limit not above --memory', [
+                'memory_limit' => ini_get('memory_limit'),
+                'memory_mb' => $config->memoryMb,
+                'error' => 'PHP ends the process mid-job before --memory stops it between jobs: '
+                    . 'lower --memory or raise memory_limit (php -d memory_limit=…)',
+            ]);
         }
     }
 

@@ -5,6 +5,8 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Tests\Cli;
 
 use Jobgate\Worker\Cli\Application;
+use Jobgate\Worker\Cli\OptionParser;
+use Jobgate\Worker\Cli\PhpMemoryLimit;
 use Jobgate\Worker\ExitCode;
 use Jobgate\Worker\Logger;
 use Jobgate\Worker\Tests\Fakes\TestableWorker;
@@ -181,6 +183,49 @@ final class ApplicationTest extends TestCase
 
         self::assertSame('redis', $application->transportName);
         self::assertSame(ExitCode::MEMORY_LIMIT, $code, 'stops before its first reserve');
+    }
+
+    /** @dataProvider memoryLimits */
+    public function testPhpMemoryLimitIsReadAsPhpIniWritesIt(string|false $setting, ?int $bytes): void
+    {
+        self::assertSame($bytes, PhpMemoryLimit::bytes($setting));
+    }
+
+    /** @return array<string, array{string|false, ?int}> */
+    public static function memoryLimits(): array
+    {
+        return [
+            'megabytes' => ['128M', 134_217_728],
+            'gigabytes, lower case' => ['2g', 2_147_483_648],
+            'kilobytes' => ['512K', 524_288],
+            'bytes' => ['1000000', 1_000_000],
+            'no limit' => ['-1', null],
+            'unreadable' => [false, null],
+        ];
+    }
+
+    public function testAMemoryLimitAtOrBelowTheWorkersOwnIsWarnedOfAtStart(): void
+    {
+        $application = new class ([], $this->stdout, $this->stderr, self::LUA_DIR) extends Application {
+            public function check(int $memoryMb, Logger $logger): void
+            {
+                $parser = new OptionParser([], __DIR__ . '/../../../lua', 'w');
+                $config = $parser->parse(['--queue=q', '--handlers=h.php', "--memory={$memoryMb}"]);
+                $this->warnOfPhpMemoryLimit($config, $logger);
+            }
+        };
+        $previous = ini_set('memory_limit', '1G');
+        try {
+            $application->check(1023, new Logger('w', $this->stderr));
+            self::assertSame('', $this->output($this->stderr), 'below: nothing to say');
+            $application->check(1024, new Logger('w', $this->stderr));
+        } finally {
+            ini_set('memory_limit', (string) $previous);
+        }
+        $line = json_decode($this->output($this->stderr), true);
+        self::assertSame('warn', $line['level']);
+        self::assertSame('memory_limit not above --memory', $line['msg']);
+        self::assertSame(['1G', 1024], [$line['memory_limit'], $line['memory_mb']]);
     }
 
     /** @param list<string> $args */

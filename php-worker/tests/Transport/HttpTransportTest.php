@@ -300,7 +300,7 @@ final class HttpTransportTest extends TestCase
         $message = str_repeat('é', 4000);
         $transport = $this->transport();
 
-        self::assertTrue($transport->fail(Jobs::make(), $message, 'App\Invalid'));
+        self::assertTrue($transport->fail(Jobs::make(), $message, 'App\\Invalid'));
         self::assertSame(RetryOutcome::Scheduled, $transport->retry(Jobs::make(), $message, 'E', 500));
 
         [$fail, $shortFail, $retry, $shortRetry] = array_column($this->http->requests, 'body');
@@ -308,9 +308,10 @@ final class HttpTransportTest extends TestCase
         self::assertSame($message, $retry['error']['message']);
         $start = str_repeat('é', 128);
         self::assertSame(
-            ['message' => "the gateway refused the fail: {$status} {$code}: too much; the message began: {$start}", 'class' => 'App\Invalid'],
-            $shortFail['error'],
+            "the gateway refused the fail: {$status} {$code}: too much; the message began: {$start}",
+            $shortFail['error']['message'],
         );
+        self::assertSame('App\\Invalid', $shortFail['error']['class']);
         self::assertSame(
             "the gateway refused the retry: {$status} {$code}: too much; the message began: {$start}",
             $shortRetry['error']['message'],

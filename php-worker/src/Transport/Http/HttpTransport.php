@@ -145,8 +145,9 @@ final class HttpTransport implements Transport
             return $this->settle($job, $operation, $body($message), $doneStates);
         } catch (OutcomeRejected $refused) {
             $start = Json::utf8Truncate($message, self::SHORT_MESSAGE_BYTES);
+            $short = "{$refused->getMessage()}; the message began: {$start}";
 
-            return $this->settle($job, $operation, $body("{$refused->getMessage()}; the message began: {$start}"), $doneStates);
+            return $this->settle($job, $operation, $body($short), $doneStates);
         }
     }
 
