@@ -45,6 +45,8 @@ class Worker
     private ?Job $currentJob = null;
     private ?JobContext $currentContext = null;
     private int $currentStartedAtMs = 0;
+    /** When the current job's handler returned or threw; null while it runs. */
+    private ?int $currentFinishedAtMs = null;
     /** The current job was already reported (by the timeout): the normal path must not report it. */
     private bool $currentSettled = false;
     /** True while the handler runs: an alarm already on its way when it returns does nothing. */
@@ -234,6 +236,7 @@ class Worker
         $this->currentSettled = false;
         $this->heartbeatFailureLogged = false;
         $this->currentStartedAtMs = $this->clock->nowMs();
+        $this->currentFinishedAtMs = null;
         $this->logger->info('job started', Logger::jobFields($job));
         try {
             $outcome = $this->runHandler($job, $context);
@@ -281,6 +284,7 @@ class Worker
             return Outcome::retry(ErrorReport::fromThrowable($error));
         } finally {
             $this->handlerRunning = false;
+            $this->currentFinishedAtMs = $this->clock->nowMs();
             $this->disarmAlarm();
         }
     }
@@ -525,10 +529,17 @@ class Worker
         $this->logger->{$level}($msg, $this->finishFields($job) + $fields);
     }
 
-    /** @return array<string, mixed> */
+    /**
+     * The job's fields and how long its handler ran (not the time its report then took: an ack
+     * that waits out a rate limit, say).
+     *
+     * @return array<string, mixed>
+     */
     private function finishFields(Job $job): array
     {
-        return Logger::jobFields($job) + ['duration_ms' => $this->elapsedMs()];
+        $endMs = $this->currentFinishedAtMs ?? $this->clock->nowMs();
+
+        return Logger::jobFields($job) + ['duration_ms' => $endMs - $this->currentStartedAtMs];
     }
 
     /** @return array{error: string, error_class: string} */

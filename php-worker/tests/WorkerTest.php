@@ -68,6 +68,15 @@ final class WorkerTest extends TestCase
         self::assertSame(['reason' => 'max_jobs', 'exit_code' => 13], $this->stoppingFields());
     }
 
+    public function testDurationIsTheHandlersRunTimeNotTheReportsWait(): void
+    {
+        $this->transport->jobs = [Jobs::make('slow', id: 'a'), Jobs::make('slow', id: 'b')];
+        $this->transport->duringAckAndReserve = fn () => $this->clock->advance(5000);
+        $this->runWorker(['slow' => fn () => $this->clock->advance(40)], maxJobs: 2);
+
+        self::assertSame(40, $this->logs->first('job succeeded')['duration_ms'], 'the ack waited 5 s on top');
+    }
+
     public function testANullResultAcksWithoutAResult(): void
     {
         $this->transport->jobs = [Jobs::make('noop')];
