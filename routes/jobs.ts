@@ -100,8 +100,9 @@ export default async function jobsRoutes(
         const { idempotency_key: key = null, ...body } = item as BatchJob
         const timing = timingProblem(body, `/jobs/${index}`)
         if (timing) refuse(index, timing)
-        else if (key === null && config.idempotencyRequired) refuse(index, keyRequiredProblem())
-        else valid.push({ index, job: newJob(body, from, key), payload: body.payload })
+        else if (key === null && config.idempotencyRequired) {
+          refuse(index, keyRequiredProblem(`/jobs/${index}`))
+        } else valid.push({ index, job: newJob(body, from, key), payload: body.payload })
       })
       const stored =
         valid.length > 0

@@ -104,10 +104,13 @@ export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | n
   return null
 }
 
-export function keyRequiredProblem(): ProblemError {
+/** The submission had no key where this gateway requires one; `pointer` locates a batch item. */
+export function keyRequiredProblem(pointer: string | null = null): ProblemError {
   return new ProblemError(
     'IDEMPOTENCY_KEY_REQUIRED',
-    'This gateway requires an Idempotency-Key (or X-Request-ID) header on every job submission.',
+    pointer === null
+      ? 'This gateway requires an Idempotency-Key (or X-Request-ID) header on every job submission.'
+      : `This gateway requires a key on every job submission: give body${pointer.replaceAll('/', '.')} an idempotency_key (a batch request's headers key nothing).`,
   )
 }
 

@@ -219,6 +219,10 @@ t.test('require-key mode refuses keyless items only', async (t) => {
       [202, undefined],
     ],
   )
+  t.equal(
+    results[0]?.problem?.detail,
+    "This gateway requires a key on every job submission: give body.jobs.0 an idempotency_key (a batch request's headers key nothing).",
+  )
   t.equal(await client.llen('jobgate:{emails}:ready:5'), 1)
 })
 

@@ -46,7 +46,7 @@ export class QueueKeys {
   }
 }
 
-/** The set of queue names: the only key outside a queue's slot. */
+/** The set of queue names: with the rate-limit counters, the only keys outside a queue's slot. */
 export function registryKey(prefix: string): string {
   return `${prefix}:queues`
 }
