@@ -46,9 +46,10 @@ const [QUOTE, BACKSLASH, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET, CLOSE_BRACKET] =
  * escape (a lone surrogate, no Unicode text) or a number past the range of a double (`1e400`
  * parses as Infinity, stored as null). Past it lies a three-digit exponent, or a long run of
  * digits: 309 of them alone, over 200 before a two-digit exponent (`1000…0e99`). Most bodies
- * have none of these, and skip the walk.
+ * have none of these, and skip the walk. A run is tried from its first digit only: tried from
+ * each, a body of 199-digit runs cost 200 steps a byte (0.4 s of CPU for 1 MiB).
  */
-const MAY_NOT_ROUND_TRIP = /\\u[dD][89a-fA-F]|[eE][+]?[0-9]{3}|[0-9]{200}/
+const MAY_NOT_ROUND_TRIP = /\\u[dD][89a-fA-F]|[eE][+]?[0-9]{3}|(?<![0-9])[0-9]{200}/
 
 /** Why a parsed body would not reach a worker as sent, or null; no recursion. */
 function unfaithful(value: unknown): string | null {
