@@ -77,6 +77,26 @@ for (const [misbehaviour, signal] of [
   })
 }
 
+t.test(
+  'a SIGTERM that came while a handler had signals off stops the worker after it',
+  async (t) => {
+    const { start, unruly, sleeping, record } = await setUp(t)
+    const id = await unruly('sync_sigterm')
+    const next = await sleeping(1000)
+    const worker = start()
+    const timer = setTimeout(() => worker.signal('SIGKILL'), 10_000)
+    const { code, signal } = await worker.exited
+    clearTimeout(timer)
+    t.strictSame({ code, signal }, { code: 0, signal: null }, 'stopped by the signal after the job')
+    t.match(
+      worker.lines.find((line) => line.msg === 'worker stopping'),
+      { reason: 'signal' },
+    )
+    t.equal((await record(id)).state, 'succeeded')
+    t.equal((await record(next)).state, 'queued', 'no next job started')
+  },
+)
+
 t.test('a handler that took SIGTERM over does not keep the worker from stopping', async (t) => {
   const { start, unruly, sleeping, record } = await setUp(t)
   await unruly('own_sigterm')

@@ -45,7 +45,7 @@ class Worker
     private ?Job $currentJob = null;
     private ?JobContext $currentContext = null;
     private int $currentStartedAtMs = 0;
-    /** When the current job's handler returned or threw; null while it runs. */
+    /** When the current job's handler returned, threw or timed out; null while it runs. */
     private ?int $currentFinishedAtMs = null;
     /** The current job was already reported (by the timeout): the normal path must not report it. */
     private bool $currentSettled = false;
@@ -240,6 +240,7 @@ class Worker
         $this->logger->info('job started', Logger::jobFields($job));
         try {
             $outcome = $this->runHandler($job, $context);
+            $this->currentFinishedAtMs = $this->clock->nowMs();
             $this->restoreSignalHandlers($job);
             if (!$this->currentSettled && !$context->leaseLost()) {
                 $this->report($job, $outcome);
@@ -284,7 +285,6 @@ class Worker
             return Outcome::retry(ErrorReport::fromThrowable($error));
         } finally {
             $this->handlerRunning = false;
-            $this->currentFinishedAtMs = $this->clock->nowMs();
             $this->disarmAlarm();
         }
     }
@@ -382,6 +382,7 @@ class Worker
     protected function timeOut(Job $job, JobContext $context, int $timeoutMs): void
     {
         $this->currentSettled = true;
+        $this->currentFinishedAtMs = $this->clock->nowMs();
         $error = new ErrorReport('timed out after ' . self::seconds($timeoutMs) . ' s', 'JobTimeout');
         $this->logger->error('job timed out', $this->finishFields($job) + self::errorFields($error));
         if (!$context->leaseLost()) {
@@ -466,6 +467,9 @@ class Worker
                 $restored($signal, 'the handler blocked this signal; it was unblocked');
             }
         }
+        // A signal that came while asynchronous signals were off waits for a dispatch: turning
+        // them on again does not run its handler.
+        pcntl_signal_dispatch();
     }
 
     /**

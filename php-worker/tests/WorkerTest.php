@@ -77,6 +77,15 @@ final class WorkerTest extends TestCase
         self::assertSame(40, $this->logs->first('job succeeded')['duration_ms'], 'the ack waited 5 s on top');
     }
 
+    public function testAJobNoHandlerRanForTakesNoTimeWhateverItsReportWaits(): void
+    {
+        $this->transport->jobs = [Jobs::make('unknown')];
+        $this->transport->duringFail = fn () => $this->clock->advance(5000);
+        $this->runWorker(['echo' => fn () => null], maxJobs: 1);
+
+        self::assertSame(0, $this->logs->first('job failed')['duration_ms']);
+    }
+
     public function testANullResultAcksWithoutAResult(): void
     {
         $this->transport->jobs = [Jobs::make('noop')];

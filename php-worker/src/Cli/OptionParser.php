@@ -137,7 +137,7 @@ final class OptionParser
             apiKey: $single('api-key', 'JOBGATE_API_KEY'),
             timeoutSeconds: self::wholeSeconds('--timeout', $single('timeout'), 60, 0, 7 * 86_400),
             leaseSeconds: self::wholeSeconds('--lease', $single('lease'), 30, 1, 3600),
-            memoryMb: self::integer('--memory', $single('memory'), 128, 1, 1_048_576),
+            memoryMb: self::integer('--memory', $single('memory'), 96, 1, 1_048_576),
             maxJobs: self::integer('--max-jobs', $single('max-jobs'), 0, 0, PHP_INT_MAX),
             maxTimeSeconds: self::wholeSeconds('--max-time', $single('max-time'), 0, 0, 365 * 86_400),
             sleepSeconds: self::seconds('--sleep', $single('sleep'), 3.0, 0.001, 300.0),

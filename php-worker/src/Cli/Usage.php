@@ -33,7 +33,7 @@ final class Usage
           --api-key=KEY           API key with the work scope, for http  [JOBGATE_API_KEY]
           --timeout=SECONDS       a job's time limit unless it sets timeout_ms; 0 = none (default 60)
           --lease=SECONDS         lease length; heartbeats every third of it (default 30)
-          --memory=MB             stop between jobs once the process holds this much (default 128)
+          --memory=MB             stop between jobs once the process holds this much (default 96)
           --max-jobs=N            stop after N jobs; 0 = no limit (default 0)
           --max-time=SECONDS      stop after this long; 0 = no limit (default 0)
           --sleep=SECONDS         longest wait for work before checking the stop conditions (default 3; 0.5 is fine);

@@ -51,6 +51,10 @@ interface Transport
      */
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext;
 
+    /**
+     * @throws OutcomeRejected when the server refuses the report even with its message cut short
+     *         (over HTTP, a gateway whose body limit is below a short report's size)
+     */
     public function fail(Job $job, string $message, string $class): bool;
 
     /**

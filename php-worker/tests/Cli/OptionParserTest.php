@@ -31,7 +31,7 @@ final class OptionParserTest extends TestCase
         self::assertNull($config->apiKey);
         self::assertSame(60, $config->timeoutSeconds);
         self::assertSame(30, $config->leaseSeconds);
-        self::assertSame(128, $config->memoryMb);
+        self::assertSame(96, $config->memoryMb);
         self::assertSame(0, $config->maxJobs);
         self::assertSame(0, $config->maxTimeSeconds);
         self::assertSame(3.0, $config->sleepSeconds);

@@ -38,6 +38,7 @@ final class FakeTransport implements Transport
     public bool $leaseWithAck = true;
     /** Called while ackAndReserve() is under way (e.g. a signal arriving then). */
     public ?Closure $duringAckAndReserve = null;
+    public ?Closure $duringFail = null;
 
     /** @param list<Job> $jobs */
     public function __construct(public array $jobs = [])
@@ -89,6 +90,9 @@ final class FakeTransport implements Transport
     public function fail(Job $job, string $message, string $class): bool
     {
         $this->calls[] = ['fail', $job->id, $message, $class];
+        if ($this->duringFail !== null) {
+            ($this->duringFail)();
+        }
 
         return $this->failHeld;
     }

@@ -319,6 +319,22 @@ final class HttpTransportTest extends TestCase
         self::assertSame(500, $shortRetry['delay_ms'], 'the rest of the retry as it was');
     }
 
+    public function testTheShortReportStaysShortWhenItsBytesAreEscapedInJson(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(413, ['code' => 'PAYLOAD_TOO_LARGE', 'detail' => 'too much']),
+            FakeHttpClient::json(200, ['state' => 'dead']),
+        ];
+
+        self::assertTrue($this->transport()->fail(Jobs::make(), str_repeat("\x01", 4000), 'E'));
+        $short = $this->http->requests[1]['body']['error']['message'];
+        $reason = 'the gateway refused the fail: 413 PAYLOAD_TOO_LARGE: too much; the message began: ';
+        self::assertStringStartsWith($reason, $short);
+        $start = substr($short, strlen($reason));
+        self::assertLessThanOrEqual(258, strlen(json_encode($start)));
+        self::assertSame(str_repeat("\x01", strlen($start)), $start);
+    }
+
     /** @return array<string, array{int, string}> */
     public static function refusedErrorReports(): array
     {

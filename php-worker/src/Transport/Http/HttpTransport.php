@@ -144,7 +144,11 @@ final class HttpTransport implements Transport
         try {
             return $this->settle($job, $operation, $body($message), $doneStates);
         } catch (OutcomeRejected $refused) {
+            // Bytes that JSON escapes (`\u0001`) take six: what is sent is kept short, not what is cut.
             $start = Json::utf8Truncate($message, self::SHORT_MESSAGE_BYTES);
+            while (strlen(Json::encode($start)) > self::SHORT_MESSAGE_BYTES + 2) {
+                $start = Json::utf8Truncate($start, intdiv(strlen($start), 2));
+            }
             $short = "{$refused->getMessage()}; the message began: {$start}";
 
             return $this->settle($job, $operation, $body($short), $doneStates);
