@@ -25,7 +25,7 @@
   {'REPLAYED', job_id, field1, value1, ...}              the existing job record (HGETALL order)
   {'CONFLICT', job_id}                                   the key was first used for another request
   {'QUEUE_FULL', depth}                                  queued + scheduled jobs already at the maximum
-  {'EXPIRES_BEFORE_DUE', due_in_ms}                      the time to live ends before the job is due
+  {'EXPIRES_BEFORE_DUE', due_in_ms}                      the time to live ends before (or as) the job is due
                                                          (it could never run); nothing was written
 
   Time comes from the Redis server clock, so every gateway and worker shares one clock per queue.
@@ -56,16 +56,6 @@ if fingerprint ~= '' then
   end
 end
 
-if max_depth > 0 then
-  local depth = redis.call('ZCARD', scheduled_key)
-  for _, priority in ipairs(PRIORITIES) do
-    depth = depth + redis.call('LLEN', prefix .. 'ready:' .. priority)
-  end
-  if depth >= max_depth then
-    return {'QUEUE_FULL', depth}
-  end
-end
-
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 -- Numbers handed to redis.call are formatted with '%.14g', which costs Redis about ten times a
@@ -74,9 +64,20 @@ local now_text = time[1] .. string.sub('00000' .. time[2], -6, -4)
 local due = now + delay
 if run_at > 0 then due = run_at end
 
--- Against this clock, not the producer's or the gateway's: a run_at near the TTL's end.
+-- Against this clock, not the producer's or the gateway's: a run_at near the TTL's end. Before
+-- the depth: a job that could never run is refused for good, not asked to come back later.
 if ttl > 0 and ttl <= due - now then
   return {'EXPIRES_BEFORE_DUE', due - now}
+end
+
+if max_depth > 0 then
+  local depth = redis.call('ZCARD', scheduled_key)
+  for _, priority in ipairs(PRIORITIES) do
+    depth = depth + redis.call('LLEN', prefix .. 'ready:' .. priority)
+  end
+  if depth >= max_depth then
+    return {'QUEUE_FULL', depth}
+  end
 end
 
 local state, due_text = 'queued', now_text

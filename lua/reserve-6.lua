@@ -61,10 +61,17 @@ local function count(field)
   if redis.call('HINCRBY', bucket, field, 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
 end
 
-local function expire(key, id)
+-- `lost`: a lease that ran out ({attempt, message, last_error}), told in the history as the
+-- lease's other endings are.
+local function expire(key, id, lost)
   redis.call('HSET', key, 'state', 'expired', 'finished_at', now, 'updated_at', now)
+  local entry = {at = now, state = 'expired'}
+  if lost then
+    redis.call('HSET', key, 'last_error', lost.last_error)
+    entry.attempt, entry.error = lost.attempt, lost.message
+  end
   redis.call('PEXPIRE', key, retention)
-  record(key, id, {at = now, state = 'expired'})
+  record(key, id, entry)
   count('expired')
 end
 
@@ -93,7 +100,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', now_text,
 end
 
 -- Leases that ran out: the worker died or hung. The attempt was counted at reserve. Those that
--- go back are put in front of their ready list after the loop, in the order they were taken.
+-- go back are put in front of their ready list after the loop, earliest deadline first.
 local back = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'LIMIT', '0', BATCH_TEXT)) do
   redis.call('ZREM', active_key, id)
@@ -114,8 +121,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
       count('dead')
     elseif is_past(expires_at) then
       -- Past its TTL it would not be started again: it expires instead of queueing.
-      redis.call('HSET', key, 'last_error', last_error)
-      expire(key, id)
+      expire(key, id, {attempt = tonumber(attempts), message = message, last_error = last_error})
     else
       redis.call('HSET', key, 'state', 'queued', 'last_error', last_error, 'updated_at', now)
       record(key, id, {at = now, state = 'queued', attempt = tonumber(attempts), error = message})
@@ -124,8 +130,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
     end
   end
 end
--- They were taken before anything now waiting: back to the front of the line, the first taken
--- (the earliest deadline) at the very front.
+-- They were taken before anything now waiting: back to the front of the line, the earliest
+-- deadline at the very front.
 for i = #back, 1, -1 do
   redis.call('RPUSH', back[i][1], back[i][2])
 end

@@ -98,7 +98,7 @@ export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | n
     return invalid(
       pointer,
       'backoff/max_delay_ms',
-      `(${cap}, default 3600000) is below backoff.delay_ms (${delay}): it would cut every retry's delay short; raise it or lower delay_ms`,
+      `(${cap}; 3600000 unless given) is below backoff.delay_ms (${delay}): it would cut every retry's delay short; raise it or lower delay_ms`,
     )
   }
   return null

@@ -584,21 +584,28 @@ t.test('a lease that ran out past the job TTL: expired, not queued again', async
   const { store, client } = await startStore(t)
   const id = await enqueue(store, 'q', { ttlMs: 150 })
   await store.leases.reserve('q', 'crashy', 100)
+  const other = await enqueue(store, 'q', { priority: 9 })
   await sleep(200)
-  t.equal((await store.leases.reserve('q', 'w', 30_000)).job, null)
+  const tokens = await client.llen('jobgate:{q}:wake')
+  t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, other)
   const job = await store.jobs.get('q', id)
   t.equal(job?.state, 'expired')
   t.strictSame(
     job?.history.map((entry) => entry.state),
     ['queued', 'active', 'expired'],
   )
+  t.match(job?.history.at(-1), {
+    state: 'expired',
+    attempt: 1,
+    error: /lease expired: worker crashy/,
+  })
   t.match(JSON.parse(job?.lastError ?? '{}'), { class: 'LeaseExpired' })
   t.equal(await client.llen('jobgate:{q}:ready:5'), 0)
-  t.equal(await client.llen('jobgate:{q}:wake'), 0, 'no wake-up for a job that cannot run')
+  t.equal(await client.llen('jobgate:{q}:wake'), tokens, 'no wake-up for a job that cannot run')
   t.match(await client.hgetall('jobgate:{q}:stats'), { reclaimed: '1', expired: '1' })
 })
 
-t.test('leases that ran out come back in the order they were taken', async (t) => {
+t.test('leases that ran out come back earliest deadline first', async (t) => {
   const { store } = await startStore(t)
   const ids = [await enqueue(store, 'q'), await enqueue(store, 'q'), await enqueue(store, 'q')]
   await store.leases.reserve('q', 'crashy', 100)
@@ -607,7 +614,7 @@ t.test('leases that ran out come back in the order they were taken', async (t) =
   await sleep(150)
   const order = []
   for (let i = 0; i < 3; i++) order.push((await store.leases.reserve('q', 'w', 30_000)).job?.id)
-  t.strictSame(order, ids, 'the first taken first, both before the job that waited')
+  t.strictSame(order, ids, 'the earlier deadline first, both before the job that waited')
 })
 
 t.test("a queue lost with Redis's data is registered again by its next job", async (t) => {

@@ -39,14 +39,6 @@ const RETRY_SUBMISSION =
   'Retry with the same Idempotency-Key: a job that was kept is replayed, one that was lost is created again.'
 
 /** True for an outcome the producer is told was accepted. */
-/**
- * A job the script may refuse for its content: a TTL against a `run_at`, judged on Redis's
- * clock. Its queue is registered only once it is accepted, so a refusal writes nothing.
- */
-function mayExpireBeforeDue(job: NewJob): boolean {
-  return job.runAt !== null && job.ttlMs !== null
-}
-
 function accepted(result: EnqueueResult): boolean {
   return result.outcome === 'created' || result.outcome === 'replayed'
 }
@@ -123,15 +115,9 @@ export class JobStore {
 
   async enqueue(job: NewJob): Promise<EnqueueResult> {
     const { keys, args } = this.enqueueCall(job)
-    const call = () => this.runner.run('enqueue', keys, args)
-    let result: EnqueueResult
-    if (mayExpireBeforeDue(job)) {
-      result = enqueueResult(job, await call())
-      if (accepted(result)) await this.register(job.queue)
-    } else {
-      const [, reply] = await Promise.all([this.register(job.queue), call()])
-      result = enqueueResult(job, reply)
-    }
+    const result = enqueueResult(job, await this.runner.run('enqueue', keys, args))
+    // After the script, so a refusal writes nothing; once a second per queue, so rarely a wait.
+    if (accepted(result) && this.registrationDue(job.queue)) await this.register(job.queue)
     // Checked here, not only in confirmWrites: without replicas the hot path skips an await.
     if (this.runner.waitsForReplicas && accepted(result)) {
       await this.runner.confirmWrites(job.queue, RETRY_SUBMISSION)
@@ -144,22 +130,14 @@ export class JobStore {
    * Each call is atomic on its own, so each job gets its own outcome; results are in order.
    */
   async enqueueMany(queue: string, jobs: readonly NewJob[]): Promise<EnqueueResult[]> {
-    const call = () =>
-      this.runner.pipeline((pipeline) => {
-        for (const job of jobs) {
-          const { keys, args } = this.enqueueCall(job)
-          queueScript(pipeline, 'enqueue', keys, args)
-        }
-      })
-    let results: EnqueueResult[]
-    if (jobs.some(mayExpireBeforeDue)) {
-      const replies = await call()
-      results = jobs.map((job, index) => enqueueResult(job, replies[index]))
-      if (results.some(accepted)) await this.register(queue)
-    } else {
-      const [, replies] = await Promise.all([this.register(queue), call()])
-      results = jobs.map((job, index) => enqueueResult(job, replies[index]))
-    }
+    const replies = await this.runner.pipeline((pipeline) => {
+      for (const job of jobs) {
+        const { keys, args } = this.enqueueCall(job)
+        queueScript(pipeline, 'enqueue', keys, args)
+      }
+    })
+    const results = jobs.map((job, index) => enqueueResult(job, replies[index]))
+    if (results.some(accepted) && this.registrationDue(queue)) await this.register(queue)
     if (this.runner.waitsForReplicas && results.some(accepted)) {
       await this.runner.confirmWrites(queue, RETRY_SUBMISSION)
     }
@@ -258,10 +236,14 @@ export class JobStore {
     return { outcome: 'canceled', job }
   }
 
-  /** Adds the queue to the cross-queue registry, at most once per REGISTRATION_TTL_MS. */
+  /** True unless this process registered the queue within REGISTRATION_TTL_MS. */
+  private registrationDue(queue: string): boolean {
+    return Date.now() - (this.registered.get(queue) ?? -Infinity) >= REGISTRATION_TTL_MS
+  }
+
+  /** Adds the queue to the cross-queue registry. */
   private async register(queue: string): Promise<void> {
     const now = Date.now()
-    if (now - (this.registered.get(queue) ?? -Infinity) < REGISTRATION_TTL_MS) return
     const key = registryKey(this.runner.settings.keyPrefix)
     await this.runner.command(() => this.runner.client.sadd(key, queue))
     if (this.registered.size >= REGISTERED_LIMIT) this.registered.clear()
