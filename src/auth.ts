@@ -24,6 +24,11 @@ export interface Identity {
 
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
 const HASH_PATTERN = /^[0-9a-f]{64}$/
+const EMPTY_KEY_SHA256 = sha256Hex('')
+
+function sha256Hex(text: string): string {
+  return hash('sha256', text, 'hex')
+}
 
 export function sha256(text: string): Buffer {
   return hash('sha256', text, 'buffer')
@@ -35,9 +40,11 @@ export function sha256(text: string): Buffer {
  */
 export function parseApiKeys(text: string): ApiKey[] {
   const keys: ApiKey[] = []
+  // A comment runs to the end of its line, commas and all: a commented-out line holds no key.
   const entries = text
-    .split(/[\n,]/)
-    .map((line) => line.replace(/#.*/, '').trim())
+    .split('\n')
+    .flatMap((line) => line.replace(/#.*/, '').split(','))
+    .map((entry) => entry.trim())
     .filter(Boolean)
   for (const [index, entry] of entries.entries()) {
     const [name = '', scopeList = '', hash = '', ...extra] = entry.split(':')
@@ -56,6 +63,9 @@ export function parseApiKeys(text: string): ApiKey[] {
     if (!HASH_PATTERN.test(hash.toLowerCase())) {
       throw new Error(`${where} must end with the key's SHA-256 as 64 hex digits`)
     }
+    if (hash.toLowerCase() === EMPTY_KEY_SHA256) {
+      throw new Error(`${where} has the SHA-256 of an empty key (was the key's variable unset?)`)
+    }
     if (keys.some((key) => key.name === name)) throw new Error(`${where} repeats the name ${name}`)
     keys.push({ name, scopes: new Set(scopes as Scope[]), sha256: Buffer.from(hash, 'hex') })
   }
@@ -71,6 +81,7 @@ export class KeyRing {
 
   /** The key's owner, or null. Every stored hash is compared, whatever matches first. */
   identify(presented: string): Identity | null {
+    if (presented === '') return null
     const digest = sha256(presented)
     let found: ApiKey | null = null
     for (const key of this.keys) {

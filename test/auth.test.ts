@@ -33,6 +33,27 @@ t.test('key entries: parsed, validated, compared by hash', async (t) => {
   t.equal(ring.identify(''), null)
 })
 
+t.test('a commented-out line holds no key, commas and all', async (t) => {
+  const keys = parseApiKeys(`# off until review: ${admin.entry},${other.entry}
+${reader.entry}`)
+  t.strictSame(
+    keys.map((key) => key.name),
+    ['dashboard'],
+  )
+  t.strictSame(
+    parseApiKeys(`${producer.entry}, ${worker.entry} # two on a line`).map((key) => key.name),
+    ['producer', 'workers'],
+  )
+})
+
+t.test('the hash of an empty key is refused, and an empty key matches nothing', async (t) => {
+  const empty = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+  t.throws(() => parseApiKeys(`blank:admin:${empty}`), /SHA-256 of an empty key/)
+  t.throws(() => parseApiKeys(`blank:admin:${empty.toUpperCase()}`), /SHA-256 of an empty key/)
+  const ring = new KeyRing([{ name: 'blank', scopes: new Set(['admin']), sha256: sha256('') }])
+  t.equal(ring.identify(''), null, 'what a malformed Authorization presents')
+})
+
 t.test('without keys the gateway runs open only on loopback, or when told to', async (t) => {
   t.equal(loadConfig({ HOST: '127.0.0.1' }).apiKeys.length, 0)
   t.equal(loadConfig({ HOST: '::1' }).apiKeys.length, 0)
