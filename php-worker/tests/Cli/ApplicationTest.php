@@ -5,10 +5,10 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Tests\Cli;
 
 use Jobgate\Worker\Cli\Application;
-use Jobgate\Worker\Cli\OptionParser;
 use Jobgate\Worker\Cli\PhpMemoryLimit;
 use Jobgate\Worker\ExitCode;
 use Jobgate\Worker\Logger;
+use Jobgate\Worker\Tests\Fakes\FakeMemoryGauge;
 use Jobgate\Worker\Tests\Fakes\TestableWorker;
 use Jobgate\Worker\Worker;
 use PHPUnit\Framework\TestCase;
@@ -206,26 +206,59 @@ final class ApplicationTest extends TestCase
 
     public function testAMemoryLimitAtOrBelowTheWorkersOwnIsWarnedOfAtStart(): void
     {
-        $application = new class ([], $this->stdout, $this->stderr, self::LUA_DIR) extends Application {
-            public function check(int $memoryMb, Logger $logger): void
-            {
-                $parser = new OptionParser([], __DIR__ . '/../../../lua', 'w');
-                $config = $parser->parse(['--queue=q', '--handlers=h.php', "--memory={$memoryMb}"]);
-                $this->warnOfPhpMemoryLimit($config, $logger);
-            }
-        };
         $previous = ini_set('memory_limit', '1G');
         try {
-            $application->check(1023, new Logger('w', $this->stderr));
-            self::assertSame('', $this->output($this->stderr), 'below: nothing to say');
-            $application->check(1024, new Logger('w', $this->stderr));
+            $below = $this->startAndStopAtOnce(1023);
+            $at = $this->startAndStopAtOnce(1024);
         } finally {
             ini_set('memory_limit', (string) $previous);
         }
-        $line = json_decode($this->output($this->stderr), true);
-        self::assertSame('warn', $line['level']);
-        self::assertSame('memory_limit not above --memory', $line['msg']);
-        self::assertSame(['1G', 1024], [$line['memory_limit'], $line['memory_mb']]);
+        self::assertSame([], $below, 'below: nothing to say');
+        self::assertCount(1, $at);
+        self::assertSame('warn', $at[0]['level']);
+        self::assertSame(['1G', 1024], [$at[0]['memory_limit'], $at[0]['memory_mb']]);
+    }
+
+    /**
+     * Runs the application with --memory=$memoryMb and a worker that finds itself over it at
+     * once (it stops before its first reserve).
+     *
+     * @return list<array<string, mixed>> the `memory_limit not above --memory` lines it logged
+     */
+    private function startAndStopAtOnce(int $memoryMb): array
+    {
+        $stderr = fopen('php://memory', 'w+') ?: throw new \RuntimeException('no memory stream');
+        $application = new class ([], $this->stdout, $stderr, self::LUA_DIR) extends Application {
+            protected function worker(
+                \Jobgate\Worker\Transport\Transport $transport,
+                \Jobgate\Worker\HandlerMap $handlers,
+                \Jobgate\Worker\Cli\WorkerConfig $config,
+                Logger $logger,
+                \Jobgate\Worker\StopRequest $stop,
+            ): Worker {
+                $options = new \Jobgate\Worker\WorkerOptions(queues: $config->queues, memoryMb: $config->memoryMb);
+                $full = new FakeMemoryGauge(2 * 1024 ** 3);
+
+                return new TestableWorker($transport, $handlers, $options, $logger, memory: $full, stop: $stop);
+            }
+
+            protected function reportPhpErrorsAsLogLines(Logger $logger, Worker $worker): void
+            {
+            }
+        };
+        $code = $application->run([
+            '--queue=q', '--handlers=' . self::HANDLERS, '--redis=redis://127.0.0.1:1', "--memory={$memoryMb}",
+        ]);
+        self::assertSame(ExitCode::MEMORY_LIMIT, $code);
+        $lines = array_map(
+            static fn (string $line) => json_decode($line, true),
+            explode("\n", trim($this->output($stderr))),
+        );
+
+        return array_values(array_filter(
+            $lines,
+            static fn (array $line) => $line['msg'] === 'memory_limit not above --memory',
+        ));
     }
 
     /** @param list<string> $args */
