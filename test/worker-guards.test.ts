@@ -84,9 +84,7 @@ t.test(
     const id = await unruly('sync_sigterm')
     const next = await sleeping(1000)
     const worker = start()
-    const timer = setTimeout(() => worker.signal('SIGKILL'), 10_000)
-    const { code, signal } = await worker.exited
-    clearTimeout(timer)
+    const { code, signal } = await worker.exitedWithin(10_000)
     t.strictSame({ code, signal }, { code: 0, signal: null }, 'stopped by the signal after the job')
     t.match(
       worker.lines.find((line) => line.msg === 'worker stopping'),
@@ -104,9 +102,7 @@ t.test('a handler that took SIGTERM over does not keep the worker from stopping'
   const worker = start()
   await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === next)
   worker.signal('SIGTERM')
-  const timer = setTimeout(() => worker.signal('SIGKILL'), 10_000)
-  const { code, signal } = await worker.exited
-  clearTimeout(timer)
+  const { code, signal } = await worker.exitedWithin(10_000)
   t.strictSame({ code, signal }, { code: 0, signal: null }, 'stopped by the signal after the job')
   t.match(
     worker.lines.find((line) => line.msg === 'signal handler restored'),

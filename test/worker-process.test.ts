@@ -41,9 +41,7 @@ t.test('SIGTERM arriving as Redis goes away still stops the worker cleanly', asy
     await new Promise((resolve) => setTimeout(resolve, 300)) // blocked in BLPOP by now
     worker.signal('SIGTERM')
     await redis.stop()
-    const timer = setTimeout(() => worker.signal('SIGKILL'), 10_000)
-    const { code, signal } = await worker.exited
-    clearTimeout(timer)
+    const { code, signal } = await worker.exitedWithin(10_000)
     t.equal(signal, null, `round ${round}: not killed`)
     t.equal(code, 0, `round ${round}: exit 0`)
     t.match(worker.lines.at(-1), { msg: 'worker stopping', reason: 'signal' })
@@ -67,9 +65,7 @@ t.test(
     )
     const signalled = Date.now()
     worker.signal('SIGTERM')
-    const timer = setTimeout(() => worker.signal('SIGKILL'), 15_000)
-    const { code, signal } = await worker.exited
-    clearTimeout(timer)
+    const { code, signal } = await worker.exitedWithin(15_000)
     t.equal(signal, null, 'not killed')
     t.equal(code, 0, 'exit 0, as for any stop by signal')
     t.ok(Date.now() - signalled < 1000, 'the back-off wait ended at the signal')

@@ -99,7 +99,12 @@ export class PhpWorker {
 
   async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     this.signal('SIGTERM')
-    const timer = setTimeout(() => this.signal('SIGKILL'), 10_000)
+    return this.exitedWithin(10_000)
+  }
+
+  /** How it exited; killed (SIGKILL) if it has not within `ms`, which the result then shows. */
+  async exitedWithin(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const timer = setTimeout(() => this.signal('SIGKILL'), ms)
     const result = await this.exited
     clearTimeout(timer)
     return result
