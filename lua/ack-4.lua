@@ -49,6 +49,7 @@ end
 redis.call('HSET', job_key, unpack(fields))
 redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
 redis.call('ZREM', active_key, id)
+redis.call('DEL', prefix .. 'lease:' .. token)
 redis.call('PEXPIRE', job_key, retention)
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'succeeded', 'at', now_text)
 redis.call('HINCRBY', stats_key, 'succeeded', '1')

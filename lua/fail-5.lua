@@ -37,6 +37,7 @@ redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now, 'updated_at', n
   'last_error', cjson.encode({message = message, class = class, at = now}))
 redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
 redis.call('ZREM', active_key, id)
+redis.call('DEL', prefix .. 'lease:' .. token)
 redis.call('PEXPIRE', job_key, dead_retention)
 redis.call('ZADD', dead_key, now, id)
 redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)

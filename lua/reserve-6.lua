@@ -10,13 +10,19 @@
 
   ARGV[1]  queue key prefix <prefix>:{<queue>}:
   ARGV[2]  worker id
-  ARGV[3]  lease token: an unguessable value chosen by the caller for this delivery
+  ARGV[3]  lease token: an unguessable value chosen by the caller for this reservation, sent
+           again (with the same worker id) when the reply to a reserve never came
   ARGV[4]  lease duration, ms
   ARGV[5]  retention of finished (expired) job records, ms
   ARGV[6]  retention of dead job records, ms
   ARGV[7]  approximate maximum length of the events stream
 
-  In one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases (up to 100;
+  A token that already holds the lease of an active job of this worker (its reply was lost; the
+  caller sent the same reserve again) gets that job again, lease renewed, attempt not counted
+  again: nothing else is done. A job leased here is findable by its token
+  (<prefix>:{<queue>}:lease:<token> = id, expiring with the lease; ack, fail and retry delete it).
+
+  Otherwise, in one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases (up to 100;
   back to the front of their ready list, earliest deadline first, while attempts remain, else
   dead; one past its expires_at expires instead of going back), then pop the next
   job, highest priority first, skipping (and marking `expired`) jobs past their expires_at,
@@ -48,6 +54,36 @@ local function text(n) return string.format('%d', n) end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local now_text = time[1] .. string.sub('00000' .. time[2], -6, -4)
+
+local JOB_FIELDS = {'state', 'expires_at', 'attempts', 'hn', 'queue', 'type',
+  'payload', 'max_attempts', 'timeout_ms', 'request_id', 'created_at', 'priority'}
+
+local function leased(id, job, attempts, deadline)
+  return {
+    'JOB', 'id', id, 'queue', job[5], 'type', job[6], 'payload', job[7], 'attempts', attempts,
+    'max_attempts', job[8], 'timeout_ms', job[9] or '', 'request_id', job[10] or '',
+    'created_at', job[11], 'priority', job[12], 'lease_token', token, 'lease_deadline', deadline,
+  }
+end
+
+-- A reserve sent again: its first try leased a job whose reply never reached the caller.
+local lease_key = prefix .. 'lease:' .. token
+local held_id = redis.call('GET', lease_key)
+if held_id then
+  local key = prefix .. 'job:' .. held_id
+  local holder = redis.call('HMGET', key, 'lease_token', 'worker')
+  if holder[1] == token and holder[2] == worker then
+    local job = redis.call('HMGET', key, unpack(JOB_FIELDS))
+    if job[1] == 'active' then
+      local deadline = now + lease_ms
+      local deadline_text = text(deadline)
+      redis.call('HSET', key, 'lease_deadline', deadline_text)
+      redis.call('ZADD', active_key, deadline_text, held_id)
+      redis.call('PEXPIRE', lease_key, ARGV[4])
+      return leased(held_id, job, tonumber(job[3]), deadline)
+    end
+  end
+end
 
 local function record(key, id, entry)
   local n = redis.call('HINCRBY', key, 'hn', 1)
@@ -152,8 +188,7 @@ for _, priority in ipairs(PRIORITIES) do
     local candidate = redis.call('RPOP', list)
     if not candidate then break end
     local candidate_key = prefix .. 'job:' .. candidate
-    local fields = redis.call('HMGET', candidate_key, 'state', 'expires_at', 'attempts', 'hn', 'queue', 'type',
-      'payload', 'max_attempts', 'timeout_ms', 'request_id', 'created_at', 'priority')
+    local fields = redis.call('HMGET', candidate_key, unpack(JOB_FIELDS))
     if fields[1] == 'queued' and not is_past(fields[2]) then
       id, key, job = candidate, candidate_key, fields
       break
@@ -190,6 +225,7 @@ redis.call('HSET', key, 'state', 'active', 'attempts', attempts_text, 'lease_tok
   'lease_deadline', deadline_text, 'worker', worker, 'started_at', now_text, 'updated_at', now_text,
   'hn', n, 'h:' .. n, entry)
 redis.call('ZADD', active_key, deadline_text, id)
+redis.call('SET', lease_key, id, 'PX', ARGV[4])
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'active', 'at', now_text)
 
 -- Jobs this call made ready, but for the one it took (a job of higher priority may have been
@@ -198,8 +234,4 @@ for _ = (made_ready[id] and 2 or 1), moved do
   redis.call('LPUSH', wake_key, '1')
 end
 
-return {
-  'JOB', 'id', id, 'queue', job[5], 'type', job[6], 'payload', job[7], 'attempts', attempts,
-  'max_attempts', job[8], 'timeout_ms', job[9] or '', 'request_id', job[10] or '',
-  'created_at', job[11], 'priority', job[12], 'lease_token', token, 'lease_deadline', deadline,
-}
+return leased(id, job, attempts, deadline)

@@ -63,6 +63,7 @@ end
 
 redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
 redis.call('ZREM', active_key, id)
+redis.call('DEL', prefix .. 'lease:' .. token)
 redis.call('HSET', job_key, 'last_error', cjson.encode({message = message, class = class, at = now}),
   'updated_at', now)
 

@@ -13,6 +13,7 @@ interface ReserveBody {
   worker: string
   lease_ms: number
   wait_ms: number
+  lease_token?: string
 }
 
 interface LeaseBody {
@@ -22,7 +23,7 @@ interface LeaseBody {
 interface AckBody extends LeaseBody {
   result?: unknown
   /** Lease the next job along with the ack. */
-  reserve?: { worker: string; lease_ms: number }
+  reserve?: { worker: string; lease_ms: number; lease_token?: string }
 }
 
 interface FailBody extends LeaseBody {
@@ -73,14 +74,14 @@ export default async function workersRoutes(
     '/v1/queues/:queue/jobs::reserve',
     contract.route('reserveJob'),
     async (request, reply) => {
-      const { worker, lease_ms, wait_ms } = request.body
+      const { worker, lease_ms, wait_ms, lease_token } = request.body
       const gone = new AbortController()
       const leave = () => {
         if (!reply.raw.writableFinished) gone.abort()
       }
       reply.raw.once('close', leave)
       const job = await leases
-        .reserveWaiting(request.params.queue, worker, lease_ms, wait_ms, gone.signal)
+        .reserveWaiting(request.params.queue, worker, lease_ms, wait_ms, gone.signal, lease_token)
         .finally(() => reply.raw.off('close', leave))
       if (job === null) return reply.code(204).send()
       return reservationView(job)
@@ -94,9 +95,9 @@ export default async function workersRoutes(
       const outcome = await leases.ack(queue, id, body.lease_token, json(body.result))
       const settlement = settlementView(id, held(outcome, queue, id))
       if (body.reserve === undefined) return settlement
-      const { worker, lease_ms } = body.reserve
+      const { worker, lease_ms, lease_token } = body.reserve
       try {
-        const next = await leases.reserve(queue, worker, lease_ms)
+        const next = await leases.reserve(queue, worker, lease_ms, lease_token)
         return { ...settlement, next: next.job === null ? null : reservationView(next.job) }
       } catch (error) {
         // The ack stands: answering with an error would have the worker ack again.

@@ -793,3 +793,76 @@ t.test('an idempotency key whose job record expired is free again', async (t) =>
   t.match(again, { outcome: 'created' })
   t.not(again.outcome === 'created' ? again.job.id : first, first)
 })
+
+t.test(
+  'a reserve sent again with its token gets the job the first leased, lease renewed, attempt counted once',
+  async (t) => {
+    const { store, client } = await startStore(t)
+    const first = await enqueue(store, 'q')
+    const second = await enqueue(store, 'q')
+    const token = 'a1b2c3d4e5f60718293a4b5c6d7e8f90'
+    const leased = (await store.leases.reserve('q', 'w', 2000, token)).job
+    t.equal(leased?.id, first)
+    t.equal(leased?.leaseToken, token)
+    t.equal(await client.get(`jobgate:{q}:lease:${token}`), first, 'the token names the job')
+    const ttl = await client.pttl(`jobgate:{q}:lease:${token}`)
+    t.ok(ttl > 1900 && ttl <= 2000, `the token's key lasts as long as the lease (${ttl} ms)`)
+    const historyBefore = await client.hget(`jobgate:{q}:job:${first}`, 'hn')
+    const eventsBefore = await client.xlen('jobgate:{q}:events')
+
+    await sleep(20)
+    const again = (await store.leases.reserve('q', 'w', 30_000, token)).job
+    t.equal(again?.id, first, 'the same job, not the next one')
+    t.equal(again?.attempts, 1, 'its attempt is counted once')
+    t.equal(again?.leaseToken, token)
+    t.ok((again?.leaseDeadline ?? 0) > (leased?.leaseDeadline ?? 0) + 20_000, 'the lease renewed')
+    const record = await client.hgetall(`jobgate:{q}:job:${first}`)
+    t.equal(record.state, 'active')
+    t.equal(Number(record.lease_deadline), again?.leaseDeadline)
+    t.equal(Number(await client.zscore('jobgate:{q}:active', first)), again?.leaseDeadline)
+    t.equal(record.hn, historyBefore, 'no history entry: nothing happened to the job')
+    t.equal(await client.xlen('jobgate:{q}:events'), eventsBefore, 'and no event')
+    t.equal(await client.lindex('jobgate:{q}:ready:5', -1), second, 'the next job still waits')
+    t.ok((await client.pttl(`jobgate:{q}:lease:${token}`)) > 29_000, "the token's key renewed")
+
+    const stranger = (await store.leases.reserve('q', 'other-worker', 30_000, token)).job
+    t.equal(stranger?.id, second, 'another worker with the same token gets a job of its own')
+    t.equal(await client.hget(`jobgate:{q}:job:${first}`, 'worker'), 'w')
+  },
+)
+
+t.test('ack, fail and retry delete the lease token; the token then leases anew', async (t) => {
+  const { store, client } = await startStore(t)
+  const ids = [await enqueue(store, 'q'), await enqueue(store, 'q'), await enqueue(store, 'q')]
+  const ends = [
+    (id: string, token: string) => store.leases.ack('q', id, token, null),
+    (id: string, token: string) => store.leases.fail('q', id, token, { message: 'no', class: 'E' }),
+    (id: string, token: string) =>
+      store.leases.retry('q', id, token, { message: 'later', class: 'E' }, 60_000),
+  ]
+  for (const [index, end] of ends.entries()) {
+    const token = `token-of-end-number-${index}`
+    const job = (await store.leases.reserve('q', 'w', 30_000, token)).job
+    t.equal(job?.id, ids[index])
+    t.match(await end(ids[index] ?? '', token), { outcome: 'done' })
+    t.equal(await client.exists(`jobgate:{q}:lease:${token}`), 0, `end ${index}: the key is gone`)
+  }
+  const fourth = await enqueue(store, 'q')
+  const reused = (await store.leases.reserve('q', 'w', 30_000, 'token-of-end-number-0')).job
+  t.equal(reused?.id, fourth, 'a token whose lease ended leases the next job')
+  t.equal(reused?.attempts, 1)
+})
+
+t.test('a token whose job was reclaimed leases anew, not the job it lost', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { maxAttempts: 5 })
+  const token = 'token-whose-lease-runs-out'
+  t.equal((await store.leases.reserve('q', 'w', 50, token)).job?.id, id)
+  await sleep(80)
+  const taken = (await store.leases.reserve('q', 'w2', 30_000)).job
+  t.equal(taken?.id, id, 'reclaimed and leased to another worker')
+  t.equal(taken?.attempts, 2)
+  const again = await store.leases.reserve('q', 'w', 30_000, token)
+  t.equal(again.job, null, 'the old token finds nothing: the job is leased under another')
+  t.equal(await client.hget(`jobgate:{q}:job:${id}`, 'lease_token'), taken?.leaseToken)
+})

@@ -217,6 +217,52 @@ t.test('fail → dead; retry → scheduled with its back-off; unknown job → 40
   t.equal(missing.json().code, 'JOB_NOT_FOUND')
 })
 
+t.test(
+  'a reserve sent again with its lease_token gets the same job; so does the reserve of an ack',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    const first = await submit(app, 'q')
+    const second = await submit(app, 'q')
+    const body = {
+      worker: 'php-1',
+      lease_ms: 5000,
+      lease_token: '0123456789abcdef0123456789abcdef',
+    }
+    const leased = await reserve(app, 'q', body)
+    t.equal(leased.statusCode, 200)
+    t.equal(leased.json().job.id, first)
+    t.equal(leased.json().lease.token, body.lease_token, 'the token named by the worker')
+    const again = await reserve(app, 'q', { ...body, lease_ms: 60_000 })
+    t.equal(again.statusCode, 200)
+    t.equal(again.json().job.id, first, 'the job the first answer carried, not the next one')
+    t.equal(again.json().job.attempts, 1)
+    t.ok(again.json().lease.deadline > leased.json().lease.deadline, 'the lease renewed')
+    t.equal(await client.llen('jobgate:{q}:ready:5'), 1)
+
+    const nextToken = 'fedcba9876543210fedcba9876543210'
+    const acked = await post(app, `/v1/queues/q/jobs/${first}:ack`, {
+      lease_token: body.lease_token,
+      reserve: { worker: 'php-1', lease_token: nextToken },
+    })
+    t.equal(acked.statusCode, 200)
+    t.equal(acked.json().next.job.id, second)
+    t.equal(acked.json().next.lease.token, nextToken)
+    t.equal(await client.exists(`jobgate:{q}:lease:${body.lease_token}`), 0, 'the ack ended it')
+    // The ack's answer was lost: sent again, the ack finds its job done and leases nothing ...
+    const resent = await post(app, `/v1/queues/q/jobs/${first}:ack`, {
+      lease_token: body.lease_token,
+      reserve: { worker: 'php-1', lease_token: nextToken },
+    })
+    t.equal(resent.statusCode, 409)
+    t.match(resent.json(), { code: 'LEASE_LOST', state: 'succeeded' })
+    // ... and a reserve with the token of the lost next job gets that job.
+    const recovered = await reserve(app, 'q', { worker: 'php-1', lease_token: nextToken })
+    t.equal(recovered.statusCode, 200)
+    t.equal(recovered.json().job.id, second)
+    t.equal(recovered.json().job.attempts, 1)
+  },
+)
+
 t.test('worker routes reject bad input and change nothing', async (t) => {
   const { app, client } = await startGateway(t)
   const id = await submit(app, 'q')
@@ -228,6 +274,9 @@ t.test('worker routes reject bad input and change nothing', async (t) => {
     ['/v1/queues/q/jobs:reserve', { worker: 'w', lease_ms: 10 }],
     ['/v1/queues/q/jobs:reserve', { worker: 'w', wait_ms: 60_000 }],
     ['/v1/queues/q/jobs:reserve', { worker: 'has space' }],
+    ['/v1/queues/q/jobs:reserve', { worker: 'w', lease_token: 'short-token' }],
+    ['/v1/queues/q/jobs:reserve', { worker: 'w', lease_token: 'a token with spaces in it' }],
+    ['/v1/queues/q/jobs:reserve', { worker: 'w', lease_token: 'x'.repeat(129) }],
     [`/v1/queues/q/jobs/${id}:ack`, {}],
     [`/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token, extra: 1 }],
     [`/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token, reserve: {} }],
@@ -240,6 +289,10 @@ t.test('worker routes reject bad input and change nothing', async (t) => {
       { lease_token: lease.token, reserve: { worker: 'w', wait_ms: 100 } },
     ],
     [`/v1/queues/q/jobs/${id}:ack`, { lease_token: lease.token, reserve: 'w' }],
+    [
+      `/v1/queues/q/jobs/${id}:ack`,
+      { lease_token: lease.token, reserve: { worker: 'w', lease_token: 'é'.repeat(20) } },
+    ],
     [`/v1/queues/q/jobs/${id}:fail`, { lease_token: lease.token }],
     [`/v1/queues/q/jobs/${id}:fail`, { lease_token: lease.token, error: { message: '' } }],
     [

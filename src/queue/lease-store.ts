@@ -94,7 +94,16 @@ export class LeaseStore {
     private readonly blocking: BlockingClients,
   ) {}
 
-  async reserve(queue: string, worker: string, leaseMs: number): Promise<ReserveResult> {
+  /**
+   * `token` names this reservation: a reserve sent again with the same token and worker (its
+   * answer was lost) gets the job the first one leased, not a second job.
+   */
+  async reserve(
+    queue: string,
+    worker: string,
+    leaseMs: number,
+    token: string = randomUUID(),
+  ): Promise<ReserveResult> {
     const keys = this.runner.keys(queue)
     const { settings } = this.runner
     const reply = replyStrings(
@@ -104,7 +113,7 @@ export class LeaseStore {
         [
           keys.base,
           worker,
-          randomUUID(),
+          token,
           leaseMs,
           settings.jobRetentionMs,
           settings.deadRetentionMs,
@@ -127,10 +136,11 @@ export class LeaseStore {
     leaseMs: number,
     waitMs: number,
     gone?: AbortSignal,
+    token: string = randomUUID(),
   ): Promise<ReservedJob | null> {
     const deadline = Date.now() + waitMs
     for (;;) {
-      const result = await this.reserve(queue, worker, leaseMs)
+      const result = await this.reserve(queue, worker, leaseMs, token)
       if (result.job) return result.job
       const remaining = deadline - Date.now()
       if (remaining <= 0) return null

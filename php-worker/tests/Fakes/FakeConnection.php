@@ -21,6 +21,8 @@ final class FakeConnection implements Connection
     public array $scripts = [];
     /** @var list<list<string>> the script names of each runScripts() */
     public array $batches = [];
+    /** @var list<list<ScriptCall>> the calls of each runScripts(), answered or not */
+    public array $batchCalls = [];
     /** @var list<array{list<string>, float}> */
     public array $waits = [];
     /** @var list<bool> whether each wait gets a wake-up token (none when the list runs out) */
@@ -50,6 +52,7 @@ final class FakeConnection implements Connection
     public function runScripts(array $calls): array
     {
         $this->batches[] = array_map(static fn (ScriptCall $call): string => $call->script->name, $calls);
+        $this->batchCalls[] = $calls;
 
         return array_map(
             fn (ScriptCall $call): array => $this->runScript($call->script, $call->keys, $call->args),

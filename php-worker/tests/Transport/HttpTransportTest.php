@@ -43,7 +43,12 @@ final class HttpTransportTest extends TestCase
 
         $request = $this->http->requests[0];
         self::assertSame('http://gw:3000/v1/queues/emails/jobs:reserve', $request['url']);
-        self::assertSame(['worker' => 'box:1', 'lease_ms' => 30000, 'wait_ms' => 1000], $request['body']);
+        $token = $request['body']['lease_token'] ?? '';
+        self::assertMatchesRegularExpression('/^[0-9a-f]{32}$/', $token, 'the reservation is named: 16 random bytes');
+        self::assertSame(
+            ['worker' => 'box:1', 'lease_ms' => 30000, 'wait_ms' => 1000, 'lease_token' => $token],
+            $request['body'],
+        );
         self::assertSame('Bearer k3y', $request['headers']['Authorization']);
         self::assertGreaterThan(1000, $request['timeout'], 'the request outlives the long poll');
 
@@ -139,10 +144,70 @@ final class HttpTransportTest extends TestCase
         self::assertSame('{"to":"ada","opts":{}}', $acked->next->payloadJson);
         self::assertCount(1, $this->http->requests);
         self::assertSame('http://gw:3000/v1/queues/q/jobs/j9:ack', $this->http->requests[0]['url']);
+        $token = $this->http->requests[0]['body']['reserve']['lease_token'] ?? '';
+        self::assertMatchesRegularExpression('/^[0-9a-f]{32}$/', $token);
         self::assertSame(
-            '{"lease_token":"token-j9","result":{"sent":true},"reserve":{"worker":"box:1","lease_ms":30000}}',
+            '{"lease_token":"token-j9","result":{"sent":true},"reserve":{"worker":"box:1","lease_ms":30000,'
+                . "\"lease_token\":\"{$token}\"}}",
             $this->http->requests[0]['raw'],
         );
+    }
+
+    public function testAReservationKeepsItsTokenUntilAnAnswerBringsAJob(): void
+    {
+        $this->http->responses = [
+            new HttpResponse(204, ''),
+            new Unavailable('Empty reply from server'),
+            FakeHttpClient::json(200, self::reservation()),
+            new HttpResponse(204, ''),
+        ];
+        $transport = $this->transport(['emails'], blockMs: 1000);
+        $transport->reserve();
+        $transport->reserve();
+        $transport->reserve();
+        $transport->reserve();
+
+        $tokens = array_map(
+            static fn (array $request): string => $request['body']['lease_token'],
+            $this->http->requests,
+        );
+        self::assertSame($tokens[0], $tokens[1], 'a 204 leased nothing');
+        self::assertSame($tokens[1], $tokens[2], 'a reserve with no answer goes again as it was');
+        self::assertNotSame($tokens[2], $tokens[3], 'a token that brought a job is not used again');
+    }
+
+    public function testTheReserveOfAnAckWhoseAnswerWasLostGoesAgainWithItsToken(): void
+    {
+        $this->http->responses = [
+            new Unavailable('Empty reply from server'),
+            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'succeeded']),
+            FakeHttpClient::json(200, self::reservation()),
+        ];
+        $transport = $this->transport(['q']);
+        $acked = $transport->ackAndReserve(Jobs::make(id: 'j9'), null);
+        $next = $transport->reserve();
+
+        self::assertTrue($acked->leaseHeld);
+        self::assertNull($acked->next);
+        self::assertSame('j1', $next?->id, 'the job the lost answer carried');
+        self::assertSame(
+            $this->http->requests[0]['body']['reserve']['lease_token'],
+            $this->http->requests[2]['body']['lease_token'],
+        );
+    }
+
+    public function testAnAnswerToARequestTheHttpClientMayHaveSentTwiceIsReadAsARetrysAnswer(): void
+    {
+        $maybeTwice = new HttpResponse(409, '{"code":"LEASE_LOST","state":"succeeded"}', [], maybeSentTwice: true);
+        $this->http->responses = [
+            $maybeTwice,
+            FakeHttpClient::json(409, ['code' => 'LEASE_LOST', 'state' => 'succeeded']),
+        ];
+        $transport = $this->transport(['q']);
+
+        self::assertTrue($transport->ack(Jobs::make(id: 'j9'), null), 'the copy sent first did it');
+        self::assertFalse($transport->ack(Jobs::make(id: 'j9'), null), 'sent once, it is a lost lease');
+        self::assertCount(2, $this->http->requests);
     }
 
     /** @dataProvider malformedNextJobs */

@@ -65,7 +65,7 @@ final class RedisTransportTest extends TestCase
         self::assertSame(['30000', '86400000', '604800000', '10000'], array_slice($args, 3));
     }
 
-    public function testEachReserveUsesAFreshLeaseToken(): void
+    public function testEachReserveThatBringsAJobUsesAFreshLeaseToken(): void
     {
         $this->connection->replies = [self::JOB_REPLY, self::JOB_REPLY];
         $transport = $this->transport(['emails']);
@@ -73,6 +73,61 @@ final class RedisTransportTest extends TestCase
         $transport->reserve();
 
         self::assertNotSame($this->connection->scripts[0][2][2], $this->connection->scripts[1][2][2]);
+    }
+
+    public function testAReserveWhoseReplyWasLostGoesAgainWithTheSameToken(): void
+    {
+        $this->connection->replies = [new Unavailable('read error on connection'), self::JOB_REPLY, self::JOB_REPLY];
+        $transport = $this->transport(['emails']);
+
+        self::assertNull($transport->reserve());
+        self::assertSame('j1', $transport->reserve()?->id);
+        $transport->reserve();
+
+        [$lost, $again, $next] = array_map(
+            static fn (array $call): string => $call[2][2],
+            $this->connection->scripts,
+        );
+        self::assertSame($lost, $again, 'sent again as it was: Redis hands back what the first one leased');
+        self::assertNotSame($again, $next, 'a token that brought a job is not used again');
+    }
+
+    public function testEachQueueKeepsItsTokenUntilAReplyBringsAJobFromIt(): void
+    {
+        $this->connection->replies = [['EMPTY', -1], self::JOB_REPLY, ['EMPTY', -1], self::JOB_REPLY];
+        $transport = $this->transport();
+        $transport->reserve();
+        $transport->reserve();
+
+        [$emails, $low, $emailsAgain, $lowAgain] = array_map(
+            static fn (array $call): string => $call[2][2],
+            $this->connection->scripts,
+        );
+        self::assertSame('jg:{low}:', $this->connection->scripts[3][2][0]);
+        self::assertSame($emails, $emailsAgain, 'an EMPTY reply leased nothing: the token goes on');
+        self::assertNotSame($low, $lowAgain);
+        self::assertNotSame($emails, $low, 'a token per queue');
+    }
+
+    public function testAReserveLostWithTheCombinedAckGoesAgainWithItsTokenOnTheNextReserve(): void
+    {
+        $this->connection->replies = [
+            new Unavailable('read error on connection'),
+            ['LEASE_LOST', 'succeeded'],
+            self::JOB_REPLY,
+        ];
+        $transport = $this->transport();
+        $acked = $transport->ackAndReserve(Jobs::make(), null);
+        $next = $transport->reserve();
+
+        self::assertTrue($acked->leaseHeld);
+        self::assertNull($acked->next);
+        self::assertSame('j1', $next?->id);
+        self::assertSame(['ack', 'ack', 'reserve'], array_column($this->connection->scripts, 0));
+        $pipelined = $this->connection->batchCalls[0][1] ?? null;
+        self::assertNotNull($pipelined);
+        self::assertSame('jg:{emails}:', $this->connection->scripts[2][2][0]);
+        self::assertSame($pipelined->args[2], $this->connection->scripts[2][2][2]);
     }
 
     public function testWhenAllQueuesAreEmptyItBlocksOnTheirWakeListsThenReservesOnceMore(): void

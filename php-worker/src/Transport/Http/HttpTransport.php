@@ -13,6 +13,7 @@ use Jobgate\Worker\ProgressRejected;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\OutcomeRejected;
+use Jobgate\Worker\Transport\ReservationTokens;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Transport;
@@ -36,12 +37,15 @@ final class HttpTransport implements Transport
      */
     private bool $firstQueueFoundEmpty = false;
 
+    private readonly ReservationTokens $tokens;
+
     public function __construct(
         private readonly HttpClient $client,
         private readonly HttpTransportOptions $options,
         private readonly Retrier $retrier,
         private readonly StopRequest $stop = new StopRequest(),
     ) {
+        $this->tokens = new ReservationTokens();
     }
 
     public function name(): string
@@ -85,7 +89,8 @@ final class HttpTransport implements Transport
     /**
      * One request: the ack asks the gateway to lease the next job of the same queue (`reserve`,
      * no waiting). Only for a job of the first queue, so the queues' priority order holds; a job
-     * of a later queue is just acked.
+     * of a later queue is just acked. The reserve goes with the first queue's token: when no
+     * answer came, the next reserve on that queue gets the job this one may have leased.
      */
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
     {
@@ -94,13 +99,17 @@ final class HttpTransport implements Transport
             return new AckAndNext($this->ack($job, $resultJson), null);
         }
         $body = self::ackBody($job, $resultJson);
-        $body['reserve'] = Json::encode(['worker' => $this->options->workerId, 'lease_ms' => $this->options->leaseMs]);
+        $body['reserve'] = Json::encode([
+            'worker' => $this->options->workerId,
+            'lease_ms' => $this->options->leaseMs,
+            'lease_token' => $this->tokens->for($job->queue),
+        ]);
         $next = null;
         $firstQueueAsked = false;
-        $readNext = static function (HttpResponse $answer) use (&$next, &$firstQueueAsked): void {
+        $readNext = function (HttpResponse $answer) use ($job, &$next, &$firstQueueAsked): void {
             // A resent ack that finds its job succeeded (409) leases nothing.
             $firstQueueAsked = self::isSuccess($answer);
-            $next = $firstQueueAsked ? self::nextOf($answer) : null;
+            $next = $firstQueueAsked ? $this->spending($job->queue, self::nextOf($answer)) : null;
         };
         $state = $this->settle($job, 'ack', $body, ['succeeded'], $readNext);
         $this->firstQueueFoundEmpty = $firstQueueAsked && $next === null;
@@ -195,6 +204,7 @@ final class HttpTransport implements Transport
                 'worker' => Json::encode($this->options->workerId),
                 'lease_ms' => (string) $this->options->leaseMs,
                 'wait_ms' => (string) $waitMs,
+                'lease_token' => Json::encode($this->tokens->for($queue)),
             ],
             [],
             $waitMs,
@@ -206,7 +216,17 @@ final class HttpTransport implements Transport
             throw $this->unexpected('reserve', $response);
         }
 
-        return self::jobOf($response, $response->json(), $response->objects());
+        return $this->spending($queue, self::jobOf($response, $response->json(), $response->objects()));
+    }
+
+    /** A job that came leased from $queue: that queue's token is spent. */
+    private function spending(string $queue, ?Job $job): ?Job
+    {
+        if ($job !== null) {
+            $this->tokens->spent($queue);
+        }
+
+        return $job;
     }
 
     /**
@@ -265,7 +285,9 @@ final class HttpTransport implements Transport
         if ($response->status === 409 && $code === 'LEASE_LOST') {
             $state = (string) ($problem['state'] ?? '');
             // The earlier try reached the gateway but its answer was lost: the job is where we put it.
-            return $isRetry && in_array($state, $doneStates, true) ? $state : null;
+            $repeated = $isRetry || $response->maybeSentTwice;
+
+            return $repeated && in_array($state, $doneStates, true) ? $state : null;
         }
         if ($response->status === 404 && in_array($code, ['JOB_NOT_FOUND', 'QUEUE_NOT_FOUND'], true)) {
             return null;

@@ -11,6 +11,7 @@ use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
 use Jobgate\Worker\Transport\OutcomeRejected;
 use Jobgate\Worker\Transport\ProtocolLimits;
+use Jobgate\Worker\Transport\ReservationTokens;
 use Jobgate\Worker\Transport\Retrier;
 use Jobgate\Worker\Transport\RetryOutcome;
 use Jobgate\Worker\Transport\Transport;
@@ -33,6 +34,8 @@ final class RedisTransport implements Transport
      */
     private ?int $firstQueueWaitMs = null;
 
+    private readonly ReservationTokens $tokens;
+
     /**
      * @param Closure(): float|null $random a uniform number in [0, 1) for the retry jitter
      * @param StopRequest $stop ends an idle wait early once the worker is asked to stop
@@ -50,6 +53,7 @@ final class RedisTransport implements Transport
             $options->queues,
         );
         $this->random ??= static fn (): float => random_int(0, 999_999) / 1_000_000;
+        $this->tokens = new ReservationTokens();
     }
 
     public function name(): string
@@ -96,8 +100,8 @@ final class RedisTransport implements Transport
      * The ack and a reserve on the first queue in one round trip (Connection::runScripts()).
      *
      * When the connection fails on the way, the ack is sent again the way ack() retries, as a
-     * retry: the first one may have landed. No job is returned then; a reserve whose reply was
-     * lost is the same as any lost reserve reply: the lease runs out and the job is reclaimed.
+     * retry: the first one may have landed. No job is returned then; the next reserve() on the
+     * first queue goes with the same lease token, so it gets the job this one may have leased.
      * When the first queue was empty, the next reserve() goes on from the second.
      */
     public function ackAndReserve(Job $job, ?string $resultJson): AckAndNext
@@ -115,7 +119,7 @@ final class RedisTransport implements Transport
             return new AckAndNext($this->settle($ack, self::ACK_DONE, $unavailable) !== null, null);
         }
         $this->retrier->recovered();
-        $next = $this->reservedJob($reserveReply);
+        $next = $this->reservedJob($this->queues[0], $reserveReply);
         if ($next === null) {
             $this->firstQueueWaitMs = self::waitMsOf($reserveReply);
         }
@@ -218,7 +222,7 @@ final class RedisTransport implements Transport
         );
     }
 
-    /** A reserve on one queue, with a fresh lease token. */
+    /** A reserve on one queue, with the queue's token (the same until a reply brings a job). */
     private function reserveCall(QueueKeys $keys): ScriptCall
     {
         return new ScriptCall(
@@ -227,7 +231,7 @@ final class RedisTransport implements Transport
             [
                 $keys->stem,
                 $this->options->workerId,
-                bin2hex(random_bytes(16)),
+                $this->tokens->for($keys->queue),
                 (string) $this->options->leaseMs,
                 (string) $this->options->jobRetentionMs,
                 (string) $this->options->deadRetentionMs,
@@ -295,7 +299,7 @@ final class RedisTransport implements Transport
         foreach (array_slice($this->queues, $from) as $keys) {
             $call = $this->reserveCall($keys);
             $reply = $this->connection->runScript($call->script, $call->keys, $call->args);
-            $job = $this->reservedJob($reply);
+            $job = $this->reservedJob($keys, $reply);
             if ($job !== null) {
                 return [$job, -1];
             }
@@ -319,17 +323,23 @@ final class RedisTransport implements Transport
     }
 
     /**
-     * What a reserve's reply says: the job leased, or null for `EMPTY`.
+     * What a reserve's reply says: the job leased (the queue's token is then spent), or null for
+     * `EMPTY`.
      *
      * @param array<int, mixed> $reply
      */
-    private function reservedJob(array $reply): ?Job
+    private function reservedJob(QueueKeys $keys, array $reply): ?Job
     {
-        return match ($reply[0]) {
+        $job = match ($reply[0]) {
             'JOB' => Job::fromReservation(self::pairs(array_slice($reply, 1))),
             'EMPTY' => null,
             default => throw new ScriptFailed("reserve: unexpected reply {$reply[0]}"),
         };
+        if ($job !== null) {
+            $this->tokens->spent($keys->queue);
+        }
+
+        return $job;
     }
 
     /** How long to block: the block time, or less when something is due sooner. */
