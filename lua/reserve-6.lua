@@ -22,9 +22,9 @@
   again: nothing else is done. A job leased here is findable by its token
   (<prefix>:{<queue>}:lease:<token> = id, expiring with the lease; ack, fail and retry delete it).
 
-  Otherwise, in one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases (up to 100;
-  back to the front of their ready list, earliest deadline first, while attempts remain, else
-  dead; one past its expires_at expires instead of going back), then pop the next
+  Otherwise, in one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases
+  (up to 100; back to the front of their ready list, earliest deadline first, while attempts
+  remain, else dead; one past its expires_at expires instead of going back), then pop the next
   job, highest priority first, skipping (and marking `expired`) jobs past their expires_at,
   count the attempt and lease the job. A paused queue (<prefix>:{<queue>}:paused set, see
   pause) gets the first two steps only and answers {'EMPTY', -1}.
