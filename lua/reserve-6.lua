@@ -77,7 +77,7 @@ if held_id then
     if job[1] == 'active' then
       local deadline = now + lease_ms
       local deadline_text = text(deadline)
-      redis.call('HSET', key, 'lease_deadline', deadline_text)
+      redis.call('HSET', key, 'lease_deadline', deadline_text, 'updated_at', now_text)
       redis.call('ZADD', active_key, deadline_text, held_id)
       redis.call('PEXPIRE', lease_key, ARGV[4])
       return leased(held_id, job, tonumber(job[3]), deadline)

@@ -866,3 +866,31 @@ t.test('a token whose job was reclaimed leases anew, not the job it lost', async
   t.equal(again.job, null, 'the old token finds nothing: the job is leased under another')
   t.equal(await client.hget(`jobgate:{q}:job:${id}`, 'lease_token'), taken?.leaseToken)
 })
+
+t.test(
+  'a reservation handed back: on a paused queue too, and to two long polls of one token alike',
+  async (t) => {
+    const { store } = await startStore(t)
+    const id = await enqueue(store, 'q')
+    const token = 'token-of-a-paused-queue-reserve'
+    t.equal((await store.leases.reserve('q', 'w', 30_000, token)).job?.id, id)
+    await store.queues.setPaused('q', true)
+    t.equal(
+      (await store.leases.reserve('q', 'w', 30_000, token)).job?.id,
+      id,
+      'leased before the pause: still the worker’s',
+    )
+    t.equal((await store.leases.reserve('q', 'w', 30_000)).job, null, 'a new reservation waits')
+    await store.queues.setPaused('q', false)
+
+    const polls = [1, 2].map(() =>
+      store.leases.reserveWaiting('q', 'w', 30_000, 3000, undefined, 'one-token-two-polls'),
+    )
+    await sleep(100)
+    const next = await enqueue(store, 'q')
+    const [a, b] = await Promise.all(polls)
+    t.equal(a?.id, next)
+    t.equal(b?.id, next, 'the same reservation: send one at a time (documented)')
+    t.equal(a?.attempts, 1)
+  },
+)

@@ -14,14 +14,34 @@ final class ReservationTokens
     /** @var array<string, string> queue => token */
     private array $tokens = [];
 
+    /** The queue of the last reserve sent, until its reply is read. */
+    private ?string $unanswered = null;
+
+    /** The token for a reserve on $queue about to be sent. */
     public function for(string $queue): string
     {
+        $this->unanswered = $queue;
+
         return $this->tokens[$queue] ??= bin2hex(random_bytes(16));
     }
 
-    /** A reply brought a job under the queue's token: the next reservation gets a new one. */
-    public function spent(string $queue): void
+    /** The reply of a reserve on $queue was read; a job came with it or not. */
+    public function answered(string $queue, bool $broughtJob): void
     {
-        unset($this->tokens[$queue]);
+        if ($this->unanswered === $queue) {
+            $this->unanswered = null;
+        }
+        if ($broughtJob) {
+            unset($this->tokens[$queue]);
+        }
+    }
+
+    /**
+     * The queue whose last reserve got no reply: ask it first, or a job it may have leased waits
+     * out its lease while the queues before it keep the worker busy.
+     */
+    public function unanswered(): ?string
+    {
+        return $this->unanswered;
     }
 }

@@ -176,6 +176,32 @@ final class HttpTransportTest extends TestCase
         self::assertNotSame($tokens[2], $tokens[3], 'a token that brought a job is not used again');
     }
 
+    public function testALaterQueueWhoseReserveGotNoAnswerIsAskedFirstWithTheSameToken(): void
+    {
+        $this->http->responses = [
+            new HttpResponse(204, ''),
+            new Unavailable('Empty reply from server'),
+            FakeHttpClient::json(200, self::reservation()),
+        ];
+        $transport = $this->transport(['high', 'low']);
+
+        self::assertNull($transport->reserve());
+        self::assertSame('j1', $transport->reserve()?->id);
+        [, $lost, $again] = $this->http->requests;
+        self::assertSame('http://gw:3000/v1/queues/low/jobs:reserve', $again['url']);
+        self::assertSame($lost['body']['lease_token'], $again['body']['lease_token']);
+        self::assertSame(0, $again['body']['wait_ms']);
+    }
+
+    public function testAHeartbeatFindingTheJobActiveUnderAnotherTokenLostTheLeaseHoweverItWasSent(): void
+    {
+        $this->http->responses = [
+            new HttpResponse(409, '{"code":"LEASE_LOST","state":"active"}', [], maybeSentTwice: true),
+        ];
+
+        self::assertFalse($this->transport(['q'])->heartbeat(Jobs::make(id: 'j9'), 30_000));
+    }
+
     public function testTheReserveOfAnAckWhoseAnswerWasLostGoesAgainWithItsToken(): void
     {
         $this->http->responses = [

@@ -109,6 +109,18 @@ final class RedisTransportTest extends TestCase
         self::assertNotSame($emails, $low, 'a token per queue');
     }
 
+    public function testALaterQueueWhoseReserveGotNoReplyIsAskedFirstWithTheSameToken(): void
+    {
+        $this->connection->replies = [['EMPTY', -1], new Unavailable('read error on connection'), self::JOB_REPLY];
+        $transport = $this->transport();
+
+        self::assertNull($transport->reserve());
+        self::assertSame('j1', $transport->reserve()?->id, 'the job that reserve leased');
+        [, $lost, $again] = $this->connection->scripts;
+        self::assertSame('jg:{low}:', $again[2][0], 'before the first queue, which may keep the worker busy');
+        self::assertSame($lost[2][2], $again[2][2]);
+    }
+
     public function testAReserveLostWithTheCombinedAckGoesAgainWithItsTokenOnTheNextReserve(): void
     {
         $this->connection->replies = [

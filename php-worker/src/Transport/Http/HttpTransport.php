@@ -56,7 +56,8 @@ final class HttpTransport implements Transport
     /**
      * One queue: long polls. Several: a quick pass in priority order (from the second queue just
      * after an ack found the first one empty), then long polls on each in turn with each slice of
-     * the wait split between them.
+     * the wait split between them. A later queue whose last reserve got no answer is asked first,
+     * for the job that reserve may have leased.
      */
     public function reserve(): ?Job
     {
@@ -64,7 +65,11 @@ final class HttpTransport implements Transport
         $quickPassFrom = $this->firstQueueFoundEmpty ? 1 : 0;
         $this->firstQueueFoundEmpty = false;
         try {
-            $job = count($queues) === 1 ? null : $this->reserveFromEach(array_slice($queues, $quickPassFrom), 0);
+            $unanswered = $this->tokens->unanswered();
+            $job = $unanswered !== null && $unanswered !== $queues[0] ? $this->reserveFrom($unanswered, 0) : null;
+            if ($job === null && count($queues) > 1) {
+                $job = $this->reserveFromEach(array_slice($queues, $quickPassFrom), 0);
+            }
             // The block time is at least 1 ms, so one queue is always asked once.
             $leftMs = min($this->options->blockMs, HttpTransportOptions::MAX_WAIT_MS);
             for (; $job === null && $leftMs > 0 && !$this->stop->isRequested(); $leftMs -= $sliceMs) {
@@ -109,7 +114,7 @@ final class HttpTransport implements Transport
         $readNext = function (HttpResponse $answer) use ($job, &$next, &$firstQueueAsked): void {
             // A resent ack that finds its job succeeded (409) leases nothing.
             $firstQueueAsked = self::isSuccess($answer);
-            $next = $firstQueueAsked ? $this->spending($job->queue, self::nextOf($answer)) : null;
+            $next = $firstQueueAsked ? $this->answered($job->queue, self::nextOf($answer)) : null;
         };
         $state = $this->settle($job, 'ack', $body, ['succeeded'], $readNext);
         $this->firstQueueFoundEmpty = $firstQueueAsked && $next === null;
@@ -210,21 +215,19 @@ final class HttpTransport implements Transport
             $waitMs,
         );
         if ($response->status === 204) {
-            return null;
+            return $this->answered($queue, null);
         }
         if (!self::isSuccess($response)) {
             throw $this->unexpected('reserve', $response);
         }
 
-        return $this->spending($queue, self::jobOf($response, $response->json(), $response->objects()));
+        return $this->answered($queue, self::jobOf($response, $response->json(), $response->objects()));
     }
 
-    /** A job that came leased from $queue: that queue's token is spent. */
-    private function spending(string $queue, ?Job $job): ?Job
+    /** The answer to a reserve on $queue came, with a job or without. */
+    private function answered(string $queue, ?Job $job): ?Job
     {
-        if ($job !== null) {
-            $this->tokens->spent($queue);
-        }
+        $this->tokens->answered($queue, $job !== null);
 
         return $job;
     }
@@ -285,7 +288,8 @@ final class HttpTransport implements Transport
         if ($response->status === 409 && $code === 'LEASE_LOST') {
             $state = (string) ($problem['state'] ?? '');
             // The earlier try reached the gateway but its answer was lost: the job is where we put it.
-            $repeated = $isRetry || $response->maybeSentTwice;
+            // Not for a heartbeat: `active` under another token is a lease lost, however it was sent.
+            $repeated = $isRetry || ($response->maybeSentTwice && $operation !== 'heartbeat');
 
             return $repeated && in_array($state, $doneStates, true) ? $state : null;
         }
@@ -424,7 +428,7 @@ final class HttpTransport implements Transport
      * @param mixed $reservation a Reservation (openapi.yaml), decoded as arrays
      * @param mixed $objects the same, decoded as objects (to tell `{}` from `[]` in the payload)
      * @throws Unavailable when it is not a reservation (a proxy's page, a cut body): as for no
-     *         answer, a job it may have leased comes back when its lease runs out
+     *         answer, the reserve goes again with the same token and gets the job it may have leased
      */
     private static function jobOf(HttpResponse $response, mixed $reservation, mixed $objects): Job
     {

@@ -64,13 +64,20 @@ final class RedisTransport implements Transport
     /**
      * Reserve on each queue in order; when all are empty, block on the wake lists for at most
      * the block time (less when a scheduled job or a lease is due sooner), then reserve once more
-     * unless the worker was asked to stop meanwhile.
+     * unless the worker was asked to stop meanwhile. A later queue whose last reserve got no
+     * reply is asked first, for the job that reserve may have leased.
      */
     public function reserve(): ?Job
     {
         $firstQueueWaitMs = $this->firstQueueWaitMs;
         $this->firstQueueWaitMs = null;
         try {
+            $job = $this->reserveUnanswered();
+            if ($job !== null) {
+                $this->retrier->recovered();
+
+                return $job;
+            }
             [$job, $waitMs] = $firstQueueWaitMs === null
                 ? $this->reserveFromQueues()
                 : $this->reserveFromQueues(from: 1, waitMs: $firstQueueWaitMs);
@@ -287,6 +294,20 @@ final class RedisTransport implements Transport
         throw new ScriptFailed("{$call->script->name}: unexpected reply {$status}");
     }
 
+    /** A reserve on the queue (not the first) whose last reserve got no reply. */
+    private function reserveUnanswered(): ?Job
+    {
+        foreach (array_slice($this->queues, 1) as $keys) {
+            if ($keys->queue === $this->tokens->unanswered()) {
+                $call = $this->reserveCall($keys);
+
+                return $this->reservedJob($keys, $this->connection->runScript($call->script, $call->keys, $call->args));
+            }
+        }
+
+        return null;
+    }
+
     /**
      * One reserve per queue, in priority order from `$from`, until one leases a job.
      *
@@ -335,9 +356,7 @@ final class RedisTransport implements Transport
             'EMPTY' => null,
             default => throw new ScriptFailed("reserve: unexpected reply {$reply[0]}"),
         };
-        if ($job !== null) {
-            $this->tokens->spent($keys->queue);
-        }
+        $this->tokens->answered($keys->queue, $job !== null);
 
         return $job;
     }
