@@ -18,6 +18,9 @@
   {'NOT_FOUND'}            no such job
   {'LEASE_LOST', state}    the job is not active under this token (the lease ran out and the
                            job was re-queued, re-leased or finished): nothing was changed
+  {'LEASE_LOST', state, ended_as}
+                           as above, but this token's own earlier call ended the lease (its
+                           reply was lost): ended_as is the state that call left the job in
   {'RESULT_TOO_LARGE', max_bytes}
                            the result is longer than max_bytes (1 MiB): nothing was changed
 ]]
@@ -27,10 +30,21 @@ local RESULT_MAX_BYTES = 1048576
 local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token, result, retention, events_max, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
+-- The lease is not this token's. When this token's own call ended it (that call's reply was
+-- lost and it is being sent again), the reply says what that call did.
+local function lease_lost(state)
+  local ended = redis.call('HGET', job_key, 'ended_lease')
+  local sep = ended and string.find(ended, ':', 1, true)
+  if sep and string.sub(ended, sep + 1) == token then
+    return {'LEASE_LOST', state, string.sub(ended, 1, sep - 1)}
+  end
+  return {'LEASE_LOST', state}
+end
+
 local state, lease_token, attempts, hn =
   unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'hn'))
 if not state then return {'NOT_FOUND'} end
-if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+if state ~= 'active' or lease_token ~= token then return lease_lost(state) end
 if #result > RESULT_MAX_BYTES then return {'RESULT_TOO_LARGE', RESULT_MAX_BYTES} end
 
 local time = redis.call('TIME')
@@ -41,7 +55,8 @@ local now_text = time[1] .. string.sub('00000' .. time[2], -6, -4)
 -- The new state and its history entry in one write.
 local n = string.format('%d', (tonumber(hn) or 0) + 1)
 local entry = '{"at":' .. now_text .. ',"state":"succeeded","attempt":' .. attempts .. '}'
-local fields = {'state', 'succeeded', 'finished_at', now_text, 'updated_at', now_text, 'hn', n, 'h:' .. n, entry}
+local fields = {'state', 'succeeded', 'finished_at', now_text, 'updated_at', now_text, 'hn', n, 'h:' .. n, entry,
+  'ended_lease', 'succeeded:' .. token}
 if result ~= '' then
   fields[#fields + 1] = 'result'
   fields[#fields + 1] = result

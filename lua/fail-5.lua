@@ -20,21 +20,35 @@
   {'DEAD', finished_at}
   {'NOT_FOUND'}
   {'LEASE_LOST', state}    as for ack: nothing was changed
+  {'LEASE_LOST', state, ended_as}
+                           as above, but this token's own earlier call ended the lease (its
+                           reply was lost): ended_as is the state that call left the job in
 ]]
 
 local job_key, active_key, dead_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local dead_retention, events_max, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 
+-- The lease is not this token's. When this token's own call ended it (that call's reply was
+-- lost and it is being sent again), the reply says what that call did.
+local function lease_lost(state)
+  local ended = redis.call('HGET', job_key, 'ended_lease')
+  local sep = ended and string.find(ended, ':', 1, true)
+  if sep and string.sub(ended, sep + 1) == token then
+    return {'LEASE_LOST', state, string.sub(ended, 1, sep - 1)}
+  end
+  return {'LEASE_LOST', state}
+end
+
 local state, lease_token, attempts = unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts'))
 if not state then return {'NOT_FOUND'} end
-if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+if state ~= 'active' or lease_token ~= token then return lease_lost(state) end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now, 'updated_at', now,
-  'last_error', cjson.encode({message = message, class = class, at = now}))
+  'last_error', cjson.encode({message = message, class = class, at = now}), 'ended_lease', 'dead:' .. token)
 redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
 redis.call('ZREM', active_key, id)
 redis.call('DEL', prefix .. 'lease:' .. token)

@@ -31,6 +31,9 @@
   {'DEAD', finished_at}    that was the last attempt
   {'NOT_FOUND'}
   {'LEASE_LOST', state}    as for ack: nothing was changed
+  {'LEASE_LOST', state, ended_as}
+                           as above, but this token's own earlier call ended the lease (its
+                           reply was lost): ended_as is the state that call left the job in
 ]]
 
 local job_key, active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -39,11 +42,22 @@ local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
 local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 
+-- The lease is not this token's. When this token's own call ended it (that call's reply was
+-- lost and it is being sent again), the reply says what that call did.
+local function lease_lost(state)
+  local ended = redis.call('HGET', job_key, 'ended_lease')
+  local sep = ended and string.find(ended, ':', 1, true)
+  if sep and string.sub(ended, sep + 1) == token then
+    return {'LEASE_LOST', state, string.sub(ended, 1, sep - 1)}
+  end
+  return {'LEASE_LOST', state}
+end
+
 local job = redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'max_attempts', 'priority',
   'backoff_type', 'backoff_delay_ms', 'backoff_max_delay_ms', 'backoff_jitter')
 local state, lease_token = job[1], job[2]
 if not state then return {'NOT_FOUND'} end
-if state ~= 'active' or lease_token ~= token then return {'LEASE_LOST', state} end
+if state ~= 'active' or lease_token ~= token then return lease_lost(state) end
 local attempts, max_attempts, priority = tonumber(job[3]), tonumber(job[4]), job[5]
 
 local time = redis.call('TIME')
@@ -68,7 +82,7 @@ redis.call('HSET', job_key, 'last_error', cjson.encode({message = message, class
   'updated_at', now)
 
 if attempts >= max_attempts then
-  redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now)
+  redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now, 'ended_lease', 'dead:' .. token)
   redis.call('PEXPIRE', job_key, dead_retention)
   redis.call('ZADD', dead_key, now, id)
   redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
@@ -92,14 +106,14 @@ end
 local run_at = now + delay
 count('retried')
 if delay <= 0 then
-  redis.call('HSET', job_key, 'state', 'queued', 'run_at', now)
+  redis.call('HSET', job_key, 'state', 'queued', 'run_at', now, 'ended_lease', 'queued:' .. token)
   redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
   redis.call('LPUSH', wake_key, 1)
   record({at = now, state = 'queued', attempt = attempts, error = message, delay_ms = 0})
   return {'QUEUED', now}
 end
 
-redis.call('HSET', job_key, 'state', 'scheduled', 'run_at', run_at)
+redis.call('HSET', job_key, 'state', 'scheduled', 'run_at', run_at, 'ended_lease', 'scheduled:' .. token)
 redis.call('ZADD', scheduled_key, run_at, id)
 if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
   redis.call('LPUSH', wake_key, 1)

@@ -56,6 +56,13 @@ function held<T>(outcome: LeaseOutcome<T>, queue: string, id: string): T {
       `The ${outcome.field} is longer than ${outcome.maxBytes} bytes of JSON; nothing was changed.`,
     )
   }
+  if (outcome.endedAs !== undefined) {
+    throw new ProblemError(
+      'LEASE_LOST',
+      `This lease on job ${id} was already ended by a call with its token, which left the job ${outcome.endedAs} (the job is ${outcome.state} now); nothing was changed.`,
+      { extensions: { state: outcome.state, ended_as: outcome.endedAs } },
+    )
+  }
   throw new ProblemError(
     'LEASE_LOST',
     `This lease on job ${id} is no longer held (the job is ${outcome.state}); nothing was changed. Stop working on it.`,

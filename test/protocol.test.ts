@@ -49,7 +49,11 @@ t.test('ack completes once; a second ack changes nothing', async (t) => {
   t.equal(await client.hget('jobgate:{q}:stats', 'succeeded'), '1')
 
   const again = await store.leases.ack('q', id, job?.leaseToken ?? '', null)
-  t.strictSame(again, { outcome: 'lease_lost', state: 'succeeded' })
+  t.strictSame(
+    again,
+    { outcome: 'lease_lost', state: 'succeeded', endedAs: 'succeeded' },
+    'sent again, the ack hears that a call with its token ended the lease',
+  )
   t.equal(await client.hget('jobgate:{q}:stats', 'succeeded'), '1')
   t.strictSame(await store.leases.ack('q', 'nope', 'x', null), { outcome: 'not_found' })
 })
@@ -894,3 +898,46 @@ t.test(
     t.equal(a?.attempts, 1)
   },
 )
+
+t.test("LEASE_LOST says when this token's own call ended the lease, and only then", async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { maxAttempts: 5 })
+  const first = (await store.leases.reserve('q', 'a', 30_000)).job
+  const error = { message: 'later', class: 'E' }
+  t.match(await store.leases.retry('q', id, first?.leaseToken ?? '', error, 0), {
+    outcome: 'done',
+    state: 'queued',
+  })
+  const second = (await store.leases.reserve('q', 'b', 30_000)).job
+  t.equal(second?.id, id, 're-leased to another worker')
+  t.strictSame(
+    await store.leases.retry('q', id, first?.leaseToken ?? '', error, 0),
+    { outcome: 'lease_lost', state: 'active', endedAs: 'queued' },
+    'the first retry sent again: it hears what it did, though the job ran on',
+  )
+  t.strictSame(
+    await store.leases.ack('q', id, 'a-token-that-never-held-it', null),
+    { outcome: 'lease_lost', state: 'active' },
+    'a stranger hears nothing more',
+  )
+  t.strictSame(
+    await store.leases.heartbeat('q', id, first?.leaseToken ?? '', 30_000, null),
+    { outcome: 'lease_lost', state: 'active' },
+    "a heartbeat never: the job is not the first lease's any more",
+  )
+  t.match(await store.leases.fail('q', id, second?.leaseToken ?? '', error), { state: 'dead' })
+  t.equal(await client.hget(`jobgate:{q}:job:${id}`, 'ended_lease'), `dead:${second?.leaseToken}`)
+  t.strictSame(
+    await store.leases.retry('q', id, first?.leaseToken ?? '', error, 0),
+    {
+      outcome: 'lease_lost',
+      state: 'dead',
+    },
+    'a later end by another lease takes its place',
+  )
+  t.strictSame(await store.leases.fail('q', id, second?.leaseToken ?? '', error), {
+    outcome: 'lease_lost',
+    state: 'dead',
+    endedAs: 'dead',
+  })
+})

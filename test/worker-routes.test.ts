@@ -254,7 +254,7 @@ t.test(
       reserve: { worker: 'php-1', lease_token: nextToken },
     })
     t.equal(resent.statusCode, 409)
-    t.match(resent.json(), { code: 'LEASE_LOST', state: 'succeeded' })
+    t.match(resent.json(), { code: 'LEASE_LOST', state: 'succeeded', ended_as: 'succeeded' })
     // ... and a reserve with the token of the lost next job gets that job.
     const recovered = await reserve(app, 'q', { worker: 'php-1', lease_token: nextToken })
     t.equal(recovered.statusCode, 200)

@@ -25,7 +25,12 @@ export type ReserveResult = { job: ReservedJob } | { job: null; waitMs: number }
 export type LeaseOutcome<T> =
   | ({ outcome: 'done' } & T)
   | { outcome: 'not_found' }
-  | { outcome: 'lease_lost'; state: string }
+  | {
+      outcome: 'lease_lost'
+      state: string
+      /** This lease's own earlier call ended it (its reply was lost): the state it left. */
+      endedAs?: string
+    }
   | { outcome: 'too_large'; field: 'result' | 'progress'; maxBytes: number }
 
 export interface Settled {
@@ -63,7 +68,12 @@ function reservedJob(fields: string[]): ReservedJob {
 function leaseOutcome<T>(reply: string[], done: (rest: string[]) => T): LeaseOutcome<T> {
   const [status, ...rest] = reply
   if (status === 'NOT_FOUND') return { outcome: 'not_found' }
-  if (status === 'LEASE_LOST') return { outcome: 'lease_lost', state: rest[0] ?? '' }
+  if (status === 'LEASE_LOST') {
+    const [state = '', endedAs] = rest
+    return endedAs === undefined
+      ? { outcome: 'lease_lost', state }
+      : { outcome: 'lease_lost', state, endedAs }
+  }
   const field = TOO_LARGE[status ?? '']
   if (field !== undefined) return { outcome: 'too_large', field, maxBytes: Number(rest[0]) }
   return { outcome: 'done', ...done([status ?? '', ...rest]) }

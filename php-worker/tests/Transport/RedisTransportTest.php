@@ -125,7 +125,7 @@ final class RedisTransportTest extends TestCase
     {
         $this->connection->replies = [
             new Unavailable('read error on connection'),
-            ['LEASE_LOST', 'succeeded'],
+            ['LEASE_LOST', 'succeeded', 'succeeded'],
             self::JOB_REPLY,
         ];
         $transport = $this->transport();
@@ -279,7 +279,10 @@ final class RedisTransportTest extends TestCase
 
     public function testARetriedAckWhoseFirstTryLandedCountsAsDone(): void
     {
-        $this->connection->replies = [new Unavailable('read error on connection'), ['LEASE_LOST', 'succeeded']];
+        $this->connection->replies = [
+            new Unavailable('read error on connection'),
+            ['LEASE_LOST', 'succeeded', 'succeeded'],
+        ];
 
         self::assertTrue($this->transport()->ack(Jobs::make(), null));
     }
@@ -377,7 +380,10 @@ final class RedisTransportTest extends TestCase
 
     public function testAnOutageDuringTheCombinedAckRetriesTheAckAloneAsARetry(): void
     {
-        $this->connection->replies = [new Unavailable('read error on connection'), ['LEASE_LOST', 'succeeded']];
+        $this->connection->replies = [
+            new Unavailable('read error on connection'),
+            ['LEASE_LOST', 'succeeded', 'succeeded'],
+        ];
         $acked = $this->transport()->ackAndReserve(Jobs::make(id: 'j9'), null);
 
         self::assertTrue($acked->leaseHeld, 'the first try landed');
@@ -398,7 +404,7 @@ final class RedisTransportTest extends TestCase
             ['OK', 1],
             new Unavailable('read error on connection'),
             new Unavailable('Connection refused'),
-            ['LEASE_LOST', 'succeeded'],
+            ['LEASE_LOST', 'succeeded', 'succeeded'],
         ];
         $acked = $this->transport()->ackAndReserve(Jobs::make(), null);
 

@@ -16,9 +16,6 @@ final class CurlHttpClient implements HttpClient
 {
     private ?CurlHandle $handle = null;
 
-    /** The last answer left its connection open for the next request. */
-    private bool $connectionKept = false;
-
     public function __construct(private readonly int $connectTimeoutMs = 5000)
     {
     }
@@ -48,20 +45,17 @@ final class CurlHttpClient implements HttpClient
             $error = curl_error($handle);
             curl_close($handle);
             $this->handle = null;
-            $this->connectionKept = false;
             throw new Unavailable("{$url}: {$error}");
         }
 
         $status = (int) curl_getinfo($handle, CURLINFO_RESPONSE_CODE);
         $headerSize = (int) curl_getinfo($handle, CURLINFO_HEADER_SIZE);
-        $headers = self::parseHeaders(substr($response, 0, $headerSize));
-        // libcurl sends a request again, unasked, over a new connection when the kept one dies
-        // before an answer: the first may have been acted on. A new connection where the kept one
-        // was expected is all that shows it (or the gateway closed the idle one: told the same).
-        $maybeSentTwice = $this->connectionKept && (int) curl_getinfo($handle, CURLINFO_NUM_CONNECTS) > 0;
-        $this->connectionKept = strtolower($headers['connection'] ?? '') !== 'close';
 
-        return new HttpResponse($status, substr($response, $headerSize), $headers, $maybeSentTwice);
+        return new HttpResponse(
+            $status,
+            substr($response, $headerSize),
+            self::parseHeaders(substr($response, 0, $headerSize)),
+        );
     }
 
     /**

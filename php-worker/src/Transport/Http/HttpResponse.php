@@ -12,16 +12,11 @@ final class HttpResponse
     private mixed $objects = null;
     private bool $objectsDecoded = false;
 
-    /**
-     * @param array<string, string> $headers lower-case names
-     * @param bool $maybeSentTwice the request may have reached the gateway twice (the HTTP
-     *        client sent it again by itself), so what it asked may already have been done
-     */
+    /** @param array<string, string> $headers lower-case names */
     public function __construct(
         public readonly int $status,
         public readonly string $body,
         public readonly array $headers = [],
-        public readonly bool $maybeSentTwice = false,
     ) {
     }
 

@@ -177,7 +177,7 @@ final class HttpTransport implements Transport
         }
         try {
             $response = $this->post($this->jobUrl($job, 'heartbeat'), $body, $this->jobHeaders($job));
-            $held = $this->stateAfter($response, 'heartbeat', false, ['active']) !== null;
+            $held = $this->stateAfter($response, 'heartbeat', ['active']) !== null;
         } catch (Unavailable $unavailable) {
             $this->retrier->note($unavailable, 'heartbeat');
 
@@ -253,9 +253,9 @@ final class HttpTransport implements Transport
         $headers = $this->jobHeaders($job);
 
         return $this->retrier->untilAvailable(
-            function (bool $isRetry) use ($url, $body, $headers, $operation, $doneStates, $readAnswer): ?string {
+            function () use ($url, $body, $headers, $operation, $doneStates, $readAnswer): ?string {
                 $answer = $this->post($url, $body, $headers);
-                $state = $this->stateAfter($answer, $operation, $isRetry, $doneStates);
+                $state = $this->stateAfter($answer, $operation, $doneStates);
                 if ($state !== null && $readAnswer !== null) {
                     $readAnswer($answer);
                 }
@@ -272,7 +272,7 @@ final class HttpTransport implements Transport
      *         proxy's page, a cut body): as if no answer came, the call is sent again
      * @throws OutcomeRejected when the gateway refuses an ack's result or a retry's or fail's fields
      */
-    private function stateAfter(HttpResponse $response, string $operation, bool $isRetry, array $doneStates): ?string
+    private function stateAfter(HttpResponse $response, string $operation, array $doneStates): ?string
     {
         $problem = $response->json();
         $code = $problem['code'] ?? null;
@@ -286,12 +286,11 @@ final class HttpTransport implements Transport
             return $state;
         }
         if ($response->status === 409 && $code === 'LEASE_LOST') {
-            $state = (string) ($problem['state'] ?? '');
-            // The earlier try reached the gateway but its answer was lost: the job is where we put it.
-            // Not for a heartbeat: `active` under another token is a lease lost, however it was sent.
-            $repeated = $isRetry || ($response->maybeSentTwice && $operation !== 'heartbeat');
+            // An earlier copy of this call ended the lease (libcurl may send one again by itself
+            // when a kept connection dies before the answer); its answer was lost.
+            $endedAs = $problem['ended_as'] ?? null;
 
-            return $repeated && in_array($state, $doneStates, true) ? $state : null;
+            return in_array($endedAs, $doneStates, true) ? (string) $endedAs : null;
         }
         if ($response->status === 404 && in_array($code, ['JOB_NOT_FOUND', 'QUEUE_NOT_FOUND'], true)) {
             return null;

@@ -131,7 +131,7 @@ final class RedisTransport implements Transport
             $this->firstQueueWaitMs = self::waitMsOf($reserveReply);
         }
 
-        return new AckAndNext($this->settledState($ack, $ackReply, false, self::ACK_DONE) !== null, $next);
+        return new AckAndNext($this->settledState($ack, $ackReply, self::ACK_DONE) !== null, $next);
     }
 
     public function fail(Job $job, string $message, string $class): bool
@@ -257,10 +257,9 @@ final class RedisTransport implements Transport
     private function settle(ScriptCall $call, array $doneReplies, ?Unavailable $earlierFailure = null): ?string
     {
         return $this->retrier->untilAvailable(
-            fn (bool $isRetry): ?string => $this->settledState(
+            fn (): ?string => $this->settledState(
                 $call,
                 $this->connection->runScript($call->script, $call->keys, $call->args),
-                $isRetry,
                 $doneReplies,
             ),
             $earlierFailure,
@@ -271,19 +270,18 @@ final class RedisTransport implements Transport
      * What a lease-ending script's reply says.
      *
      * @param array<int, mixed> $reply
-     * @param bool $isRetry an earlier try of the same call may have reached Redis
      * @param array<string, string> $doneReplies reply status => the job's new state
      * @return string|null the job's new state; null when the lease was not held
      */
-    private function settledState(ScriptCall $call, array $reply, bool $isRetry, array $doneReplies): ?string
+    private function settledState(ScriptCall $call, array $reply, array $doneReplies): ?string
     {
         $status = $reply[0];
         if (isset($doneReplies[$status])) {
             return $doneReplies[$status];
         }
-        if ($status === 'LEASE_LOST' && $isRetry && in_array($reply[1] ?? '', $doneReplies, true)) {
-            // The earlier try reached Redis but its reply was lost: the job is where we put it.
-            return (string) $reply[1];
+        if ($status === 'LEASE_LOST' && in_array($reply[2] ?? null, $doneReplies, true)) {
+            // An earlier try of this call ended the lease; its reply was lost.
+            return (string) $reply[2];
         }
         if ($status === 'LEASE_LOST' || $status === 'NOT_FOUND') {
             return null;
