@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
+import { ClientSlots } from '../src/client-slots.js'
 import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
 import {
@@ -11,6 +12,7 @@ import {
 } from '../src/errors.js'
 import { EventStream } from '../src/event-stream.js'
 import { accessLine } from '../src/logger.js'
+import { clientOf } from '../src/plugins/auth.js'
 import {
   compareIds,
   droppedAfter,
@@ -99,6 +101,8 @@ export default async function eventsRoutes(
   const open = new Set<EventStream>()
   /** Requests past the limit check whose stream is not open yet: they hold a slot too. */
   let starting = 0
+  /** Streams (open or starting) per client: one client may not take every slot. */
+  const slots = new ClientSlots(config.eventStreamsPerClient)
   let closing = false
   new Gauge({
     name: 'jobgate_event_streams',
@@ -129,65 +133,85 @@ export default async function eventsRoutes(
           { headers: { 'retry-after': '5' } },
         )
       }
-      const store = app.store
-      starting++
-      let lookups: [StreamInfo, boolean, JobRecord | null]
+      const client = clientOf(request)
+      const release = slots.take(client)
+      if (release === null) {
+        throw new ProblemError(
+          'TOO_MANY_CLIENT_EVENT_STREAMS',
+          `This client already holds ${slots.heldBy(client)} event streams on this gateway, its maximum (EVENT_STREAMS_PER_CLIENT). Close one, or retry after Retry-After.`,
+          { headers: { 'retry-after': '5' } },
+        )
+      }
+      // The slot is the stream's once it opens (it gives the slot back when it ends); until
+      // then, every way out gives it back.
+      let handedOver = false
       try {
-        lookups = await Promise.all([
-          store.events.info(queue),
-          store.queues.exists(queue),
-          job === null ? null : store.jobs.get(queue, job),
-        ])
-      } finally {
-        starting--
-      }
-      const [info, known, watched] = lookups
-      if (!known) {
-        throw queueNotFound(queue)
-      }
-      if (job !== null && watched === null) {
-        throw jobNotFound(queue, job)
-      }
-      if (closing) throw shuttingDown()
-      // The client left while the lookups ran: nobody to stream to.
-      if (reply.raw.destroyed) return reply
-      const start = startOf(info, lastEventId ?? since ?? null, watched)
-      const stream: EventStream = new EventStream(store.events, {
-        queue,
-        job,
-        ...(watched === null ? {} : { final: finalOf(watched, info) }),
-        after: start.after,
-        newest: info.lastId,
-        gapBefore: start.gapBefore,
-        keepAliveMs: config.eventKeepAliveMs,
-        abort: () => reply.raw.destroy(),
-        onEnd: () => open.delete(stream),
-      })
-      open.add(stream)
-      reply.raw.once('close', () => {
-        stream.end()
-        // The access log writes its line when an answer finishes; a stream its client closed
-        // never does (the metrics plugin counts such a stream on the same condition).
-        if (reply.raw.headersSent && !reply.raw.writableFinished) {
-          request.log.info(accessLine(request, reply), 'request completed')
+        const store = app.store
+        starting++
+        let lookups: [StreamInfo, boolean, JobRecord | null]
+        try {
+          lookups = await Promise.all([
+            store.events.info(queue),
+            store.queues.exists(queue),
+            job === null ? null : store.jobs.get(queue, job),
+          ])
+        } finally {
+          starting--
         }
-      })
-      // A finished job has nothing more to come: read all that is left before answering.
-      const finished = watched !== null && isFinal(watched.state)
-      await stream.open(finished)
-      if (finished) {
-        if (stream.emitted === 0 && !stream.gapped) {
-          // Nothing left to tell about it: 204, which also stops an EventSource reconnecting.
+        const [info, known, watched] = lookups
+        if (!known) {
+          throw queueNotFound(queue)
+        }
+        if (job !== null && watched === null) {
+          throw jobNotFound(queue, job)
+        }
+        if (closing) throw shuttingDown()
+        // The client left while the lookups ran: nobody to stream to.
+        if (reply.raw.destroyed) return reply
+        const start = startOf(info, lastEventId ?? since ?? null, watched)
+        const stream: EventStream = new EventStream(store.events, {
+          queue,
+          job,
+          ...(watched === null ? {} : { final: finalOf(watched, info) }),
+          after: start.after,
+          newest: info.lastId,
+          gapBefore: start.gapBefore,
+          keepAliveMs: config.eventKeepAliveMs,
+          abort: () => reply.raw.destroy(),
+          onEnd: () => {
+            open.delete(stream)
+            release()
+          },
+        })
+        handedOver = true
+        open.add(stream)
+        reply.raw.once('close', () => {
           stream.end()
-          return reply.code(204).send()
+          // The access log writes its line when an answer finishes; a stream its client closed
+          // never does (the metrics plugin counts such a stream on the same condition).
+          if (reply.raw.headersSent && !reply.raw.writableFinished) {
+            request.log.info(accessLine(request, reply), 'request completed')
+          }
+        })
+        // A finished job has nothing more to come: read all that is left before answering.
+        const finished = watched !== null && isFinal(watched.state)
+        await stream.open(finished)
+        if (finished) {
+          if (stream.emitted === 0 && !stream.gapped) {
+            // Nothing left to tell about it: 204, which also stops an EventSource reconnecting.
+            stream.end()
+            return reply.code(204).send()
+          }
+          stream.end()
         }
-        stream.end()
+        return reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .header('x-accel-buffering', 'no')
+          .send(stream.body)
+      } finally {
+        if (!handedOver) release()
       }
-      return reply
-        .header('content-type', 'text/event-stream; charset=utf-8')
-        .header('cache-control', 'no-cache')
-        .header('x-accel-buffering', 'no')
-        .send(stream.body)
     },
   )
 }

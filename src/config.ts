@@ -33,6 +33,7 @@ export interface Config {
   eventsMaxLen: number
   /** Server-Sent Events streams one gateway serves at once. */
   eventStreamsMax: number
+  eventStreamsPerClient: number
   /** Comment lines sent on an idle event stream, ms apart, so proxies keep it open. */
   eventKeepAliveMs: number
   /** How long a graceful shutdown may take before the process exits anyway, ms. */
@@ -434,6 +435,7 @@ export function loadConfig(env: Env = process.env): Config {
     longPollConnections: read.integer('LONG_POLL_CONNECTIONS', 64, 1, 10_000),
     eventsMaxLen: read.integer('EVENTS_MAX_LEN', 10_000, 100, 10_000_000),
     eventStreamsMax: read.integer('EVENT_STREAMS_MAX', 1000, 1, 100_000),
+    eventStreamsPerClient: read.integer('EVENT_STREAMS_PER_CLIENT', 100, 1, 100_000),
     eventKeepAliveMs: read.duration('EVENT_KEEPALIVE', 15_000, 100, 10 * 60_000),
     shutdownTimeoutMs: read.duration('SHUTDOWN_TIMEOUT', 10_000, 100, 10 * 60_000),
     requestTimeoutMs: read.duration('REQUEST_TIMEOUT', 30_000, 1000, 60 * 60_000),

@@ -30,6 +30,10 @@ const catalogue = {
     title: 'The idempotency key was already used for a different request',
   },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  TOO_MANY_CLIENT_EVENT_STREAMS: {
+    status: 429,
+    title: 'The client holds its maximum of event streams on this gateway',
+  },
   HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
   INTERNAL_ERROR: { status: 500, title: 'Internal error' },
   NOT_READY: { status: 503, title: 'The gateway is not ready' },

@@ -822,3 +822,51 @@ t.test(
     t.equal(again.status, 204, 'nothing left to tell: an EventSource stops reconnecting')
   },
 )
+
+t.test(
+  'EVENT_STREAMS_PER_CLIENT: a client past its share gets 429, others still get streams, a closed one frees a slot',
+  async (t) => {
+    const greedy = newApiKey('greedy', ['read', 'produce'])
+    const other = newApiKey('other', ['read'])
+    const gateway = await startGateway(t, {
+      listen: true,
+      env: { API_KEYS: `${greedy.entry},${other.entry}`, EVENT_STREAMS_PER_CLIENT: '2' },
+    })
+    const url = `${gateway.url}/v1/queues/q/events`
+    const submitted = await fetch(`${gateway.url}/v1/queues/q/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${greedy.key}`, 'content-type': 'application/json' },
+      body: '{"type":"t"}',
+    })
+    t.equal(submitted.status, 202)
+    const as = (key: string) => ({ authorization: `Bearer ${key}` })
+    const first = await watch(t, url, as(greedy.key))
+    const second = await watch(t, url, as(greedy.key))
+    t.same([first.status, second.status], [200, 200])
+    const refused = await fetch(url, { headers: as(greedy.key) })
+    t.equal(refused.status, 429)
+    t.equal(refused.headers.get('retry-after'), '5')
+    t.match(await refused.json(), {
+      code: 'TOO_MANY_CLIENT_EVENT_STREAMS',
+      detail: /holds 2 event streams/,
+    })
+    const others = await watch(t, url, as(other.key))
+    t.equal(others.status, 200, 'another client is not held back')
+    const missing = await fetch(`${gateway.url}/v1/queues/nope/events`, { headers: as(other.key) })
+    t.equal(missing.status, 404)
+    const stillOne = await watch(t, url, as(other.key))
+    t.equal(stillOne.status, 200, 'a refused request gave its slot back')
+    const third = await fetch(url, { headers: as(other.key) })
+    t.equal(third.status, 429)
+    await third.body?.cancel()
+    first.close()
+    let freed = false
+    for (const deadline = Date.now() + 3000; !freed && Date.now() < deadline; ) {
+      const again = await fetch(url, { headers: as(greedy.key) })
+      freed = again.status === 200
+      await again.body?.cancel()
+      if (!freed) await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    t.ok(freed, 'a closed stream gives its slot back')
+  },
+)

@@ -24,6 +24,15 @@ export const ANONYMOUS: Identity = { name: 'anonymous', scopes: new Set(SCOPES) 
 const CHALLENGE = 'Bearer realm="jobgate"'
 
 /**
+ * The client a request counts against in per-client limits: its API key's name, or its address
+ * when the gateway is open (every caller is then the anonymous identity).
+ */
+export function clientOf(request: FastifyRequest): string {
+  const { identity } = request
+  return identity && identity !== ANONYMOUS ? `key:${identity.name}` : `ip:${request.ip}`
+}
+
+/**
  * The key the request presents: a Bearer token, else `X-API-Key`. An Authorization header of
  * another form with no `X-API-Key` presents `MALFORMED`, which no key matches: it is refused as
  * a wrong key (`INVALID_API_KEY`), not taken for a missing one.

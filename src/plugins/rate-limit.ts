@@ -4,17 +4,14 @@ import fp from 'fastify-plugin'
 import type { Scope } from '../auth.js'
 import type { RateLimit } from '../config.js'
 import { ProblemError } from '../errors.js'
-import { ANONYMOUS } from './auth.js'
+import { clientOf } from './auth.js'
 
 export interface RateLimitOptions {
   limits: Readonly<Record<Scope, RateLimit | null>>
 }
 
 function clientKey(scope: Scope, request: FastifyRequest): string {
-  // Open (no keys), every caller is the anonymous identity: count them by address instead.
-  const { identity } = request
-  const client = identity && identity !== ANONYMOUS ? `key:${identity.name}` : `ip:${request.ip}`
-  return `${scope}:${client}`
+  return `${scope}:${clientOf(request)}`
 }
 
 /**
