@@ -107,9 +107,10 @@ export default async function workersRoutes(
         const next = await leases.reserve(queue, worker, lease_ms, lease_token)
         return { ...settlement, next: next.job === null ? null : reservationView(next.job) }
       } catch (error) {
-        // The ack stands: answering with an error would have the worker ack again.
+        // The ack stands: answering with an error would have the worker ack again. No `next`
+        // at all: the reserve may yet have run, and its token then gets that job from :reserve.
         log.warn({ err: error }, 'acked, but could not lease the next job')
-        return { ...settlement, next: null }
+        return settlement
       }
     },
   )

@@ -941,3 +941,20 @@ t.test("LEASE_LOST says when this token's own call ended the lease, and only the
     endedAs: 'dead',
   })
 })
+
+t.test('a token with colons is told apart whole in ended_lease', async (t) => {
+  const { store } = await startStore(t)
+  const id = await enqueue(store, 'q')
+  const token = 'worker:7:reservation:42'
+  t.equal((await store.leases.reserve('q', 'w', 30_000, token)).job?.id, id)
+  t.match(await store.leases.ack('q', id, token, null), { outcome: 'done' })
+  t.strictSame(await store.leases.ack('q', id, token, null), {
+    outcome: 'lease_lost',
+    state: 'succeeded',
+    endedAs: 'succeeded',
+  })
+  t.strictSame(await store.leases.ack('q', id, 'reservation:42', null), {
+    outcome: 'lease_lost',
+    state: 'succeeded',
+  })
+})

@@ -143,7 +143,7 @@ t.test('ack with reserve that loses its lease leases nothing', async (t) => {
   t.strictSame(await client.lrange('jobgate:{q}:ready:5', 0, -1), [waiting])
 })
 
-t.test('ack with reserve whose reserve fails: the ack stands, next is null', async (t) => {
+t.test('ack with reserve whose reserve fails: the ack stands, next is absent', async (t) => {
   const { app, client } = await startGateway(t)
   const id = await submit(app, 'q')
   const { lease } = (await reserve(app, 'q')).json()
@@ -154,7 +154,8 @@ t.test('ack with reserve whose reserve fails: the ack stands, next is null', asy
     reserve: { worker: 'php-2' },
   })
   t.equal(res.statusCode, 200)
-  t.match(res.json(), { id, state: 'succeeded', next: null })
+  t.match(res.json(), { id, state: 'succeeded' })
+  t.notOk('next' in res.json(), 'not null: nothing says the queue was empty')
   t.equal(await client.hget(`jobgate:{q}:job:${id}`, 'state'), 'succeeded')
 })
 
@@ -518,3 +519,29 @@ t.test(
     t.ok(Date.now() - started < 1000, `at once (${Date.now() - started} ms)`)
   },
 )
+
+t.test(":fail and :retry sent again hear ended_as; another lease's call does not", async (t) => {
+  const { app } = await startGateway(t)
+  const failed = await submit(app, 'q')
+  const retried = await submit(app, 'q', { type: 't', max_attempts: 3 })
+  const first = (await reserve(app, 'q')).json()
+  const second = (await reserve(app, 'q')).json()
+  t.same([first.job.id, second.job.id], [failed, retried])
+  const error = { message: 'no' }
+  const failBody = { lease_token: first.lease.token, error }
+  t.equal((await post(app, `/v1/queues/q/jobs/${failed}:fail`, failBody)).statusCode, 200)
+  const failAgain = await post(app, `/v1/queues/q/jobs/${failed}:fail`, failBody)
+  t.equal(failAgain.statusCode, 409)
+  t.match(failAgain.json(), { code: 'LEASE_LOST', state: 'dead', ended_as: 'dead' })
+  const retryBody = { lease_token: second.lease.token, error, delay_ms: 60_000 }
+  t.equal((await post(app, `/v1/queues/q/jobs/${retried}:retry`, retryBody)).statusCode, 200)
+  const retryAgain = await post(app, `/v1/queues/q/jobs/${retried}:retry`, retryBody)
+  t.equal(retryAgain.statusCode, 409)
+  t.match(retryAgain.json(), { state: 'scheduled', ended_as: 'scheduled' })
+  const stranger = await post(app, `/v1/queues/q/jobs/${retried}:retry`, {
+    ...retryBody,
+    lease_token: first.lease.token,
+  })
+  t.equal(stranger.statusCode, 409)
+  t.notOk('ended_as' in stranger.json(), "another lease's token hears only the state")
+})

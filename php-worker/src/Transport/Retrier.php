@@ -34,13 +34,12 @@ final class Retrier
     }
 
     /**
-     * Calls $call until the server answers. $call gets true when an earlier try of the same
-     * call failed, whose effect may have reached the server anyway.
+     * Calls $call until the server answers.
      *
      * @template T
-     * @param Closure(bool): T $call
+     * @param Closure(): T $call
      * @param Unavailable|null $earlierFailure how a try made elsewhere (e.g. in a pipeline) failed:
-     *        it is waited out first, and every call is a retry
+     *        it is waited out first, and counts as the first try
      * @return T
      * @throws StopRequested when the worker was asked to stop and the call still fails
      */
@@ -57,7 +56,7 @@ final class Retrier
             }
             $tries++;
             try {
-                $result = $call($failure !== null);
+                $result = $call();
                 $this->recovered();
 
                 return $result;

@@ -193,6 +193,27 @@ final class HttpTransportTest extends TestCase
         self::assertSame(0, $again['body']['wait_ms']);
     }
 
+    public function testAnAckAnsweredWithoutNextLeavesTheFirstQueuesReserveUnanswered(): void
+    {
+        $this->http->responses = [
+            FakeHttpClient::json(200, ['id' => 'j9', 'state' => 'succeeded']),
+            FakeHttpClient::json(200, self::reservation()),
+        ];
+        $transport = $this->transport(['high', 'low']);
+        $acked = $transport->ackAndReserve(Jobs::make(id: 'j9', queue: 'high'), null);
+        $next = $transport->reserve();
+
+        self::assertTrue($acked->leaseHeld);
+        self::assertNull($acked->next);
+        self::assertSame('j1', $next?->id);
+        self::assertSame('http://gw:3000/v1/queues/high/jobs:reserve', $this->http->requests[1]['url']);
+        self::assertSame(
+            $this->http->requests[0]['body']['reserve']['lease_token'],
+            $this->http->requests[1]['body']['lease_token'],
+            'the gateway could not ask Redis: the reserve may have run under that token',
+        );
+    }
+
     public function testTheReserveOfAnAckWhoseAnswerWasLostGoesAgainWithItsToken(): void
     {
         $this->http->responses = [

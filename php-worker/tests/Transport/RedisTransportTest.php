@@ -287,6 +287,22 @@ final class RedisTransportTest extends TestCase
         self::assertTrue($this->transport()->ack(Jobs::make(), null));
     }
 
+    public function testAResentCallCountsAsDoneOnlyWhenRedisSaysItsOwnTokenEndedTheLease(): void
+    {
+        $this->connection->replies = [
+            new Unavailable('read error on connection'),
+            ['LEASE_LOST', 'succeeded'],
+            ['LEASE_LOST', 'active', 'queued'],
+        ];
+        $transport = $this->transport();
+
+        self::assertFalse(
+            $transport->ack(Jobs::make(), null),
+            'sent again, but another lease finished the job: a lost lease, whatever the state',
+        );
+        self::assertFalse($transport->ack(Jobs::make(), null), 'an ack does not leave a job queued');
+    }
+
     public function testAckAndReserveSendsTheAckAndAReserveOnTheFirstQueueInOneRoundTrip(): void
     {
         $this->connection->replies = [['OK', 1700000001000], self::JOB_REPLY];

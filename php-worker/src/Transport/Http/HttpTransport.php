@@ -112,8 +112,9 @@ final class HttpTransport implements Transport
         $next = null;
         $firstQueueAsked = false;
         $readNext = function (HttpResponse $answer) use ($job, &$next, &$firstQueueAsked): void {
-            // A resent ack that finds its job succeeded (409) leases nothing.
-            $firstQueueAsked = self::isSuccess($answer);
+            // A resent ack that finds its job succeeded (409) leases nothing; an answer without
+            // `next` could not ask (its reserve may still have run under the token).
+            $firstQueueAsked = self::isSuccess($answer) && array_key_exists('next', $answer->json());
             $next = $firstQueueAsked ? $this->answered($job->queue, self::nextOf($answer)) : null;
         };
         $state = $this->settle($job, 'ack', $body, ['succeeded'], $readNext);
