@@ -80,6 +80,7 @@ t.test('a bad value names its variable', async (t) => {
     [{ IDEMPOTENCY_TTL: '2d', JOB_RETENTION: '1d' }, 'JOB_RETENTION', /at least IDEMPOTENCY_TTL/],
     [{ DEAD_RETENTION: '1h' }, 'DEAD_RETENTION', /at least IDEMPOTENCY_TTL \(86400000 ms\)/],
     [{ MAX_QUEUE_DEPTH: '-1' }, 'MAX_QUEUE_DEPTH', /integer from 0/],
+    [{ EVENT_STREAMS_PER_CLIENT: '0' }, 'EVENT_STREAMS_PER_CLIENT', /integer from 1 to 100000/],
     [{ SHUTDOWN_TIMEOUT: '0' }, 'SHUTDOWN_TIMEOUT', /got "0"/],
     [{ REQUEST_TIMEOUT: '500ms' }, 'REQUEST_TIMEOUT', /got "500ms"/],
     [{ RATE_LIMIT: '100/500ms' }, 'RATE_LIMIT', /window of at least 1s/],
