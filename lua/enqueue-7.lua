@@ -21,7 +21,11 @@
   ARGV[10] ... job fields as name, value pairs, stored verbatim (queue, type, payload, ...)
 
   Returns
-  {'CREATED', state, created_at, run_at, expires_at}   expires_at is '' when the job never expires
+  {'CREATED', state, created_at, run_at, expires_at, first}
+                                                         expires_at is '' when the job never expires;
+                                                         first is '1' for the queue's first job (its
+                                                         stats hash was new: a new or deleted queue,
+                                                         or one Redis lost), else ''
   {'REPLAYED', job_id, field1, value1, ...}              the existing job record (HGETALL order)
   {'CONFLICT', job_id}                                   the key was first used for another request
   {'QUEUE_FULL', depth}                                  queued + scheduled jobs already at the maximum
@@ -111,8 +115,9 @@ if fingerprint ~= '' then
   redis.call('SET', idem_key, fingerprint .. ':' .. id, 'PX', idem_ttl)
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', state, 'at', now_text)
-redis.call('HINCRBY', stats_key, 'enqueued', '1')
+local first = ''
+if redis.call('HINCRBY', stats_key, 'enqueued', '1') == 1 then first = '1' end
 local bucket = prefix .. 'tp:' .. string.format('%d', math.floor(now / 60000))
 if redis.call('HINCRBY', bucket, 'enqueued', '1') == 1 then redis.call('PEXPIRE', bucket, '900000') end
 
-return {'CREATED', state, now, due, expires_at}
+return {'CREATED', state, now, due, expires_at, first}

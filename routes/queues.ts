@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
-import { queueNotFound } from '../src/errors.js'
+import { ProblemError, queueNotFound } from '../src/errors.js'
 import { queueSummaryView } from '../src/queue-view.js'
 import { QUEUE, type QueueParams } from './params.js'
 
@@ -8,7 +8,7 @@ export interface QueuesRoutesOptions {
   contract: Contract
 }
 
-/** Queues and their counts, for dashboards; pausing and resuming a queue's delivery. */
+/** Queues and their counts, for dashboards; pausing and resuming a queue's delivery; deleting an empty queue. */
 export default async function queuesRoutes(
   app: FastifyInstance,
   { contract }: QueuesRoutesOptions,
@@ -63,4 +63,22 @@ export default async function queuesRoutes(
       },
     )
   }
+
+  app.delete<{ Params: QueueParams }>(
+    `/v1/queues/${QUEUE}`,
+    contract.route('deleteQueue'),
+    async ({ params: { queue } }, reply) => {
+      await known(queue)
+      const deleted = await queues.delete(queue)
+      if (deleted.outcome === 'not_empty') {
+        const { queued, scheduled, active, dead } = deleted.counts
+        throw new ProblemError(
+          'QUEUE_NOT_EMPTY',
+          `Queue ${queue} still holds jobs (${queued} queued, ${scheduled} scheduled, ${active} active, ${dead} dead): cancel, finish or purge them first.`,
+          { extensions: { counts: deleted.counts } },
+        )
+      }
+      return reply.code(204).send()
+    },
+  )
 }

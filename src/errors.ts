@@ -20,6 +20,7 @@ const catalogue = {
   LEASE_LOST: { status: 409, title: 'The lease on this job is no longer held' },
   JOB_NOT_CANCELABLE: { status: 409, title: 'The job can no longer be canceled' },
   JOB_NOT_DEAD: { status: 409, title: 'The job is not dead' },
+  QUEUE_NOT_EMPTY: { status: 409, title: 'The queue still holds jobs' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request did not arrive in time' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   RESULT_TOO_LARGE: { status: 413, title: "The job's result is too large" },
@@ -136,7 +137,10 @@ export function jobNotFound(queue: string, id: string): ProblemError {
 
 /** A queue name that never had a job. */
 export function queueNotFound(queue: string): ProblemError {
-  return new ProblemError('QUEUE_NOT_FOUND', `There is no queue ${queue}: it never had a job.`)
+  return new ProblemError(
+    'QUEUE_NOT_FOUND',
+    `There is no queue ${queue}: it never had a job, or it was deleted.`,
+  )
 }
 
 /** The answer to a request that arrives, or would start something, during a shutdown. */

@@ -139,6 +139,8 @@ t.test('each route asks for its scope; probes stay public', async (t) => {
     ['POST', '/v1/queues/q:pause', '', admin, 200],
     ['POST', '/v1/queues/q:resume', '', worker, 403],
     ['POST', '/v1/queues/q:resume', '', admin, 200],
+    ['DELETE', '/v1/queues/q', '', producer, 403],
+    ['DELETE', '/v1/queues/q', '', admin, 409],
     ['POST', '/v1/queues/q/dead:redrive', '', reader, 403],
     ['POST', '/v1/queues/q/dead:redrive', '', admin, 200],
     ['POST', '/v1/queues/q/jobs:reserve', '{"worker":"w"}', producer, 403],

@@ -140,6 +140,10 @@ t.test('ingest on Redis Cluster', async (t) => {
       counts: { queued: 0 },
       totals: { canceled: 3 },
     })
+    const deleted = await app.inject({ method: 'DELETE', url: '/v1/queues/reports' })
+    t.equal(deleted.statusCode, 204, 'an empty queue is deleted: its script on its node')
+    t.equal(await client.sismember('jobgate:queues', 'reports'), 0, 'the registry on its own')
+    t.equal(await client.exists('jobgate:{reports}:stats'), 0)
   })
 })
 

@@ -17,7 +17,8 @@ import { queueScript } from './scripts.js'
 const CANCEL_BATCH = 1000
 
 export type EnqueueResult =
-  | { outcome: 'created'; job: JobRecord }
+  /** `first`: the queue's first job (a new queue, a deleted one, or one Redis lost). */
+  | { outcome: 'created'; job: JobRecord; first: boolean }
   | { outcome: 'replayed'; job: JobRecord }
   | { outcome: 'conflict'; jobId: string }
   | { outcome: 'queue_full'; depth: number }
@@ -84,10 +85,11 @@ function enqueueResult(job: NewJob, reply: unknown): EnqueueResult {
   const [status, ...rest] = replyStrings(reply)
   switch (status) {
     case 'CREATED': {
-      const [state, createdAt, runAt, expiresAt] = rest
+      const [state, createdAt, runAt, expiresAt, first] = rest
       return {
         outcome: 'created',
         job: createdRecord(job, state as JobState, Number(createdAt), Number(runAt), expiresAt),
+        first: first === '1',
       }
     }
     case 'REPLAYED': {
@@ -117,7 +119,7 @@ export class JobStore {
     const { keys, args } = this.enqueueCall(job)
     const result = enqueueResult(job, await this.runner.run('enqueue', keys, args))
     // After the script, so a refusal writes nothing; once a second per queue, so rarely a wait.
-    if (accepted(result) && this.registrationDue(job.queue)) await this.register(job.queue)
+    if (this.registrationDue(job.queue, [result])) await this.register(job.queue)
     // Checked here, not only in confirmWrites: without replicas the hot path skips an await.
     if (this.runner.waitsForReplicas && accepted(result)) {
       await this.runner.confirmWrites(job.queue, RETRY_SUBMISSION)
@@ -137,7 +139,7 @@ export class JobStore {
       }
     })
     const results = jobs.map((job, index) => enqueueResult(job, replies[index]))
-    if (results.some(accepted) && this.registrationDue(queue)) await this.register(queue)
+    if (this.registrationDue(queue, results)) await this.register(queue)
     if (this.runner.waitsForReplicas && results.some(accepted)) {
       await this.runner.confirmWrites(queue, RETRY_SUBMISSION)
     }
@@ -236,8 +238,14 @@ export class JobStore {
     return { outcome: 'canceled', job }
   }
 
-  /** True unless this process registered the queue within REGISTRATION_TTL_MS. */
-  private registrationDue(queue: string): boolean {
+  /**
+   * True when the outcomes hold the queue's first job (however recently this process registered
+   * the queue: it may have been deleted since), or an accepted job and this process did not
+   * register the queue within REGISTRATION_TTL_MS.
+   */
+  private registrationDue(queue: string, results: readonly EnqueueResult[]): boolean {
+    if (results.some((result) => result.outcome === 'created' && result.first)) return true
+    if (!results.some(accepted)) return false
     return Date.now() - (this.registered.get(queue) ?? -Infinity) >= REGISTRATION_TTL_MS
   }
 

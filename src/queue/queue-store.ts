@@ -19,6 +19,10 @@ export interface QueueCounts {
   lastMinute: Record<string, number>
 }
 
+export type DeleteQueueResult =
+  | { outcome: 'deleted' }
+  | { outcome: 'not_empty'; counts: Pick<QueueCounts, 'queued' | 'scheduled' | 'active' | 'dead'> }
+
 function numbers(flat: string[]): Record<string, number> {
   const out: Record<string, number> = {}
   for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = Number(flat[i + 1])
@@ -109,5 +113,41 @@ export class QueueStore {
       [keys.base, paused ? 'pause' : 'resume'],
     )
     await this.runner.confirmWrites(queue, 'Repeating it is safe.')
+  }
+
+  /**
+   * Removes a queue that holds no job (none queued, scheduled, active or dead): its counters,
+   * events and pause flag, and its name from the registry. A job submitted meanwhile keeps the
+   * queue listed: its enqueue, the queue's first job again, registers the name once more, and
+   * one that landed before the name was removed is seen by the check after it.
+   */
+  async delete(queue: string): Promise<DeleteQueueResult> {
+    const keys = this.runner.keys(queue)
+    const [status, queued, scheduled, active, dead] = replyStrings(
+      await this.runner.run(
+        'delete-queue',
+        [keys.scheduled, keys.active, keys.dead, keys.stats, keys.events, keys.wake, keys.paused],
+        [keys.base, this.runner.settings.deadRetentionMs],
+      ),
+    )
+    if (status === 'NOT_EMPTY') {
+      return {
+        outcome: 'not_empty',
+        counts: {
+          queued: Number(queued),
+          scheduled: Number(scheduled),
+          active: Number(active),
+          dead: Number(dead),
+        },
+      }
+    }
+    const registry = registryKey(this.runner.settings.keyPrefix)
+    await this.runner.command(() => this.runner.client.srem(registry, queue))
+    // Every job since the script wrote the stats hash again: the queue is in use after all.
+    if ((await this.runner.command(() => this.runner.client.exists(keys.stats))) === 1) {
+      await this.runner.command(() => this.runner.client.sadd(registry, queue))
+    }
+    await this.runner.confirmWrites(queue, 'Repeating it is safe.')
+    return { outcome: 'deleted' }
   }
 }

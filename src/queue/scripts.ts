@@ -25,6 +25,7 @@ export const SCRIPT_NAMES = [
   'purge',
   'counts',
   'pause',
+  'delete-queue',
   'rate-limit',
 ] as const
 export type ScriptName = (typeof SCRIPT_NAMES)[number]

@@ -1,0 +1,50 @@
+--[[
+  delete-queue — remove a queue that holds no job: its counters, events, pause flag and wake-ups.
+
+  KEYS[1]  scheduled zset   <prefix>:{<queue>}:scheduled
+  KEYS[2]  active zset      <prefix>:{<queue>}:active
+  KEYS[3]  dead zset        <prefix>:{<queue>}:dead
+  KEYS[4]  stats hash       <prefix>:{<queue>}:stats
+  KEYS[5]  events stream    <prefix>:{<queue>}:events
+  KEYS[6]  wake list        <prefix>:{<queue>}:wake
+  KEYS[7]  paused flag      <prefix>:{<queue>}:paused
+
+  ARGV[1]  queue key prefix <prefix>:{<queue>}:
+  ARGV[2]  retention of dead records, ms (older dead entries are pruned first, as counts does)
+
+  A queue is empty when none of its jobs is queued, scheduled, active or dead. Records of
+  finished jobs and idempotency records are left to expire with their retention: a status read
+  or a replay within it still finds its job. Deleting the stats hash makes the next enqueue
+  count the queue's first job again, which tells the caller to register the queue at once.
+
+  Returns
+  {'DELETED'}
+  {'NOT_EMPTY', queued, scheduled, active, dead}   nothing was changed
+]]
+
+local scheduled_key, active_key, dead_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events_key, wake_key, paused_key = KEYS[5], KEYS[6], KEYS[7]
+local prefix, dead_retention = ARGV[1], tonumber(ARGV[2])
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+
+local queued = 0
+for priority = 0, 9 do
+  queued = queued + redis.call('LLEN', prefix .. 'ready:' .. priority)
+end
+local scheduled = redis.call('ZCARD', scheduled_key)
+local active = redis.call('ZCARD', active_key)
+local dead = redis.call('ZCARD', dead_key)
+if queued + scheduled + active + dead > 0 then
+  return {'NOT_EMPTY', queued, scheduled, active, dead}
+end
+
+redis.call('DEL', stats_key, events_key, wake_key, paused_key, prefix .. 'barrier')
+-- The per-minute throughput buckets live 15 minutes (see enqueue).
+local minute = math.floor(now / 60000)
+for age = 0, 15 do
+  redis.call('DEL', prefix .. 'tp:' .. string.format('%d', minute - age))
+end
+return {'DELETED'}

@@ -1,0 +1,200 @@
+import type { FastifyInstance } from 'fastify'
+import t from 'tap'
+import { dataKeys, startGateway } from './helpers/gateway.js'
+import { parsePrometheus, sample } from './helpers/prometheus.js'
+
+/** DELETE /v1/queues/{queue}: an empty queue leaves the registry with its counters and events. */
+
+function submit(app: FastifyInstance, queue: string, body: object = { type: 't' }, key?: string) {
+  return app.inject({
+    method: 'POST',
+    url: `/v1/queues/${queue}/jobs`,
+    payload: body,
+    ...(key ? { headers: { 'idempotency-key': key } } : {}),
+  })
+}
+
+async function submitted(app: FastifyInstance, queue: string, body?: object): Promise<string> {
+  const res = await submit(app, queue, body)
+  if (res.statusCode !== 202) throw new Error(`submit: ${res.statusCode} ${res.body}`)
+  return res.json().id
+}
+
+async function lease(app: FastifyInstance, queue: string): Promise<{ id: string; token: string }> {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/queues/${queue}/jobs:reserve`,
+    payload: { worker: 'w' },
+  })
+  if (res.statusCode !== 200) throw new Error(`reserve: ${res.statusCode} ${res.body}`)
+  return { id: res.json().job.id, token: res.json().lease.token }
+}
+
+async function finish(app: FastifyInstance, queue: string, action: 'ack' | 'fail') {
+  const { id, token } = await lease(app, queue)
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/queues/${queue}/jobs/${id}:${action}`,
+    payload:
+      action === 'ack' ? { lease_token: token } : { lease_token: token, error: { message: 'no' } },
+  })
+  if (res.statusCode !== 200) throw new Error(`${action}: ${res.statusCode} ${res.body}`)
+  return id
+}
+
+const remove = (app: FastifyInstance, queue: string) =>
+  app.inject({ method: 'DELETE', url: `/v1/queues/${queue}` })
+
+async function listed(app: FastifyInstance): Promise<string[]> {
+  const res = await app.inject({ method: 'GET', url: '/v1/queues' })
+  return res.json().queues.map((queue: { name: string }) => queue.name)
+}
+
+t.test('an empty queue is deleted: its keys go, its finished jobs stay readable', async (t) => {
+  const { app, client } = await startGateway(t)
+  const first = await submit(app, 'q', { type: 't' }, 'order-1')
+  const id = first.json().id
+  t.equal(await finish(app, 'q', 'ack'), id)
+  await submitted(app, 'other')
+  t.equal((await app.inject({ method: 'POST', url: '/v1/queues/q:pause' })).statusCode, 200)
+  t.equal(await client.exists('jobgate:{q}:stats', 'jobgate:{q}:events', 'jobgate:{q}:paused'), 3)
+
+  const res = await remove(app, 'q')
+  t.equal(res.statusCode, 204)
+  t.equal(res.body, '')
+  t.ok(res.headers['x-request-id'])
+
+  t.strictSame(await client.smembers('jobgate:queues'), ['other'])
+  t.strictSame(
+    (await dataKeys(client)).filter((key) => key.startsWith('jobgate:{q}:')).sort(),
+    [`jobgate:{q}:idem:anonymous:order-1`, `jobgate:{q}:job:${id}`].sort(),
+    'only the finished job and its idempotency record are left, to expire',
+  )
+  t.strictSame(await listed(app), ['other'])
+  const gone = await app.inject({ method: 'GET', url: '/v1/queues/q' })
+  t.equal(gone.statusCode, 404)
+  t.equal(gone.json().code, 'QUEUE_NOT_FOUND')
+  const metrics = parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
+  t.strictSame(
+    [...metrics.keys()].filter(
+      (key) => key.startsWith('jobgate_queue') && key.includes('queue="q"'),
+    ),
+    [],
+    'no queue series of the deleted queue (process counters stay, as counters do)',
+  )
+  t.equal(sample(metrics, 'jobgate_queue_jobs', { queue: 'other', state: 'queued' }), 1)
+  t.equal(sample(metrics, 'jobgate_queues'), 1)
+
+  const job = await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${id}` })
+  t.equal(job.statusCode, 200)
+  t.equal(job.json().state, 'succeeded')
+  const again = await remove(app, 'q')
+  t.equal(again.statusCode, 404)
+  t.equal(again.json().code, 'QUEUE_NOT_FOUND')
+
+  const replay = await submit(app, 'q', { type: 't' }, 'order-1')
+  t.equal(replay.statusCode, 202)
+  t.equal(replay.headers['idempotent-replayed'], 'true')
+  t.equal(replay.json().id, id, 'a replay within the retention still finds its job')
+})
+
+t.test('the next job starts the queue afresh and lists it at once', async (t) => {
+  const { app, client } = await startGateway(t)
+  await submitted(app, 'q')
+  await finish(app, 'q', 'ack')
+  t.equal((await remove(app, 'q')).statusCode, 204)
+
+  // Within a second of this gateway's last registration of q: the first job registers anyway.
+  await submitted(app, 'q')
+  t.strictSame(await listed(app), ['q'])
+  const queue = (await app.inject({ method: 'GET', url: '/v1/queues/q' })).json()
+  t.match(queue, {
+    name: 'q',
+    counts: { queued: 1, scheduled: 0, active: 0, dead: 0 },
+    paused: false,
+    totals: { enqueued: 1, succeeded: 0 },
+  })
+  t.equal(await client.hget('jobgate:{q}:stats', 'enqueued'), '1')
+})
+
+t.test('a queue holding jobs is refused with its counts, and nothing changes', async (t) => {
+  const { app, client } = await startGateway(t)
+  await submitted(app, 'q')
+  await submitted(app, 'q')
+  await submitted(app, 'q')
+  await finish(app, 'q', 'fail')
+  await lease(app, 'q')
+  await submitted(app, 'q', { type: 't', delay_ms: 60_000 })
+  const before = await dataKeys(client)
+  const stream = await client.xlen('jobgate:{q}:events')
+
+  const res = await remove(app, 'q')
+  t.equal(res.statusCode, 409)
+  t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8')
+  t.match(res.json(), {
+    code: 'QUEUE_NOT_EMPTY',
+    status: 409,
+    counts: { queued: 1, scheduled: 1, active: 1, dead: 1 },
+  })
+  t.match(res.json().detail, /1 queued, 1 scheduled, 1 active, 1 dead/)
+  t.strictSame(await dataKeys(client), before, 'no key written or deleted')
+  t.equal(await client.xlen('jobgate:{q}:events'), stream)
+  t.strictSame(await listed(app), ['q'])
+
+  for (const state of ['queued', 'scheduled']) {
+    const cleared = await app.inject({ method: 'DELETE', url: `/v1/queues/q/jobs?state=${state}` })
+    t.equal(cleared.json().canceled, 1)
+  }
+  t.equal((await app.inject({ method: 'DELETE', url: '/v1/queues/q/dead' })).json().purged, 1)
+  t.match((await remove(app, 'q')).json(), { code: 'QUEUE_NOT_EMPTY', counts: { active: 1 } })
+})
+
+t.test('bad names and unknown queues are refused without writing', async (t) => {
+  const { app, client } = await startGateway(t)
+  await submitted(app, 'q')
+  const before = await dataKeys(client)
+  for (const [queue, status, code] of [
+    ['typo', 404, 'QUEUE_NOT_FOUND'],
+    ['bad%20name', 400, 'VALIDATION_FAILED'],
+    ['q'.repeat(65), 400, 'VALIDATION_FAILED'],
+  ] as const) {
+    const res = await remove(app, queue)
+    t.equal(res.statusCode, status, queue)
+    t.equal(res.json().code, code, queue)
+  }
+  const body = await app.inject({
+    method: 'DELETE',
+    url: '/v1/queues/q',
+    headers: { 'content-type': 'text/plain' },
+    payload: 'x',
+  })
+  t.equal(body.statusCode, 415)
+  t.strictSame(await dataKeys(client), before)
+})
+
+t.test('a job submitted while the delete runs keeps the queue listed', async (t) => {
+  const { app, client, redis } = await startGateway(t)
+  const other = await startGateway(t, { redis })
+  await submitted(other.app, 'q') // the other gateway has registered q within the last second
+  await finish(app, 'q', 'ack')
+
+  // The job lands after the delete script and before the name leaves the registry.
+  const redisClient = app.store.client
+  const srem = redisClient.srem.bind(redisClient)
+  let late = ''
+  redisClient.srem = (async (...args: Parameters<typeof srem>) => {
+    late = await submitted(other.app, 'q')
+    return srem(...args)
+  }) as typeof srem
+  t.teardown(() => {
+    redisClient.srem = srem
+  })
+
+  t.equal((await remove(app, 'q')).statusCode, 204)
+  t.ok(late)
+  t.strictSame(await client.smembers('jobgate:queues'), ['q'])
+  t.match((await app.inject({ method: 'GET', url: '/v1/queues/q' })).json(), {
+    counts: { queued: 1 },
+    totals: { enqueued: 1 },
+  })
+})
