@@ -27,6 +27,8 @@ export interface Config {
   deadRetentionMs: number
   /** Queued + scheduled jobs one queue may hold before submissions get 503 (0 = no limit). */
   maxQueueDepth: number
+  /** Queues the registry may hold before a new one is refused; 0 = unlimited. */
+  maxQueues: number
   /** Redis connections reserved for workers long-polling over HTTP. */
   longPollConnections: number
   /** Approximate cap of each queue's event stream. */
@@ -432,6 +434,7 @@ export function loadConfig(env: Env = process.env): Config {
     jobRetentionMs,
     deadRetentionMs,
     maxQueueDepth: read.integer('MAX_QUEUE_DEPTH', 1_000_000, 0, 1_000_000_000),
+    maxQueues: read.integer('MAX_QUEUES', 10_000, 0, 10_000_000),
     longPollConnections: read.integer('LONG_POLL_CONNECTIONS', 64, 1, 10_000),
     eventsMaxLen: read.integer('EVENTS_MAX_LEN', 10_000, 100, 10_000_000),
     eventStreamsMax: read.integer('EVENT_STREAMS_MAX', 1000, 1, 100_000),

@@ -21,6 +21,7 @@ const catalogue = {
   JOB_NOT_CANCELABLE: { status: 409, title: 'The job can no longer be canceled' },
   JOB_NOT_DEAD: { status: 409, title: 'The job is not dead' },
   QUEUE_NOT_EMPTY: { status: 409, title: 'The queue still holds jobs' },
+  TOO_MANY_QUEUES: { status: 409, title: 'The gateway holds its maximum of queues' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request did not arrive in time' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   RESULT_TOO_LARGE: { status: 413, title: "The job's result is too large" },
@@ -135,7 +136,7 @@ export function jobNotFound(queue: string, id: string): ProblemError {
   return new ProblemError('JOB_NOT_FOUND', `Queue ${queue} has no job ${id}.`)
 }
 
-/** A queue name that never had a job. */
+/** A queue name that never had a job, or was deleted. */
 export function queueNotFound(queue: string): ProblemError {
   return new ProblemError(
     'QUEUE_NOT_FOUND',

@@ -171,5 +171,13 @@ export function submitted(
       }
     case 'expires_before_due':
       return { accepted: false, problem: expiresBeforeDue(pointer) }
+    case 'too_many_queues':
+      return {
+        accepted: false,
+        problem: new ProblemError(
+          'TOO_MANY_QUEUES',
+          `Queue ${job.queue} would be new, but the gateway already holds ${result.queues} queues, its maximum (MAX_QUEUES). Use an existing queue, delete one no longer used (DELETE /v1/queues/{queue}), or raise MAX_QUEUES.`,
+        ),
+      }
   }
 }

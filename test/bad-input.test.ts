@@ -673,7 +673,7 @@ t.test('a Content-Encoding on a request without a body is no reason to refuse it
 t.test('a wrong method is a 405 that names the methods the path takes', async (t) => {
   const { app } = await startGateway(t)
   const cases: [method: 'PUT' | 'PATCH' | 'POST' | 'DELETE', url: string, allow: string][] = [
-    ['PUT', '/v1/queues/q', 'GET, HEAD'],
+    ['PUT', '/v1/queues/q', 'GET, HEAD, DELETE'],
     ['POST', '/v1/queues/q/jobs/0b6c1f6e-3d3a-4b8e-9a55-0d1c4f0f9a21', 'GET, HEAD, DELETE'],
     ['PATCH', '/v1/queues/q/jobs?state=queued', 'GET, HEAD, POST, DELETE'],
     ['DELETE', '/healthz', 'GET, HEAD'],

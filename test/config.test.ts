@@ -26,6 +26,7 @@ t.test('defaults', async (t) => {
   t.equal(config.jobRetentionMs, 86_400_000)
   t.equal(config.deadRetentionMs, 7 * 86_400_000)
   t.equal(config.maxQueueDepth, 1_000_000)
+  t.equal(config.maxQueues, 10_000)
   t.equal(config.requestTimeoutMs, 30_000)
   t.strictSame(config.redisWaitReplicas, { replicas: 0, timeoutMs: 500 })
   t.ok(Object.isFrozen(config))
@@ -80,6 +81,7 @@ t.test('a bad value names its variable', async (t) => {
     [{ IDEMPOTENCY_TTL: '2d', JOB_RETENTION: '1d' }, 'JOB_RETENTION', /at least IDEMPOTENCY_TTL/],
     [{ DEAD_RETENTION: '1h' }, 'DEAD_RETENTION', /at least IDEMPOTENCY_TTL \(86400000 ms\)/],
     [{ MAX_QUEUE_DEPTH: '-1' }, 'MAX_QUEUE_DEPTH', /integer from 0/],
+    [{ MAX_QUEUES: '1.5' }, 'MAX_QUEUES', /integer from 0 to 10000000/],
     [{ EVENT_STREAMS_PER_CLIENT: '0' }, 'EVENT_STREAMS_PER_CLIENT', /integer from 1 to 100000/],
     [{ SHUTDOWN_TIMEOUT: '0' }, 'SHUTDOWN_TIMEOUT', /got "0"/],
     [{ REQUEST_TIMEOUT: '500ms' }, 'REQUEST_TIMEOUT', /got "500ms"/],

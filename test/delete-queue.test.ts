@@ -198,3 +198,55 @@ t.test('a job submitted while the delete runs keeps the queue listed', async (t)
     totals: { enqueued: 1 },
   })
 })
+
+t.test('MAX_QUEUES: a job for a new queue is refused until one is deleted', async (t) => {
+  const { app, client } = await startGateway(t, { env: { MAX_QUEUES: '2' } })
+  await submitted(app, 'a')
+  await submitted(app, 'b')
+  const before = await dataKeys(client)
+
+  const refused = await submit(app, 'c', { type: 't' }, 'k-1')
+  t.equal(refused.statusCode, 409)
+  t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8')
+  t.match(refused.json(), { code: 'TOO_MANY_QUEUES', status: 409 })
+  t.match(refused.json().detail, /already holds 2 queues, its maximum \(MAX_QUEUES\)/)
+  const batch = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/c/jobs:batch',
+    payload: { jobs: [{ type: 't' }, { type: 't', idempotency_key: 'k-2' }] },
+  })
+  t.equal(batch.statusCode, 200)
+  t.match(batch.json(), { accepted: 0, replayed: 0, rejected: 2 })
+  t.strictSame(
+    batch
+      .json()
+      .results.map((item: { status: number; problem: { code: string } }) => [
+        item.status,
+        item.problem.code,
+      ]),
+    [
+      [409, 'TOO_MANY_QUEUES'],
+      [409, 'TOO_MANY_QUEUES'],
+    ],
+  )
+  t.strictSame(await dataKeys(client), before, 'nothing written for the new queue')
+
+  t.equal((await submit(app, 'a')).statusCode, 202, 'existing queues take jobs as before')
+  await finish(app, 'b', 'ack')
+  t.equal((await remove(app, 'b')).statusCode, 204)
+  t.equal((await submit(app, 'c', { type: 't' }, 'k-1')).statusCode, 202, 'room again')
+  t.strictSame(await listed(app), ['a', 'c'])
+  t.equal((await submit(app, 'd')).statusCode, 409)
+
+  const metrics = parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
+  t.equal(sample(metrics, 'jobgate_jobs_rejected_total', { code: 'TOO_MANY_QUEUES' }), 4)
+})
+
+t.test('MAX_QUEUES holds across gateways sharing Redis', async (t) => {
+  const { app, redis } = await startGateway(t, { env: { MAX_QUEUES: '1' } })
+  const other = await startGateway(t, { redis, env: { MAX_QUEUES: '1' } })
+  await submitted(app, 'a')
+  t.equal((await submit(other.app, 'a')).statusCode, 202, 'the other gateway finds a registered')
+  t.equal((await submit(other.app, 'b')).statusCode, 409)
+  t.equal((await submit(app, 'b')).statusCode, 409)
+})

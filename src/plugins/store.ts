@@ -28,6 +28,7 @@ export function storeSettings(config: Config): StoreSettings {
     deadRetentionMs: config.deadRetentionMs,
     eventsMaxLen: config.eventsMaxLen,
     maxQueueDepth: config.maxQueueDepth,
+    maxQueues: config.maxQueues,
   }
 }
 

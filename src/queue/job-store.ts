@@ -23,6 +23,8 @@ export type EnqueueResult =
   | { outcome: 'conflict'; jobId: string }
   | { outcome: 'queue_full'; depth: number }
   | { outcome: 'expires_before_due'; dueInMs: number }
+  /** The queue is new and the registry already holds `queues`, its maximum; nothing was written. */
+  | { outcome: 'too_many_queues'; queues: number }
 
 export type CancelResult =
   | { outcome: 'canceled'; job: JobRecord }
@@ -116,6 +118,8 @@ export class JobStore {
   constructor(private readonly runner: ScriptRunner) {}
 
   async enqueue(job: NewJob): Promise<EnqueueResult> {
+    const refused = await this.queueLimit(job.queue)
+    if (refused) return refused
     const { keys, args } = this.enqueueCall(job)
     const result = enqueueResult(job, await this.runner.run('enqueue', keys, args))
     // After the script, so a refusal writes nothing; once a second per queue, so rarely a wait.
@@ -132,6 +136,8 @@ export class JobStore {
    * Each call is atomic on its own, so each job gets its own outcome; results are in order.
    */
   async enqueueMany(queue: string, jobs: readonly NewJob[]): Promise<EnqueueResult[]> {
+    const refused = await this.queueLimit(queue)
+    if (refused) return jobs.map(() => refused)
     const replies = await this.runner.pipeline((pipeline) => {
       for (const job of jobs) {
         const { keys, args } = this.enqueueCall(job)
@@ -245,8 +251,31 @@ export class JobStore {
    */
   private registrationDue(queue: string, results: readonly EnqueueResult[]): boolean {
     if (results.some((result) => result.outcome === 'created' && result.first)) return true
-    if (!results.some(accepted)) return false
-    return Date.now() - (this.registered.get(queue) ?? -Infinity) >= REGISTRATION_TTL_MS
+    return results.some(accepted) && !this.registeredRecently(queue)
+  }
+
+  /** True when this process registered the queue (or found it registered) within REGISTRATION_TTL_MS. */
+  private registeredRecently(queue: string): boolean {
+    return Date.now() - (this.registered.get(queue) ?? -Infinity) < REGISTRATION_TTL_MS
+  }
+
+  /**
+   * The refusal of a submission to a new queue when the registry holds MAX_QUEUES, else null.
+   * Asked at most once a second per queue (a queue found registered counts as registered by
+   * this process); gateways adding new queues at the same moment may pass the maximum by a few.
+   */
+  private async queueLimit(queue: string): Promise<EnqueueResult | null> {
+    const { maxQueues, keyPrefix } = this.runner.settings
+    if (maxQueues === 0 || this.registeredRecently(queue)) return null
+    const key = registryKey(keyPrefix)
+    const [member, size] = replyList(
+      await this.runner.pipeline((pipeline) => pipeline.sismember(key, queue).scard(key)),
+    ).map(Number)
+    if (member === 1) {
+      this.remember(queue)
+      return null
+    }
+    return (size ?? 0) >= maxQueues ? { outcome: 'too_many_queues', queues: size ?? 0 } : null
   }
 
   /** Adds the queue to the cross-queue registry. */
@@ -254,7 +283,11 @@ export class JobStore {
     const now = Date.now()
     const key = registryKey(this.runner.settings.keyPrefix)
     await this.runner.command(() => this.runner.client.sadd(key, queue))
+    this.remember(queue, now)
+  }
+
+  private remember(queue: string, at = Date.now()): void {
     if (this.registered.size >= REGISTERED_LIMIT) this.registered.clear()
-    this.registered.set(queue, now)
+    this.registered.set(queue, at)
   }
 }

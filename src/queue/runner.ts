@@ -16,6 +16,8 @@ export interface StoreSettings {
   eventsMaxLen: number
   /** Queued + scheduled jobs a queue may hold; 0 = unlimited. */
   maxQueueDepth: number
+  /** Queues the registry may hold before a submission to a new one is refused; 0 = unlimited. */
+  maxQueues: number
 }
 
 const KEY_CACHE_LIMIT = 10_000

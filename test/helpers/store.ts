@@ -13,6 +13,7 @@ export const TEST_SETTINGS: StoreSettings = {
   deadRetentionMs: 7 * 86_400_000,
   eventsMaxLen: 10_000,
   maxQueueDepth: 0,
+  maxQueues: 0,
 }
 
 /** The gateway's store on a private redis-server, plus a plain client for assertions. */
