@@ -41,6 +41,23 @@ t.test('the worker image: non-root, the shared lua/ scripts, PHP from Debian', a
   t.match(dockerfile, /^USER /m)
 })
 
+t.test(
+  'the worker image, ./dev up and the supervisord example set memory_limit above --memory',
+  async (t) => {
+    // Debian's php-cli has no memory_limit: without one, --memory's default 96 MB guards nothing mid-job.
+    for (const [file, line] of [
+      ['php-worker/Dockerfile', /^ENTRYPOINT .*$/m],
+      ['dev', /^\s*setsid php .*$/m],
+      ['php-worker/examples/supervisord.conf', /^command=.*$/m],
+    ] as const) {
+      const command = line.exec(read(file))?.[0] ?? ''
+      const limit = Number(/memory_limit=(\d+)M/.exec(command)?.[1])
+      const memory = Number(/--memory=(\d+)/.exec(command)?.[1] ?? 96)
+      t.ok(limit > memory, `${file}: memory_limit ${limit}M above --memory ${memory}`)
+    }
+  },
+)
+
 t.test('npm start, the image and ./dev up run the gateway with the same node flags', async (t) => {
   const { scripts } = JSON.parse(read('package.json')) as { scripts: { start: string } }
   // `exec`: npm's shell gives way to Node, so a signal to `npm start` reaches the gateway.

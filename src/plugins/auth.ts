@@ -77,7 +77,7 @@ export default fp(
         if (identity === null) {
           const key = presentedKey(request)
           const challenge = key === null ? CHALLENGE : `${CHALLENGE}, error="invalid_token"`
-          let detail = 'The API key is not one of this gateway.'
+          let detail = "The API key is not one of this gateway's."
           if (key === null) {
             detail = 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>".'
           } else if (key === MALFORMED) {

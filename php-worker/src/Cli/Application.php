@@ -127,13 +127,26 @@ class Application
     /**
      * `--memory` stops the worker between jobs; PHP's own limit ends it in the middle of one (an
      * attempt spent, the job back only when its lease runs out). Below `--memory`, it comes first.
+     * Without one (Debian's php-cli sets none), a handler that keeps allocating holds the machine's
+     * memory until `--timeout` stops it.
      */
     protected function warnOfPhpMemoryLimit(WorkerConfig $config, Logger $logger): void
     {
-        $limit = PhpMemoryLimit::bytes(ini_get('memory_limit'));
+        $setting = ini_get('memory_limit');
+        if ($setting !== false && trim($setting) === '-1') {
+            $logger->warn('memory_limit is unlimited', [
+                'memory_limit' => $setting,
+                'memory_mb' => $config->memoryMb,
+                'error' => 'a handler that keeps allocating is stopped only by --timeout: '
+                    . 'set a limit above --memory (php -d memory_limit=…)',
+            ]);
+
+            return;
+        }
+        $limit = PhpMemoryLimit::bytes($setting);
         if ($limit !== null && $config->memoryMb * 1024 * 1024 >= $limit) {
             $logger->warn('memory_limit not above --memory', [
-                'memory_limit' => ini_get('memory_limit'),
+                'memory_limit' => $setting,
                 'memory_mb' => $config->memoryMb,
                 'error' => 'PHP ends the process mid-job before --memory stops it between jobs: '
                     . 'lower --memory or raise memory_limit (php -d memory_limit=…)',

@@ -216,14 +216,29 @@ final class ApplicationTest extends TestCase
         self::assertSame([], $below, 'below: nothing to say');
         self::assertCount(1, $at);
         self::assertSame('warn', $at[0]['level']);
+        self::assertSame('memory_limit not above --memory', $at[0]['msg']);
         self::assertSame(['1G', 1024], [$at[0]['memory_limit'], $at[0]['memory_mb']]);
+    }
+
+    public function testNoMemoryLimitIsWarnedOfAtStart(): void
+    {
+        $previous = ini_set('memory_limit', '-1');
+        try {
+            $lines = $this->startAndStopAtOnce(96);
+        } finally {
+            ini_set('memory_limit', (string) $previous);
+        }
+        self::assertCount(1, $lines);
+        self::assertSame(['warn', 'memory_limit is unlimited'], [$lines[0]['level'], $lines[0]['msg']]);
+        self::assertSame(['-1', 96], [$lines[0]['memory_limit'], $lines[0]['memory_mb']]);
+        self::assertStringContainsString('--timeout', $lines[0]['error']);
     }
 
     /**
      * Runs the application with --memory=$memoryMb and a worker that finds itself over it at
      * once (it stops before its first reserve).
      *
-     * @return list<array<string, mixed>> the `memory_limit not above --memory` lines it logged
+     * @return list<array<string, mixed>> the lines it logged about PHP's `memory_limit`
      */
     private function startAndStopAtOnce(int $memoryMb): array
     {
@@ -257,7 +272,7 @@ final class ApplicationTest extends TestCase
 
         return array_values(array_filter(
             $lines,
-            static fn (array $line) => $line['msg'] === 'memory_limit not above --memory',
+            static fn (array $line) => str_starts_with($line['msg'], 'memory_limit '),
         ));
     }
 
