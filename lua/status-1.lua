@@ -3,6 +3,8 @@
 
   KEYS[1]  job hash   <prefix>:{<queue>}:job:<id>
 
+  ARGV     none
+
   Returns
   {now}                          the job does not exist (never did, or its retention ended)
   {now, field1, value1, ...}     the job record (HGETALL order)

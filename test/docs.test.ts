@@ -72,6 +72,7 @@ t.test('PROTOCOL.md documents every Lua script and its keys', async (t) => {
     const header = /^--\[\[([\s\S]*?)\]\]/.exec(lua)?.[1] ?? ''
     t.ok(header, `${file} opens with a header comment`)
     t.equal(header.match(/^\s*KEYS\[\d+\]/gm)?.length, keys, `${file}: header lists ${keys} KEYS`)
+    t.match(header, /^\s*ARGV/m, `${file}: header lists its arguments (or says none)`)
     t.match(header, /^\s*Returns/m, `${file}: header lists its replies`)
     const start = protocol.indexOf(`### \`${file}\``)
     t.ok(start >= 0, `PROTOCOL.md has a section for ${file}`)

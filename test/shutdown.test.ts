@@ -32,7 +32,7 @@ t.test(
       outcomes
         .filter((outcome) => outcome.status === 503)
         .every((outcome) => outcome.code === 'SHUTTING_DOWN'),
-      'requests arriving during the drain get a SHUTTING_DOWN problem',
+      'a 503 during the drain is a SHUTTING_DOWN problem, never another failure',
     )
     const accepted = outcomes.filter((outcome) => outcome.status === 202)
     t.ok(accepted.length > 50, `jobs were accepted (${accepted.length})`)

@@ -9,6 +9,8 @@ namespace Jobgate\Worker;
  */
 final class ExitCode
 {
+    /** `--help` printed the usage. */
+    public const HELP = 0;
     /** Stopped by SIGTERM, SIGINT, SIGQUIT or SIGHUP, after finishing the current job. */
     public const SIGNAL = 0;
     /** A fatal error in the worker itself (not in a handler), or a handler's exit() mid-job. */

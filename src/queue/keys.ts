@@ -3,8 +3,6 @@
  * touches a single cluster slot: `<prefix>:{<queue>}:<part>`.
  */
 
-export const PRIORITIES = 10
-
 export class QueueKeys {
   /** `<prefix>:{<queue>}:`, the stem every key of this queue starts with. */
   readonly base: string

@@ -74,7 +74,11 @@ export class RateLimitCounter {
 
   // Replies on one connection arrive in call order, so the oldest waiters get the oldest take.
   private granted(window: ClientWindow, tokens: number, reply: unknown): void {
-    const [count, ttl] = reply as [number, number]
+    const [count, ttl] = Array.isArray(reply) ? reply : []
+    if (typeof count !== 'number' || typeof ttl !== 'number') {
+      this.failed(window, tokens, new Error('jobgate: unexpected rate-limit reply'))
+      return
+    }
     window.incoming -= tokens
     window.next = count - tokens + 1
     window.last = count

@@ -127,7 +127,6 @@ function optionalNumber(value: string | undefined): number | null {
   return value === undefined || value === '' ? null : Number(value)
 }
 
-/** Decodes an HGETALL reply (flat name/value list); null when the record is empty. */
 /** A page of a list or set of jobs: how many it holds, and the page's records. */
 export interface JobPage {
   total: number
@@ -149,6 +148,7 @@ export function decodePage(reply: unknown[]): JobPage {
   return { total: Number(total), jobs }
 }
 
+/** Decodes an HGETALL reply (flat name/value list); null when the record is empty. */
 export function decodeJob(flat: readonly string[]): JobRecord | null {
   if (flat.length === 0) return null
   const fields = new Map<string, string>()

@@ -53,12 +53,13 @@ function asProblem(error: unknown, retryAfterSeconds: number): unknown {
   })
 }
 
-/** A script reply as a list of strings (nested lists are not flattened). */
+/** A script reply as a list (its items as Redis sent them; nested lists stay lists). */
 export function replyList(reply: unknown): unknown[] {
   if (!Array.isArray(reply)) throw new Error('jobgate: unexpected script reply')
   return reply
 }
 
+/** A script reply as a list of strings. */
 export function replyStrings(reply: unknown): string[] {
   return replyList(reply).map((item) => String(item))
 }

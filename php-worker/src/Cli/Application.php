@@ -69,7 +69,7 @@ class Application
         if (OptionParser::wantsHelp($args)) {
             fwrite($this->stdout, Usage::TEXT);
 
-            return 0;
+            return ExitCode::HELP;
         }
         try {
             $config = (new OptionParser($this->env, $this->defaultLuaDir, self::defaultWorkerId()))->parse($args);
