@@ -359,7 +359,6 @@ final class RedisTransport implements Transport
         return $job;
     }
 
-    /** How long to block: the block time, or less when something is due sooner. */
     /**
      * Up to $seconds, in slices of IDLE_WAIT_SLICE_MS: until a wake-up token arrives or the
      * worker is asked to stop.
@@ -377,6 +376,7 @@ final class RedisTransport implements Transport
         }
     }
 
+    /** How long to block: the block time, or less when something is due sooner. */
     private function blockSeconds(int $waitMs): float
     {
         $blockMs = $waitMs >= 0 ? min($this->options->blockMs, $waitMs) : $this->options->blockMs;
