@@ -16,6 +16,9 @@
   finished jobs and idempotency records are left to expire with their retention: a status read
   or a replay within it still finds its job. Deleting the stats hash makes the next enqueue
   count the queue's first job again, which tells the caller to register the queue at once.
+  The event stream is trimmed to nothing, not deleted: it keeps its last id and its count of
+  entries ever added, so the ids of a queue made again under the name go on growing, and a
+  watcher who missed the entries trimmed here is told of the gap.
 
   Returns
   {'DELETED'}
@@ -41,7 +44,8 @@ if queued + scheduled + active + dead > 0 then
   return {'NOT_EMPTY', queued, scheduled, active, dead}
 end
 
-redis.call('DEL', stats_key, events_key, wake_key, paused_key, prefix .. 'barrier')
+redis.call('DEL', stats_key, wake_key, paused_key)
+redis.call('XTRIM', events_key, 'MAXLEN', '0')
 -- The per-minute throughput buckets live 15 minutes (see enqueue).
 local minute = math.floor(now / 60000)
 for age = 0, 15 do

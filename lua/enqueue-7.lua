@@ -18,7 +18,9 @@
   ARGV[7]  maximum queue depth, queued + scheduled (0 = unlimited)
   ARGV[8]  approximate maximum length of the events stream
   ARGV[9]  queue key prefix <prefix>:{<queue>}:
-  ARGV[10] ... job fields as name, value pairs, stored verbatim (queue, type, payload, ...)
+  ARGV[10] '1' when the queue registry is full: a queue without a stats hash (new, or deleted)
+           takes no job; a replay is still answered. '0' otherwise
+  ARGV[11] ... job fields as name, value pairs, stored verbatim (queue, type, payload, ...)
 
   Returns
   {'CREATED', state, created_at, run_at, expires_at, first}
@@ -31,6 +33,8 @@
   {'QUEUE_FULL', depth}                                  queued + scheduled jobs already at the maximum
   {'EXPIRES_BEFORE_DUE', due_in_ms}                      the time to live ends before (or as) the job is due
                                                          (it could never run); nothing was written
+  {'TOO_MANY_QUEUES'}                                    ARGV[10] is '1' and the queue has no stats hash;
+                                                         nothing was written
 
   Time comes from the Redis server clock, so every gateway and worker shares one clock per queue.
 ]]
@@ -40,6 +44,7 @@ local events_key, wake_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
 local id, fingerprint, idem_ttl = ARGV[1], ARGV[2], ARGV[3]
 local delay, run_at, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local max_depth, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local registry_full = ARGV[10] == '1'
 local PRIORITIES = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
 if fingerprint ~= '' then
@@ -58,6 +63,11 @@ if fingerprint ~= '' then
       return existing
     end
   end
+end
+
+-- After the replay: a producer resending a request whose job exists is answered whatever else.
+if registry_full and redis.call('EXISTS', stats_key) == 0 then
+  return {'TOO_MANY_QUEUES'}
 end
 
 local time = redis.call('TIME')
@@ -93,7 +103,7 @@ end
 
 local entry = '{"at":' .. now_text .. ',"state":"' .. state .. '"}'
 redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
-  'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, unpack(ARGV, 10))
+  'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, unpack(ARGV, 11))
 local expires_at = ''
 if ttl > 0 then
   expires_at = now + ttl

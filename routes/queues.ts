@@ -58,7 +58,7 @@ export default async function queuesRoutes(
       async ({ params: { queue } }) => {
         // An unknown queue is most likely a typo: pausing it would hold back nothing.
         await known(queue)
-        await queues.setPaused(queue, action === 'pause')
+        if (!(await queues.setPaused(queue, action === 'pause'))) throw queueNotFound(queue)
         return queueSummaryView(await queues.counts(queue))
       },
     )

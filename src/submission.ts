@@ -176,7 +176,7 @@ export function submitted(
         accepted: false,
         problem: new ProblemError(
           'TOO_MANY_QUEUES',
-          `Queue ${job.queue} would be new, but the gateway already holds ${result.queues} queues, its maximum (MAX_QUEUES). Use an existing queue, delete one no longer used (DELETE /v1/queues/{queue}), or raise MAX_QUEUES.`,
+          `Queue ${job.queue} would be new, but the gateway holds its maximum of queues (MAX_QUEUES). Use an existing queue, delete one no longer used (DELETE /v1/queues/{queue}), or raise MAX_QUEUES.`,
         ),
       }
   }

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
+import { EventReader } from './helpers/event-source.js'
 import { dataKeys, startGateway } from './helpers/gateway.js'
+import { sleep } from './helpers/load.js'
 import { parsePrometheus, sample } from './helpers/prometheus.js'
 
 /** DELETE /v1/queues/{queue}: an empty queue leaves the registry with its counters and events. */
@@ -67,9 +69,10 @@ t.test('an empty queue is deleted: its keys go, its finished jobs stay readable'
   t.strictSame(await client.smembers('jobgate:queues'), ['other'])
   t.strictSame(
     (await dataKeys(client)).filter((key) => key.startsWith('jobgate:{q}:')).sort(),
-    [`jobgate:{q}:idem:anonymous:order-1`, `jobgate:{q}:job:${id}`].sort(),
-    'only the finished job and its idempotency record are left, to expire',
+    [`jobgate:{q}:events`, `jobgate:{q}:idem:anonymous:order-1`, `jobgate:{q}:job:${id}`].sort(),
+    'only the finished job and its idempotency record are left, to expire, and the stream emptied',
   )
+  t.equal(await client.xlen('jobgate:{q}:events'), 0)
   t.strictSame(await listed(app), ['other'])
   const gone = await app.inject({ method: 'GET', url: '/v1/queues/q' })
   t.equal(gone.statusCode, 404)
@@ -96,6 +99,14 @@ t.test('an empty queue is deleted: its keys go, its finished jobs stay readable'
   t.equal(replay.statusCode, 202)
   t.equal(replay.headers['idempotent-replayed'], 'true')
   t.equal(replay.json().id, id, 'a replay within the retention still finds its job')
+
+  // Past the second in which this gateway remembers q as registered: a replay creates nothing,
+  // so it does not list the deleted queue again.
+  await sleep(1100)
+  const later = await submit(app, 'q', { type: 't' }, 'order-1')
+  t.equal(later.headers['idempotent-replayed'], 'true')
+  t.strictSame(await listed(app), ['other'])
+  t.strictSame(await client.smembers('jobgate:queues'), ['other'])
 })
 
 t.test('the next job starts the queue afresh and lists it at once', async (t) => {
@@ -209,7 +220,7 @@ t.test('MAX_QUEUES: a job for a new queue is refused until one is deleted', asyn
   t.equal(refused.statusCode, 409)
   t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8')
   t.match(refused.json(), { code: 'TOO_MANY_QUEUES', status: 409 })
-  t.match(refused.json().detail, /already holds 2 queues, its maximum \(MAX_QUEUES\)/)
+  t.match(refused.json().detail, /would be new, but the gateway holds its maximum of queues \(MAX_QUEUES\)/)
   const batch = await app.inject({
     method: 'POST',
     url: '/v1/queues/c/jobs:batch',
@@ -250,3 +261,81 @@ t.test('MAX_QUEUES holds across gateways sharing Redis', async (t) => {
   t.equal((await submit(other.app, 'b')).statusCode, 409)
   t.equal((await submit(app, 'b')).statusCode, 409)
 })
+
+t.test('a replay is answered at MAX_QUEUES; a refusal leaves no name behind', async (t) => {
+  const { app, client } = await startGateway(t, { env: { MAX_QUEUES: '1' } })
+  const first = await submit(app, 'q', { type: 't' }, 'k1')
+  await finish(app, 'q', 'ack')
+  t.equal((await remove(app, 'q')).statusCode, 204)
+  await submitted(app, 'other')
+
+  const replay = await submit(app, 'q', { type: 't' }, 'k1')
+  t.equal(replay.statusCode, 202, 'the job exists: replayed, not refused')
+  t.equal(replay.headers['idempotent-replayed'], 'true')
+  t.equal(replay.json().id, first.json().id)
+  t.equal((await submit(app, 'q', { type: 't' }, 'k2')).statusCode, 409, 'a new job is refused')
+  t.strictSame(await client.smembers('jobgate:queues'), ['other'])
+
+  // A queue whose registry entry was lost still takes jobs, and is listed again.
+  await client.srem('jobgate:queues', 'other')
+  await submitted(app, 'q2') // the one place goes to a new queue
+  await sleep(1100) // past the second in which this gateway remembers other as registered
+  t.equal((await submit(app, 'other')).statusCode, 202, 'an existing queue is never refused')
+  t.strictSame((await client.smembers('jobgate:queues')).sort(), ['other', 'q2'])
+})
+
+t.test('MAX_QUEUES holds against submissions racing for new queues', async (t) => {
+  const { app, client } = await startGateway(t, { env: { MAX_QUEUES: '2' } })
+  const answers = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => submit(app, `n${i}`, { type: 't' })),
+  )
+  const statuses = answers.map((res) => res.statusCode)
+  t.equal(statuses.filter((status) => status === 202).length, 2)
+  t.equal(statuses.filter((status) => status === 409).length, 48)
+  t.equal(await client.scard('jobgate:queues'), 2)
+  const accepted = answers.filter((res) => res.statusCode === 202).map((res) => res.json().queue)
+  t.strictSame((await client.smembers('jobgate:queues')).sort(), accepted.sort())
+})
+
+t.test('a pause that finds the queue deleted sets no flag', async (t) => {
+  const { app, client } = await startGateway(t)
+  await submitted(app, 'q')
+  await finish(app, 'q', 'ack')
+  t.equal((await remove(app, 'q')).statusCode, 204)
+  // As a pause whose queue check ran just before the delete: the script itself refuses.
+  t.equal(await app.store.queues.setPaused('q', true), false)
+  t.equal(await client.exists('jobgate:{q}:paused'), 0)
+  await submitted(app, 'q')
+  t.match((await app.inject({ method: 'GET', url: '/v1/queues/q' })).json(), { paused: false })
+})
+
+t.test(
+  'the event stream across a delete: ids go on growing, a resumed watcher gets a gap',
+  async (t) => {
+    const { app, client, url } = await startGateway(t, { listen: true })
+    await submitted(app, 'q')
+    await finish(app, 'q', 'ack')
+    const before = (await client.xrange('jobgate:{q}:events', '-', '+')).map(([id]) => id)
+    t.equal(before.length, 3, 'queued, active, succeeded')
+    t.equal((await remove(app, 'q')).statusCode, 204)
+    const id = await submitted(app, 'q')
+    const after = await client.xrange('jobgate:{q}:events', '-', '+')
+    t.equal(after.length, 1)
+    const [newest] = after[0] ?? []
+    const [ms, seq] = (newest ?? '').split('-').map(Number)
+    const [lastMs, lastSeq] = (before.at(-1) ?? '').split('-').map(Number)
+    t.ok(
+      (ms ?? 0) > (lastMs ?? 0) || (ms === lastMs && (seq ?? 0) > (lastSeq ?? 0)),
+      'the new entry comes after every old one',
+    )
+
+    const reader = await EventReader.open(`${url}/v1/queues/q/events`, {
+      'last-event-id': before[0] ?? '',
+    })
+    t.teardown(() => reader.close())
+    const events = await reader.received(2)
+    t.equal(events[0]?.type, 'gap', 'the entries the delete emptied are told of')
+    t.equal(events[1]?.type, 'message')
+    t.match(JSON.parse(events[1]?.data ?? ''), { job: id, state: 'queued' })
+  },
+)

@@ -574,7 +574,13 @@ t.test(
       runScript(
         client,
         'pause',
-        [`${prefix}paused`, `${prefix}wake`, `${prefix}scheduled`, `${prefix}active`],
+        [
+          `${prefix}paused`,
+          `${prefix}wake`,
+          `${prefix}scheduled`,
+          `${prefix}active`,
+          `${prefix}stats`,
+        ],
         [prefix, 'halt'],
       ),
       /action must be pause or resume/,

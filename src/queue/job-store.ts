@@ -1,4 +1,4 @@
-import { registryKey } from './keys.js'
+import type { Admission, QueueRegistry } from './queue-registry.js'
 import {
   type CancelableState,
   decodeJob,
@@ -23,20 +23,13 @@ export type EnqueueResult =
   | { outcome: 'conflict'; jobId: string }
   | { outcome: 'queue_full'; depth: number }
   | { outcome: 'expires_before_due'; dueInMs: number }
-  /** The queue is new and the registry already holds `queues`, its maximum; nothing was written. */
-  | { outcome: 'too_many_queues'; queues: number }
+  /** The queue is new and the registry holds MAX_QUEUES already; nothing was written. */
+  | { outcome: 'too_many_queues' }
 
 export type CancelResult =
   | { outcome: 'canceled'; job: JobRecord }
   | { outcome: 'not_found' }
   | { outcome: 'not_cancelable'; state: string }
-
-const REGISTERED_LIMIT = 10_000
-/**
- * How long a queue counts as registered before its next job registers it again: a Redis that
- * lost its data (no persistence, a flush, a failover to a replica behind) loses the registry too.
- */
-const REGISTRATION_TTL_MS = 1000
 
 const RETRY_SUBMISSION =
   'Retry with the same Idempotency-Key: a job that was kept is replayed, one that was lost is created again.'
@@ -44,6 +37,10 @@ const RETRY_SUBMISSION =
 /** True for an outcome the producer is told was accepted. */
 function accepted(result: EnqueueResult): boolean {
   return result.outcome === 'created' || result.outcome === 'replayed'
+}
+
+function created(result: EnqueueResult): boolean {
+  return result.outcome === 'created'
 }
 
 /** The record of a job the enqueue script just created, without reading it back. */
@@ -105,6 +102,8 @@ function enqueueResult(job: NewJob, reply: unknown): EnqueueResult {
       return { outcome: 'queue_full', depth: Number(rest[0]) }
     case 'EXPIRES_BEFORE_DUE':
       return { outcome: 'expires_before_due', dueInMs: Number(rest[0]) }
+    case 'TOO_MANY_QUEUES':
+      return { outcome: 'too_many_queues' }
     default:
       throw new Error(`jobgate: unexpected enqueue reply ${status}`)
   }
@@ -112,18 +111,16 @@ function enqueueResult(job: NewJob, reply: unknown): EnqueueResult {
 
 /** Producer-side job operations: submit, read, cancel. */
 export class JobStore {
-  /** Queue → when this process last registered it. */
-  private readonly registered = new Map<string, number>()
-
-  constructor(private readonly runner: ScriptRunner) {}
+  constructor(
+    private readonly runner: ScriptRunner,
+    private readonly registry: QueueRegistry,
+  ) {}
 
   async enqueue(job: NewJob): Promise<EnqueueResult> {
-    const refused = await this.queueLimit(job.queue)
-    if (refused) return refused
-    const { keys, args } = this.enqueueCall(job)
+    const admission = await this.registry.admit(job.queue)
+    const { keys, args } = this.enqueueCall(job, admission)
     const result = enqueueResult(job, await this.runner.run('enqueue', keys, args))
-    // After the script, so a refusal writes nothing; once a second per queue, so rarely a wait.
-    if (this.registrationDue(job.queue, [result])) await this.register(job.queue)
+    await this.settleRegistration(job.queue, admission, [result])
     // Checked here, not only in confirmWrites: without replicas the hot path skips an await.
     if (this.runner.waitsForReplicas && accepted(result)) {
       await this.runner.confirmWrites(job.queue, RETRY_SUBMISSION)
@@ -136,23 +133,43 @@ export class JobStore {
    * Each call is atomic on its own, so each job gets its own outcome; results are in order.
    */
   async enqueueMany(queue: string, jobs: readonly NewJob[]): Promise<EnqueueResult[]> {
-    const refused = await this.queueLimit(queue)
-    if (refused) return jobs.map(() => refused)
+    const admission = await this.registry.admit(queue)
     const replies = await this.runner.pipeline((pipeline) => {
       for (const job of jobs) {
-        const { keys, args } = this.enqueueCall(job)
+        const { keys, args } = this.enqueueCall(job, admission)
         queueScript(pipeline, 'enqueue', keys, args)
       }
     })
     const results = jobs.map((job, index) => enqueueResult(job, replies[index]))
-    if (this.registrationDue(queue, results)) await this.register(queue)
+    await this.settleRegistration(queue, admission, results)
     if (this.runner.waitsForReplicas && results.some(accepted)) {
       await this.runner.confirmWrites(queue, RETRY_SUBMISSION)
     }
     return results
   }
 
-  private enqueueCall(job: NewJob): { keys: string[]; args: (string | number)[] } {
+  /**
+   * The registry after the enqueue scripts: a queue they created a first job in is added (a
+   * `known` one may have been deleted since, a `full` one existed after all, its name lost);
+   * one this submission added while they created nothing is taken out again.
+   */
+  private async settleRegistration(
+    queue: string,
+    admission: Admission,
+    results: readonly EnqueueResult[],
+  ): Promise<void> {
+    if (results.some(created)) {
+      const first = results.some((result) => result.outcome === 'created' && result.first)
+      if (admission === 'full' || (admission === 'known' && first)) await this.registry.add(queue)
+    } else if (admission === 'added') {
+      await this.registry.withdraw(queue)
+    }
+  }
+
+  private enqueueCall(
+    job: NewJob,
+    admission: Admission,
+  ): { keys: string[]; args: (string | number)[] } {
     const { settings } = this.runner
     const keys = this.runner.keys(job.queue)
     return {
@@ -175,6 +192,7 @@ export class JobStore {
         settings.maxQueueDepth,
         settings.eventsMaxLen,
         keys.base,
+        admission === 'full' ? '1' : '0',
         ...newJobFields(job),
       ],
     }
@@ -242,52 +260,5 @@ export class JobStore {
     const job = await this.get(queue, id)
     if (job === null) return { outcome: 'not_found' }
     return { outcome: 'canceled', job }
-  }
-
-  /**
-   * True when the outcomes hold the queue's first job (however recently this process registered
-   * the queue: it may have been deleted since), or an accepted job and this process did not
-   * register the queue within REGISTRATION_TTL_MS.
-   */
-  private registrationDue(queue: string, results: readonly EnqueueResult[]): boolean {
-    if (results.some((result) => result.outcome === 'created' && result.first)) return true
-    return results.some(accepted) && !this.registeredRecently(queue)
-  }
-
-  /** True when this process registered the queue (or found it registered) within REGISTRATION_TTL_MS. */
-  private registeredRecently(queue: string): boolean {
-    return Date.now() - (this.registered.get(queue) ?? -Infinity) < REGISTRATION_TTL_MS
-  }
-
-  /**
-   * The refusal of a submission to a new queue when the registry holds MAX_QUEUES, else null.
-   * Asked at most once a second per queue (a queue found registered counts as registered by
-   * this process); gateways adding new queues at the same moment may pass the maximum by a few.
-   */
-  private async queueLimit(queue: string): Promise<EnqueueResult | null> {
-    const { maxQueues, keyPrefix } = this.runner.settings
-    if (maxQueues === 0 || this.registeredRecently(queue)) return null
-    const key = registryKey(keyPrefix)
-    const [member, size] = replyList(
-      await this.runner.pipeline((pipeline) => pipeline.sismember(key, queue).scard(key)),
-    ).map(Number)
-    if (member === 1) {
-      this.remember(queue)
-      return null
-    }
-    return (size ?? 0) >= maxQueues ? { outcome: 'too_many_queues', queues: size ?? 0 } : null
-  }
-
-  /** Adds the queue to the cross-queue registry. */
-  private async register(queue: string): Promise<void> {
-    const now = Date.now()
-    const key = registryKey(this.runner.settings.keyPrefix)
-    await this.runner.command(() => this.runner.client.sadd(key, queue))
-    this.remember(queue, now)
-  }
-
-  private remember(queue: string, at = Date.now()): void {
-    if (this.registered.size >= REGISTERED_LIMIT) this.registered.clear()
-    this.registered.set(queue, at)
   }
 }

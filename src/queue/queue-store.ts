@@ -1,4 +1,4 @@
-import { registryKey } from './keys.js'
+import type { QueueRegistry } from './queue-registry.js'
 import { replyList, replyStrings, type ScriptRunner } from './runner.js'
 
 export interface QueueCounts {
@@ -37,7 +37,10 @@ export class QueueStore {
   /** The reading of every queue in progress, shared by whoever asks meanwhile. */
   private reading: Promise<QueueCounts[]> | null = null
 
-  constructor(private readonly runner: ScriptRunner) {}
+  constructor(
+    private readonly runner: ScriptRunner,
+    private readonly registry: QueueRegistry,
+  ) {}
 
   /**
    * Every queue's counts, in name order. Callers that ask while a reading is in progress share
@@ -65,15 +68,12 @@ export class QueueStore {
     return counts
   }
 
-  async names(): Promise<string[]> {
-    const key = registryKey(this.runner.settings.keyPrefix)
-    const names = await this.runner.command(() => this.runner.client.smembers(key))
-    return names.sort()
+  names(): Promise<string[]> {
+    return this.registry.names()
   }
 
-  async exists(queue: string): Promise<boolean> {
-    const key = registryKey(this.runner.settings.keyPrefix)
-    return (await this.runner.command(() => this.runner.client.sismember(key, queue))) === 1
+  exists(queue: string): Promise<boolean> {
+    return this.registry.has(queue)
   }
 
   async counts(queue: string): Promise<QueueCounts> {
@@ -103,23 +103,26 @@ export class QueueStore {
 
   /**
    * Holds back (`pause`) or releases (`resume`) the delivery of the queue's jobs; either is a
-   * no-op when already done.
+   * no-op when already done. False when there is no such queue to pause (deleted meanwhile).
    */
-  async setPaused(queue: string, paused: boolean): Promise<void> {
+  async setPaused(queue: string, paused: boolean): Promise<boolean> {
     const keys = this.runner.keys(queue)
-    await this.runner.run(
-      'pause',
-      [keys.paused, keys.wake, keys.scheduled, keys.active],
-      [keys.base, paused ? 'pause' : 'resume'],
+    const [status] = replyStrings(
+      await this.runner.run(
+        'pause',
+        [keys.paused, keys.wake, keys.scheduled, keys.active, keys.stats],
+        [keys.base, paused ? 'pause' : 'resume'],
+      ),
     )
+    if (status === 'NOT_FOUND') return false
     await this.runner.confirmWrites(queue, 'Repeating it is safe.')
+    return true
   }
 
   /**
    * Removes a queue that holds no job (none queued, scheduled, active or dead): its counters,
-   * events and pause flag, and its name from the registry. A job submitted meanwhile keeps the
-   * queue listed: its enqueue, the queue's first job again, registers the name once more, and
-   * one that landed before the name was removed is seen by the check after it.
+   * event history and pause flag, and its name from the registry. A job submitted meanwhile
+   * keeps the queue listed (see QueueRegistry.withdraw, and the enqueue script's `first`).
    */
   async delete(queue: string): Promise<DeleteQueueResult> {
     const keys = this.runner.keys(queue)
@@ -141,13 +144,8 @@ export class QueueStore {
         },
       }
     }
-    const registry = registryKey(this.runner.settings.keyPrefix)
-    await this.runner.command(() => this.runner.client.srem(registry, queue))
-    // Every job since the script wrote the stats hash again: the queue is in use after all.
-    if ((await this.runner.command(() => this.runner.client.exists(keys.stats))) === 1) {
-      await this.runner.command(() => this.runner.client.sadd(registry, queue))
-    }
-    await this.runner.confirmWrites(queue, 'Repeating it is safe.')
+    await this.registry.withdraw(queue)
+    await this.runner.confirmWrites(queue, 'Repeating it is safe: a 404 then means it is deleted.')
     return { outcome: 'deleted' }
   }
 }

@@ -3,6 +3,9 @@ import { closeClient, duplicateForWaits } from './connection.js'
 import type { QueueKeys } from './keys.js'
 import type { RedisClient } from './scripts.js'
 
+/** The barrier key is a write to wait for, nothing more: it expires, so deleted queues leave none. */
+const BARRIER_TTL_MS = 60_000
+
 export interface ReplicationSettings {
   /** Replicas that must hold a write before the gateway confirms it; 0 = do not wait. */
   replicas: number
@@ -15,7 +18,7 @@ export interface ReplicationSettings {
  * to a replica cannot lose what the gateway confirmed.
  *
  * `WAIT` counts only writes made on its own connection, and it blocks that connection, so it
- * runs on a connection of its own after a write there (`INCR` of the queue's `barrier` key):
+ * runs on a connection of its own after a write there (a `SET` of the queue's `barrier` key):
  * Redis replicates in order, so a replica that has that write has every write Redis ran before
  * it, on any connection, including those whose replies the callers already hold. One `WAIT`
  * serves every caller that asked while the one before it was out (a group commit); on Redis
@@ -59,7 +62,11 @@ export class ReplicaBarrier {
     await new Promise((resolve) => setImmediate(resolve))
     this.forming.delete(scope)
     const { replicas, timeoutMs } = this.settings
-    const sent = this.client.pipeline().incr(key).wait(replicas, timeoutMs).exec()
+    const sent = this.client
+      .pipeline()
+      .set(key, '1', 'PX', BARRIER_TTL_MS)
+      .wait(replicas, timeoutMs)
+      .exec()
     this.sent.set(scope, sent)
     try {
       const results = (await sent) ?? []

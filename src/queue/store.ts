@@ -6,6 +6,7 @@ import { DeadLetterStore } from './dead-letter-store.js'
 import { EventFeed } from './event-feed.js'
 import { JobStore } from './job-store.js'
 import { LeaseStore } from './lease-store.js'
+import { QueueRegistry } from './queue-registry.js'
 import { QueueStore } from './queue-store.js'
 import { RateLimitCounter } from './rate-limit-counter.js'
 import { ReplicaBarrier, type ReplicationSettings } from './replica-barrier.js'
@@ -59,10 +60,11 @@ export class Store {
     this.barrier = replication.replicas > 0 ? new ReplicaBarrier(client, replication) : null
     this.runner = new ScriptRunner(client, settings, this.breaker, this.barrier)
     this.blocking = new BlockingClients(client, maxBlockingConnections)
-    this.jobs = new JobStore(this.runner)
+    const registry = new QueueRegistry(this.runner)
+    this.jobs = new JobStore(this.runner, registry)
     this.leases = new LeaseStore(this.runner, this.blocking)
     this.deadLetters = new DeadLetterStore(this.runner)
-    this.queues = new QueueStore(this.runner)
+    this.queues = new QueueStore(this.runner, registry)
     this.events = new EventFeed(this.runner, client)
     this.rateLimits = new RateLimitCounter(client, `${settings.keyPrefix}:ratelimit:`)
   }

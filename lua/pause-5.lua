@@ -5,6 +5,7 @@
   KEYS[2]  wake list     <prefix>:{<queue>}:wake
   KEYS[3]  scheduled     <prefix>:{<queue>}:scheduled
   KEYS[4]  active        <prefix>:{<queue>}:active
+  KEYS[5]  stats hash    <prefix>:{<queue>}:stats   (only whether it exists)
 
   ARGV[1]  queue key prefix <prefix>:{<queue>}:
   ARGV[2]  'pause' or 'resume'
@@ -16,12 +17,16 @@
   them). While paused, idle workers wait for a token, not for the next due time: with none
   ready but jobs scheduled for later or leased, one token lets a worker learn when to ask next.
 
+  A queue without a stats hash has no job and never had one since it was made or deleted: it is
+  not paused (a flag set there would hold back the first jobs of a queue made again later).
+
   Returns
   {'OK', paused_at}   paused_at: ms since the epoch, '' once resumed
+  {'NOT_FOUND'}       pause of a queue without a stats hash; nothing changed
   an error reply, changing nothing, for another action
 ]]
 
-local paused_key, wake_key, scheduled_key, active_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local paused_key, wake_key, scheduled_key, active_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, action = ARGV[1], ARGV[2]
 
 if action ~= 'pause' and action ~= 'resume' then
@@ -29,6 +34,9 @@ if action ~= 'pause' and action ~= 'resume' then
 end
 
 if action == 'pause' then
+  if redis.call('EXISTS', stats_key) == 0 then
+    return {'NOT_FOUND'}
+  end
   local time = redis.call('TIME')
   local now = time[1] .. string.sub('00000' .. time[2], -6, -4)
   redis.call('SET', paused_key, now, 'NX')
