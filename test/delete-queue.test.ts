@@ -220,7 +220,10 @@ t.test('MAX_QUEUES: a job for a new queue is refused until one is deleted', asyn
   t.equal(refused.statusCode, 409)
   t.equal(refused.headers['content-type'], 'application/problem+json; charset=utf-8')
   t.match(refused.json(), { code: 'TOO_MANY_QUEUES', status: 409 })
-  t.match(refused.json().detail, /would be new, but the gateway holds its maximum of queues \(MAX_QUEUES\)/)
+  t.match(
+    refused.json().detail,
+    /would be new, but the gateway holds its maximum of queues \(MAX_QUEUES\)/,
+  )
   const batch = await app.inject({
     method: 'POST',
     url: '/v1/queues/c/jobs:batch',
