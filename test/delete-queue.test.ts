@@ -342,3 +342,24 @@ t.test(
     t.match(JSON.parse(events[1]?.data ?? ''), { job: id, state: 'queued' })
   },
 )
+
+t.test(
+  'a dead record that outlived its dead-set entry, redriven after a delete, lists the queue again',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    await submitted(app, 'q')
+    const id = await finish(app, 'q', 'fail')
+    // As a DEAD_RETENTION shortened since the job died: counts and the delete prune the entry.
+    await client.zrem('jobgate:{q}:dead', id)
+    t.equal((await remove(app, 'q')).statusCode, 204)
+    t.strictSame(await listed(app), [])
+
+    const redriven = await app.inject({ method: 'POST', url: `/v1/queues/q/dead/${id}:redrive` })
+    t.equal(redriven.statusCode, 200)
+    t.equal(redriven.json().state, 'queued')
+    t.strictSame(await listed(app), ['q'])
+    t.match((await app.inject({ method: 'GET', url: '/v1/queues/q' })).json(), {
+      counts: { queued: 1 },
+    })
+  },
+)

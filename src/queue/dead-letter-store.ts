@@ -1,3 +1,4 @@
+import type { QueueRegistry } from './queue-registry.js'
 import { decodePage, type JobPage } from './records.js'
 import { replyList, replyStrings, type ScriptRunner } from './runner.js'
 
@@ -11,7 +12,10 @@ export type DeadJobOutcome =
 
 /** The dead-letter set of each queue: list, redrive, purge. */
 export class DeadLetterStore {
-  constructor(private readonly runner: ScriptRunner) {}
+  constructor(
+    private readonly runner: ScriptRunner,
+    private readonly registry: QueueRegistry,
+  ) {}
 
   async list(queue: string, offset: number, limit: number): Promise<JobPage> {
     const keys = this.runner.keys(queue)
@@ -71,6 +75,9 @@ export class DeadLetterStore {
     const [status, detail] = await this.call(name, queue, id)
     if (status === 'NOT_FOUND') return { outcome: 'not_found' }
     if (status === 'NOT_DEAD') return { outcome: 'not_dead', state: detail ?? '' }
+    // A record can outlive its dead-set entry (a shorter DEAD_RETENTION since it died), and so
+    // the queue's delete: the job redriven now makes the queue one in use again.
+    if (name === 'redrive') await this.registry.add(queue)
     return { outcome: 'done', count: Number(detail) }
   }
 

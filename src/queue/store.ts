@@ -63,7 +63,7 @@ export class Store {
     const registry = new QueueRegistry(this.runner)
     this.jobs = new JobStore(this.runner, registry)
     this.leases = new LeaseStore(this.runner, this.blocking)
-    this.deadLetters = new DeadLetterStore(this.runner)
+    this.deadLetters = new DeadLetterStore(this.runner, registry)
     this.queues = new QueueStore(this.runner, registry)
     this.events = new EventFeed(this.runner, client)
     this.rateLimits = new RateLimitCounter(client, `${settings.keyPrefix}:ratelimit:`)
