@@ -52,5 +52,8 @@ for _, id in ipairs(ids) do
     count = count + 1
   end
 end
-if count > 0 then redis.call('HINCRBY', stats_key, 'purged', count) end
+-- Not into a deleted queue (a record can outlive its dead-set entry): stats' existence is the queue's.
+if count > 0 and redis.call('EXISTS', stats_key) == 1 then
+  redis.call('HINCRBY', stats_key, 'purged', count)
+end
 return {'PURGED', count, #ids, up_to}

@@ -363,3 +363,61 @@ t.test(
     })
   },
 )
+
+t.test(
+  'the same new queue from two gateways at MAX_QUEUES: both refused, no name left',
+  async (t) => {
+    const { app, client, redis } = await startGateway(t, { env: { MAX_QUEUES: '1' } })
+    const other = await startGateway(t, { redis, env: { MAX_QUEUES: '1' } })
+    await submitted(app, 'a')
+    const answers = await Promise.all(
+      [app, other.app, app, other.app].map((gateway) => submit(gateway, 'c', { type: 't' }, 'k')),
+    )
+    t.strictSame(
+      answers.map((res) => res.statusCode),
+      [409, 409, 409, 409],
+    )
+    t.strictSame(await client.smembers('jobgate:queues'), ['a'])
+    t.strictSame(await client.keys('jobgate:{c}:*'), [])
+  },
+)
+
+t.test('a delete between a submission and its first job leaves the queue listed', async (t) => {
+  const { app, client, redis } = await startGateway(t)
+  const other = await startGateway(t, { redis })
+  // The submission registers `fresh`; before its enqueue script runs, another gateway deletes
+  // the queue it finds registered and empty.
+  const registry = (
+    app.store.jobs as unknown as { registry: { admit(queue: string): Promise<string> } }
+  ).registry
+  const admit = registry.admit.bind(registry)
+  registry.admit = async (queue: string) => {
+    const admission = await admit(queue)
+    t.equal((await remove(other.app, queue)).statusCode, 204, 'deleted while empty')
+    return admission
+  }
+  t.teardown(() => {
+    registry.admit = admit
+  })
+  const id = await submitted(app, 'fresh')
+  t.strictSame(await client.smembers('jobgate:queues'), ['fresh'])
+  t.match((await app.inject({ method: 'GET', url: '/v1/queues/fresh' })).json(), {
+    counts: { queued: 1 },
+  })
+  t.equal((await app.inject({ method: 'GET', url: `/v1/queues/fresh/jobs/${id}` })).statusCode, 200)
+})
+
+t.test(
+  'purging a dead record after its queue was deleted does not bring the queue back',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    await submitted(app, 'q')
+    const id = await finish(app, 'q', 'fail')
+    await client.zrem('jobgate:{q}:dead', id) // as a DEAD_RETENTION shortened since it died
+    t.equal((await remove(app, 'q')).statusCode, 204)
+    const purged = await app.inject({ method: 'DELETE', url: `/v1/queues/q/dead/${id}` })
+    t.equal(purged.statusCode, 204)
+    t.equal(await client.exists('jobgate:{q}:stats', `jobgate:{q}:job:${id}`), 0)
+    t.strictSame(await listed(app), [])
+  },
+)

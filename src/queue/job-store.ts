@@ -119,7 +119,10 @@ export class JobStore {
   async enqueue(job: NewJob): Promise<EnqueueResult> {
     const admission = await this.registry.admit(job.queue)
     const { keys, args } = this.enqueueCall(job, admission)
-    const result = enqueueResult(job, await this.runner.run('enqueue', keys, args))
+    const reply = await this.unlessFailed(job.queue, admission, () =>
+      this.runner.run('enqueue', keys, args),
+    )
+    const result = enqueueResult(job, reply)
     await this.settleRegistration(job.queue, admission, [result])
     // Checked here, not only in confirmWrites: without replicas the hot path skips an await.
     if (this.runner.waitsForReplicas && accepted(result)) {
@@ -134,12 +137,14 @@ export class JobStore {
    */
   async enqueueMany(queue: string, jobs: readonly NewJob[]): Promise<EnqueueResult[]> {
     const admission = await this.registry.admit(queue)
-    const replies = await this.runner.pipeline((pipeline) => {
-      for (const job of jobs) {
-        const { keys, args } = this.enqueueCall(job, admission)
-        queueScript(pipeline, 'enqueue', keys, args)
-      }
-    })
+    const replies = await this.unlessFailed(queue, admission, () =>
+      this.runner.pipeline((pipeline) => {
+        for (const job of jobs) {
+          const { keys, args } = this.enqueueCall(job, admission)
+          queueScript(pipeline, 'enqueue', keys, args)
+        }
+      }),
+    )
     const results = jobs.map((job, index) => enqueueResult(job, replies[index]))
     await this.settleRegistration(queue, admission, results)
     if (this.runner.waitsForReplicas && results.some(accepted)) {
@@ -148,21 +153,34 @@ export class JobStore {
     return results
   }
 
+  /** The enqueue call; when it fails, a name this submission added is taken out again. */
+  private async unlessFailed<T>(queue: string, admission: Admission, call: () => Promise<T>) {
+    try {
+      return await call()
+    } catch (error) {
+      // The scripts may have run even so: withdraw keeps a name whose queue has a stats hash.
+      if (admission === 'added') await this.registry.withdraw(queue).catch(() => undefined)
+      throw error
+    }
+  }
+
   /**
-   * The registry after the enqueue scripts: a queue they created a first job in is added (a
-   * `known` one may have been deleted since, a `full` one existed after all, its name lost);
-   * one this submission added while they created nothing is taken out again.
+   * The registry after the enqueue scripts: a queue they created a first job in is added again
+   * (a delete may have taken the name since the admission; a `full` one existed after all, its
+   * name lost); one this submission added while they created nothing is taken out again. Best
+   * effort once a job exists: its 202 stands, and the next submission after a second adds a
+   * name that failed here.
    */
   private async settleRegistration(
     queue: string,
     admission: Admission,
     results: readonly EnqueueResult[],
   ): Promise<void> {
-    if (results.some(created)) {
-      const first = results.some((result) => result.outcome === 'created' && result.first)
-      if (admission === 'full' || (admission === 'known' && first)) await this.registry.add(queue)
-    } else if (admission === 'added') {
-      await this.registry.withdraw(queue)
+    const first = results.some((result) => result.outcome === 'created' && result.first)
+    if (first || (admission === 'full' && results.some(created))) {
+      await this.registry.add(queue).catch(() => this.registry.forget(queue))
+    } else if (admission === 'added' && !results.some(created)) {
+      await this.registry.withdraw(queue).catch(() => undefined)
     }
   }
 

@@ -1,5 +1,5 @@
 import { registryKey } from './keys.js'
-import type { ScriptRunner } from './runner.js'
+import { replyStrings, type ScriptRunner } from './runner.js'
 
 /** Names this process remembers as registered; past it, the memory starts over. */
 const REMEMBERED_LIMIT = 10_000
@@ -11,16 +11,16 @@ const REGISTRATION_TTL_MS = 1000
 
 /**
  * How a submission's queue stands in the registry before its enqueue script runs:
- * `known`, registered (found or remembered); `added`, registered by this submission, within
- * MAX_QUEUES; `full`, new, and adding it would pass MAX_QUEUES (it was not added).
+ * `known`, registered (found, or remembered from the last second); `added`, registered by this
+ * submission, within MAX_QUEUES; `full`, not registered, and MAX_QUEUES are (not added).
  */
 export type Admission = 'known' | 'added' | 'full'
 
 /**
- * The set of queue names, `<prefix>:queues`: outside every queue's slot, so written with plain
- * commands, never inside a script. A queue is added by the submission that may create its first
- * job, before its enqueue script (so MAX_QUEUES holds however many submissions race), and taken
- * out again when that script created nothing.
+ * The set of queue names, `<prefix>:queues`: outside every queue's slot, so never written by a
+ * queue's script; only its own (admit-queue, one key) and plain commands touch it. A queue is
+ * added by the submission that may create its first job, before its enqueue script (so
+ * MAX_QUEUES holds however many submissions race), and taken out again when it created nothing.
  */
 export class QueueRegistry {
   /** Queue → when this process last added it or found it there. */
@@ -32,28 +32,15 @@ export class QueueRegistry {
     return registryKey(this.runner.settings.keyPrefix)
   }
 
-  /**
-   * Registers the queue ahead of a submission, unless this process did within the last second.
-   * `SADD` and `SCARD` in one transaction: of submissions racing for new queues, those that find
-   * the registry past MAX_QUEUES take their name out again, so it is never passed (a race at the
-   * edge may refuse one that would have fit).
-   */
+  /** Registers the queue ahead of a submission, unless this process did within the last second. */
   async admit(queue: string): Promise<Admission> {
     if (this.fresh(queue)) return 'known'
-    const replies = await this.runner.command(() =>
-      this.runner.client.multi().sadd(this.key, queue).scard(this.key).exec(),
+    const [status] = replyStrings(
+      await this.runner.run('admit-queue', [this.key], [queue, this.runner.settings.maxQueues]),
     )
-    const [added, size] = (replies ?? []).map(([error, reply]) => {
-      if (error) throw error
-      return Number(reply)
-    })
-    const { maxQueues } = this.runner.settings
-    if (added === 1 && maxQueues > 0 && (size ?? 0) > maxQueues) {
-      await this.runner.command(() => this.runner.client.srem(this.key, queue))
-      return 'full'
-    }
+    if (status === 'FULL') return 'full'
     this.remember(queue)
-    return added === 1 ? 'added' : 'known'
+    return status === 'ADDED' ? 'added' : 'known'
   }
 
   /** Adds the queue: its first job was just created (it may have been deleted since it was remembered). */
@@ -68,12 +55,17 @@ export class QueueRegistry {
    * does not have.
    */
   async withdraw(queue: string): Promise<void> {
-    this.remembered.delete(queue)
+    this.forget(queue)
     const { stats } = this.runner.keys(queue)
     await this.runner.command(() => this.runner.client.srem(this.key, queue))
     if ((await this.runner.command(() => this.runner.client.exists(stats))) === 1) {
       await this.add(queue)
     }
+  }
+
+  /** Drops what this process remembers of the queue: its next submission asks the registry. */
+  forget(queue: string): void {
+    this.remembered.delete(queue)
   }
 
   async names(): Promise<string[]> {

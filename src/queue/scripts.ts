@@ -26,6 +26,7 @@ export const SCRIPT_NAMES = [
   'counts',
   'pause',
   'delete-queue',
+  'admit-queue',
   'rate-limit',
 ] as const
 export type ScriptName = (typeof SCRIPT_NAMES)[number]
