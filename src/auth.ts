@@ -36,9 +36,11 @@ export function sha256(text: string): Buffer {
 
 /**
  * Parses key entries `<name>:<scope>[+<scope>…]:<sha256 hex>`, one per line or separated by
- * commas; blank lines and `#` comments are skipped. Throws a message naming the bad entry.
+ * commas; blank lines and `#` comments are skipped. Throws a message naming the bad entry,
+ * also when it repeats a name or a key of `earlier` entries or of this text (a repeated key
+ * would always identify as its first entry, whatever scopes the second gives it).
  */
-export function parseApiKeys(text: string): ApiKey[] {
+export function parseApiKeys(text: string, earlier: readonly ApiKey[] = []): ApiKey[] {
   const keys: ApiKey[] = []
   // A comment runs to the end of its line, commas and all: a commented-out line holds no key.
   const entries = text
@@ -66,8 +68,12 @@ export function parseApiKeys(text: string): ApiKey[] {
     if (hash.toLowerCase() === EMPTY_KEY_SHA256) {
       throw new Error(`${where} has the SHA-256 of an empty key (was the key's variable unset?)`)
     }
-    if (keys.some((key) => key.name === name)) throw new Error(`${where} repeats the name ${name}`)
-    keys.push({ name, scopes: new Set(scopes as Scope[]), sha256: Buffer.from(hash, 'hex') })
+    const sha256 = Buffer.from(hash, 'hex')
+    const seen = [...earlier, ...keys]
+    if (seen.some((key) => key.name === name)) throw new Error(`${where} repeats the name ${name}`)
+    const twin = seen.find((key) => key.sha256.equals(sha256))
+    if (twin) throw new Error(`${where} has the same key as ${twin.name}; give each key one entry`)
+    keys.push({ name, scopes: new Set(scopes as Scope[]), sha256 })
   }
   return keys
 }

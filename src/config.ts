@@ -117,7 +117,7 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>
 
-const DURATION = /^(\d+)\s*(ms|s|m|h|d)?$/
+const DURATION = /^(\d+)\s*(ms|s|m|h|d)?$/i
 const DURATION_UNIT_MS: Record<string, number> = {
   ms: 1,
   s: 1000,
@@ -171,7 +171,9 @@ class Reader {
     const value = this.optional(name)
     if (value === undefined) return fallbackMs
     const match = DURATION.exec(value)
-    const ms = match ? Number(match[1]) * (DURATION_UNIT_MS[match[2] ?? 'ms'] ?? 1) : Number.NaN
+    const ms = match
+      ? Number(match[1]) * (DURATION_UNIT_MS[match[2]?.toLowerCase() ?? 'ms'] ?? 1)
+      : Number.NaN
     if (!Number.isSafeInteger(ms) || ms < minMs || ms > maxMs) {
       throw new ConfigError(
         name,
@@ -232,6 +234,7 @@ class Reader {
 }
 
 const DAY = 86_400_000
+const MAX_RATE_WINDOW_MS = 366 * DAY
 const RATE_LIMIT = /^(\d+)\s*\/\s*(\d+)?\s*(ms|s|m|h|d)$/
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost', '::ffff:127.0.0.1'])
 
@@ -242,10 +245,15 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
   const match = RATE_LIMIT.exec(value)
   const max = Number(match?.[1])
   const windowMs = Number(match?.[2] ?? 1) * (DURATION_UNIT_MS[match?.[3] ?? ''] ?? Number.NaN)
-  if (!match || !Number.isSafeInteger(max) || max < 1 || !(windowMs >= 1000)) {
+  if (
+    !match ||
+    !Number.isSafeInteger(max) ||
+    max < 1 ||
+    !(windowMs >= 1000 && windowMs <= MAX_RATE_WINDOW_MS)
+  ) {
     throw new ConfigError(
       name,
-      `must be <requests>/<window> with a window of at least 1s, like 1000/1s or 6000/1m, or off (got "${value}")`,
+      `must be <requests>/<window> with a window from 1s to 366d, like 1000/1s or 6000/1m, or off (got "${value}")`,
     )
   }
   return { max, windowMs }
@@ -367,15 +375,11 @@ function apiKeys(read: Reader): ApiKey[] {
       throw new ConfigError('API_KEYS_FILE', `cannot be read: ${(error as Error).message}`)
     }
     try {
-      keys.push(...parseApiKeys(text))
+      keys.push(...parseApiKeys(text, keys))
     } catch (error) {
       throw new ConfigError('API_KEYS_FILE', (error as Error).message)
     }
   }
-  const names = keys.map((key) => key.name)
-  const repeated = names.find((name, index) => names.indexOf(name) !== index)
-  if (repeated)
-    throw new ConfigError('API_KEYS', `names must be unique (${repeated} appears twice)`)
   return keys
 }
 

@@ -27,6 +27,8 @@ interface Operation {
   parameters?: Parameter[]
   requestBody?: { content: Record<string, { schema: JsonSchema }> }
   responses: Record<string, unknown>
+  /** false: the operation is outside the rate limits of its scope. */
+  'x-rate-limited'?: boolean
 }
 
 export interface OpenApiDocument {
@@ -90,11 +92,15 @@ export class Contract {
    */
   route(operationId: string): {
     schema: FastifySchema
-    config: { scope: Scope | null; path: string }
+    config: { scope: Scope | null; rateLimited: boolean; path: string }
   } {
     return {
       schema: this.routeSchema(operationId),
-      config: { scope: this.scope(operationId), path: this.paths.get(operationId) ?? '' },
+      config: {
+        scope: this.scope(operationId),
+        rateLimited: this.operation(operationId)['x-rate-limited'] !== false,
+        path: this.paths.get(operationId) ?? '',
+      },
     }
   }
 

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { KeyRing, newApiKey, parseApiKeys, sha256 } from '../src/auth.js'
 import { ConfigError, loadConfig } from '../src/config.js'
@@ -26,6 +29,16 @@ t.test('key entries: parsed, validated, compared by hash', async (t) => {
   t.throws(
     () => parseApiKeys(`a:read:${'0'.repeat(64)},a:work:${'1'.repeat(64)}`),
     /repeats the name a/,
+  )
+  t.throws(
+    () => parseApiKeys(`a:read:${'0'.repeat(64)},b:admin:${'0'.repeat(64)}`),
+    /entry 2 \("b"\) has the same key as a/,
+    'a second entry for one key would never be the one identified',
+  )
+  t.throws(
+    () => parseApiKeys(`a:read:${'A'.repeat(64)}`, parseApiKeys(`b:read:${'a'.repeat(64)}`)),
+    /same key as b/,
+    'in either case of hex',
   )
   const ring = new KeyRing(parseApiKeys(API_KEYS))
   t.equal(ring.identify(admin.key)?.name, 'ops')
@@ -66,6 +79,16 @@ t.test('without keys the gateway runs open only on loopback, or when told to', a
   t.equal(loadConfig({ HOST: '0.0.0.0', API_KEYS: producer.entry }).apiKeys.length, 1)
   t.throws(() => loadConfig({ API_KEYS: 'nonsense' }), /Invalid configuration: API_KEYS entry 1/)
   t.throws(() => loadConfig({ API_KEYS_FILE: '/nonexistent/keys' }), /API_KEYS_FILE cannot be read/)
+  const dir = mkdtempSync(join(tmpdir(), 'jobgate-keys-'))
+  t.teardown(() => rmSync(dir, { recursive: true }))
+  const file = join(dir, 'keys')
+  writeFileSync(file, `${reader.entry}\n${producer.entry}\n`)
+  t.throws(
+    () => loadConfig({ API_KEYS: producer.entry, API_KEYS_FILE: file }),
+    /Invalid configuration: API_KEYS_FILE entry 2 \("producer"\) repeats the name producer/,
+    'a repeat in the file is reported as the file',
+  )
+  t.equal(loadConfig({ API_KEYS: other.entry, API_KEYS_FILE: file }).apiKeys.length, 3)
 })
 
 t.test('no key → 401 with WWW-Authenticate; bad keys → 401; missing scope → 403', async (t) => {

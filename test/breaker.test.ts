@@ -50,3 +50,31 @@ t.test('Retry-After counts down the seconds to the trial call, at least 1', asyn
   await new Promise((resolve) => setTimeout(resolve, 1600))
   t.equal(breaker.retryAfterSeconds(), 2, '1.9 s left')
 })
+
+t.test(
+  'the breaker opens when the share of failures reaches the setting, 100 included',
+  async (t) => {
+    const fail = () => Promise.reject(new Error('Connection is closed.'))
+    const answer = () => Promise.resolve('OK')
+    const cases: [number, number, number][] = [
+      // [setting, calls answered, calls failed]
+      [50, 5, 5],
+      [100, 0, 10],
+      [20, 8, 2],
+    ]
+    for (const [percent, answered, failed] of cases) {
+      const breaker = new RedisBreaker({
+        errorThresholdPercent: percent,
+        volumeThreshold: answered + failed,
+        resetMs: 60_000,
+        windowMs: 60_000,
+      })
+      t.teardown(() => breaker.shutdown())
+      for (let i = 0; i < answered; i++) await breaker.run(answer)
+      for (let i = 0; i < failed - 1; i++) await breaker.run(fail).catch(() => {})
+      t.equal(breaker.state, 'closed', `${percent} %: closed one failure short`)
+      await breaker.run(fail).catch(() => {})
+      t.equal(breaker.state, 'open', `${percent} %: open at ${failed} of ${answered + failed}`)
+    }
+  },
+)

@@ -35,7 +35,7 @@ t.test('defaults', async (t) => {
 t.test('units for durations and sizes', async (t) => {
   const config = loadConfig({
     IDEMPOTENCY_TTL: '90m',
-    JOB_RETENTION: '2d',
+    JOB_RETENTION: '2D',
     DEAD_RETENTION: '7200000',
     BODY_LIMIT: '512kb',
     SHUTDOWN_TIMEOUT: '30s',
@@ -85,7 +85,9 @@ t.test('a bad value names its variable', async (t) => {
     [{ EVENT_STREAMS_PER_CLIENT: '0' }, 'EVENT_STREAMS_PER_CLIENT', /integer from 1 to 100000/],
     [{ SHUTDOWN_TIMEOUT: '0' }, 'SHUTDOWN_TIMEOUT', /got "0"/],
     [{ REQUEST_TIMEOUT: '500ms' }, 'REQUEST_TIMEOUT', /got "500ms"/],
-    [{ RATE_LIMIT: '100/500ms' }, 'RATE_LIMIT', /window of at least 1s/],
+    [{ RATE_LIMIT: '100/500ms' }, 'RATE_LIMIT', /window from 1s to 366d/],
+    [{ RATE_LIMIT: '2/367d' }, 'RATE_LIMIT', /got "2\/367d"/],
+    [{ RATE_LIMIT_READ: '2/999999999999d' }, 'RATE_LIMIT_READ', /window from 1s to 366d/],
     [{ HOST: '[::1]' }, 'HOST', /without brackets \(got "\[::1\]"\)/],
     [{ REDIS_WAIT_REPLICAS: 'all' }, 'REDIS_WAIT_REPLICAS', /integer from 0 to 100/],
     [{ REDIS_WAIT_REPLICAS: '-1' }, 'REDIS_WAIT_REPLICAS', /got "-1"/],

@@ -1,17 +1,20 @@
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { chunkFor, type RateLimitCount, RateLimitCounter } from '../src/queue/rate-limit-counter.js'
+import type { ProblemError } from '../src/errors.js'
+import {
+  chunkFor,
+  type RateLimitCount,
+  type RateLimitCounter,
+} from '../src/queue/rate-limit-counter.js'
 import { defineScripts, queueScript } from '../src/queue/scripts.js'
 import { RedisServer } from './helpers/redis-server.js'
+import { startStore } from './helpers/store.js'
 
 const NAMESPACE = 'jobgate:ratelimit:'
 
+/** One gateway's counter: a store of its own on the shared Redis. */
 async function counterOn(t: Test, redis: RedisServer): Promise<RateLimitCounter> {
-  const client = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 })
-  t.teardown(() => client.disconnect())
-  await new Promise((resolve) => client.once('ready', resolve))
-  defineScripts(client)
-  return new RateLimitCounter(client, NAMESPACE)
+  return (await startStore(t, {}, redis)).store.rateLimits
 }
 
 function take(counter: RateLimitCounter, key: string, max: number, windowMs = 60_000) {
@@ -139,8 +142,34 @@ t.test('Redis unreachable: every waiting request gets the error', async (t) => {
   const results = await Promise.allSettled(
     Array.from({ length: 20 }, () => take(counter, 'produce:key:a', 10_000)),
   )
-  t.ok(
-    results.every((result) => result.status === 'rejected'),
-    'all 20 fail (the rate-limit plugin then lets them through)',
+  t.strictSame(
+    results.map((result) => result.status === 'rejected' && (result.reason as ProblemError).code),
+    Array(20).fill('REDIS_UNAVAILABLE'),
+    'all 20 fail as the store fails: 503, Redis unavailable',
   )
 })
+
+t.test(
+  'many clients in a long window: the gateway holds at most 10,000, and forgets safely',
+  async (t) => {
+    const redis = await RedisServer.start()
+    t.teardown(() => redis.destroy())
+    const counter = await counterOn(t, redis)
+    const day = 86_400_000
+    t.equal((await take(counter, 'read:ip:first', 5, day)).current, 1)
+    t.equal((await take(counter, 'read:ip:first', 5, day)).current, 2)
+    // Windows of a day never end in this test: only forgetting the oldest makes room.
+    for (let start = 0; start < 12_000; start += 1000) {
+      await Promise.all(
+        Array.from({ length: 1000 }, (_, i) => take(counter, `read:ip:10.0.${start + i}`, 5, day)),
+      )
+      t.ok(counter.size <= 10_000, `${start + 1000} clients seen, ${counter.size} held`)
+    }
+    t.ok(counter.size >= 9000, `room is made a tenth at a time (${counter.size} held)`)
+    t.equal(
+      (await take(counter, 'read:ip:first', 5, day)).current,
+      3,
+      'a forgotten client counts on from Redis: forgetting never admits more',
+    )
+  },
+)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { newApiKey } from '../src/auth.js'
-import { startGateway } from './helpers/gateway.js'
+import { startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
 import { GatewayProcess } from './helpers/gateway-process.js'
 import { RedisServer } from './helpers/redis-server.js'
 
@@ -119,7 +119,87 @@ t.test('an open gateway limits per client address; wrong keys are throttled too'
     guesses.push(res.statusCode)
   }
   t.strictSame(guesses, [401, 401, 401, 429], 'key guessing is rate limited by address')
+
+  const v6 = await startGateway(t, { env: { RATE_LIMIT_PRODUCE: '3/1m' } })
+  const fromV6 = []
+  for (const address of ['2001:db8::1', '2001:db8::2', '2001:db8:0:0:ffff::3', '2001:db8::4']) {
+    const res = await v6.app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      payload: { type: 't' },
+      remoteAddress: address,
+    })
+    fromV6.push(res.statusCode)
+  }
+  const nextBlock = await v6.app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { type: 't' },
+    remoteAddress: '2001:db8:0:1::1',
+  })
+  t.strictSame(
+    [...fromV6, nextBlock.statusCode],
+    [202, 202, 202, 429, 202],
+    'IPv6 addresses count by their /64: moving within it does not reset the count',
+  )
+  const client = v6.redis.client()
+  t.teardown(() => client.disconnect())
+  t.strictSame((await client.keys('jobgate:ratelimit:*')).sort(), [
+    'jobgate:ratelimit:produce:ip:2001:db8:0:1::',
+    'jobgate:ratelimit:produce:ip:2001:db8::',
+  ])
 })
+
+t.test(
+  'Redis hanging: the count fails like any Redis call, at once once the breaker is open',
+  async (t) => {
+    // At this limit every request takes its count from Redis (chunks of one).
+    const { app, proxy } = await startGatewayBehindProxy(t, {
+      env: { RATE_LIMIT_PRODUCE: '100/1m', RATE_LIMIT_READ: '2/1m', BREAKER_RESET: '10s' },
+    })
+    const post = async () => {
+      const started = Date.now()
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/queues/q/jobs',
+        payload: { type: 't' },
+      })
+      return {
+        status: res.statusCode,
+        code: res.json().code,
+        retryAfter: res.headers['retry-after'],
+        ms: Date.now() - started,
+      }
+    }
+    t.equal((await post()).status, 202)
+    proxy.freezeReplies()
+    const hung = await Promise.all(Array.from({ length: 10 }, post))
+    t.strictSame(
+      hung.map(({ status, code }) => `${status} ${code}`),
+      Array(10).fill('503 REDIS_UNAVAILABLE'),
+      'the count times out: 503, not a pass to a store call that would wait again',
+    )
+    t.equal(app.store.breaker.state, 'open', 'the count failing opened the breaker')
+    for (let i = 0; i < 3; i++) {
+      const open = await post()
+      t.match(open, { status: 503, code: 'REDIS_UNAVAILABLE', retryAfter: /^(9|10)$/ })
+      t.ok(open.ms < 200, `while open, answered without waiting for Redis (${open.ms} ms)`)
+    }
+
+    const scrapes = []
+    for (let i = 0; i < 4; i++) {
+      const res = await app.inject({ method: 'GET', url: '/metrics' })
+      scrapes.push(`${res.statusCode} ${res.headers.ratelimit ?? 'unlimited'}`)
+      if (i === 3)
+        t.match(res.body, /^jobgate_queue_metrics_up 0$/m, 'metrics say Redis is not read')
+    }
+    t.strictSame(
+      scrapes,
+      Array(4).fill('200 unlimited'),
+      '/metrics is outside the read limit (2/1m) and served while Redis hangs',
+    )
+  },
+)
 
 t.test('while Redis cannot count, answers carry no rate-limit headers', async (t) => {
   // At this limit every request takes its token from Redis (chunks of one).

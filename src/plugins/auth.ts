@@ -1,3 +1,4 @@
+import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { type ApiKey, allows, type Identity, KeyRing, SCOPES, type Scope } from '../auth.js'
@@ -11,6 +12,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The API-key scope the route requires (from openapi.yaml); null = public. */
     scope?: Scope | null
+    /** false: the route is outside its scope's rate limit (openapi.yaml's `x-rate-limited`). */
+    rateLimited?: boolean
   }
 }
 
@@ -25,12 +28,18 @@ const CHALLENGE = 'Bearer realm="jobgate"'
 
 /**
  * The client a request counts against in per-client limits: its API key's name, or its address
- * when the gateway is open (every caller is then the anonymous identity).
+ * when the gateway is open or the key is missing or wrong (every caller is then the anonymous
+ * identity). IPv6 addresses count by their /64, the block one host is usually given, so a
+ * client cannot dodge a limit by moving within it; IPv4-mapped ones count as IPv4.
  */
 export function clientOf(request: FastifyRequest): string {
   const { identity } = request
-  return identity && identity !== ANONYMOUS ? `key:${identity.name}` : `ip:${request.ip}`
+  return identity && identity !== ANONYMOUS
+    ? `key:${identity.name}`
+    : `ip:${normalizeIP(request.ip, IPV6_CLIENT_PREFIX)}`
 }
+
+const IPV6_CLIENT_PREFIX = 64
 
 /**
  * The key the request presents: a Bearer token, else `X-API-Key`. An Authorization header of

@@ -10,6 +10,8 @@ export interface RateLimitOptions {
   limits: Readonly<Record<Scope, RateLimit | null>>
 }
 
+const UNCOUNTED_WARNING_EVERY_MS = 10_000
+
 function clientKey(scope: Scope, request: FastifyRequest): string {
   return `${scope}:${clientOf(request)}`
 }
@@ -18,8 +20,9 @@ function clientKey(scope: Scope, request: FastifyRequest): string {
  * Requests per window for each (client, scope), counted in Redis so the limits hold across
  * gateway replicas (the store's `RateLimitCounter`, one counter per client and scope for all
  * routes of the scope). A refused request gets 429 with Retry-After, the classic X-RateLimit-*
- * headers and the IETF draft's RateLimit-Policy/RateLimit fields. When Redis cannot count,
- * requests pass (the store's own calls then answer 503).
+ * headers and the IETF draft's RateLimit-Policy/RateLimit fields. When Redis is unavailable
+ * the count fails as the store's calls do (503, at once while the breaker is open); when Redis
+ * answers but cannot count (out of memory, a read-only replica), requests pass uncounted.
  */
 export default fp(
   async function rateLimits(app: FastifyInstance, { limits }: RateLimitOptions) {
@@ -27,7 +30,7 @@ export default fp(
     app.addHook('onRoute', (route) => {
       const scope = route.config?.scope
       const limit = scope ? limits[scope] : null
-      if (!scope || !limit) return
+      if (!scope || !limit || route.config?.rateLimited === false) return
       route.config = {
         ...route.config,
         rateLimit: {
@@ -45,14 +48,30 @@ export default fp(
     })
 
     const counter = app.store.rateLimits
+    let warnedAt = 0
+    const incr: FastifyRateLimitStore['incr'] = (key, callback, windowMs, max) =>
+      counter.incr(
+        key,
+        (error, result) => {
+          if (error === null || error instanceof ProblemError) return callback(error, result)
+          // Counted as nothing: the plugin sends no headers for a window that ends now.
+          if (Date.now() - warnedAt >= UNCOUNTED_WARNING_EVERY_MS) {
+            warnedAt = Date.now()
+            app.log.warn({ err: error }, 'rate limits are not counted: Redis refused the count')
+          }
+          callback(null, { current: 0, ttl: 0 })
+        },
+        windowMs,
+        max,
+      )
     await app.register(rateLimit, {
       global: false,
       store: class SharedCounter implements FastifyRateLimitStore {
-        incr: FastifyRateLimitStore['incr'] = (...args) => counter.incr(...args)
+        incr = incr
         // Every route of a scope shares the client's counter: the key names the scope.
         child = () => this
       },
-      skipOnError: true,
+      skipOnError: false,
     })
 
     app.addHook('onSend', (request, reply, payload, done) => {
@@ -60,7 +79,7 @@ export default fp(
       const limit = scope ? limits[scope] : null
       const remaining = reply.getHeader('x-ratelimit-remaining')
       if (!scope || !limit || remaining === undefined) return done(null, payload)
-      // The store could not count (Redis down: the request passed uncounted). The plugin still
+      // The store could not count (the request passed uncounted). The plugin still
       // wrote a full quota and a window that ends now; say nothing instead. A count always
       // has a window that ends later (the script's ttl is at least 1 ms).
       if (Number(reply.getHeader('x-ratelimit-reset')) === 0) {

@@ -13,6 +13,8 @@ export interface BreakerOptions {
 
 type Call = () => Promise<unknown>
 
+const THRESHOLD_EPSILON = 1e-9
+
 /**
  * A circuit breaker (opossum) around the request path's Redis calls. Only availability
  * failures count (a script reply such as LEASE_LOST is an answer, not a failure), over a
@@ -26,7 +28,8 @@ export class RedisBreaker {
   constructor(private readonly options: BreakerOptions) {
     this.breaker = new CircuitBreaker((call: Call) => call(), {
       timeout: false, // the client's command timeout bounds every call
-      errorThresholdPercentage: options.errorThresholdPercent,
+      // opossum opens above its percentage; the setting opens at it (100 = every call failed).
+      errorThresholdPercentage: options.errorThresholdPercent - THRESHOLD_EPSILON,
       volumeThreshold: options.volumeThreshold,
       resetTimeout: options.resetMs,
       rollingCountTimeout: options.windowMs,

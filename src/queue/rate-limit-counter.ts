@@ -1,4 +1,4 @@
-import { type RedisClient, runScript } from './scripts.js'
+import type { ScriptRunner } from './runner.js'
 
 export interface RateLimitCount {
   /** This request's number in the window, across every gateway; above the limit = refused. */
@@ -11,7 +11,10 @@ export type RateLimitCallback = (error: Error | null, result?: RateLimitCount) =
 
 /** At most this many tokens per Redis call, and never more than 1 % of the limit. */
 const MAX_CHUNK = 100
-const SWEEP_AT = 10_000
+/** Clients held at most; past it, ended windows go, then the longest-held ones. */
+const MAX_CLIENTS = 10_000
+/** Ended windows are looked for at most this often (a scan holds the event loop). */
+const SWEEP_EVERY_MS = 1000
 
 /** Tokens one Redis call takes: one per request (exact) up to a limit of 199 per window. */
 export function chunkFor(max: number): number {
@@ -33,16 +36,25 @@ interface ClientWindow {
  * A gateway takes tokens in chunks of up to 1 % of the limit and hands them out locally, so a
  * busy client costs one Redis call per chunk, not per request. No more than the limit is ever
  * admitted per window; tokens a gateway holds unused when the window ends are lost, so a client
- * spread over G gateways may be refused up to G × (chunk − 1) requests early.
+ * spread over G gateways may be refused up to G × (chunk − 1) requests early. Forgetting a
+ * client's window loses its tokens the same way, never admits more, so the gateway holds at
+ * most `MAX_CLIENTS` however many clients (or addresses) turn up within a long window.
+ * Calls go through the store's breaker: when Redis is unavailable they fail as the store's do.
  */
 export class RateLimitCounter {
   private readonly windows = new Map<string, ClientWindow>()
+  private sweptAt = 0
 
   constructor(
-    private readonly client: RedisClient,
+    private readonly runner: Pick<ScriptRunner, 'run'>,
     /** Key stem, e.g. `jobgate:ratelimit:`; the client key follows it. */
     private readonly namespace: string,
   ) {}
+
+  /** Clients whose windows the gateway holds. */
+  get size(): number {
+    return this.windows.size
+  }
 
   /** The signature @fastify/rate-limit calls on its store. */
   incr(key: string, callback: RateLimitCallback, windowMs: number, max: number): void {
@@ -56,7 +68,7 @@ export class RateLimitCounter {
     if (window.waiting.length <= window.incoming) return
     const tokens = chunkFor(max)
     window.incoming += tokens
-    runScript(this.client, 'rate-limit', [this.namespace + key], [windowMs, tokens]).then(
+    this.runner.run('rate-limit', [this.namespace + key], [windowMs, tokens]).then(
       (reply) => this.granted(window, tokens, reply),
       (error: Error) => this.failed(window, tokens, error),
     )
@@ -65,7 +77,7 @@ export class RateLimitCounter {
   private windowOf(key: string, now: number): ClientWindow {
     let window = this.windows.get(key)
     if (window === undefined) {
-      if (this.windows.size >= SWEEP_AT) this.sweep(now)
+      if (this.windows.size >= MAX_CLIENTS) this.makeRoom(now)
       window = { next: 1, last: 0, endsAt: 0, waiting: [], incoming: 0 }
       this.windows.set(key, window)
     }
@@ -93,9 +105,19 @@ export class RateLimitCounter {
     for (const callback of window.waiting.splice(0, tokens)) callback(error)
   }
 
-  private sweep(now: number): void {
+  /** Drops ended windows (at most once per `SWEEP_EVERY_MS`), then the oldest idle ones. */
+  private makeRoom(now: number): void {
+    if (now - this.sweptAt >= SWEEP_EVERY_MS) {
+      this.sweptAt = now
+      for (const [key, window] of this.windows) {
+        if (window.endsAt <= now && window.incoming === 0) this.windows.delete(key)
+      }
+    }
+    // A tenth at a time, so a flood of new clients costs a scan per thousand of them.
+    const target = MAX_CLIENTS - MAX_CLIENTS / 10
     for (const [key, window] of this.windows) {
-      if (window.endsAt <= now && window.incoming === 0) this.windows.delete(key)
+      if (this.windows.size <= target) break
+      if (window.incoming === 0) this.windows.delete(key)
     }
   }
 }

@@ -66,7 +66,7 @@ export class Store {
     this.deadLetters = new DeadLetterStore(this.runner, registry)
     this.queues = new QueueStore(this.runner, registry)
     this.events = new EventFeed(this.runner, client)
-    this.rateLimits = new RateLimitCounter(client, `${settings.keyPrefix}:ratelimit:`)
+    this.rateLimits = new RateLimitCounter(this.runner, `${settings.keyPrefix}:ratelimit:`)
   }
 
   /** Resolves once the store's connections are ready, or after `timeoutMs`; reports which. */
