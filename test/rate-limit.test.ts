@@ -232,3 +232,32 @@ t.test('while Redis cannot count, answers carry no rate-limit headers', async (t
     t.equal(res.headers[name], undefined, `no ${name}`)
   }
 })
+
+t.test(
+  'a count Redis refuses: unavailable → 503; any other error → passes uncounted',
+  async (t) => {
+    const { app, client } = await startGateway(t, { env: { RATE_LIMIT_READ: '2/1m' } })
+    const read = async () => {
+      const res = await app.inject({ method: 'GET', url: '/v1/queues' })
+      return `${res.statusCode} ${res.headers['x-ratelimit-remaining'] ?? 'uncounted'}`
+    }
+    // Something else wrote the client's counter key: the count fails with WRONGTYPE, a bug
+    // rather than an outage, and the limit is not worth refusing every read for.
+    await client.hset('jobgate:ratelimit:read:ip:127.0.0.1', 'foreign', '1')
+    const reads = []
+    for (let i = 0; i < 4; i++) reads.push(await read())
+    t.strictSame(reads, Array(4).fill('200 uncounted'), 'over the limit of 2, each passes')
+    t.equal(app.store.breaker.state, 'closed')
+    await client.del('jobgate:ratelimit:read:ip:127.0.0.1')
+    t.equal(await read(), '200 1', 'counted again once the key is the counter')
+
+    // Full, and told to refuse writes rather than evict: Redis cannot take writes, an outage
+    // for a job gateway, as for every other Redis call.
+    await client.config('SET', 'maxmemory-policy', 'noeviction')
+    await client.config('SET', 'maxmemory', '1')
+    t.teardown(() => client.config('SET', 'maxmemory', '0'))
+    const full = await app.inject({ method: 'GET', url: '/v1/queues' })
+    t.equal(full.statusCode, 503)
+    t.equal(full.json().code, 'REDIS_UNAVAILABLE')
+  },
+)

@@ -21,8 +21,8 @@ function clientKey(scope: Scope, request: FastifyRequest): string {
  * gateway replicas (the store's `RateLimitCounter`, one counter per client and scope for all
  * routes of the scope). A refused request gets 429 with Retry-After, the classic X-RateLimit-*
  * headers and the IETF draft's RateLimit-Policy/RateLimit fields. When Redis is unavailable
- * the count fails as the store's calls do (503, at once while the breaker is open); when Redis
- * answers but cannot count (out of memory, a read-only replica), requests pass uncounted.
+ * the count fails as the store's calls do (503, at once while the breaker is open); when it
+ * fails otherwise (an unexpected reply), requests pass uncounted.
  */
 export default fp(
   async function rateLimits(app: FastifyInstance, { limits }: RateLimitOptions) {
@@ -57,7 +57,7 @@ export default fp(
           // Counted as nothing: the plugin sends no headers for a window that ends now.
           if (Date.now() - warnedAt >= UNCOUNTED_WARNING_EVERY_MS) {
             warnedAt = Date.now()
-            app.log.warn({ err: error }, 'rate limits are not counted: Redis refused the count')
+            app.log.warn({ err: error }, 'rate limits are not counted: the count failed')
           }
           callback(null, { current: 0, ttl: 0 })
         },
