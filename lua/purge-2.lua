@@ -15,7 +15,7 @@
   Returns
   {'PURGED', count, examined, up_to}
                           as redrive's: examined entries, and the time ARGV[4] stood for
-  {'NOT_FOUND'}           (one id) no such job
+  {'NOT_FOUND'}           (one id) no such job (its dead-set entry, if any, is removed)
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
@@ -30,7 +30,11 @@ end
 local ids
 if one ~= '' then
   local state = redis.call('HGET', prefix .. 'job:' .. one, 'state')
-  if not state then return {'NOT_FOUND'} end
+  if not state then
+    -- A dead record can expire before its entry is pruned (a longer DEAD_RETENTION now).
+    redis.call('ZREM', dead_key, one)
+    return {'NOT_FOUND'}
+  end
   if state ~= 'dead' then return {'NOT_DEAD', state} end
   ids = {one}
 else

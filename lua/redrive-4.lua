@@ -23,7 +23,7 @@
                           count here, not in count); up_to: ARGV[5], or the time it stood for.
                           Passing it to the next call of a series redrives what was dead when
                           the series began: a job that dies again meanwhile stays dead.
-  {'NOT_FOUND'}           (one id) no such job
+  {'NOT_FOUND'}           (one id) no such job (its dead-set entry, if any, is removed)
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
@@ -37,7 +37,11 @@ if up_to == nil or up_to == '' then up_to = string.format('%d', now) end
 local ids
 if one ~= '' then
   local state = redis.call('HGET', prefix .. 'job:' .. one, 'state')
-  if not state then return {'NOT_FOUND'} end
+  if not state then
+    -- A dead record can expire before its entry is pruned (a longer DEAD_RETENTION now).
+    redis.call('ZREM', dead_key, one)
+    return {'NOT_FOUND'}
+  end
   if state ~= 'dead' then return {'NOT_DEAD', state} end
   ids = {one}
 else

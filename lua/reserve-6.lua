@@ -200,7 +200,12 @@ for _, priority in ipairs(PRIORITIES) do
 end
 
 if not id then
-  if skipped >= SKIP_LIMIT then return {'EMPTY', 0} end
+  if skipped >= SKIP_LIMIT then
+    -- More may be ready behind the skipped entries: this caller asks again at once, and the
+    -- jobs made ready here wake as many idle workers.
+    for _ = 1, moved do redis.call('LPUSH', wake_key, '1') end
+    return {'EMPTY', 0}
+  end
   -- Nothing is ready: stale wake-up tokens would only cause idle wake-ups.
   redis.call('DEL', wake_key)
   local wait = -1

@@ -493,6 +493,20 @@ for (const action of ['purgeAll', 'redriveAll'] as const) {
   })
 }
 
+for (const action of ['purge', 'redrive'] as const) {
+  t.test(`${action} of one id whose record expired drops its dead-set entry`, async (t) => {
+    const { store, client } = await startStore(t)
+    const id = await deadJob(store)
+    // Its record expired before its entry was pruned (DEAD_RETENTION raised since it died).
+    await client.del(`jobgate:{q}:job:${id}`)
+    t.equal((await store.queues.counts('q')).dead, 1, 'counted dead until then')
+    t.strictSame(await store.deadLetters[action]('q', id), { outcome: 'not_found' })
+    t.equal(await client.zcard('jobgate:{q}:dead'), 0, 'the entry is gone')
+    t.equal((await store.queues.counts('q')).dead, 0)
+    t.strictSame(await store.queues.delete('q'), { outcome: 'deleted' }, 'the queue can go')
+  })
+}
+
 t.test('purge keeps an idempotency record that now names a newer job', async (t) => {
   const { store, client } = await startStore(t)
   const old = await deadJob(store, { idempotency: { key: 'k', fingerprint: 'first' } })
@@ -657,6 +671,24 @@ t.test('counts per state and the oldest queued job', async (t) => {
   t.equal(await store.queues.exists('nope'), false)
   t.ok(active)
 })
+
+t.test(
+  'a reserve stopped by its skip limit still wakes a worker per job it made ready',
+  async (t) => {
+    const { store, client } = await startStore(t)
+    const due = await enqueue(store, 'q', { delayMs: 20 })
+    // 1,000 leftover entries ahead of it (their records gone): the limit of skips per call.
+    await client.rpush(
+      'jobgate:{q}:ready:5',
+      ...Array.from({ length: 1000 }, (_, i) => `gone-${i}`),
+    )
+    await sleep(40)
+    await client.del('jobgate:{q}:wake')
+    t.strictSame(await store.leases.reserve('q', 'w', 30_000), { job: null, waitMs: 0 })
+    t.equal(await client.llen('jobgate:{q}:wake'), 1, 'one wake token for the job it made ready')
+    t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, due, 'the next call takes it')
+  },
+)
 
 t.test('reserve leaves a wake token for every job it made ready but did not take', async (t) => {
   const { store, client } = await startStore(t)
