@@ -19,6 +19,7 @@
   ARGV[7]  retention of dead records, ms
   ARGV[8]  approximate maximum length of the events stream
   ARGV[9]  queue key prefix <prefix>:{<queue>}:
+  ARGV[10] retention of finished (expired) job records, ms
 
   Back-off policy (job fields backoff_*), for attempt n (the attempt that just failed):
     exponential: min(backoff_max_delay_ms, backoff_delay_ms * 2^(n-1))
@@ -29,6 +30,8 @@
   {'SCHEDULED', run_at}    runs again at run_at
   {'QUEUED', run_at}       runs again now (a delay of 0)
   {'DEAD', finished_at}    that was the last attempt
+  {'EXPIRED', finished_at} attempts remain, but the job's expires_at (the producer's ttl_ms)
+                           comes before it would run again: expired now, not scheduled to expire
   {'NOT_FOUND'}
   {'LEASE_LOST', state}    as for ack: nothing was changed
   {'LEASE_LOST', state, ended_as}
@@ -41,6 +44,7 @@ local wake_key, events_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
 local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local job_retention = ARGV[10]
 
 -- The lease is not this token's. When this token's own call ended it (that call's reply was
 -- lost and it is being sent again), the reply says what that call did.
@@ -54,7 +58,7 @@ local function lease_lost(state)
 end
 
 local job = redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'max_attempts', 'priority',
-  'backoff_type', 'backoff_delay_ms', 'backoff_max_delay_ms', 'backoff_jitter')
+  'backoff_type', 'backoff_delay_ms', 'backoff_max_delay_ms', 'backoff_jitter', 'expires_at')
 local state, lease_token = job[1], job[2]
 if not state then return {'NOT_FOUND'} end
 if state ~= 'active' or lease_token ~= token then return lease_lost(state) end
@@ -104,6 +108,14 @@ if delay < 0 then
 end
 
 local run_at = now + delay
+local expires_at = tonumber(job[10])
+if expires_at and expires_at <= run_at then
+  redis.call('HSET', job_key, 'state', 'expired', 'finished_at', now, 'ended_lease', 'expired:' .. token)
+  redis.call('PEXPIRE', job_key, job_retention)
+  record({at = now, state = 'expired', attempt = attempts, error = message})
+  count('expired')
+  return {'EXPIRED', now}
+end
 count('retried')
 if delay <= 0 then
   redis.call('HSET', job_key, 'state', 'queued', 'run_at', now, 'ended_lease', 'queued:' .. token)

@@ -119,7 +119,7 @@ export function settlementView(
   id: string,
   settled: Settled | { state: 'active'; leaseDeadline: number },
 ) {
-  const finished = settled.state === 'succeeded' || settled.state === 'dead'
+  const finished = ['succeeded', 'dead', 'expired'].includes(settled.state)
   return {
     id,
     state: settled.state,

@@ -629,6 +629,35 @@ t.test('a lease that ran out past the job TTL: expired, not queued again', async
   t.match(await client.hgetall('jobgate:{q}:stats'), { reclaimed: '1', expired: '1' })
 })
 
+t.test('a retry that would run at or past the job TTL: expired at once', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { ttlMs: 60_000 })
+  const lease = (await store.leases.reserve('q', 'w', 30_000)).job
+  const error = { message: 'later', class: 'E' }
+  const expired = await store.leases.retry('q', id, lease?.leaseToken ?? '', error, 120_000)
+  t.match(expired, { outcome: 'done', state: 'expired', at: Number })
+  const job = await store.jobs.get('q', id)
+  t.equal(job?.state, 'expired')
+  t.match(job?.history.at(-1), { state: 'expired', attempt: 1, error: 'later' })
+  t.equal(await client.zcard('jobgate:{q}:scheduled'), 0, 'not scheduled to expire later')
+  t.ok((await client.pttl(`jobgate:{q}:job:${id}`)) > 86_000_000, 'kept for the job retention')
+  t.match(await client.hgetall('jobgate:{q}:stats'), { expired: '1' })
+  t.notOk((await client.hgetall('jobgate:{q}:stats')).retried, 'not counted retried')
+  t.strictSame(
+    await store.leases.retry('q', id, lease?.leaseToken ?? '', error, 120_000),
+    { outcome: 'lease_lost', state: 'expired', endedAs: 'expired' },
+    'the same call sent again says what it did',
+  )
+
+  const soon = await enqueue(store, 'q', { ttlMs: 60_000 })
+  const next = (await store.leases.reserve('q', 'w', 30_000)).job
+  t.match(
+    await store.leases.retry('q', soon, next?.leaseToken ?? '', error, 1000),
+    { outcome: 'done', state: 'scheduled' },
+    'a retry due before the TTL is scheduled as before',
+  )
+})
+
 t.test('leases that ran out come back earliest deadline first', async (t) => {
   const { store } = await startStore(t)
   const ids = [await enqueue(store, 'q'), await enqueue(store, 'q'), await enqueue(store, 'q')]

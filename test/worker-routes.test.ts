@@ -213,6 +213,21 @@ t.test('fail → dead; retry → scheduled with its back-off; unknown job → 40
     error: 'timeout talking to SMTP',
   })
 
+  const shortLived = await submit(app, 'q', { type: 't', ttl_ms: 60_000 })
+  lease = (await reserve(app, 'q')).json().lease
+  const tooLate = await post(app, `/v1/queues/q/jobs/${shortLived}:retry`, {
+    lease_token: lease.token,
+    error: { message: 'upstream down' },
+    delay_ms: 60_000,
+  })
+  t.equal(tooLate.statusCode, 200)
+  t.match(tooLate.json(), { state: 'expired', run_at: null, finished_at: String })
+  t.equal(
+    (await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${shortLived}` })).json().state,
+    'expired',
+    'a retry at or past its TTL expires the job at once',
+  )
+
   const missing = await post(app, '/v1/queues/q/jobs/nope:ack', { lease_token: 'x' })
   t.equal(missing.statusCode, 404)
   t.equal(missing.json().code, 'JOB_NOT_FOUND')

@@ -368,6 +368,11 @@ class Worker
 
             return;
         }
+        if ($retried === RetryOutcome::Expired) {
+            $this->settled($job, true, 'warn', 'job expired: its TTL ends before a retry', $fields);
+
+            return;
+        }
         $fields['state'] = $retried->value;
         if ($delayMs !== null) {
             $fields['delay_ms'] = $delayMs;

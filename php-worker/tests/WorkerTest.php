@@ -221,6 +221,16 @@ final class WorkerTest extends TestCase
         self::assertNotContains('job retried', $this->logs->messages());
     }
 
+    public function testARetryPastTheTtlIsLoggedExpired(): void
+    {
+        $this->transport->jobs = [Jobs::make('boom')];
+        $this->transport->retryOutcome = RetryOutcome::Expired;
+        $this->runWorker(['boom' => fn () => throw new RuntimeException('later')], maxJobs: 1);
+
+        self::assertContains('job expired: its TTL ends before a retry', $this->logs->messages());
+        self::assertNotContains('job retried', $this->logs->messages());
+    }
+
     public function testALeaseLostOnAckIsLoggedAndNotCounted(): void
     {
         $this->transport->jobs = [Jobs::make('echo', id: 'stale'), Jobs::make('echo', id: 'fresh')];

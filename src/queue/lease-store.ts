@@ -34,8 +34,8 @@ export type LeaseOutcome<T> =
   | { outcome: 'too_large'; field: 'result' | 'progress'; maxBytes: number }
 
 export interface Settled {
-  state: 'succeeded' | 'dead' | 'scheduled' | 'queued'
-  /** When the job runs again (scheduled, queued) or finished (succeeded, dead), epoch ms. */
+  state: 'succeeded' | 'dead' | 'expired' | 'scheduled' | 'queued'
+  /** When the job runs again (scheduled, queued) or finished (succeeded, dead, expired), epoch ms. */
   at: number
 }
 
@@ -87,6 +87,7 @@ const TOO_LARGE: Record<string, 'result' | 'progress'> = {
 const STATE_OF_REPLY: Record<string, Settled['state']> = {
   OK: 'succeeded',
   DEAD: 'dead',
+  EXPIRED: 'expired',
   SCHEDULED: 'scheduled',
   QUEUED: 'queued',
 }
@@ -223,6 +224,7 @@ export class LeaseStore {
         settings.deadRetentionMs,
         settings.eventsMaxLen,
         keys.base,
+        settings.jobRetentionMs,
       ],
     )
     return leaseOutcome(replyStrings(reply), settled)

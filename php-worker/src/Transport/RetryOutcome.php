@@ -15,6 +15,8 @@ enum RetryOutcome: string
     case Queued = 'queued';
     /** That was the last attempt. */
     case Dead = 'dead';
+    /** Attempts remain, but the job's TTL ends before it would run again. */
+    case Expired = 'expired';
     /** The worker no longer held the lease: nothing was changed. */
     case LeaseLost = 'lease_lost';
 
@@ -30,6 +32,7 @@ enum RetryOutcome: string
             'scheduled' => self::Scheduled,
             'queued' => self::Queued,
             'dead' => self::Dead,
+            'expired' => self::Expired,
             default => null,
         };
     }

@@ -331,6 +331,7 @@ final class HttpTransportTest extends TestCase
             FakeHttpClient::json(200, ['state' => 'scheduled']),
             FakeHttpClient::json(200, ['state' => 'dead']),
             FakeHttpClient::json(200, ['state' => 'active']),
+            FakeHttpClient::json(200, ['state' => 'expired']),
         ];
         $transport = $this->transport();
 
@@ -338,6 +339,7 @@ final class HttpTransportTest extends TestCase
         self::assertSame(RetryOutcome::Scheduled, $transport->retry(Jobs::make(), 'boom', 'E', null));
         self::assertSame(RetryOutcome::Dead, $transport->retry(Jobs::make(), 'boom', 'E', 250));
         self::assertTrue($transport->heartbeat(Jobs::make(), 30_000, '{"pct":5}'));
+        self::assertSame(RetryOutcome::Expired, $transport->retry(Jobs::make(), 'boom', 'E', 250));
 
         [$fail, $retry, $delayed, $heartbeat] = array_column($this->http->requests, 'body');
         self::assertSame(

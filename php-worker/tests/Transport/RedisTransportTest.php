@@ -217,18 +217,19 @@ final class RedisTransportTest extends TestCase
 
     public function testRetryArguments(): void
     {
-        $this->connection->replies = [['SCHEDULED', 1], ['QUEUED', 1], ['DEAD', 1]];
+        $this->connection->replies = [['SCHEDULED', 1], ['QUEUED', 1], ['DEAD', 1], ['EXPIRED', 1]];
         $transport = $this->transport();
 
         self::assertSame(RetryOutcome::Scheduled, $transport->retry(Jobs::make(id: 'j9'), 'boom', 'E', null));
         self::assertSame(RetryOutcome::Queued, $transport->retry(Jobs::make(id: 'j9'), 'boom', 'E', 0));
         self::assertSame(RetryOutcome::Dead, $transport->retry(Jobs::make(id: 'j9'), 'boom', 'E', 250));
+        self::assertSame(RetryOutcome::Expired, $transport->retry(Jobs::make(id: 'j9'), 'boom', 'E', 250));
 
         self::assertSame(['retry', [
             'jg:{q}:job:j9', 'jg:{q}:active', 'jg:{q}:scheduled', 'jg:{q}:dead',
             'jg:{q}:wake', 'jg:{q}:events', 'jg:{q}:stats',
         ], [
-            'j9', 'token-j9', 'boom', 'E', '-1', '0.250000', '604800000', '10000', 'jg:{q}:',
+            'j9', 'token-j9', 'boom', 'E', '-1', '0.250000', '604800000', '10000', 'jg:{q}:', '86400000',
         ]], $this->connection->scripts[0]);
         self::assertSame('0', $this->connection->scripts[1][2][4]);
         self::assertSame('250', $this->connection->scripts[2][2][4]);

@@ -131,7 +131,8 @@ final class HttpTransport implements Transport
     public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome
     {
         $fields = $delayMs === null ? [] : ['delay_ms' => (string) max(0, $delayMs)];
-        $state = $this->reportError($job, 'retry', $message, $class, $fields, ['scheduled', 'queued', 'dead']);
+        $states = ['scheduled', 'queued', 'dead', 'expired'];
+        $state = $this->reportError($job, 'retry', $message, $class, $fields, $states);
 
         return $state === null ? RetryOutcome::LeaseLost : RetryOutcome::fromState($state);
     }

@@ -178,9 +178,13 @@ final class RedisTransport implements Transport
                 (string) $this->options->deadRetentionMs,
                 (string) $this->options->eventsMaxLen,
                 $keys->stem,
+                (string) $this->options->jobRetentionMs,
             ],
         );
-        $state = $this->settle($call, ['SCHEDULED' => 'scheduled', 'QUEUED' => 'queued', 'DEAD' => 'dead']);
+        $state = $this->settle(
+            $call,
+            ['SCHEDULED' => 'scheduled', 'QUEUED' => 'queued', 'DEAD' => 'dead', 'EXPIRED' => 'expired'],
+        );
 
         return $state === null ? RetryOutcome::LeaseLost : RetryOutcome::fromState($state);
     }
