@@ -115,6 +115,11 @@ local function is_past(expires_at)
   return expires_at and expires_at ~= '' and tonumber(expires_at) <= now
 end
 
+-- The first write, and one Redis refuses when out of memory (RPOP and ZREM, the first writes
+-- otherwise, are allowed then, and after them every write is): with no memory for the ack, no
+-- job is leased only to run again once its lease runs out. The lease step overwrites it.
+redis.call('SET', lease_key, '', 'PX', ARGV[4])
+
 -- Jobs this call made ready, by id: each deserves a wake-up unless this call takes it.
 local moved, made_ready = 0, {}
 
@@ -174,7 +179,7 @@ end
 
 -- A paused queue leases nothing; idle workers wait until resume wakes them.
 if redis.call('EXISTS', prefix .. 'paused') == 1 then
-  redis.call('DEL', wake_key)
+  redis.call('DEL', wake_key, lease_key)
   return {'EMPTY', -1}
 end
 
@@ -203,11 +208,12 @@ if not id then
   if skipped >= SKIP_LIMIT then
     -- More may be ready behind the skipped entries: this caller asks again at once, and the
     -- jobs made ready here wake as many idle workers.
+    redis.call('DEL', lease_key)
     for _ = 1, moved do redis.call('LPUSH', wake_key, '1') end
     return {'EMPTY', 0}
   end
   -- Nothing is ready: stale wake-up tokens would only cause idle wake-ups.
-  redis.call('DEL', wake_key)
+  redis.call('DEL', wake_key, lease_key)
   local wait = -1
   for _, zset in ipairs({scheduled_key, active_key}) do
     local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')

@@ -658,6 +658,36 @@ t.test('a retry that would run at or past the job TTL: expired at once', async (
   )
 })
 
+t.test(
+  'Redis out of memory: reserve leases nothing (no job runs that could not be acked)',
+  async (t) => {
+    const { store, client } = await startStore(t)
+    const id = await enqueue(store, 'q')
+    await enqueue(store, 'q', { delayMs: 10 })
+    await sleep(20)
+    await client.config('SET', 'maxmemory-policy', 'noeviction')
+    await client.config('SET', 'maxmemory', '1')
+    t.teardown(() => client.config('SET', 'maxmemory', '0'))
+    await t.rejects(store.leases.reserve('q', 'w', 30_000), { code: 'REDIS_UNAVAILABLE' })
+    await client.config('SET', 'maxmemory', '0')
+    t.equal((await store.jobs.get('q', id))?.state, 'queued', 'still waiting, attempt not counted')
+    t.equal(await client.zcard('jobgate:{q}:active'), 0)
+    t.equal(await client.llen('jobgate:{q}:ready:5'), 1, 'popped nothing')
+    t.equal(await client.zcard('jobgate:{q}:scheduled'), 1, 'promoted nothing')
+    const lease = (await store.leases.reserve('q', 'w', 30_000)).job
+    t.equal(lease?.id, id, 'leased once Redis has memory again')
+    t.equal(await client.get(`jobgate:{q}:lease:${lease?.leaseToken}`), id)
+    t.ok((await store.leases.reserve('q', 'w', 30_000)).job, 'then the one that became due')
+    const none = await store.leases.reserve('q', 'w', 30_000, 'token-nothing-left')
+    t.equal(none.job, null)
+    t.equal(
+      await client.exists('jobgate:{q}:lease:token-nothing-left'),
+      0,
+      'no key left by an empty reply',
+    )
+  },
+)
+
 t.test('leases that ran out come back earliest deadline first', async (t) => {
   const { store } = await startStore(t)
   const ids = [await enqueue(store, 'q'), await enqueue(store, 'q'), await enqueue(store, 'q')]
