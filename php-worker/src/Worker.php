@@ -84,10 +84,10 @@ class Worker
                 $this->prefetchedJob = null;
                 if ($job === null) {
                     $code = $this->stopCode();
-                    if ($code !== null) {
+                    $job = $code === null ? $this->nextJob() : $this->leasedUnanswered();
+                    if ($code !== null && $job === null) {
                         return $this->stop($code);
                     }
-                    $job = $this->nextJob();
                 }
                 if ($job !== null) {
                     $this->process($job);
@@ -218,6 +218,17 @@ class Worker
         $this->deferQuitSignals();
         try {
             return $this->transport->reserve();
+        } finally {
+            $this->resumeQuitSignals();
+        }
+    }
+
+    /** Before stopping: a job the last reserve may have leased without its reply arriving. */
+    protected function leasedUnanswered(): ?Job
+    {
+        $this->deferQuitSignals();
+        try {
+            return $this->transport->leasedUnanswered();
         } finally {
             $this->resumeQuitSignals();
         }

@@ -374,6 +374,28 @@ final class WorkerTest extends TestCase
         self::assertSame(['reason' => 'signal', 'exit_code' => 0], $this->stoppingFields());
     }
 
+    public function testAStoppingWorkerRunsTheJobItsUnansweredReserveLeased(): void
+    {
+        // The ack's reply was lost (the ack was sent again and held), so the reserve that went
+        // with it never said what it leased; then the signal came.
+        $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'never')];
+        $this->transport->leaseWithAck = false;
+        $this->transport->unansweredJobs = [Jobs::make(id: 'leased-unseen')];
+        $this->transport->duringAckAndReserve = fn () => $this->worker?->quit();
+        $handler = new CallableHandler(fn () => 'done');
+        $code = $this->runWorker(['echo' => $handler]);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame(['a', 'leased-unseen'], $handler->handled, 'run, not left to its lease');
+        self::assertSame([
+            ['reserve'],
+            ['ackAndReserve', 'a', '"done"'],
+            ['leasedUnanswered', 'leased-unseen'],
+            ['ack', 'leased-unseen', '"done"'],
+        ], $this->transport->calls, 'asked once, with no new reserve after the quit');
+        self::assertSame(2, $this->worker?->jobsDone());
+    }
+
     public function testAnAckGivenUpForAStopIsLoggedNotCountedAndTheWorkerExits0(): void
     {
         $this->transport->jobs = [Jobs::make(id: 'a'), Jobs::make(id: 'never')];

@@ -36,6 +36,15 @@ interface Transport
     public function reserve(): ?Job;
 
     /**
+     * For a worker about to stop: when its last reserve got no reply (the connection failed on
+     * the way back), sends that reserve once more with the same lease token, without waiting,
+     * so the job it may have leased is run and reported rather than left to wait out a lease
+     * nobody holds. (Had the first try never arrived, this one may lease a job afresh.) Null
+     * when no reserve is unanswered, nothing came, or the server is still unreachable.
+     */
+    public function leasedUnanswered(): ?Job;
+
+    /**
      * @param string|null $resultJson JSON text of the handler's result; null = no result
      * @throws OutcomeRejected when the server refuses the result itself (e.g. too large)
      */

@@ -39,6 +39,8 @@ final class FakeTransport implements Transport
     /** Called while ackAndReserve() is under way (e.g. a signal arriving then). */
     public ?Closure $duringAckAndReserve = null;
     public ?Closure $duringFail = null;
+    /** @var list<Job> what leasedUnanswered() hands out: jobs leased by a reserve whose reply was lost */
+    public array $unansweredJobs = [];
 
     /** @param list<Job> $jobs */
     public function __construct(public array $jobs = [])
@@ -56,6 +58,16 @@ final class FakeTransport implements Transport
         $job = array_shift($this->jobs);
         if ($job === null && $this->onEmpty !== null) {
             ($this->onEmpty)();
+        }
+
+        return $job;
+    }
+
+    public function leasedUnanswered(): ?Job
+    {
+        $job = array_shift($this->unansweredJobs);
+        if ($job !== null) {
+            $this->calls[] = ['leasedUnanswered', $job->id];
         }
 
         return $job;

@@ -193,6 +193,27 @@ final class HttpTransportTest extends TestCase
         self::assertSame(0, $again['body']['wait_ms']);
     }
 
+    public function testLeasedUnansweredAsksTheQueueWhoseReserveGotNoAnswerOnceWithoutWaiting(): void
+    {
+        $this->http->responses = [
+            new HttpResponse(204, ''),
+            new Unavailable('Empty reply from server'),
+            FakeHttpClient::json(200, self::reservation()),
+        ];
+        $transport = $this->transport(['high', 'low']);
+
+        self::assertNull($transport->leasedUnanswered(), 'nothing unanswered yet: nothing asked');
+        self::assertCount(0, $this->http->requests);
+        self::assertNull($transport->reserve());
+        self::assertSame('j1', $transport->leasedUnanswered()?->id);
+        [, $lost, $again] = $this->http->requests;
+        self::assertSame('http://gw:3000/v1/queues/low/jobs:reserve', $again['url']);
+        self::assertSame($lost['body']['lease_token'], $again['body']['lease_token']);
+        self::assertSame(0, $again['body']['wait_ms']);
+        self::assertNull($transport->leasedUnanswered());
+        self::assertCount(3, $this->http->requests);
+    }
+
     public function testAnAckAnsweredWithoutNextLeavesTheFirstQueuesReserveUnanswered(): void
     {
         $this->http->responses = [

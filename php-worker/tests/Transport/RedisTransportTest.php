@@ -142,6 +142,34 @@ final class RedisTransportTest extends TestCase
         self::assertSame($pipelined->args[2], $this->connection->scripts[2][2][2]);
     }
 
+    public function testLeasedUnansweredSendsTheLostReserveOnceMoreWithItsToken(): void
+    {
+        $this->connection->replies = [
+            new Unavailable('read error on connection'),
+            ['LEASE_LOST', 'succeeded', 'succeeded'],
+            self::JOB_REPLY,
+        ];
+        $transport = $this->transport();
+        $transport->ackAndReserve(Jobs::make(), null);
+
+        self::assertSame('j1', $transport->leasedUnanswered()?->id);
+        $pipelined = $this->connection->batchCalls[0][1] ?? null;
+        self::assertSame($pipelined?->args[2], $this->connection->scripts[2][2][2], 'the same token');
+        self::assertNull($transport->leasedUnanswered(), 'answered now: nothing more is asked');
+        self::assertCount(3, $this->connection->scripts);
+    }
+
+    public function testLeasedUnansweredAsksNothingWhenEveryReserveWasAnswered(): void
+    {
+        $this->connection->replies = [self::JOB_REPLY];
+        $transport = $this->transport();
+        $transport->reserve();
+        $asked = count($this->connection->scripts);
+
+        self::assertNull($transport->leasedUnanswered());
+        self::assertCount($asked, $this->connection->scripts);
+    }
+
     public function testWhenAllQueuesAreEmptyItBlocksOnTheirWakeListsThenReservesOnceMore(): void
     {
         $this->connection->replies = [['EMPTY', -1], ['EMPTY', -1], ['EMPTY', -1], ['EMPTY', -1]];

@@ -86,6 +86,16 @@ final class HttpTransport implements Transport
         }
     }
 
+    public function leasedUnanswered(): ?Job
+    {
+        $queue = $this->tokens->unanswered();
+        try {
+            return $queue === null ? null : $this->reserveFrom($queue, 0);
+        } catch (Unavailable) {
+            return null;
+        }
+    }
+
     public function ack(Job $job, ?string $resultJson): bool
     {
         return $this->settle($job, 'ack', self::ackBody($job, $resultJson), ['succeeded']) !== null;

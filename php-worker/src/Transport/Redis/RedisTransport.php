@@ -98,6 +98,26 @@ final class RedisTransport implements Transport
         }
     }
 
+    public function leasedUnanswered(): ?Job
+    {
+        foreach ($this->queues as $keys) {
+            if ($keys->queue === $this->tokens->unanswered()) {
+                try {
+                    $call = $this->reserveCall($keys);
+
+                    return $this->reservedJob(
+                        $keys,
+                        $this->connection->runScript($call->script, $call->keys, $call->args),
+                    );
+                } catch (Unavailable) {
+                    return null;
+                }
+            }
+        }
+
+        return null;
+    }
+
     public function ack(Job $job, ?string $resultJson): bool
     {
         return $this->settle($this->ackCall($job, $resultJson), self::ACK_DONE) !== null;
