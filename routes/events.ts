@@ -23,6 +23,9 @@ import {
 import { isFinal, type JobRecord } from '../src/queue/records.js'
 import type { QueueParams } from './params.js'
 
+/** How long a shutdown waits for a watcher to read the end of its stream. */
+const SHUTDOWN_GRACE_MS = 1000
+
 export interface EventsRoutesOptions {
   contract: Contract
   config: Config
@@ -114,7 +117,7 @@ export default async function eventsRoutes(
   })
   app.addHook('preClose', async () => {
     closing = true
-    for (const stream of open) stream.end()
+    for (const stream of [...open]) stream.shutDown(SHUTDOWN_GRACE_MS)
   })
 
   const route = contract.route('streamEvents')

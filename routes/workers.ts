@@ -81,6 +81,8 @@ export default async function workersRoutes(
     '/v1/queues/:queue/jobs::reserve',
     contract.route('reserveJob'),
     async (request, reply) => {
+      // The client left while an earlier hook ran ('close' has fired already): lease it nothing.
+      if (reply.raw.destroyed) return reply
       const { worker, lease_ms, wait_ms, lease_token } = request.body
       const gone = new AbortController()
       const leave = () => {

@@ -289,6 +289,19 @@ export class EventStream {
     this.options.abort()
   }
 
+  /**
+   * Ends the stream for a shutdown; a client that has not read the rest within `graceMs` (it
+   * stopped reading, and the socket's buffers are full) is dropped, or it would hold the
+   * shutdown open for as long as it stays.
+   */
+  shutDown(graceMs: number): void {
+    const { body } = this
+    this.end()
+    const timer = setTimeout(() => this.options.abort(), graceMs)
+    timer.unref()
+    body.once('close', () => clearTimeout(timer))
+  }
+
   /** Ends the stream (idempotent): on a watched job's final state, a disconnect or shutdown. */
   end(): void {
     if (this.ended) return

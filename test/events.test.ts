@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import type { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { newApiKey } from '../src/auth.js'
@@ -802,6 +803,43 @@ t.test('shutdown ends every open stream', async (t) => {
   await Promise.all(readers.map((r) => r.ended))
   t.ok(Date.now() - started < 2000, 'the gateway closed without waiting on its watchers')
   t.ok(readers.every((r) => r.done))
+})
+
+t.test('shutdown drops a watcher that stopped reading, after a grace', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  // Enough to fill the socket's buffers: the end of the stream can never be written.
+  const pipeline = gateway.client.pipeline()
+  for (let i = 0; i < 100_000; i++) {
+    pipeline.xadd('jobgate:{q}:events', '*', 'job', `j-${i}`, 'state', 'queued', 'at', '1')
+  }
+  await pipeline.exec()
+  const socketOf = serverSockets(gateway.app.server)
+  const watcher = await stalledWatcher(`${gateway.url}/v1/queues/q/events?since=0`)
+  t.teardown(() => watcher.destroy())
+  t.equal(watcher.status, 200)
+  await sleep(300)
+  const closed = gateway.app.close().then(() => 'closed')
+  t.equal(
+    await Promise.race([closed, sleep(5000).then(() => 'still open')]),
+    'closed',
+    'the shutdown does not wait for the client (SHUTDOWN_TIMEOUT would end it with exit 1)',
+  )
+  t.equal(socketOf(watcher.localPort)?.destroyed, true, 'its connection was dropped')
+})
+
+t.test('shutdown closes connections that have sent no request', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  const { port } = new URL(gateway.url)
+  const unused = connect(Number(port), '127.0.0.1')
+  unused.on('error', () => {})
+  t.teardown(() => unused.destroy())
+  const dropped = new Promise<string>((resolve) => unused.once('close', () => resolve('dropped')))
+  await new Promise((resolve) => unused.once('connect', resolve))
+  await sleep(100)
+  const closed = gateway.app.close().then(() => 'closed')
+  t.equal(await Promise.race([closed, sleep(5000).then(() => 'still open')]), 'closed')
+  t.equal(await dropped, 'dropped')
 })
 
 t.test(

@@ -1,6 +1,11 @@
+import { request } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
+import { buildApp } from '../src/app.js'
+import { loadConfig } from '../src/config.js'
 import { startGateway } from './helpers/gateway.js'
+import { sleep } from './helpers/load.js'
+import { RedisServer } from './helpers/redis-server.js'
 
 async function submit(
   app: FastifyInstance,
@@ -559,4 +564,33 @@ t.test(":fail and :retry sent again hear ended_as; another lease's call does not
   })
   t.equal(stranger.statusCode, 409)
   t.notOk('ended_as' in stranger.json(), "another lease's token hears only the state")
+})
+
+t.test('a long poll whose client left before the handler ran leases nothing', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const app = buildApp(loadConfig({ LOG_LEVEL: 'silent', REDIS_URL: redis.url }))
+  // Stands for a hook that takes a while before the handler (the rate limit's Redis count).
+  app.addHook('preHandler', async () => sleep(300))
+  t.teardown(() => app.close())
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const leaving = request(`${url}/v1/queues/q/jobs:reserve`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    agent: false,
+  })
+  leaving.on('error', () => {})
+  leaving.end(JSON.stringify({ worker: 'gone', wait_ms: 10_000 }))
+  await sleep(100)
+  leaving.destroy()
+  await sleep(400)
+  const submitted = await fetch(`${url}/v1/queues/q/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 't' }),
+  })
+  const { id } = (await submitted.json()) as { id: string }
+  await sleep(300)
+  const job = (await (await fetch(`${url}/v1/queues/q/jobs/${id}`)).json()) as { state: string }
+  t.equal(job.state, 'queued', 'not leased to a worker that is gone')
 })
