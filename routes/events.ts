@@ -70,20 +70,29 @@ function startOf(
     if (compareIds(after, info.lastId) > 0) {
       return { after: STREAM_START, gapBefore: info.firstId ?? STREAM_START }
     }
-    return { after, gapBefore: droppedAfter(info, after) }
+    // A job's stream has nothing to lose from before the job was made (a reconnect with the
+    // position of its first event, which lies in the margin below, included).
+    const creation = watched === null ? null : creationOf(watched)
+    const since = creation !== null && compareIds(after, creation) < 0 ? creation : after
+    return { after, gapBefore: droppedAfter(info, since) }
   }
   if (watched !== null) {
     // Its creation entry can carry a time a little before created_at (Redis may stamp entries
     // with the script's start); entries of other jobs in the margin are filtered out anyway.
     return {
       after: `${watched.createdAt - CREATION_MARGIN_MS}-0`,
-      gapBefore: droppedAfter(info, previousId(`${watched.createdAt}-0`)),
+      gapBefore: droppedAfter(info, creationOf(watched)),
     }
   }
   return { after: info.lastId, gapBefore: null }
 }
 
 const CREATION_MARGIN_MS = 1000
+
+/** The position just before the job's creation: a drop after it cost the job's stream entries. */
+function creationOf(watched: JobRecord): string {
+  return previousId(`${watched.createdAt}-0`)
+}
 
 /**
  * Where a watched job's final transition can be: its latest one, if that is final; else one

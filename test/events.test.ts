@@ -231,6 +231,37 @@ t.test(
   },
 )
 
+t.test('a job stream resumed from before the job was made: no false gap', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const id = await submit(gateway, 'q')
+  const entries = (await gateway.client.xrange('jobgate:{q}:events', '-', '+')) as [
+    string,
+    string[],
+  ][]
+  const own = entries.find(([, fields]) => fields.includes(id))?.[0] ?? ''
+  // The cap took everything before the job's first entry: nothing of the job is lost.
+  await gateway.client.xtrim('jobgate:{q}:events', 'MINID', own)
+  const job = (await (await fetch(`${gateway.url}/v1/queues/q/jobs/${id}`)).json()) as {
+    created_at: string
+  }
+  // Where the first connection's preamble puts an EventSource (the creation margin, 1 s).
+  const preamble = `${Date.parse(job.created_at) - 1000}-0`
+  for (const position of [preamble, '0-1']) {
+    const resumed = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`, {
+      'last-event-id': position,
+    })
+    await resumed.received(1)
+    await sleep(100)
+    t.strictSame(
+      resumed.events.map((event) => event.type),
+      ['message'],
+      `from ${position}: the job's entry, no gap`,
+    )
+    resumed.close()
+  }
+})
+
 t.test('Last-Event-ID resumes exactly after the last event seen', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')
