@@ -215,20 +215,25 @@ class Worker
 
     protected function nextJob(): ?Job
     {
-        $this->deferQuitSignals();
-        try {
-            return $this->transport->reserve();
-        } finally {
-            $this->resumeQuitSignals();
-        }
+        return $this->withQuitSignalsDeferred(fn (): ?Job => $this->transport->reserve());
     }
 
     /** Before stopping: a job the last reserve may have leased without its reply arriving. */
     protected function leasedUnanswered(): ?Job
     {
+        return $this->withQuitSignalsDeferred(fn (): ?Job => $this->transport->leasedUnanswered());
+    }
+
+    /**
+     * @template T
+     * @param Closure(): T $call
+     * @return T
+     */
+    protected function withQuitSignalsDeferred(Closure $call): mixed
+    {
         $this->deferQuitSignals();
         try {
-            return $this->transport->leasedUnanswered();
+            return $call();
         } finally {
             $this->resumeQuitSignals();
         }
