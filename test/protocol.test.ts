@@ -552,14 +552,15 @@ t.test("a TTL that ends before run_at is refused on Redis's clock, writing nothi
   const { store, client } = await startStore(t)
   const [seconds, micros] = await client.time()
   const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-  // As a gateway whose clock ran 300 ms ahead would send it: 1,000 ms ahead on Redis's clock.
-  const job = newJob('q', { runAt: redisNow + 1000, ttlMs: 900 })
+  // Due 60 s ahead on Redis's clock, expiring 50 s after it is stored: refused while Redis's
+  // clock is within 10 s of redisNow (a loaded machine takes far less between the calls).
+  const job = newJob('q', { runAt: redisNow + 60_000, ttlMs: 50_000 })
   const result = await store.jobs.enqueue(job)
   t.equal(result.outcome, 'expires_before_due')
   const dueInMs = result.outcome === 'expires_before_due' ? result.dueInMs : 0
-  t.ok(dueInMs > 900 && dueInMs <= 1000, `due in ${dueInMs} ms`)
+  t.ok(dueInMs > 50_000 && dueInMs <= 60_000, `due in ${dueInMs} ms`)
   t.strictSame(await client.keys('*'), [], 'no job, no registry entry')
-  const batch = await store.jobs.enqueueMany('q', [job, newJob('q', { runAt: redisNow + 1000 })])
+  const batch = await store.jobs.enqueueMany('q', [job, newJob('q', { runAt: redisNow + 60_000 })])
   t.strictSame(
     batch.map((item) => item.outcome),
     ['expires_before_due', 'created'],
