@@ -126,7 +126,7 @@ export default async function eventsRoutes(
   })
   app.addHook('preClose', async () => {
     closing = true
-    for (const stream of [...open]) stream.shutDown(SHUTDOWN_GRACE_MS)
+    for (const stream of open) stream.shutDown(SHUTDOWN_GRACE_MS)
   })
 
   const route = contract.route('streamEvents')

@@ -295,11 +295,10 @@ export class EventStream {
    * shutdown open for as long as it stays.
    */
   shutDown(graceMs: number): void {
-    const { body } = this
     this.end()
     const timer = setTimeout(() => this.options.abort(), graceMs)
     timer.unref()
-    body.once('close', () => clearTimeout(timer))
+    this.body.once('close', () => clearTimeout(timer))
   }
 
   /** Ends the stream (idempotent): on a watched job's final state, a disconnect or shutdown. */

@@ -1,5 +1,11 @@
 import type { ReservedJob, Settled } from './queue/lease-store.js'
-import type { HistoryEntry, JobPage, JobRecord, JobState } from './queue/records.js'
+import {
+  type HistoryEntry,
+  isFinal,
+  type JobPage,
+  type JobRecord,
+  type JobState,
+} from './queue/records.js'
 
 /** The HTTP representation of a job (the `Job` schema of openapi.yaml). */
 export interface JobView {
@@ -119,7 +125,7 @@ export function settlementView(
   id: string,
   settled: Settled | { state: 'active'; leaseDeadline: number },
 ) {
-  const finished = ['succeeded', 'dead', 'expired'].includes(settled.state)
+  const finished = isFinal(settled.state)
   return {
     id,
     state: settled.state,

@@ -100,22 +100,11 @@ final class RedisTransport implements Transport
 
     public function leasedUnanswered(): ?Job
     {
-        foreach ($this->queues as $keys) {
-            if ($keys->queue === $this->tokens->unanswered()) {
-                try {
-                    $call = $this->reserveCall($keys);
-
-                    return $this->reservedJob(
-                        $keys,
-                        $this->connection->runScript($call->script, $call->keys, $call->args),
-                    );
-                } catch (Unavailable) {
-                    return null;
-                }
-            }
+        try {
+            return $this->reserveUnanswered(from: 0);
+        } catch (Unavailable) {
+            return null;
         }
-
-        return null;
     }
 
     public function ack(Job $job, ?string $resultJson): bool
@@ -316,10 +305,13 @@ final class RedisTransport implements Transport
         throw new ScriptFailed("{$call->script->name}: unexpected reply {$status}");
     }
 
-    /** A reserve on the queue (not the first) whose last reserve got no reply. */
-    private function reserveUnanswered(): ?Job
+    /**
+     * A reserve on the queue whose last reserve got no reply, among the queues from index $from
+     * (reserve() asks the first queue first anyway).
+     */
+    private function reserveUnanswered(int $from = 1): ?Job
     {
-        foreach (array_slice($this->queues, 1) as $keys) {
+        foreach (array_slice($this->queues, $from) as $keys) {
             if ($keys->queue === $this->tokens->unanswered()) {
                 $call = $this->reserveCall($keys);
 
