@@ -111,8 +111,10 @@ export class EventStream {
   }
 
   /**
-   * Subscribes, then reads the first page of the catch-up (all of it when `complete`): a Redis
-   * failure here throws before anything is sent, so the caller can still answer with a problem.
+   * Subscribes, then reads the first page of the catch-up: a Redis failure here throws before
+   * anything is sent, so the caller can still answer with a problem. `complete` is for a stream
+   * with nothing to come (a finished job's): it reads all of the catch-up instead, and neither
+   * subscribes nor goes live, since the caller ends it next.
    * The preamble's `id` is the start position: a client cut off before its first event resumes
    * from there, not from whatever is newest when it comes back.
    */
@@ -120,14 +122,17 @@ export class EventStream {
     this.body.write(`retry: ${RECONNECT_MS}\nid: ${this.position}\n\n`)
     if (this.options.gapBefore !== null) this.gap(this.options.gapBefore)
     try {
+      if (complete) {
+        let more = true
+        while (more && !this.ended) more = await this.page()
+        return
+      }
       this.unsubscribe = this.feed.subscribe(
         this.options.queue,
         this.options.newest,
         (events, trim) => this.receive(events, trim),
       )
-      let more = await this.page()
-      while (complete && more && !this.ended) more = await this.page()
-      if (more && !this.ended) void this.catchUp()
+      if ((await this.page()) && !this.ended) void this.catchUp()
       else this.goLive()
     } catch (error) {
       this.end()

@@ -677,6 +677,22 @@ t.test('a client that leaves while the stream is being set up leaves nothing beh
   t.equal(gateway.app.store.events.followedQueues, 0, 'no follower was started')
 })
 
+t.test('watching a finished job opens no Redis connection of its own', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  const id = await submit(gateway, 'q')
+  await work(gateway, 'q')
+  const connections = async () =>
+    Number(/total_connections_received:(\d+)/.exec(await gateway.client.info('stats'))?.[1])
+  const before = await connections()
+  for (let i = 0; i < 3; i++) {
+    const replay = await fetch(`${gateway.url}/v1/queues/q/events?job=${id}`)
+    t.equal(replay.status, 200)
+    t.match(await replay.text(), /"state":"succeeded"/)
+  }
+  t.equal(await connections(), before, 'nothing to follow: no follower connected')
+  t.equal(gateway.app.store.events.followedQueues, 0)
+})
+
 t.test('a position Redis never reached (it lost entries): a gap, then all it holds', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   const first = await submit(gateway, 'q')
