@@ -184,7 +184,15 @@ export default async function eventsRoutes(
         const stream: EventStream = new EventStream(store.events, {
           queue,
           job,
-          ...(watched === null ? {} : { final: finalOf(watched, info) }),
+          ...(watched === null
+            ? {}
+            : {
+                final: finalOf(watched, info),
+                jobOver: async () => {
+                  const now = await store.jobs.get(queue, watched.id)
+                  return now === null || isFinal(now.state)
+                },
+              }),
           after: start.after,
           newest: info.lastId,
           gapBefore: start.gapBefore,

@@ -46,6 +46,12 @@ export interface EventStreamOptions {
   /** Entries after `after` may have been dropped by the length cap: a gap event names this one. */
   gapBefore: string | null
   keepAliveMs: number
+  /**
+   * With `job`: whether the job is final (or gone) now. Asked after a gap, which may have
+   * dropped its final transition: then the stream ends, and a client that reconnects after the
+   * gap is answered from the job's state (`204` when nothing is left to send).
+   */
+  jobOver?: () => Promise<boolean>
   /** How long a catch-up waits for its client to read a full buffer; default STALL_MS. */
   stallMs?: number
   /** Drops the connection: how a watcher that fell behind is cut off. */
@@ -93,6 +99,8 @@ export class EventStream {
   private unsubscribe: () => void = () => {}
   private keepAlive: NodeJS.Timeout | null = null
   private ended = false
+  /** A check whether the watched job is over runs (see `jobOver`). */
+  private checking = false
   /** Ends a wait for the client to read, when the stream ends instead. */
   private stopWaiting: (() => void) | null = null
   private lastWriteAt = 0
@@ -264,7 +272,24 @@ export class EventStream {
   /** Tells of entries after the position that the cap dropped before this watcher read them. */
   private gapAfterPosition(trim: StreamTrim): void {
     const oldest = droppedAfter(trim, this.position)
-    if (oldest !== null) this.gap(oldest)
+    if (oldest === null) return
+    this.gap(oldest)
+    void this.endIfJobOver()
+  }
+
+  /** After a gap: the watched job's final transition may be among what was dropped. */
+  private async endIfJobOver(): Promise<void> {
+    const { jobOver } = this.options
+    if (jobOver === undefined || this.checking) return
+    this.checking = true
+    try {
+      if (await jobOver()) this.end()
+    } catch {
+      // Redis failed: the client reconnects, and the route reads the job's state then.
+      this.end()
+    } finally {
+      this.checking = false
+    }
   }
 
   /**

@@ -5,6 +5,8 @@ import { newApiKey } from '../src/auth.js'
 import type { JsonSchema } from '../src/contract.js'
 import { EventStream, STALL_MS } from '../src/event-stream.js'
 import { compareIds, STREAM_START } from '../src/queue/event-feed.js'
+import { QueueKeys } from '../src/queue/keys.js'
+import { defineScripts, queueScript } from '../src/queue/scripts.js'
 import { EventReader, serverSockets, stalledWatcher } from './helpers/event-source.js'
 import { dataKeys, type Gateway, startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
 import { sleep, until } from './helpers/load.js'
@@ -655,6 +657,55 @@ t.test(
     await sleep(100)
     t.equal(reader.events.filter((e) => e.type === 'gap').length, 1, 'no second gap')
     t.equal(reader.messages().length, held.length + 50)
+  },
+)
+
+t.test(
+  'a job stream whose final transition fell in a gap: it ends, and a reconnect gets 204',
+  async (t) => {
+    const gateway = await startGateway(t, { listen: true, env: { EVENTS_MAX_LEN: '100' } })
+    const id = await submit(gateway, 'q')
+    const reserved = (await (
+      await fetch(`${gateway.url}/v1/queues/q/jobs:reserve`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"worker":"w1"}',
+      })
+    ).json()) as { lease: { token: string } }
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events?job=${id}`)
+    await reader.received(2) // queued, active
+    await sleep(200) // the follower waits for entries
+    // The ack and, in the same transaction, more entries than the cap keeps: the ack's entry is
+    // gone before the follower reads.
+    const keys = new QueueKeys('jobgate', 'q')
+    defineScripts(gateway.client)
+    const together = gateway.client.multi()
+    queueScript(
+      together,
+      'ack',
+      [keys.job(id), keys.active, keys.events, keys.stats],
+      [id, reserved.lease.token, '', 3_600_000, 100, keys.base],
+    )
+    together.eval(
+      `for i = 1, 1000 do
+        redis.call('XADD', KEYS[1], 'MAXLEN', '~', '100', '*', 'job', 'j-' .. i, 'state', 'queued', 'at', '1')
+      end`,
+      1,
+      keys.events,
+    )
+    const [[ackError, ack] = []] = (await together.exec()) ?? []
+    t.equal(ackError, null)
+    t.equal((ack as string[])[0], 'OK')
+    t.equal(await Promise.race([reader.ended.then(() => 'ended'), sleep(3000)]), 'ended')
+    t.strictSame(
+      reader.events.map((e) => e.type),
+      ['message', 'message', 'gap'],
+      'its creation and lease, then the gap',
+    )
+    const again = await fetch(`${gateway.url}/v1/queues/q/events?job=${id}`, {
+      headers: { 'last-event-id': reader.events.at(-1)?.id ?? '' },
+    })
+    t.equal(again.status, 204)
   },
 )
 
