@@ -47,6 +47,16 @@ local max_depth, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local registry_full = ARGV[10] == '1'
 local PRIORITIES = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
+-- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
+-- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
+local function wake(n)
+  local tokens = {}
+  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
+  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
+    redis.call('LTRIM', wake_key, '0', '999')
+  end
+end
+
 if fingerprint ~= '' then
   local record = redis.call('GET', idem_key)
   if record then
@@ -112,13 +122,11 @@ end
 
 if state == 'queued' then
   redis.call('LPUSH', ready_key, id)
-  redis.call('LPUSH', wake_key, '1')
+  wake(1)
 else
   redis.call('ZADD', scheduled_key, due_text, id)
   -- A blocked worker sleeps until the earliest due job; wake one if this job is now the earliest.
-  if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
-    redis.call('LPUSH', wake_key, '1')
-  end
+  if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then wake(1) end
 end
 
 if fingerprint ~= '' then

@@ -30,6 +30,16 @@
 local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, one, limit, events_max, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 
+-- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
+-- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
+local function wake(n)
+  local tokens = {}
+  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
+  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
+    redis.call('LTRIM', wake_key, '0', '999')
+  end
+end
+
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 if up_to == nil or up_to == '' then up_to = string.format('%d', now) end
@@ -66,6 +76,6 @@ for _, id in ipairs(ids) do
 end
 if count > 0 then
   redis.call('HINCRBY', stats_key, 'redriven', count)
-  for _ = 1, count do redis.call('LPUSH', wake_key, 1) end
+  wake(count)
 end
 return {'REDRIVEN', count, #ids, up_to}

@@ -47,6 +47,16 @@ local BATCH, BATCH_TEXT = 100, '100'
 local SKIP_LIMIT = 1000
 local PRIORITIES = {'9', '8', '7', '6', '5', '4', '3', '2', '1', '0'}
 
+-- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
+-- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
+local function wake(n)
+  local tokens = {}
+  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
+  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
+    redis.call('LTRIM', wake_key, '0', '999')
+  end
+end
+
 -- Numbers handed to redis.call or concatenated are formatted with '%.14g', which costs Redis
 -- about ten times a string concatenation: the hot path passes text (`now_text`, '%d').
 local function text(n) return string.format('%d', n) end
@@ -209,7 +219,7 @@ if not id then
     -- More may be ready behind the skipped entries: this caller asks again at once, and the
     -- jobs made ready here wake as many idle workers.
     redis.call('DEL', lease_key)
-    for _ = 1, moved do redis.call('LPUSH', wake_key, '1') end
+    wake(moved)
     return {'EMPTY', 0}
   end
   -- Nothing is ready: stale wake-up tokens would only cause idle wake-ups.
@@ -241,8 +251,6 @@ redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state
 
 -- Jobs this call made ready, but for the one it took (a job of higher priority may have been
 -- waiting already): wake that many idle workers.
-for _ = (made_ready[id] and 2 or 1), moved do
-  redis.call('LPUSH', wake_key, '1')
-end
+wake(made_ready[id] and moved - 1 or moved)
 
 return leased(id, job, attempts, deadline)

@@ -46,6 +46,16 @@ local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
 local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local job_retention = ARGV[10]
 
+-- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
+-- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
+local function wake(n)
+  local tokens = {}
+  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
+  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
+    redis.call('LTRIM', wake_key, '0', '999')
+  end
+end
+
 -- The lease is not this token's. When this token's own call ended it (that call's reply was
 -- lost and it is being sent again), the reply says what that call did.
 local function lease_lost(state)
@@ -120,15 +130,13 @@ count('retried')
 if delay <= 0 then
   redis.call('HSET', job_key, 'state', 'queued', 'run_at', now, 'ended_lease', 'queued:' .. token)
   redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
-  redis.call('LPUSH', wake_key, 1)
+  wake(1)
   record({at = now, state = 'queued', attempt = attempts, error = message, delay_ms = 0})
   return {'QUEUED', now}
 end
 
 redis.call('HSET', job_key, 'state', 'scheduled', 'run_at', run_at, 'ended_lease', 'scheduled:' .. token)
 redis.call('ZADD', scheduled_key, run_at, id)
-if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
-  redis.call('LPUSH', wake_key, 1)
-end
+if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then wake(1) end
 record({at = now, state = 'scheduled', attempt = attempts, error = message, delay_ms = delay})
 return {'SCHEDULED', run_at}

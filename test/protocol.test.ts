@@ -410,6 +410,23 @@ t.test('redrive all moves every dead job, with a wake-up for each', async (t) =>
   t.equal(await client.llen('jobgate:{q}:wake'), 150, 'one wake-up per redriven job, however many')
 })
 
+t.test('wake-up tokens nobody takes are capped: past 2,000 the list is cut to 1,000', async (t) => {
+  const { store, client } = await startStore(t)
+  // Busy workers reserve without waiting, so they take no token: only the cap bounds the list.
+  const ids = await Promise.all(Array.from({ length: 2500 }, () => enqueue(store, 'q')))
+  t.equal(new Set(ids).size, 2500)
+  t.equal(await client.llen('jobgate:{q}:ready:5'), 2500, 'every job is ready')
+  t.equal(await client.llen('jobgate:{q}:wake'), 1000 + 499, 'cut to 1,000 at 2,001, then 499 more')
+  // A push of many at once (here a resume) is cut the same way, and keeps at least what it pushed.
+  t.ok(await store.queues.setPaused('q', true))
+  t.ok(await store.queues.setPaused('q', false))
+  t.equal(
+    await client.llen('jobgate:{q}:wake'),
+    1000,
+    'resume pushed 1,000 (its own cap), then the cut',
+  )
+})
+
 t.test('a reserve wakes a worker for each job it made ready but the one it took', async (t) => {
   const { store, client } = await startStore(t)
   // 50 leases run out and 100 scheduled jobs fall due: the next reserve makes 150 ready.
