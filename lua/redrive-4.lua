@@ -23,6 +23,9 @@
                           count here, not in count); up_to: ARGV[5], or the time it stood for.
                           Passing it to the next call of a series redrives what was dead when
                           the series began: a job that dies again meanwhile stays dead.
+  {'REDRIVEN', 1, 1, up_to, field1, value1, ...}
+                          (one id) done; then the job record as this call left it (HGETALL
+                          order), since a worker may lease it right after
   {'NOT_FOUND'}           (one id) no such job (its dead-set entry, if any, is removed)
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
@@ -78,4 +81,11 @@ if count > 0 then
   redis.call('HINCRBY', stats_key, 'redriven', count)
   wake(count)
 end
-return {'REDRIVEN', count, #ids, up_to}
+local reply = {'REDRIVEN', count, #ids, up_to}
+if one ~= '' then
+  -- The record as this call left it: a worker woken by it may lease the job right after.
+  for _, value in ipairs(redis.call('HGETALL', prefix .. 'job:' .. one)) do
+    reply[#reply + 1] = value
+  end
+end
+return reply

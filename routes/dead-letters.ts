@@ -9,7 +9,11 @@ export interface DeadLettersRoutesOptions {
   contract: Contract
 }
 
-function done(outcome: DeadJobOutcome, queue: string, id: string): void {
+function done(
+  outcome: DeadJobOutcome,
+  queue: string,
+  id: string,
+): asserts outcome is Extract<DeadJobOutcome, { outcome: 'done' }> {
   if (outcome.outcome === 'not_found') {
     throw jobNotFound(queue, id)
   }
@@ -60,10 +64,11 @@ export default async function deadLettersRoutes(
     `/v1/queues/:queue/dead/${JOB_ID}::redrive`,
     contract.route('redriveDeadJob'),
     async ({ params: { queue, id } }) => {
-      done(await deadLetters.redrive(queue, id), queue, id)
-      const job = await app.store.jobs.get(queue, id)
-      if (job === null) throw jobNotFound(queue, id)
-      return jobView(job)
+      const redriven = await deadLetters.redrive(queue, id)
+      done(redriven, queue, id)
+      // As the redrive left it: a worker it woke may have leased it since.
+      if (!redriven.job) throw jobNotFound(queue, id)
+      return jobView(redriven.job)
     },
   )
 }

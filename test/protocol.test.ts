@@ -374,7 +374,11 @@ t.test(
       [ids[2], ids[1]],
     )
 
-    t.strictSame(await store.deadLetters.redrive('q', ids[0] ?? ''), { outcome: 'done', count: 1 })
+    t.match(await store.deadLetters.redrive('q', ids[0] ?? ''), {
+      outcome: 'done',
+      count: 1,
+      job: { id: ids[0], state: 'queued', attempts: 0 },
+    })
     const redriven = await store.jobs.get('q', ids[0] ?? '')
     t.equal(redriven?.state, 'queued')
     t.equal(redriven?.attempts, 0)
@@ -560,7 +564,11 @@ t.test('past its TTL a job is not started again; a redrive lifts the TTL', async
   await sleep(150)
   t.equal((await store.leases.reserve('q', 'w', 30_000)).job, null)
   t.equal((await store.jobs.get('q', retried))?.state, 'expired', 'not retried past its TTL')
-  t.strictSame(await store.deadLetters.redrive('q', dead), { outcome: 'done', count: 1 })
+  t.match(await store.deadLetters.redrive('q', dead), {
+    outcome: 'done',
+    count: 1,
+    job: { expiresAt: null },
+  })
   t.equal((await store.leases.reserve('q', 'w', 30_000)).job?.id, dead, 'the redriven job runs')
   t.equal((await store.jobs.get('q', dead))?.expiresAt ?? null, null)
 })

@@ -442,6 +442,24 @@ t.test('dead letters over HTTP: list, redrive one and all, purge one and all', a
   )
 })
 
+t.test('a redrive that wakes a waiting worker answers with the job as it left it', async (t) => {
+  const { app } = await startGateway(t)
+  const id = await submit(app, 'q', { type: 't', max_attempts: 1 })
+  const { lease } = (await reserve(app, 'q')).json()
+  await post(app, `/v1/queues/q/jobs/${id}:fail`, {
+    lease_token: lease.token,
+    error: { message: 'e' },
+  })
+  const waiting = reserve(app, 'q', { worker: 'idle', wait_ms: 5000 })
+  await sleep(150) // the long poll blocks on the wake list
+  const redriven = await app.inject({ method: 'POST', url: `/v1/queues/q/dead/${id}:redrive` })
+  t.equal(redriven.statusCode, 200)
+  t.match(redriven.json(), { id, state: 'queued', attempts: 0 })
+  const taken = await waiting
+  t.equal(taken.statusCode, 200, 'the waiting worker was woken and took it')
+  t.match(taken.json().job, { id, attempts: 1 })
+})
+
 t.test('queues: a page counts only its own queues', async (t) => {
   const { app, client } = await startGateway(t)
   for (const queue of ['e', 'b', 'd', 'a', 'c']) await submit(app, queue)

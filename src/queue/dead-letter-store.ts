@@ -1,12 +1,13 @@
 import type { QueueRegistry } from './queue-registry.js'
-import { decodePage, type JobPage } from './records.js'
+import { decodeJob, decodePage, type JobPage, type JobRecord } from './records.js'
 import { replyList, replyStrings, type ScriptRunner } from './runner.js'
 
 /** Dead jobs handled per script call when acting on the whole dead-letter set. */
 const BATCH = 1000
 
 export type DeadJobOutcome =
-  | { outcome: 'done'; count: number }
+  /** `job`, a redrive's: the record as the redrive left it. */
+  | { outcome: 'done'; count: number; job?: JobRecord | null }
   | { outcome: 'not_found' }
   | { outcome: 'not_dead'; state: string }
 
@@ -72,13 +73,14 @@ export class DeadLetterStore {
   }
 
   private async one(name: 'redrive' | 'purge', queue: string, id: string): Promise<DeadJobOutcome> {
-    const [status, detail] = await this.call(name, queue, id)
+    const [status, detail, , , ...record] = await this.call(name, queue, id)
     if (status === 'NOT_FOUND') return { outcome: 'not_found' }
     if (status === 'NOT_DEAD') return { outcome: 'not_dead', state: detail ?? '' }
+    if (name === 'purge') return { outcome: 'done', count: Number(detail) }
     // A record can outlive its dead-set entry (a shorter DEAD_RETENTION since it died), and so
     // the queue's delete: the job redriven now makes the queue one in use again.
-    if (name === 'redrive') await this.registry.add(queue)
-    return { outcome: 'done', count: Number(detail) }
+    await this.registry.add(queue)
+    return { outcome: 'done', count: Number(detail), job: decodeJob(record) }
   }
 
   /**
