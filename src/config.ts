@@ -217,20 +217,6 @@ class Reader {
     }
     return found
   }
-
-  url(name: string, fallback: string, protocols: readonly string[]): string {
-    const value = this.optional(name) ?? fallback
-    let protocol: string
-    try {
-      protocol = new URL(value).protocol
-    } catch {
-      throw new ConfigError(name, `must be a URL such as redis://127.0.0.1:6379 (got "${value}")`)
-    }
-    if (!protocols.includes(protocol)) {
-      throw new ConfigError(name, `must use one of ${protocols.join(', ')} (got "${value}")`)
-    }
-    return value
-  }
 }
 
 const DAY = 86_400_000
@@ -259,27 +245,70 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
   return { max, windowMs }
 }
 
-/** A Redis URL whose path, if any, is a database number (`redis://host:6379/2`). */
-function redisUrl(read: Reader): string {
-  const url = read.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'])
-  const { pathname } = new URL(url)
-  if (!/^\/?(\d{1,5})?$/.test(pathname)) {
-    throw new ConfigError(
-      'REDIS_URL',
-      `must name its database by number, as in /0 (got "${pathname}")`,
+/** A Redis URL (or a host:port) as an error message may quote it: without its login. */
+export function withoutLogin(text: string): string {
+  const at = text.lastIndexOf('@')
+  if (at === -1) return text
+  const scheme = text.indexOf('//')
+  const start = scheme !== -1 && scheme < at ? scheme + 2 : 0
+  return `${text.slice(0, start)}***${text.slice(at)}`
+}
+
+const REDIS_URL_FORM = 'redis[s]://[[user]:password@]host[:port][/db]'
+
+/**
+ * `REDIS_URL`, read the way the PHP worker reads it, so one environment points both at the same
+ * database with the same login: no query string (ioredis would take `?db=` and the worker not),
+ * a password after a colon, percent-escapes that decode, and with a cluster only database 0.
+ */
+function redisUrl(read: Reader, cluster: boolean): string {
+  const value = read.optional('REDIS_URL') ?? 'redis://127.0.0.1:6379'
+  const fail = (problem: string): never => {
+    throw new ConfigError('REDIS_URL', `${problem} (got "${withoutLogin(value)}")`)
+  }
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return fail(`must be a URL, ${REDIS_URL_FORM}, such as redis://127.0.0.1:6379`)
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    fail('must use redis: or rediss:')
+  }
+  if (/[?#]/.test(value)) {
+    fail('takes no query string or fragment: name the database in the path, as in /2')
+  }
+  if (url.username !== '' && url.password === '') {
+    fail(
+      'has a user without a password: write the password after a colon, as in redis://:password@host or redis://user:password@host',
     )
   }
-  return url
+  try {
+    decodeURIComponent(url.username)
+    decodeURIComponent(url.password)
+  } catch {
+    fail('has a login that is not valid percent-encoding: write a % in the password as %25')
+  }
+  const database = /^\/?(\d{1,5})?$/.exec(url.pathname)
+  if (database === null) fail('must name its database by number, as in /2')
+  if (cluster && Number(database?.[1] ?? 0) !== 0) {
+    fail('names a database other than 0, which a Redis Cluster (REDIS_CLUSTER_NODES) does not have')
+  }
+  return value
 }
 
 function hostPorts(read: Reader, variable: string): HostPort[] | null {
   const value = read.optional(variable)
   if (value === undefined) return null
   return value.split(',').map((node) => {
-    const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(node.trim())
+    // A login or scheme here would be taken for part of a host name; they come from REDIS_URL.
+    const match = /^\[?([^\]\s/@]+?)\]?:(\d{1,5})$/.exec(node.trim())
     const port = Number(match?.[2])
     if (!match?.[1] || port < 1 || port > 65535) {
-      throw new ConfigError(variable, `must be host:port pairs separated by commas (got "${node}")`)
+      throw new ConfigError(
+        variable,
+        `must be host:port pairs separated by commas (got "${withoutLogin(node)}")`,
+      )
     }
     return { host: match[1], port }
   })
@@ -425,7 +454,7 @@ export function loadConfig(env: Env = process.env): Config {
   ) as Record<Scope, RateLimit | null>
   const commandTimeoutMs = read.duration('REDIS_COMMAND_TIMEOUT', 1000, 50, 60_000)
   const redisClusterNodes = hostPorts(read, 'REDIS_CLUSTER_NODES')
-  const url = redisUrl(read)
+  const url = redisUrl(read, redisClusterNodes !== null)
   return Object.freeze({
     port: read.integer('PORT', 3000, 0, 65535),
     host,

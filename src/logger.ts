@@ -23,7 +23,12 @@ function prettyAvailable(): boolean {
  * slows the gateway instead of growing its memory, and a crash loses no line already logged.
  */
 export function loggerOptions(level: LogLevel): NonNullable<FastifyServerOptions['logger']> {
-  const base = { level, base: { service: 'jobgate' } }
+  const base = {
+    level,
+    base: { service: 'jobgate' },
+    // An ioredis error carries the command it failed: a login's password, a job's payload.
+    redact: ['err.command.args', 'err.previousErrors[*].command.args'],
+  }
   if (process.stdout.isTTY && prettyAvailable()) {
     return {
       ...base,

@@ -69,9 +69,13 @@ t.test('a bad value names its variable', async (t) => {
   const bad: [Record<string, string>, string, RegExp][] = [
     [{ PORT: 'eighty' }, 'PORT', /integer from 0 to 65535/],
     [{ PORT: '70000' }, 'PORT', /got "70000"/],
-    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /must use one of redis:, rediss:/],
+    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /must use redis: or rediss:/],
     [{ REDIS_URL: 'not a url' }, 'REDIS_URL', /must be a URL/],
-    [{ REDIS_URL: 'redis://cache:6379/jobs' }, 'REDIS_URL', /database by number.*got "\/jobs"/],
+    [
+      { REDIS_URL: 'redis://cache:6379/jobs' },
+      'REDIS_URL',
+      /database by number.*got "redis:\/\/cache:6379\/jobs"/,
+    ],
     [{ REDIS_URL: 'redis://cache:6379/1/2' }, 'REDIS_URL', /database by number/],
     [{ KEY_PREFIX: 'job{gate}' }, 'KEY_PREFIX', /must match/],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /must be one of/],
@@ -122,6 +126,60 @@ t.test('a bad value names its variable', async (t) => {
     t.match((error as ConfigError).message, message, label)
   }
 })
+
+t.test(
+  'REDIS_URL is read as the PHP worker reads it; its login never shows in a message',
+  async (t) => {
+    const bad: [Record<string, string>, string, RegExp][] = [
+      [
+        { REDIS_URL: 'redis://:S3cret@cache:6379?db=3' },
+        'REDIS_URL',
+        /no query string or fragment/,
+      ],
+      [{ REDIS_URL: 'redis://:S3cret@cache:6379/2?' }, 'REDIS_URL', /no query string/],
+      [{ REDIS_URL: 'redis://:S3cret@cache:6379#main' }, 'REDIS_URL', /or fragment/],
+      [{ REDIS_URL: 'redis://S3cret@cache:6379' }, 'REDIS_URL', /password after a colon/],
+      [
+        { REDIS_URL: 'redis://app:100%zzS3cret@cache' },
+        'REDIS_URL',
+        /write a % in the password as %25/,
+      ],
+      [{ REDIS_URL: 'redis://app:S3cret@cache host:6379' }, 'REDIS_URL', /must be a URL/],
+      [{ REDIS_URL: 'http://app:S3cret@cache:6379' }, 'REDIS_URL', /must use redis: or rediss:/],
+      [
+        { REDIS_URL: 'redis://app:S3cret@cache:6379/2', REDIS_CLUSTER_NODES: 'a:7000' },
+        'REDIS_URL',
+        /database other than 0, which a Redis Cluster/,
+      ],
+      [{ REDIS_CLUSTER_NODES: 'rediss://a:7000' }, 'REDIS_CLUSTER_NODES', /host:port pairs/],
+      [{ REDIS_CLUSTER_NODES: 'app:S3cret@a:7000' }, 'REDIS_CLUSTER_NODES', /host:port pairs/],
+      [{ REDIS_SENTINELS: 'app:S3cret@a:26379' }, 'REDIS_SENTINELS', /host:port pairs/],
+    ]
+    for (const [env, variable, message] of bad) {
+      const error = thrown(() => loadConfig(env)) as ConfigError
+      const label = JSON.stringify(env)
+      t.ok(error instanceof ConfigError, label)
+      t.equal(error.variable, variable, label)
+      t.match(error.message, message, label)
+      if (variable === 'REDIS_URL') t.match(error.message, /\(got "[a-z]+:\/\/\*\*\*@/, label)
+      t.notMatch(error.message, /S3cret/, `${label}: the password is not repeated`)
+    }
+    // What stays accepted: a password alone or with a user, escapes that decode, database 0 in
+    // a cluster, and no login at all.
+    for (const url of [
+      'redis://:S3cret@cache:6379/2',
+      'redis://app:S%2F3cret%25@cache:6379',
+      'rediss://app:S3cret@cache',
+      'redis://cache',
+    ]) {
+      t.equal(loadConfig({ REDIS_URL: url }).redisUrl, url)
+    }
+    t.same(
+      loadConfig({ REDIS_URL: 'redis://cache/0', REDIS_CLUSTER_NODES: 'a:7000' }).redisClusterNodes,
+      [{ host: 'a', port: 7000 }],
+    )
+  },
+)
 
 t.test('Redis Sentinel: the sentinels, the master group and an optional login', async (t) => {
   t.equal(loadConfig({}).redisSentinel, null)

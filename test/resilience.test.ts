@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs'
 import t from 'tap'
 import { startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
 import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
@@ -208,3 +209,39 @@ t.test('a database Redis refuses: not ready, 503s, nothing written to database 0
   }
   t.strictSame(await client.keys('*'), [], 'database 0 holds nothing')
 })
+
+t.test(
+  'Redis refusing writes after a failed snapshot (MISCONF): 503, then 202 again',
+  async (t) => {
+    const redis = await RedisServer.start({ args: ['--save', '3600 1'] })
+    t.teardown(() => redis.destroy())
+    const { app, client } = await startGateway(t, { redis })
+    const submit = () =>
+      app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
+    const failedSnapshot = async () => {
+      await client.bgsave()
+      for (const deadline = Date.now() + 5000; Date.now() < deadline; await sleep(50)) {
+        const info = await client.info('persistence')
+        if (
+          info.includes('rdb_bgsave_in_progress:0') &&
+          info.includes('rdb_last_bgsave_status:err')
+        ) {
+          return true
+        }
+      }
+      return false
+    }
+    t.equal((await submit()).statusCode, 202)
+    // The snapshot cannot be written: its directory is gone.
+    rmSync(redis.dir, { recursive: true, force: true })
+    t.ok(await failedSnapshot(), 'the snapshot failed')
+    const refused = await submit()
+    t.equal(refused.statusCode, 503)
+    t.match(refused.json(), { code: 'REDIS_UNAVAILABLE' })
+    t.ok(Number(refused.headers['retry-after']) >= 1, 'with Retry-After')
+    // The operator lets Redis take writes again (its directory cannot be given back in place).
+    await client.config('SET', 'stop-writes-on-bgsave-error', 'no')
+    await sleep(2100) // the breaker's reset time, in case it opened
+    t.equal((await submit()).statusCode, 202, 'accepted again')
+  },
+)

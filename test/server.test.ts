@@ -102,6 +102,36 @@ t.test('a Redis that may evict keys gets a warning at boot; noeviction none', as
   )
 })
 
+t.test(
+  'a refused login is logged without the password, and the gateway is not ready',
+  async (t) => {
+    const redis = await RedisServer.start({
+      args: ['--requirepass', 'right-one'],
+      login: { password: 'right-one' },
+    })
+    t.teardown(() => redis.destroy())
+    const gateway = await GatewayProcess.start({
+      REDIS_URL: `redis://app:wrongS3cret@127.0.0.1:${redis.port}`,
+    })
+    t.teardown(() => gateway.stop('SIGKILL'))
+    const line = await gateway.waitForLog((l) => l.msg === 'Redis connection error')
+    t.match(line, { level: 40, err: { message: /WRONGPASS|invalid username-password/ } })
+    t.notMatch(JSON.stringify(gateway.lines), /wrongS3cret/, 'no log line repeats the password')
+    t.equal((await fetch(`${gateway.url}/readyz`)).status, 503)
+    // A bad URL at boot: the message names REDIS_URL, not the password.
+    const bad = await GatewayProcess.start(
+      { REDIS_URL: 'redis://app:wrongS3cret@cache:6379?db=2' },
+      false,
+    )
+    t.equal((await bad.exited).code, 78)
+    t.match(
+      bad.stderr.join('\n'),
+      /REDIS_URL takes no query string .*redis:\/\/\*\*\*@cache:6379\?db=2/,
+    )
+    t.notMatch(bad.stderr.join('\n'), /wrongS3cret/)
+  },
+)
+
 t.test('a port in use stops the gateway at boot with a message naming it', async (t) => {
   const taken = createServer().listen(0, '127.0.0.1')
   await once(taken, 'listening')

@@ -50,6 +50,14 @@ export function createRedisClient(options: RedisOptions): RedisClient {
       enableAutoPipelining: false,
       clusterRetryStrategy: reconnectDelay,
       slotsRefreshTimeout: 2000,
+      // ioredis looks the seeds' names up and connects to the addresses, where TLS would
+      // check a certificate made for the name against the address; phpredis connects by name.
+      ...(new URL(options.url).protocol === 'rediss:'
+        ? {
+            dnsLookup: (host: string, callback: (error: null, address: string) => void) =>
+              callback(null, host),
+          }
+        : {}),
       redisOptions: { ...perConnection, ...credentials(new URL(options.url), options.tls) },
     })
   } else if (options.sentinel) {
@@ -182,8 +190,13 @@ function nextReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
   })
 }
 
+/**
+ * Error replies that mean "cannot serve now": a failover, a dataset loading, out of memory, a
+ * busy script, failing snapshots (MISCONF), a full client table, a connection not (or no
+ * longer) logged in (NOAUTH); the PHP worker's list is the same.
+ */
 const UNAVAILABLE_REPLIES =
-  /^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS|UNBLOCKED)\b/
+  /^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS|UNBLOCKED|MISCONF|NOAUTH|ERR max number of clients reached)\b/
 
 /**
  * True when an error means "Redis cannot serve this now" (connection down, timeout, failover,
