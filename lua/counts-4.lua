@@ -20,9 +20,17 @@
 local scheduled_key, active_key, dead_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, dead_retention = ARGV[1], tonumber(ARGV[2])
 
+-- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
+-- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
+local function prune_dead(cutoff)
+  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
+  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
+end
+
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+local cutoff = now - dead_retention
+prune_dead(cutoff)
 
 local queued, oldest = 0, ''
 for priority = 0, 9 do
@@ -38,7 +46,7 @@ end
 local minute = math.floor(now / 60000)
 return {
   'OK', now, queued, redis.call('ZCARD', scheduled_key), redis.call('ZCARD', active_key),
-  redis.call('ZCARD', dead_key), oldest, redis.call('HGETALL', stats_key),
+  redis.call('ZCOUNT', dead_key, '(' .. cutoff, '+inf'), oldest, redis.call('HGETALL', stats_key),
   redis.call('HGETALL', prefix .. 'tp:' .. minute), redis.call('HGETALL', prefix .. 'tp:' .. (minute - 1)),
   redis.call('GET', prefix .. 'paused') or '',
 }

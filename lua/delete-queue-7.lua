@@ -29,9 +29,17 @@ local scheduled_key, active_key, dead_key, stats_key = KEYS[1], KEYS[2], KEYS[3]
 local events_key, wake_key, paused_key = KEYS[5], KEYS[6], KEYS[7]
 local prefix, dead_retention = ARGV[1], tonumber(ARGV[2])
 
+-- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
+-- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
+local function prune_dead(cutoff)
+  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
+  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
+end
+
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+local cutoff = now - dead_retention
+prune_dead(cutoff)
 
 local queued = 0
 for priority = 0, 9 do
@@ -39,12 +47,22 @@ for priority = 0, 9 do
 end
 local scheduled = redis.call('ZCARD', scheduled_key)
 local active = redis.call('ZCARD', active_key)
-local dead = redis.call('ZCARD', dead_key)
+local function dead_count() return redis.call('ZCOUNT', dead_key, '(' .. cutoff, '+inf') end
+local dead = dead_count()
+if queued + scheduled + active == 0 and dead > 0 then
+  -- Entries whose record expired first (DEAD_RETENTION lengthened since) or was evicted are
+  -- no jobs: dropped here, as a listing drops them, up to 1,000 per call.
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', dead_key, '(' .. cutoff, '+inf', 'LIMIT', 0, 1000)) do
+    if redis.call('EXISTS', prefix .. 'job:' .. id) == 0 then redis.call('ZREM', dead_key, id) end
+  end
+  dead = dead_count()
+end
 if queued + scheduled + active + dead > 0 then
   return {'NOT_EMPTY', queued, scheduled, active, dead}
 end
 
-redis.call('DEL', stats_key, wake_key, paused_key)
+-- What the dead set still holds is past its retention.
+redis.call('DEL', stats_key, wake_key, paused_key, dead_key)
 redis.call('XTRIM', events_key, 'MAXLEN', '0')
 -- The per-minute throughput buckets live 15 minutes (see enqueue).
 local minute = math.floor(now / 60000)

@@ -29,6 +29,13 @@ local job_key, active_key, dead_key, events_key, stats_key = KEYS[1], KEYS[2], K
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local dead_retention, events_max, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 
+-- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
+-- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
+local function prune_dead(cutoff)
+  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
+  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
+end
+
 -- The lease is not this token's. When this token's own call ended it (that call's reply was
 -- lost and it is being sent again), the reply says what that call did.
 local function lease_lost(state)
@@ -54,7 +61,7 @@ redis.call('ZREM', active_key, id)
 redis.call('DEL', prefix .. 'lease:' .. token)
 redis.call('PEXPIRE', job_key, dead_retention)
 redis.call('ZADD', dead_key, now, id)
-redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+prune_dead(now - dead_retention)
 
 local n = redis.call('HINCRBY', job_key, 'hn', 1)
 redis.call('HSET', job_key, 'h:' .. n,

@@ -41,6 +41,13 @@ local active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3]
 local wake_key, events_key, stats_key = KEYS[4], KEYS[5], KEYS[6]
 local prefix, worker, token = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, retention, dead_retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+
+-- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
+-- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
+local function prune_dead(cutoff)
+  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
+  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
+end
 local events_max = ARGV[7]
 
 local BATCH, BATCH_TEXT = 100, '100'
@@ -167,7 +174,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
       redis.call('HSET', key, 'state', 'dead', 'last_error', last_error, 'finished_at', now, 'updated_at', now)
       redis.call('PEXPIRE', key, dead_retention)
       redis.call('ZADD', dead_key, now, id)
-      redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+      prune_dead(now - dead_retention)
       record(key, id, {at = now, state = 'dead', attempt = tonumber(attempts), error = message})
       count('dead')
     elseif is_past(expires_at) then

@@ -46,6 +46,13 @@ local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
 local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local job_retention = ARGV[10]
 
+-- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
+-- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
+local function prune_dead(cutoff)
+  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
+  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
+end
+
 -- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
 -- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
 local function wake(n)
@@ -99,7 +106,7 @@ if attempts >= max_attempts then
   redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now, 'ended_lease', 'dead:' .. token)
   redis.call('PEXPIRE', job_key, dead_retention)
   redis.call('ZADD', dead_key, now, id)
-  redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - dead_retention)
+  prune_dead(now - dead_retention)
   record({at = now, state = 'dead', attempt = attempts, error = message})
   count('dead')
   return {'DEAD', now}

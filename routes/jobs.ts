@@ -60,12 +60,8 @@ export default async function jobsRoutes(
       const outcome = submitted(job, result, request.body.payload, minimal)
       if (!outcome.accepted) throw outcome.problem
       if (minimal) reply.header('preference-applied', RETURN_MINIMAL)
-      if (outcome.replayed) {
-        reply.header('idempotent-replayed', 'true')
-        app.metrics.replayed.inc({ queue: job.queue })
-      } else {
-        app.metrics.enqueued.inc({ queue: job.queue })
-      }
+      if (outcome.replayed) reply.header('idempotent-replayed', 'true')
+      app.metrics.submitted(job.queue, outcome.replayed)
       return reply
         .code(202)
         .header('location', outcome.location)
@@ -124,7 +120,7 @@ export default async function jobsRoutes(
           return
         }
         const { replayed, location, job: view, acceptedJob } = outcome
-        ;(replayed ? app.metrics.replayed : app.metrics.enqueued).inc({ queue })
+        app.metrics.submitted(queue, replayed)
         tally[replayed ? 'replayed' : 'accepted']++
         const item = { index, status: 202, replayed, location } as const
         results[index] = view === null ? { ...item, ...acceptedJob } : { ...item, job: view }

@@ -79,12 +79,11 @@ t.test('an empty queue is deleted: its keys go, its finished jobs stay readable'
   t.equal(gone.json().code, 'QUEUE_NOT_FOUND')
   const metrics = parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
   t.strictSame(
-    [...metrics.keys()].filter(
-      (key) => key.startsWith('jobgate_queue') && key.includes('queue="q"'),
-    ),
+    [...metrics.keys()].filter((key) => key.includes('queue="q"')),
     [],
-    'no queue series of the deleted queue (process counters stay, as counters do)',
+    'no series of the deleted queue, its submission counters included',
   )
+  t.equal(sample(metrics, 'jobgate_jobs_enqueued_total', { queue: 'other' }), 1)
   t.equal(sample(metrics, 'jobgate_queue_jobs', { queue: 'other', state: 'queued' }), 1)
   t.equal(sample(metrics, 'jobgate_queues'), 1)
 
@@ -361,6 +360,64 @@ t.test(
     t.match((await app.inject({ method: 'GET', url: '/v1/queues/q' })).json(), {
       counts: { queued: 1 },
     })
+  },
+)
+
+t.test("a queue deleted through another gateway leaves this one's metrics too", async (t) => {
+  const a = await startGateway(t)
+  const b = await startGateway(t, { redis: a.redis })
+  await submitted(a.app, 'gone')
+  await finish(a.app, 'gone', 'ack')
+  await submitted(a.app, 'kept')
+  const scrape = async () =>
+    parsePrometheus((await a.app.inject({ method: 'GET', url: '/metrics' })).body)
+  t.equal(sample(await scrape(), 'jobgate_jobs_enqueued_total', { queue: 'gone' }), 1)
+  t.equal((await remove(b.app, 'gone')).statusCode, 204)
+  const metrics = await scrape()
+  t.strictSame(
+    [...metrics.keys()].filter((key) => key.includes('queue="gone"')),
+    [],
+  )
+  t.equal(sample(metrics, 'jobgate_jobs_enqueued_total', { queue: 'kept' }), 1)
+})
+
+t.test(
+  'a dead-set entry whose record is gone is no job: the delete drops it and goes ahead',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    await submitted(app, 'q')
+    const id = await finish(app, 'q', 'fail')
+    // As a record that expired before its entry (DEAD_RETENTION lengthened since), or was evicted.
+    await client.del(`jobgate:{q}:job:${id}`)
+    t.equal((await remove(app, 'q')).statusCode, 204)
+    t.equal(await client.exists('jobgate:{q}:dead'), 0, 'the dead set is gone with the queue')
+    t.strictSame(await listed(app), [])
+  },
+)
+
+t.test(
+  'dead-set entries past their retention: never counted or listed, pruned 1,000 per call',
+  async (t) => {
+    const { app, client } = await startGateway(t, { env: { DEAD_RETENTION: '1d' } })
+    await submitted(app, 'q')
+    const id = await finish(app, 'q', 'fail')
+    // 2,500 entries that died two days ago, as after a burst of deaths or a shorter retention.
+    const old = Date.now() - 2 * 86_400_000
+    const entries = Array.from({ length: 2500 }, (_, i) => [old + i, `old-${i}`]).flat()
+    await client.zadd('jobgate:{q}:dead', ...entries)
+    const queue = await app.inject({ method: 'GET', url: '/v1/queues/q' })
+    t.match(queue.json(), { counts: { dead: 1 } }, 'only the job within its retention')
+    t.equal(await client.zcard('jobgate:{q}:dead'), 1501, 'one call pruned 1,000')
+    const page = await app.inject({ method: 'GET', url: '/v1/queues/q/dead?limit=500' })
+    t.match(page.json(), { total: 1 })
+    t.strictSame(
+      page.json().jobs.map((job: { id: string }) => job.id),
+      [id],
+    )
+    t.equal(await client.zcard('jobgate:{q}:dead'), 501)
+    // Not empty: the job within its retention. Pruning goes on.
+    t.equal((await remove(app, 'q')).statusCode, 409)
+    t.equal(await client.zcard('jobgate:{q}:dead'), 1)
   },
 )
 

@@ -20,8 +20,8 @@ declare module 'fastify' {
 
 export interface GatewayMetrics {
   registry: Registry
-  enqueued: Counter<'queue'>
-  replayed: Counter<'queue'>
+  /** Counts a job created (or, `replayed`, an earlier one answered) by a submission. */
+  submitted(queue: string, replayed: boolean): void
   rejected: Counter<'code'>
   rateLimited: Counter<'scope'>
 }
@@ -51,20 +51,41 @@ export default fp(
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     })
+    /**
+     * A counter by queue whose scrape drops the series of queues deleted since (on any
+     * gateway): with queues made and deleted, they would pile up.
+     */
+    const perQueue = (name: string, help: string) => {
+      const counted = new Set<string>()
+      const counter: Counter<'queue'> = new Counter({
+        name,
+        help,
+        labelNames: ['queue'],
+        registers: [registry],
+        async collect() {
+          const queues = await readQueues()
+          if (queues === null) return
+          const known = new Set(queues.map((queue) => queue.name))
+          for (const queue of counted) {
+            if (known.has(queue)) continue
+            counter.remove({ queue })
+            counted.delete(queue)
+          }
+        },
+      })
+      return (queue: string) => {
+        counted.add(queue)
+        counter.inc({ queue })
+      }
+    }
+    const enqueued = perQueue('jobgate_jobs_enqueued_total', 'Jobs created by submissions')
+    const replayed = perQueue(
+      'jobgate_jobs_replayed_total',
+      'Submissions answered with an earlier job (same idempotency key and body)',
+    )
     const gateway: GatewayMetrics = {
       registry,
-      enqueued: new Counter({
-        name: 'jobgate_jobs_enqueued_total',
-        help: 'Jobs created by submissions',
-        labelNames: ['queue'],
-        registers: [registry],
-      }),
-      replayed: new Counter({
-        name: 'jobgate_jobs_replayed_total',
-        help: 'Submissions answered with an earlier job (same idempotency key and body)',
-        labelNames: ['queue'],
-        registers: [registry],
-      }),
+      submitted: (queue, wasReplayed) => (wasReplayed ? replayed : enqueued)(queue),
       rejected: new Counter({
         name: 'jobgate_jobs_rejected_total',
         help: 'Job submissions refused, by problem code',
