@@ -81,9 +81,12 @@ export default async function jobsRoutes(
       // One slot per item, filled in as each item's outcome is known.
       const results: BatchItemResult[] = new Array(request.body.jobs.length)
       const tally = { accepted: 0, replayed: 0, rejected: 0 }
+      // The longest Retry-After of the items refused for now (a full queue, Redis out of memory).
+      let retryAfter = 0
       const refuse = (index: number, problem: ProblemError) => {
         app.metrics.rejected.inc({ code: problem.code })
         tally.rejected++
+        retryAfter = Math.max(retryAfter, Number(problem.headers['retry-after'] ?? 0))
         const document = problem.toDocument(request.url, request.id)
         results[index] = { index, status: problem.status, problem: document }
       }
@@ -126,6 +129,7 @@ export default async function jobsRoutes(
         results[index] = view === null ? { ...item, ...acceptedJob } : { ...item, job: view }
       })
       if (minimal) reply.header('preference-applied', RETURN_MINIMAL)
+      if (retryAfter > 0) reply.header('retry-after', String(retryAfter))
       return { ...tally, results }
     },
   )

@@ -55,7 +55,20 @@ export function newJob(body: EnqueueBody, submitter: Submitter, key: string | nu
     ttlMs: body.ttl_ms ?? null,
     requestId: submitter.requestId,
     client: submitter.client,
-    idempotency: key === null ? null : { key, fingerprint: fingerprint(body) },
+    idempotency: key === null ? null : { key, fingerprint: fingerprint(comparable(body)) },
+  }
+}
+
+/**
+ * The body as its fingerprint sees it: the same job written two ways is the same request
+ * (`delay_ms: 0` or none; `run_at` with any offset or precision, as the instant it names).
+ */
+function comparable(body: EnqueueBody): EnqueueBody {
+  const { delay_ms: delay, run_at: runAt, ...rest } = body
+  return {
+    ...rest,
+    ...(delay ? { delay_ms: delay } : {}),
+    ...(runAt === undefined ? {} : { run_at: new Date(runAt).toISOString() }),
   }
 }
 
@@ -171,6 +184,8 @@ export function submitted(
       }
     case 'expires_before_due':
       return { accepted: false, problem: expiresBeforeDue(pointer) }
+    case 'refused':
+      return { accepted: false, problem: result.problem }
     case 'too_many_queues':
       return {
         accepted: false,

@@ -237,8 +237,58 @@ t.test('a full queue refuses the items beyond its depth', async (t) => {
     [202, 202, 202, 503, 503],
   )
   t.equal(results[3]?.problem?.code, 'QUEUE_FULL')
+  t.equal(res.headers['retry-after'], '1', 'the answer says when to send the refused ones again')
   t.equal(await client.llen('jobgate:{emails}:ready:5'), 3)
 })
+
+t.test(
+  'Redis out of memory part way: the stored items are 202, the rest 503 items to send again',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    // The queue exists already: its first job registers it, a write of its own.
+    const first = await app.inject({
+      method: 'POST',
+      url: BATCH,
+      payload: { jobs: [{ type: 'a' }] },
+    })
+    t.equal(first.json().accepted, 1)
+    const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1])
+    await client.config('SET', 'maxmemory', String(used + 100_000))
+    t.teardown(() => client.config('SET', 'maxmemory', '0'))
+    // No idempotency keys: a retry of the whole batch would store the first items twice.
+    const jobs = Array.from({ length: 200 }, (_, n) => ({
+      type: 'a',
+      payload: { n, pad: 'x'.repeat(2000) },
+    }))
+    const res = await app.inject({ method: 'POST', url: BATCH, payload: { jobs } })
+    t.equal(res.statusCode, 200)
+    const results: ItemResult[] = res.json().results
+    const stored = results.filter((result) => result.status === 202)
+    const refused = results.filter((result) => result.status === 503)
+    t.ok(
+      stored.length > 0 && refused.length > 0,
+      `${stored.length} stored, ${refused.length} refused`,
+    )
+    t.equal(stored.length + refused.length, 200)
+    t.match(refused[0]?.problem, {
+      code: 'REDIS_UNAVAILABLE',
+      detail: /refused the call for now \(OOM\)/,
+    })
+    t.ok(Number(res.headers['retry-after']) >= 1, 'with Retry-After')
+    t.match(res.json(), { accepted: stored.length, rejected: refused.length })
+    t.equal(
+      await client.llen('jobgate:{emails}:ready:5'),
+      1 + stored.length,
+      'each 202 is a stored job',
+    )
+
+    await client.config('SET', 'maxmemory', '0')
+    const again = refused.map((result) => jobs[result.index])
+    const retried = await app.inject({ method: 'POST', url: BATCH, payload: { jobs: again } })
+    t.match(retried.json(), { accepted: refused.length, rejected: 0 })
+    t.equal(await client.llen('jobgate:{emails}:ready:5'), 1 + 200, 'every job once')
+  },
+)
 
 t.test('batches need the produce scope; idempotency keys are scoped by client', async (t) => {
   const { app, client } = await startGateway(t, { env: { API_KEYS: producer.entry } })

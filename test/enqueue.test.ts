@@ -110,6 +110,39 @@ t.test('same key, different body → 422 problem and nothing new', async (t) => 
   t.equal(await client.llen('jobgate:{emails}:ready:5'), 1)
 })
 
+t.test('the same job written two ways replays; a different time does not', async (t) => {
+  const { app } = await startGateway(t)
+  const send = (key: string, payload: object) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { 'idempotency-key': key },
+      payload,
+    })
+  // A day ahead, whole seconds: as UTC, and the same instant an hour east of it.
+  const at = new Date(Math.floor(Date.now() / 1000) * 1000 + 86_400_000)
+  const utc = at.toISOString().replace('.000Z', 'Z')
+  const east = `${new Date(at.getTime() + 3_600_000).toISOString().replace('Z', '')}+01:00`
+  const same: [object, object][] = [
+    [{ type: 'a' }, { type: 'a', delay_ms: 0 }],
+    [
+      { type: 'a', run_at: utc },
+      { type: 'a', run_at: east },
+    ],
+  ]
+  for (const [index, [first, again]] of same.entries()) {
+    const created = await send(`same-${index}`, first)
+    t.equal(created.statusCode, 202)
+    const replay = await send(`same-${index}`, again)
+    t.equal(replay.statusCode, 202, JSON.stringify(again))
+    t.equal(replay.headers['idempotent-replayed'], 'true')
+    t.equal(replay.json().id, created.json().id)
+  }
+  const later = new Date(at.getTime() + 1000).toISOString()
+  t.equal((await send('same-1', { type: 'a', run_at: later })).statusCode, 422)
+  t.equal((await send('same-0', { type: 'a', delay_ms: 1 })).statusCode, 422)
+})
+
 t.test('idempotency scope is per queue', async (t) => {
   const { app } = await startGateway(t)
   const send = (queue: string) =>

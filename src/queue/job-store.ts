@@ -1,3 +1,4 @@
+import type { ProblemError } from '../errors.js'
 import type { Admission, QueueRegistry } from './queue-registry.js'
 import {
   type CancelableState,
@@ -25,6 +26,8 @@ export type EnqueueResult =
   | { outcome: 'expires_before_due'; dueInMs: number }
   /** The queue is new and the registry holds MAX_QUEUES already; nothing was written. */
   | { outcome: 'too_many_queues' }
+  /** In a batch: Redis refused this job's call for now (out of memory, say); it wrote nothing. */
+  | { outcome: 'refused'; problem: ProblemError }
 
 export type CancelResult =
   | { outcome: 'canceled'; job: JobRecord }
@@ -137,15 +140,19 @@ export class JobStore {
    */
   async enqueueMany(queue: string, jobs: readonly NewJob[]): Promise<EnqueueResult[]> {
     const admission = await this.registry.admit(queue)
-    const replies = await this.unlessFailed(queue, admission, () =>
-      this.runner.pipeline((pipeline) => {
+    const settled = await this.unlessFailed(queue, admission, () =>
+      this.runner.pipelineSettled((pipeline) => {
         for (const job of jobs) {
           const { keys, args } = this.enqueueCall(job, admission)
           queueScript(pipeline, 'enqueue', keys, args)
         }
       }),
     )
-    const results = jobs.map((job, index) => enqueueResult(job, replies[index]))
+    const results = jobs.map((job, index): EnqueueResult => {
+      const call = settled[index]
+      if (call === undefined) throw new Error('jobgate: a batch reply is missing')
+      return 'reply' in call ? enqueueResult(job, call.reply) : { outcome: 'refused', ...call }
+    })
     await this.settleRegistration(queue, admission, results)
     if (this.runner.waitsForReplicas && results.some(accepted)) {
       await this.runner.confirmWrites(queue, RETRY_SUBMISSION)

@@ -46,7 +46,9 @@ function asProblem(error: unknown, retryAfterSeconds: number): unknown {
   if (!isUnavailableError(error)) return error
   const detail = isBreakerOpen(error)
     ? `Redis is failing; calls are paused for ${retryAfterSeconds} s. Retry then: ${RETRY_SAFELY}`
-    : `Redis did not answer. Retry shortly: ${RETRY_SAFELY}`
+    : error instanceof Error && error.name === 'ReplyError'
+      ? `Redis refused the call for now (${error.message.split(' ')[0]}). Retry shortly: ${RETRY_SAFELY}`
+      : `Redis did not answer. Retry shortly: ${RETRY_SAFELY}`
   return new ProblemError('REDIS_UNAVAILABLE', detail, {
     headers: { 'retry-after': String(retryAfterSeconds) },
     cause: error,
@@ -107,6 +109,29 @@ export class ScriptRunner {
         if (error) throw error
         return reply
       })
+    })
+  }
+
+  /**
+   * Pipelined calls whose outcomes stay apart: a call Redis refused for now (out of memory,
+   * say) is its own 503 problem while the others stand, since what they wrote is written.
+   * Only when every call failed, or one failed for another reason, does the whole fail.
+   */
+  pipelineSettled(
+    queue: (pipeline: ChainableCommander) => void,
+  ): Promise<({ reply: unknown } | { problem: ProblemError })[]> {
+    return this.command(async () => {
+      const pipeline = this.client.pipeline()
+      queue(pipeline)
+      const results = (await pipeline.exec()) ?? []
+      const errors = results.flatMap(([error]) => (error ? [error] : []))
+      const whole =
+        errors.find((error) => !isUnavailableError(error)) ??
+        (errors.length === results.length ? errors[0] : undefined)
+      if (whole) throw whole
+      return results.map(([error, reply]) =>
+        error ? { problem: asProblem(error, 1) as ProblemError } : { reply },
+      )
     })
   }
 
