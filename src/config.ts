@@ -245,13 +245,17 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
   return { max, windowMs }
 }
 
-/** A Redis URL (or a host:port) as an error message may quote it: without its login. */
+/**
+ * A Redis URL (or a host:port) as an error message may quote it: without its login, or a query
+ * string or fragment (`?password=…`).
+ */
 export function withoutLogin(text: string): string {
-  const at = text.lastIndexOf('@')
-  if (at === -1) return text
-  const scheme = text.indexOf('//')
+  const shown = text.replace(/([?#]).*$/s, '$1***')
+  const at = shown.lastIndexOf('@')
+  if (at === -1) return shown
+  const scheme = shown.indexOf('//')
   const start = scheme !== -1 && scheme < at ? scheme + 2 : 0
-  return `${text.slice(0, start)}***${text.slice(at)}`
+  return `${shown.slice(0, start)}***${shown.slice(at)}`
 }
 
 const REDIS_URL_FORM = 'redis[s]://[[user]:password@]host[:port][/db]'

@@ -137,6 +137,11 @@ t.test(
         /no query string or fragment/,
       ],
       [{ REDIS_URL: 'redis://:S3cret@cache:6379/2?' }, 'REDIS_URL', /no query string/],
+      [
+        { REDIS_URL: 'rediss://***@cache:6379?password=S3cret' },
+        'REDIS_URL',
+        /got "rediss:\/\/\*\*\*@cache:6379\?\*\*\*"/,
+      ],
       [{ REDIS_URL: 'redis://:S3cret@cache:6379#main' }, 'REDIS_URL', /or fragment/],
       [{ REDIS_URL: 'redis://S3cret@cache:6379' }, 'REDIS_URL', /password after a colon/],
       [

@@ -77,6 +77,7 @@ final class OptionParser
     {
         $given = $this->read($args);
         $single = fn (string $name, string $env = ''): ?string => $given[$name][0] ?? $this->env($env);
+        $source = static fn (string $name, string $env): string => isset($given[$name]) ? "--{$name}" : $env;
 
         $queues = $given['queue'] ?? [];
         if ($queues === []) {
@@ -110,17 +111,29 @@ final class OptionParser
         $workerId = $single('worker-id') ?? $this->defaultWorkerId;
         self::requirePattern('--worker-id', $workerId, self::WORKER_ID_PATTERN, '[A-Za-z0-9_.:@/-]{1,128}');
 
-        // REDIS_CLUSTER_NODES is the gateway's name for it, so both can share one environment.
-        $cluster = $single('cluster', 'REDIS_CLUSTER_NODES') ?? $this->env('REDIS_CLUSTER');
-        $sentinel = $this->sentinel($single);
+        if ($this->env('REDIS_CLUSTER') !== null) {
+            throw new UsageError(
+                "REDIS_CLUSTER is no longer read: name the cluster's seed nodes in REDIS_CLUSTER_NODES, "
+                . 'which the gateway reads too',
+            );
+        }
+        $cluster = $single('cluster', 'REDIS_CLUSTER_NODES');
+        $sentinel = $this->sentinel($single, $source);
         if ($sentinel !== null && $cluster !== null) {
             throw new UsageError(
-                '--sentinel and --cluster (or REDIS_SENTINELS and REDIS_CLUSTER): choose one; '
+                '--sentinel and --cluster (or REDIS_SENTINELS and REDIS_CLUSTER_NODES): choose one; '
                 . 'a Redis Cluster fails over by itself',
             );
         }
 
-        $redis = $this->redis($single);
+        $redis = $this->redis($single, $source);
+        if ($cluster !== null && $redis->database !== 0) {
+            throw new UsageError(
+                "{$source('redis', 'REDIS_URL')} names database {$redis->database}, but a Redis Cluster "
+                . "({$source('cluster', 'REDIS_CLUSTER_NODES')}) has only database 0: "
+                . 'take the database out of the URL (or make it /0)',
+            );
+        }
 
         return new WorkerConfig(
             queues: array_values($queues),
@@ -129,7 +142,7 @@ final class OptionParser
             redis: $redis,
             clusterSeeds: $cluster === null ? null : array_map(
                 static fn (RedisEndpoint $seed): RedisEndpoint => $redis->at($seed->host, $seed->port),
-                self::seeds('--cluster', $cluster, addressOnly: true),
+                self::seeds($source('cluster', 'REDIS_CLUSTER_NODES'), $cluster, addressOnly: true),
             ),
             sentinel: $sentinel,
             prefix: $prefix,
@@ -276,12 +289,13 @@ final class OptionParser
         return $ms;
     }
 
-    private static function endpoint(string $option, string $url): RedisEndpoint
+    /** @param string $source the option or variable the URL came from */
+    private static function endpoint(string $source, string $url): RedisEndpoint
     {
         try {
             return RedisEndpoint::fromUrl($url);
         } catch (InvalidArgumentException $invalid) {
-            throw new UsageError("{$option}: {$invalid->getMessage()}");
+            throw new UsageError("{$source}: {$invalid->getMessage()}");
         }
     }
 
@@ -290,10 +304,14 @@ final class OptionParser
      * with the TLS files given for it.
      *
      * @param Closure(string, string=): ?string $single an option's value, else its variable's
+     * @param Closure(string, string): string $source the option's name if it was given, else the variable's
      */
-    private function redis(Closure $single): RedisEndpoint
+    private function redis(Closure $single, Closure $source): RedisEndpoint
     {
-        $redis = self::endpoint('--redis', $single('redis', 'REDIS_URL') ?? 'redis://127.0.0.1:6379');
+        $redis = self::endpoint(
+            $source('redis', 'REDIS_URL'),
+            $single('redis', 'REDIS_URL') ?? 'redis://127.0.0.1:6379',
+        );
         $files = [
             'redis-tls-ca' => $single('redis-tls-ca', 'REDIS_TLS_CA_FILE'),
             'redis-tls-cert' => $single('redis-tls-cert', 'REDIS_TLS_CERT_FILE'),
@@ -323,8 +341,9 @@ final class OptionParser
 
     /**
      * @param Closure(string, string=): ?string $single an option's value, else its variable's
+     * @param Closure(string, string): string $source the option's name if it was given, else the variable's
      */
-    private function sentinel(Closure $single): ?SentinelConfig
+    private function sentinel(Closure $single, Closure $source): ?SentinelConfig
     {
         $sentinels = $single('sentinel', 'REDIS_SENTINELS');
         $masterName = $single('sentinel-master', 'REDIS_SENTINEL_NAME');
@@ -359,10 +378,15 @@ final class OptionParser
                 . 'the name of the master group the sentinels monitor',
             );
         }
-        self::requirePattern('--sentinel-master', $masterName, self::SENTINEL_MASTER_PATTERN, '[A-Za-z0-9_.:-]{1,128}');
+        self::requirePattern(
+            $source('sentinel-master', 'REDIS_SENTINEL_NAME'),
+            $masterName,
+            self::SENTINEL_MASTER_PATTERN,
+            '[A-Za-z0-9_.:-]{1,128}',
+        );
 
         return new SentinelConfig(
-            self::seeds('--sentinel', $sentinels),
+            self::seeds($source('sentinel', 'REDIS_SENTINELS'), $sentinels),
             $masterName,
             $password,
             $username,
@@ -373,24 +397,26 @@ final class OptionParser
      * Every entry a HOST:PORT, none empty, as the gateway reads the same variables (a sentinel's
      * port has no default: Redis's 6379 is not Sentinel's).
      *
+     * @param string $source the option or variable they came from
      * @param bool $addressOnly the nodes' login and TLS come from --redis, not from each seed
      * @return non-empty-list<RedisEndpoint>
      */
-    private static function seeds(string $option, string $list, bool $addressOnly = false): array
+    private static function seeds(string $source, string $list, bool $addressOnly = false): array
     {
         $seeds = [];
         foreach (explode(',', $list) as $seed) {
             $seed = trim($seed);
+            $quoted = RedisEndpoint::redact($seed);
             if ($addressOnly && preg_match('#[/@]#', $seed)) {
                 throw new UsageError(
-                    "{$option} takes HOST:PORT pairs; the nodes' login and TLS come from --redis "
-                    . "(REDIS_URL), whose host and port a cluster ignores (got \"{$seed}\")",
+                    "{$source} takes HOST:PORT pairs; the nodes' login and TLS come from --redis "
+                    . "(REDIS_URL), whose host and port a cluster ignores (got \"{$quoted}\")",
                 );
             }
-            if (!preg_match('/^[^\/@\s]+:\d{1,5}$/', $seed)) {
-                throw new UsageError("{$option} must be HOST:PORT pairs separated by commas (got \"{$seed}\")");
+            if (!preg_match('/^[^\/@?#\s]+:\d{1,5}$/', $seed)) {
+                throw new UsageError("{$source} must be HOST:PORT pairs separated by commas (got \"{$quoted}\")");
             }
-            $seeds[] = self::endpoint($option, $seed);
+            $seeds[] = self::endpoint($source, $seed);
         }
 
         return $seeds;

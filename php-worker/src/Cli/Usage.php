@@ -15,14 +15,14 @@ final class Usage
           --queue=NAME            a queue to work on; repeat for several, in priority order
           --handlers=FILE         the handler map
           --transport=redis|http  how to reach the jobs (default redis)
-          --redis=URL             redis://[user:pass@]host:port[/db], rediss:// for TLS
-                                  [REDIS_URL, default redis://127.0.0.1:6379]
+          --redis=URL             redis[s]://[[user]:password@]host[:port][/db], rediss:// for TLS;
+                                  no query string  [REDIS_URL, default redis://127.0.0.1:6379]
           --redis-tls-ca=FILE     PEM certificate authorities to trust for rediss://, instead of
                                   OpenSSL's  [REDIS_TLS_CA_FILE]
           --redis-tls-cert=FILE   a PEM client certificate, for servers that require one, with
           --redis-tls-key=FILE    its key  [REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE]
           --cluster=HOST:PORT,…   Redis Cluster seed nodes; --redis then lends only its user,
-                                  password and TLS  [REDIS_CLUSTER_NODES]
+                                  password and TLS (its db must be 0)  [REDIS_CLUSTER_NODES]
           --sentinel=HOST:PORT,…  Redis Sentinels to ask for the primary, in order; --redis then lends
                                   only its user, password, db and TLS, not its host:port  [REDIS_SENTINELS]
           --sentinel-master=NAME  the master group the sentinels monitor, for --sentinel  [REDIS_SENTINEL_NAME]

@@ -45,6 +45,23 @@ final class ApplicationTest extends TestCase
         self::assertStringContainsString('Usage: jobgate-worker', $stderr);
     }
 
+    public function testABadRedisUrlInTheEnvironmentExits64NamingItWithoutThePassword(): void
+    {
+        $code = $this->runApplication(
+            ['--queue=q', '--handlers=' . self::HANDLERS],
+            ['REDIS_URL' => 'redis://hunter2@db.example:6379'],
+        );
+
+        self::assertSame(ExitCode::USAGE, $code);
+        $stderr = $this->output($this->stderr);
+        self::assertStringContainsString(
+            'jobgate-worker: REDIS_URL: the login of a Redis URL has no password: write the password after a colon',
+            $stderr,
+        );
+        self::assertStringContainsString('(got "redis://***@db.example:6379")', $stderr);
+        self::assertStringNotContainsString('hunter2', $stderr);
+    }
+
     public function testAMissingHandlersFileExits78(): void
     {
         $code = $this->runApplication(['--queue=q', '--handlers=/nonexistent/handlers.php']);
@@ -276,10 +293,13 @@ final class ApplicationTest extends TestCase
         ));
     }
 
-    /** @param list<string> $args */
-    private function runApplication(array $args): int
+    /**
+     * @param list<string> $args
+     * @param array<string, string> $env
+     */
+    private function runApplication(array $args, array $env = []): int
     {
-        return (new Application([], $this->stdout, $this->stderr, self::LUA_DIR))->run($args);
+        return (new Application($env, $this->stdout, $this->stderr, self::LUA_DIR))->run($args);
     }
 
     /** @param resource $stream */

@@ -80,7 +80,7 @@ final class OptionParserTest extends TestCase
     public function testEnvironmentFallbacks(): void
     {
         $config = $this->parse(self::REQUIRED, [
-            'REDIS_URL' => 'redis://secret@cache:7000',
+            'REDIS_URL' => 'redis://:secret@cache:7000',
             'REDIS_CLUSTER_NODES' => 'n1:7001, n2:7002',
             'KEY_PREFIX' => 'prod',
             'JOBGATE_URL' => 'https://jobs.example.com',
@@ -109,22 +109,6 @@ final class OptionParserTest extends TestCase
         self::assertSame(48 * 3_600_000, $config->jobRetentionMs);
         self::assertSame(2 * 86_400_000, $config->deadRetentionMs);
         self::assertSame(2000, $config->eventsMaxLen);
-    }
-
-    public function testTheWorkersOwnNameForTheClusterStillWorks(): void
-    {
-        $config = $this->parse(self::REQUIRED, ['REDIS_CLUSTER' => 'n1:7001']);
-
-        self::assertSame(['n1:7001'], array_map(
-            static fn ($seed) => "{$seed->host}:{$seed->port}",
-            $config->clusterSeeds ?? [],
-        ));
-        self::assertSame(
-            'n2',
-            $this->parse(self::REQUIRED, ['REDIS_CLUSTER' => 'n1:7001', 'REDIS_CLUSTER_NODES' => 'n2:7002'])
-                ->clusterSeeds[0]->host ?? null,
-            'the gateway\'s name wins',
-        );
     }
 
     public function testSecondsTakeDurationsWithUnitsToo(): void
@@ -340,9 +324,9 @@ final class OptionParserTest extends TestCase
                 ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=m', '--sentinel-username=watch'],
                 '--sentinel-username (REDIS_SENTINEL_USERNAME) needs --sentinel-password',
             ],
-            'sentinel and cluster' => [
+            'sentinel and cluster, named as the gateway names them' => [
                 ['--queue=q', $handlers, '--sentinel=s1:26379', '--sentinel-master=m', '--cluster=n1:7000'],
-                'choose one',
+                '--sentinel and --cluster (or REDIS_SENTINELS and REDIS_CLUSTER_NODES): choose one',
             ],
             'sentinel without port' => [
                 ['--queue=q', $handlers, '--sentinel=s1', '--sentinel-master=m'],
@@ -379,6 +363,238 @@ final class OptionParserTest extends TestCase
         ];
     }
 
+    public function testRedisUrlsTheGatewayReadsAlikeStillWork(): void
+    {
+        $passwordOnly = $this->parse([...self::REQUIRED, '--redis=redis://:p%40ss@cache:6380/3']);
+        self::assertSame('p@ss', $passwordOnly->redis->credentials());
+        self::assertSame(3, $passwordOnly->redis->database);
+
+        $acl = $this->parse(self::REQUIRED, ['REDIS_URL' => 'rediss://us%41:a%2Fb%25c@cache']);
+        self::assertSame(['usA', 'a/b%c'], $acl->redis->credentials());
+
+        self::assertNull(
+            $this->parse([...self::REQUIRED, '--redis=redis://:@cache'])->redis->credentials(),
+            'an empty login is none, as for ioredis',
+        );
+    }
+
+    public function testAClusterTakesDatabase0OrNone(): void
+    {
+        foreach (['redis://:pw@n1:7000/0', 'redis://:pw@n1:7000/', 'redis://:pw@n1:7000'] as $url) {
+            $config = $this->parse(self::REQUIRED, ['REDIS_URL' => $url, 'REDIS_CLUSTER_NODES' => 'n1:7000']);
+            self::assertSame(0, $config->redis->database, $url);
+            self::assertSame(['pw'], array_map(
+                static fn ($seed) => $seed->credentials(),
+                $config->clusterSeeds ?? [],
+            ), $url);
+        }
+    }
+
+    /**
+     * A wrong Redis setting names where it came from (the option, else the variable) and never
+     * quotes a password.
+     *
+     * @dataProvider badRedisSettings
+     * @param list<string> $args
+     * @param array<string, string> $env
+     */
+    public function testABadRedisSettingNamesItsSourceAndHidesThePassword(
+        array $args,
+        array $env,
+        string $expected,
+        string $secret,
+    ): void {
+        $message = $this->usageError([...self::REQUIRED, ...$args], $env)->getMessage();
+
+        self::assertStringStartsWith($expected, $message);
+        self::assertStringNotContainsString($secret, $message);
+    }
+
+    /** @return array<string, array{list<string>, array<string, string>, string, string}> */
+    public static function badRedisSettings(): array
+    {
+        $form = 'redis[s]://[[user]:password@]host[:port][/db]';
+        $query = 'a Redis URL takes no query string or fragment: name the database in the path, as in '
+            . 'redis://host:6379/2';
+        $colon = 'the login of a Redis URL has no password: write the password after a colon: '
+            . 'redis://:password@host, or redis://user:password@host';
+        $percent = 'the login of a Redis URL has a % that starts no escape: percent-encode a % in the password as %25';
+
+        return [
+            // R1, R2: the login is masked, the source named
+            'REDIS_URL not a Redis URL' => [
+                [],
+                ['REDIS_URL' => 'http://admin:hunter2@db.example:6379/x'],
+                "REDIS_URL: not a Redis URL, {$form} (got \"http://***@db.example:6379/x\")",
+                'hunter2',
+            ],
+            'REDIS_URL with a database that is no number' => [
+                [],
+                ['REDIS_URL' => 'redis://admin:hunter2@db.example:6379/x'],
+                'REDIS_URL: the database of a Redis URL must be a number, as in /2 '
+                . '(got "redis://***@db.example:6379/x")',
+                'hunter2',
+            ],
+            '--redis with a database that is no number, over a good REDIS_URL' => [
+                ['--redis=redis://admin:hunter2@db.example:6379/x'],
+                ['REDIS_URL' => 'redis://db.example:6379'],
+                '--redis: the database of a Redis URL must be a number, as in /2 (got "redis://***@db.example:6379/x")',
+                'hunter2',
+            ],
+            'a password with an @ of its own' => [
+                ['--redis=redis://:hun@ter2@db.example:6379/x'],
+                [],
+                '--redis: the database of a Redis URL must be a number, as in /2 (got "redis://***@db.example:6379/x")',
+                'ter2',
+            ],
+            // R3
+            'REDIS_URL with ?db=' => [
+                [],
+                ['REDIS_URL' => 'redis://:hunter2@db.example:6379?db=3'],
+                "REDIS_URL: {$query}",
+                'hunter2',
+            ],
+            '--redis with ?password=' => [
+                ['--redis=redis://db.example:6379/0?password=hunter2'],
+                [],
+                "--redis: {$query}",
+                'hunter2',
+            ],
+            'REDIS_URL with a fragment' => [
+                [],
+                ['REDIS_URL' => 'rediss://db.example/1#hunter2'],
+                "REDIS_URL: {$query}",
+                'hunter2',
+            ],
+            // R4
+            'REDIS_URL with a login without a colon' => [
+                [],
+                ['REDIS_URL' => 'redis://hunter2@db.example:6379'],
+                "REDIS_URL: {$colon} (got \"redis://***@db.example:6379\")",
+                'hunter2',
+            ],
+            '--redis with a login without a colon' => [
+                ['--redis=rediss://hunter2@db.example'],
+                [],
+                "--redis: {$colon}",
+                'hunter2',
+            ],
+            '--redis with a user and an empty password' => [
+                ['--redis=redis://hunter2:@db.example'],
+                [],
+                "--redis: {$colon}",
+                'hunter2',
+            ],
+            // R5
+            'REDIS_URL with a % that is no escape' => [
+                [],
+                ['REDIS_URL' => 'redis://:100%zz@db.example'],
+                "REDIS_URL: {$percent} (got \"redis://***@db.example\")",
+                '100%zz',
+            ],
+            '--redis with a password ending in %' => [
+                ['--redis=redis://admin:hunter2%@db.example'],
+                [],
+                "--redis: {$percent}",
+                'hunter2',
+            ],
+            '--redis with a % in the user' => [
+                ['--redis=redis://ad%min:hunter2@db.example'],
+                [],
+                "--redis: {$percent}",
+                'hunter2',
+            ],
+            // R6
+            'REDIS_URL with a database for REDIS_CLUSTER_NODES' => [
+                [],
+                ['REDIS_URL' => 'redis://:hunter2@n1:7000/3', 'REDIS_CLUSTER_NODES' => 'n1:7000'],
+                'REDIS_URL names database 3, but a Redis Cluster (REDIS_CLUSTER_NODES) has only database 0',
+                'hunter2',
+            ],
+            '--redis with a database for --cluster' => [
+                ['--redis=redis://:hunter2@n1:7000/2', '--cluster=n1:7000'],
+                ['REDIS_URL' => 'redis://n1:7000/0', 'REDIS_CLUSTER_NODES' => 'n1:7000'],
+                '--redis names database 2, but a Redis Cluster (--cluster) has only database 0',
+                'hunter2',
+            ],
+            'REDIS_URL with a database for --cluster' => [
+                ['--cluster=n1:7000'],
+                ['REDIS_URL' => 'redis://:hunter2@n1:7000/1'],
+                'REDIS_URL names database 1, but a Redis Cluster (--cluster) has only database 0',
+                'hunter2',
+            ],
+            // R7
+            'REDIS_CLUSTER' => [
+                [],
+                ['REDIS_CLUSTER' => 'n1:7000', 'REDIS_URL' => 'redis://:hunter2@n1:7000'],
+                "REDIS_CLUSTER is no longer read: name the cluster's seed nodes in REDIS_CLUSTER_NODES",
+                'hunter2',
+            ],
+            'REDIS_CLUSTER beside REDIS_CLUSTER_NODES and --cluster' => [
+                ['--cluster=n1:7000'],
+                ['REDIS_CLUSTER' => 'n2:7000', 'REDIS_CLUSTER_NODES' => 'n1:7000'],
+                'REDIS_CLUSTER is no longer read',
+                'n2',
+            ],
+            // R1, R2 for cluster seeds and sentinels
+            'REDIS_CLUSTER_NODES with a login' => [
+                [],
+                ['REDIS_CLUSTER_NODES' => 'n1:7000, admin:hunter2@n2:7001'],
+                'REDIS_CLUSTER_NODES takes HOST:PORT pairs; the nodes\' login and TLS come from --redis (REDIS_URL), '
+                . 'whose host and port a cluster ignores (got "***@n2:7001")',
+                'hunter2',
+            ],
+            '--cluster as a URL with a login' => [
+                ['--cluster=redis://:hunter2@n1:7000'],
+                ['REDIS_CLUSTER_NODES' => 'n1:7000'],
+                '--cluster takes HOST:PORT pairs',
+                'hunter2',
+            ],
+            'REDIS_CLUSTER_NODES without a port' => [
+                [],
+                ['REDIS_CLUSTER_NODES' => 'n1'],
+                'REDIS_CLUSTER_NODES must be HOST:PORT pairs separated by commas (got "n1")',
+                'hunter2',
+            ],
+            'REDIS_CLUSTER_NODES with a query' => [
+                [],
+                ['REDIS_CLUSTER_NODES' => 'n1?password=hunter2:7000'],
+                'REDIS_CLUSTER_NODES must be HOST:PORT pairs separated by commas (got "n1?***")',
+                'hunter2',
+            ],
+            'REDIS_CLUSTER_NODES with a port out of range' => [
+                [],
+                ['REDIS_CLUSTER_NODES' => 'n1:99999'],
+                'REDIS_CLUSTER_NODES: not a Redis URL',
+                'hunter2',
+            ],
+            'REDIS_SENTINELS as a URL with a login' => [
+                [],
+                ['REDIS_SENTINELS' => 'redis://:hunter2@s1:26379', 'REDIS_SENTINEL_NAME' => 'm'],
+                'REDIS_SENTINELS must be HOST:PORT pairs separated by commas (got "redis://***@s1:26379")',
+                'hunter2',
+            ],
+            '--sentinel with a login' => [
+                ['--sentinel=admin:hunter2@s1:26379'],
+                ['REDIS_SENTINELS' => 's1:26379', 'REDIS_SENTINEL_NAME' => 'm'],
+                '--sentinel must be HOST:PORT pairs separated by commas (got "***@s1:26379")',
+                'hunter2',
+            ],
+            'REDIS_SENTINELS with a port out of range' => [
+                [],
+                ['REDIS_SENTINELS' => 's1:99999', 'REDIS_SENTINEL_NAME' => 'm'],
+                'REDIS_SENTINELS: not a Redis URL',
+                'hunter2',
+            ],
+            'REDIS_SENTINEL_NAME that is no name' => [
+                [],
+                ['REDIS_SENTINELS' => 's1:26379', 'REDIS_SENTINEL_NAME' => 'my master'],
+                'REDIS_SENTINEL_NAME must match [A-Za-z0-9_.:-]{1,128}',
+                'hunter2',
+            ],
+        ];
+    }
+
     public function testABadEnvironmentValueIsAUsageErrorToo(): void
     {
         $this->expectException(UsageError::class);
@@ -393,7 +609,7 @@ final class OptionParserTest extends TestCase
         $this->parse(self::REQUIRED, [
             'REDIS_SENTINELS' => 's1:26379',
             'REDIS_SENTINEL_NAME' => 'm',
-            'REDIS_CLUSTER' => 'n1:7000',
+            'REDIS_CLUSTER_NODES' => 'n1:7000',
         ]);
     }
 
@@ -401,6 +617,22 @@ final class OptionParserTest extends TestCase
     {
         self::assertTrue(OptionParser::wantsHelp(['--queue=q', '--help']));
         self::assertFalse(OptionParser::wantsHelp(['--queue=q']));
+    }
+
+    /**
+     * @param list<string> $args
+     * @param array<string, string> $env
+     */
+    private function usageError(array $args, array $env): UsageError
+    {
+        try {
+            $this->parse($args, $env);
+        } catch (\Throwable $thrown) {
+            self::assertSame(UsageError::class, $thrown::class, $thrown->getMessage());
+
+            return $thrown;
+        }
+        self::fail('no UsageError');
     }
 
     /**

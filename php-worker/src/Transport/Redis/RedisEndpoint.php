@@ -4,14 +4,17 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Transport\Redis;
 
+use Closure;
 use InvalidArgumentException;
 
 /**
- * Where a Redis server is and how to log in: parsed from `redis://[user:pass@]host:port[/db]`
+ * Where a Redis server is and how to log in: parsed from `redis[s]://[[user]:password@]host[:port][/db]`
  * (`rediss://` for TLS) or, for cluster seeds, a bare `host:port`.
  */
 final class RedisEndpoint
 {
+    public const FORM = 'redis[s]://[[user]:password@]host[:port][/db]';
+
     public function __construct(
         public readonly string $host,
         public readonly int $port = 6379,
@@ -23,33 +26,84 @@ final class RedisEndpoint
     ) {
     }
 
-    /** @throws InvalidArgumentException */
+    /**
+     * Read as the gateway reads REDIS_URL, so that one environment gives both the same server,
+     * login and database: no query string (ioredis would take `?db=`), and a login with a colon
+     * (ioredis takes `redis://secret@host` for a user name).
+     *
+     * @throws InvalidArgumentException quoting the URL without its login
+     */
     public static function fromUrl(string $url): self
     {
-        if (!preg_match('#^[a-z][a-z0-9+.-]*://#i', $url)) {
-            $url = 'redis://' . $url;
+        $quoted = self::redact($url);
+        $fail = static fn (string $problem) => new InvalidArgumentException("{$problem} (got \"{$quoted}\")");
+        if (strpbrk($url, '?#') !== false) {
+            throw $fail(
+                'a Redis URL takes no query string or fragment: name the database in the path, as in '
+                . 'redis://host:6379/2 (write a ? or # in the password as %3F or %23)',
+            );
         }
-        $parts = parse_url($url);
+        $parts = parse_url(preg_match('#^[a-z][a-z0-9+.-]*://#i', $url) ? $url : 'redis://' . $url);
         $scheme = strtolower((string) ($parts['scheme'] ?? ''));
         if ($parts === false || !in_array($scheme, ['redis', 'rediss'], true) || ($parts['host'] ?? '') === '') {
-            throw new InvalidArgumentException("not a Redis URL (redis://[user:pass@]host:port[/db]): {$url}");
+            throw $fail('not a Redis URL, ' . self::FORM);
         }
         $path = trim((string) ($parts['path'] ?? ''), '/');
         if ($path !== '' && !ctype_digit($path)) {
-            throw new InvalidArgumentException("the database of a Redis URL must be a number: {$url}");
+            throw $fail('the database of a Redis URL must be a number, as in /2');
         }
-        $user = isset($parts['user']) && $parts['user'] !== '' ? rawurldecode($parts['user']) : null;
-        $password = isset($parts['pass']) ? rawurldecode($parts['pass']) : null;
+        [$user, $password] = self::login($parts['user'] ?? '', $parts['pass'] ?? '', $fail);
 
         return new self(
             host: trim($parts['host'], '[]'),
             port: $parts['port'] ?? 6379,
-            // `redis://secret@host` is the password-only form.
-            user: $password === null ? null : $user,
-            password: $password ?? $user,
+            user: $user,
+            password: $password,
             database: (int) ($path === '' ? 0 : $path),
             tls: $scheme === 'rediss' ? new TlsSettings() : null,
         );
+    }
+
+    /**
+     * `$text` (a Redis URL, a host:port) as a message may quote it: its login replaced by `***`,
+     * and its query string or fragment too (`?password=`).
+     */
+    public static function redact(string $text): string
+    {
+        $at = strrpos($text, '@');
+        if ($at !== false) {
+            $scheme = strpos($text, '//');
+            $start = $scheme !== false && $scheme < $at ? $scheme + 2 : 0;
+            $text = substr($text, 0, $start) . '***' . substr($text, $at);
+        }
+
+        return (string) preg_replace('/([?#]).*/s', '$1***', $text);
+    }
+
+    /**
+     * The user and password, decoded; an empty password is none (as for ioredis).
+     *
+     * @param Closure(string): InvalidArgumentException $fail
+     * @return array{?string, ?string}
+     */
+    private static function login(string $user, string $password, Closure $fail): array
+    {
+        if (preg_grep('/%(?![0-9A-Fa-f]{2})/', [$user, $password]) !== []) {
+            throw $fail(
+                'the login of a Redis URL has a % that starts no escape: percent-encode a % in the password as %25',
+            );
+        }
+        if ($user !== '' && $password === '') {
+            throw $fail(
+                'the login of a Redis URL has no password: write the password after a colon: '
+                . 'redis://:password@host, or redis://user:password@host',
+            );
+        }
+
+        return [
+            $user === '' ? null : rawurldecode($user),
+            $password === '' ? null : rawurldecode($password),
+        ];
     }
 
     /** This endpoint at another address, with the same login, database and TLS. */
