@@ -1,3 +1,5 @@
+import { X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import t, { type Test } from 'tap'
 import { startClusterGateway, startGateway } from './helpers/gateway.js'
 import { until } from './helpers/load.js'
@@ -159,6 +161,107 @@ t.test(
       await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === id)
     }
     for (const [index, queue] of ['emails', 'sms', 'reports'].entries()) {
+      t.equal(await client.hget(`jobgate:{${queue}}:job:${ids[index]}`, 'state'), 'succeeded')
+    }
+    worker.signal('SIGTERM')
+    t.equal((await worker.exited).code, 0)
+  },
+)
+
+t.test(
+  'a TLS cluster whose certificates name only localhost, announced and seeded by that name',
+  async (t) => {
+    const certs = makeCertificates({ serverNames: 'DNS:localhost' })
+    t.teardown(() => certs.remove())
+    t.equal(
+      new X509Certificate(readFileSync(certs.serverCert)).subjectAltName,
+      'DNS:localhost',
+      'no IP address in the certificate: only a connection by name passes its check',
+    )
+    // The bus still meets the nodes at 127.0.0.1; clients are told `localhost`.
+    const cluster = await RedisCluster.start(3, {
+      tls: certs,
+      nodeArgs: [
+        '--cluster-announce-hostname',
+        'localhost',
+        '--cluster-preferred-endpoint-type',
+        'hostname',
+      ],
+    })
+    t.teardown(() => cluster.destroy())
+    const slots = (await cluster.nodes[0]?.ask((client) => client.cluster('SLOTS'))) as unknown as [
+      number,
+      number,
+      [string, number],
+    ][]
+    t.strictSame(
+      slots.map(([, , [host]]) => host),
+      ['localhost', 'localhost', 'localhost'],
+      'CLUSTER SLOTS names every master localhost',
+    )
+
+    const seeds = cluster.tlsSeedsAt('localhost')
+    const [firstSeed] = seeds.split(',')
+    const { app, client } = await startClusterGateway(t, cluster, {
+      env: {
+        REDIS_CLUSTER_NODES: seeds,
+        REDIS_URL: `rediss://${firstSeed}`,
+        REDIS_TLS_CA_FILE: certs.ca,
+        REDIS_TLS_CERT_FILE: certs.clientCert,
+        REDIS_TLS_KEY_FILE: certs.clientKey,
+      },
+    })
+    // What the gateway's connections to the nodes report, to show in a failure.
+    const trouble = new Set<string>()
+    app.store.client.on('node error', (error: Error, node: string) => {
+      trouble.add(`${node}: ${error.message}`)
+    })
+    await until(() => app.store.client.status === 'ready', 5000)
+    const ready = await app.inject({ method: 'GET', url: '/readyz' })
+    t.equal(ready.statusCode, 200, `ready${trouble.size ? `; ${[...trouble].join('; ')}` : ''}`)
+
+    const queues = ['emails', 'sms', 'reports']
+    const ids: string[] = []
+    for (const queue of queues) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/queues/${queue}/jobs`,
+        headers: JSON_HEADERS,
+        payload: { type: 'echo', payload: { queue } },
+      })
+      t.equal(res.statusCode, 202, queue)
+      ids.push(res.json().id)
+    }
+    const holders = [...(await cluster.keysByNode()).values()].filter((keys) =>
+      keys.some((key) => key.includes(':job:')),
+    )
+    t.ok(holders.length >= 2, `the jobs are on ${holders.length} nodes`)
+
+    const worker = new PhpWorker({
+      redisUrl: `rediss://${firstSeed}`,
+      queues,
+      args: [
+        `--cluster=${seeds}`,
+        `--redis-tls-ca=${certs.ca}`,
+        `--redis-tls-cert=${certs.clientCert}`,
+        `--redis-tls-key=${certs.clientKey}`,
+      ],
+    })
+    t.teardown(async () => {
+      worker.signal('SIGKILL')
+      await worker.exited
+    })
+    for (const id of ids) {
+      await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === id)
+    }
+    for (const [index, queue] of queues.entries()) {
+      const status = await app.inject({
+        method: 'GET',
+        url: `/v1/queues/${queue}/jobs/${ids[index]}`,
+      })
+      t.equal(status.statusCode, 200)
+      t.equal(status.json().state, 'succeeded', queue)
+      t.strictSame(status.json().result, { queue })
       t.equal(await client.hget(`jobgate:{${queue}}:job:${ids[index]}`, 'state'), 'succeeded')
     }
     worker.signal('SIGTERM')

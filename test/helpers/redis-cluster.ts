@@ -30,52 +30,65 @@ export class RedisCluster {
   /**
    * With `tls`, every node also serves TLS on a port of its own (client certificates required)
    * and the nodes talk TLS among themselves; the plain ports stay for the tests' own looks.
+   * `nodeArgs` are more `redis-server` arguments for every node.
    */
   static async start(
     masters = 3,
-    { replicas = 0, tls }: { replicas?: number; tls?: Certificates } = {},
+    {
+      replicas = 0,
+      tls,
+      nodeArgs = [],
+    }: { replicas?: number; tls?: Certificates; nodeArgs?: string[] } = {},
   ): Promise<RedisCluster> {
     const nodes: RedisServer[] = []
     const tlsPorts = new Map<number, number>()
-    for (let i = 0; i < masters * (1 + replicas); i++) {
-      const port = await clusterPort()
-      const tlsPort = tls ? await freePort() : 0
-      if (tls) tlsPorts.set(port, tlsPort)
-      nodes.push(
-        await RedisServer.start({
-          port,
-          args: [
-            ...(tls ? [...tlsPortArgs(tls, tlsPort), '--tls-cluster', 'yes'] : []),
-            '--cluster-enabled',
-            'yes',
-            '--cluster-config-file',
-            'nodes.conf',
-            '--cluster-node-timeout',
-            '2000',
-            // A replica's first sync would wait 5 s for others to share it.
-            '--repl-diskless-sync-delay',
-            '0',
-          ],
-        }),
+    try {
+      for (let i = 0; i < masters * (1 + replicas); i++) {
+        const port = await clusterPort()
+        // With `--tls-cluster yes` the bus listens at the TLS port + 10000.
+        const tlsPort = tls ? await clusterPort() : 0
+        if (tls) tlsPorts.set(port, tlsPort)
+        nodes.push(
+          await RedisServer.start({
+            port,
+            args: [
+              ...(tls ? [...tlsPortArgs(tls, tlsPort), '--tls-cluster', 'yes'] : []),
+              '--cluster-enabled',
+              'yes',
+              '--cluster-config-file',
+              'nodes.conf',
+              '--cluster-node-timeout',
+              '2000',
+              // A replica's first sync would wait 5 s for others to share it.
+              '--repl-diskless-sync-delay',
+              '0',
+              ...nodeArgs,
+            ],
+          }),
+        )
+      }
+      await run('redis-cli', [
+        '--cluster',
+        'create',
+        ...nodes.map((node) => `127.0.0.1:${node.port}`),
+        '--cluster-replicas',
+        String(replicas),
+        '--cluster-yes',
+      ])
+      await new RedisCluster(nodes).waitUntilOk()
+      const roles = await Promise.all(nodes.map((node) => node.ask((client) => client.role())))
+      const cluster = new RedisCluster(
+        nodes.filter((_, index) => roles[index]?.[0] === 'master'),
+        nodes.filter((_, index) => roles[index]?.[0] === 'slave'),
+        tlsPorts,
       )
+      await Promise.all(cluster.nodes.map((node) => node.waitForReplicas(replicas)))
+      return cluster
+    } catch (error) {
+      // No cluster for the caller to destroy: stop its nodes here.
+      await Promise.all(nodes.map((node) => node.destroy()))
+      throw error
     }
-    await run('redis-cli', [
-      '--cluster',
-      'create',
-      ...nodes.map((node) => `127.0.0.1:${node.port}`),
-      '--cluster-replicas',
-      String(replicas),
-      '--cluster-yes',
-    ])
-    await new RedisCluster(nodes).waitUntilOk()
-    const roles = await Promise.all(nodes.map((node) => node.ask((client) => client.role())))
-    const cluster = new RedisCluster(
-      nodes.filter((_, index) => roles[index]?.[0] === 'master'),
-      nodes.filter((_, index) => roles[index]?.[0] === 'slave'),
-      tlsPorts,
-    )
-    await Promise.all(cluster.nodes.map((node) => node.waitForReplicas(replicas)))
-    return cluster
   }
 
   /** The master serving `key`'s slot and its replicas. */
@@ -107,7 +120,12 @@ export class RedisCluster {
 
   /** The masters' TLS ports as seeds, for a cluster started with `tls`. */
   get tlsSeeds(): string {
-    return this.nodes.map((node) => `127.0.0.1:${this.tlsPorts.get(node.port)}`).join(',')
+    return this.tlsSeedsAt('127.0.0.1')
+  }
+
+  /** The masters' TLS ports as seeds on `host` (a name such as `localhost`, say). */
+  tlsSeedsAt(host: string): string {
+    return this.nodes.map((node) => `${host}:${this.tlsPorts.get(node.port)}`).join(',')
   }
 
   private async waitUntilOk(): Promise<void> {

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 export interface Certificates {
   dir: string
   ca: string
-  /** For 127.0.0.1 and localhost, signed by `ca`. */
+  /** For 127.0.0.1 and localhost (or the `serverNames` given), signed by `ca`. */
   serverCert: string
   serverKey: string
   /** A client certificate signed by `ca`, for servers with `tls-auth-clients yes`. */
@@ -24,13 +24,20 @@ function openssl(dir: string, words: string, more: string[] = []): void {
   })
 }
 
-export function makeCertificates(): Certificates {
+export interface CertificateOptions {
+  /** The server certificate's subjectAltName, e.g. `DNS:localhost` for one valid by name only. */
+  serverNames?: string
+}
+
+export function makeCertificates({
+  serverNames = 'IP:127.0.0.1,DNS:localhost',
+}: CertificateOptions = {}): Certificates {
   const dir = mkdtempSync(join(tmpdir(), 'jobgate-tls-'))
   openssl(dir, 'req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2', [
     '-subj',
     '/CN=jobgate test CA',
   ])
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  writeFileSync(join(dir, 'server.ext'), `subjectAltName=${serverNames}\n`)
   const signed = (name: string, subject: string, extensions = '') => {
     openssl(dir, `req -newkey rsa:2048 -nodes -keyout ${name}.key -out ${name}.csr`, [
       '-subj',
