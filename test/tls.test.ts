@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { startClusterGateway, startGateway } from './helpers/gateway.js'
 import { until } from './helpers/load.js'
@@ -14,6 +15,31 @@ const JSON_HEADERS = { 'content-type': 'application/json' }
  * A Redis whose TLS port requires a client certificate from the private CA; its plain port is
  * only for the tests' own look at the keyspace.
  */
+/** One echo job per queue, each 202; the queues' keys land on at least two nodes. */
+async function submitAcrossNodes(
+  t: Test,
+  app: FastifyInstance,
+  cluster: RedisCluster,
+  queues: readonly string[],
+): Promise<string[]> {
+  const ids: string[] = []
+  for (const queue of queues) {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v1/queues/${queue}/jobs`,
+      headers: JSON_HEADERS,
+      payload: { type: 'echo', payload: { queue } },
+    })
+    t.equal(res.statusCode, 202, queue)
+    ids.push(res.json().id)
+  }
+  const holders = [...(await cluster.keysByNode()).values()].filter((keys) =>
+    keys.some((key) => key.includes(':job:')),
+  )
+  t.ok(holders.length >= 2, `the jobs are on ${holders.length} nodes`)
+  return ids
+}
+
 async function tlsRedis(
   t: Test,
 ): Promise<{ redis: RedisServer; tlsUrl: string; certs: Certificates }> {
@@ -130,21 +156,7 @@ t.test(
       env: { REDIS_CLUSTER_NODES: cluster.tlsSeeds, REDIS_URL: `rediss://${firstSeed}`, ...tls },
     })
     // Queues whose keys live on different nodes: every node is reached over TLS.
-    const ids: string[] = []
-    for (const queue of ['emails', 'sms', 'reports']) {
-      const res = await app.inject({
-        method: 'POST',
-        url: `/v1/queues/${queue}/jobs`,
-        headers: JSON_HEADERS,
-        payload: { type: 'echo', payload: { queue } },
-      })
-      t.equal(res.statusCode, 202, queue)
-      ids.push(res.json().id)
-    }
-    const holders = [...(await cluster.keysByNode()).values()].filter((keys) =>
-      keys.some((key) => key.includes(':job:')),
-    )
-    t.ok(holders.length >= 2, `the jobs are on ${holders.length} nodes`)
+    const ids = await submitAcrossNodes(t, app, cluster, ['emails', 'sms', 'reports'])
 
     const worker = new PhpWorker({
       redisUrl: `rediss://${firstSeed}`,
@@ -221,21 +233,7 @@ t.test(
     t.equal(ready.statusCode, 200, `ready${trouble.size ? `; ${[...trouble].join('; ')}` : ''}`)
 
     const queues = ['emails', 'sms', 'reports']
-    const ids: string[] = []
-    for (const queue of queues) {
-      const res = await app.inject({
-        method: 'POST',
-        url: `/v1/queues/${queue}/jobs`,
-        headers: JSON_HEADERS,
-        payload: { type: 'echo', payload: { queue } },
-      })
-      t.equal(res.statusCode, 202, queue)
-      ids.push(res.json().id)
-    }
-    const holders = [...(await cluster.keysByNode()).values()].filter((keys) =>
-      keys.some((key) => key.includes(':job:')),
-    )
-    t.ok(holders.length >= 2, `the jobs are on ${holders.length} nodes`)
+    const ids = await submitAcrossNodes(t, app, cluster, queues)
 
     const worker = new PhpWorker({
       redisUrl: `rediss://${firstSeed}`,
