@@ -174,3 +174,49 @@ t.test('./dev up: a Redis port in use is refused; a hang-up stops everything', a
   const { stdout } = await run('flock', ['-n', join(state, 'lock'), 'echo', 'free'])
   t.equal(stdout.trim(), 'free', 'and the next ./dev up may start')
 })
+
+t.test(
+  './dev up killed outright: the next start names what still runs and starts nothing',
+  async (t) => {
+    const state = mkdtempSync(join(tmpdir(), 'jobgate-stack-'))
+    const [port, redisPort] = [await freePort(), await freePort()]
+    const env = {
+      PORT: String(port),
+      JOBGATE_REDIS_PORT: String(redisPort),
+      JOBGATE_STATE_DIR: state,
+    }
+    const left: number[] = []
+    t.teardown(() => {
+      for (const pid of left) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // already gone
+        }
+      }
+      rmSync(state, { recursive: true, force: true })
+    })
+    const up = devUp(env)
+    const deadline = Date.now() + 120_000
+    while (!up.out.text.includes('Ctrl-C stops everything') && Date.now() < deadline) {
+      if (up.stack.exitCode !== null) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    t.match(up.out.text, /jobgate is up/)
+    up.stack.kill('SIGKILL') // no trap runs: its processes live on in their own sessions
+    await up.exited
+    const pids = await Promise.all(
+      ['redis', 'gateway', 'worker'].map(async (name) =>
+        Number((await run('cat', [join(state, 'pids', `${name}.pid`)])).stdout),
+      ),
+    )
+    left.push(...pids)
+    t.equal(await listening(port), true, 'the gateway still runs')
+
+    const again = devUp({ ...env, PORT: String(await freePort()) })
+    t.equal(await again.exited, 1)
+    const named = /still run \(pids ([0-9 ]+)\)/.exec(again.out.text)?.[1]?.split(' ').map(Number)
+    t.strictSame(named?.sort(), [...pids].sort(), 'it names Redis, the gateway and the worker')
+    t.notMatch(again.out.text, /starting redis-server/, 'no second Redis on the same data')
+  },
+)
