@@ -249,7 +249,7 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
  * A Redis URL (or a host:port) as an error message may quote it: without its login, or a query
  * string or fragment (`?password=…`).
  */
-export function withoutLogin(text: string): string {
+function withoutLogin(text: string): string {
   const shown = text.replace(/([?#]).*$/s, '$1***')
   const at = shown.lastIndexOf('@')
   if (at === -1) return shown

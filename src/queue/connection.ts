@@ -45,6 +45,7 @@ export function createRedisClient(options: RedisOptions): RedisClient {
   }
   let client: RedisClient
   if (options.clusterNodes) {
+    const url = new URL(options.url)
     client = new Cluster(options.clusterNodes, {
       enableOfflineQueue: false,
       enableAutoPipelining: false,
@@ -52,13 +53,13 @@ export function createRedisClient(options: RedisOptions): RedisClient {
       slotsRefreshTimeout: 2000,
       // ioredis looks the seeds' names up and connects to the addresses, where TLS would
       // check a certificate made for the name against the address; phpredis connects by name.
-      ...(new URL(options.url).protocol === 'rediss:'
+      ...(url.protocol === 'rediss:'
         ? {
             dnsLookup: (host: string, callback: (error: null, address: string) => void) =>
               callback(null, host),
           }
         : {}),
-      redisOptions: { ...perConnection, ...credentials(new URL(options.url), options.tls) },
+      redisOptions: { ...perConnection, ...credentials(url, options.tls) },
     })
   } else if (options.sentinel) {
     const url = new URL(options.url)

@@ -101,15 +101,12 @@ export class ScriptRunner {
    * fails the whole; the replies come back in order.
    */
   pipeline(queue: (pipeline: ChainableCommander) => void): Promise<unknown[]> {
-    return this.command(async () => {
-      const pipeline = this.client.pipeline()
-      queue(pipeline)
-      const results = (await pipeline.exec()) ?? []
-      return results.map(([error, reply]) => {
+    return this.command(async () =>
+      (await this.exec(queue)).map(([error, reply]) => {
         if (error) throw error
         return reply
-      })
-    })
+      }),
+    )
   }
 
   /**
@@ -121,9 +118,7 @@ export class ScriptRunner {
     queue: (pipeline: ChainableCommander) => void,
   ): Promise<({ reply: unknown } | { problem: ProblemError })[]> {
     return this.command(async () => {
-      const pipeline = this.client.pipeline()
-      queue(pipeline)
-      const results = (await pipeline.exec()) ?? []
+      const results = await this.exec(queue)
       const errors = results.flatMap(([error]) => (error ? [error] : []))
       const whole =
         errors.find((error) => !isUnavailableError(error)) ??
@@ -133,6 +128,12 @@ export class ScriptRunner {
         error ? { problem: asProblem(error, 1) as ProblemError } : { reply },
       )
     })
+  }
+
+  private async exec(queue: (pipeline: ChainableCommander) => void) {
+    const pipeline = this.client.pipeline()
+    queue(pipeline)
+    return (await pipeline.exec()) ?? []
   }
 
   /** True when writes are confirmed on replicas before they are answered. */
