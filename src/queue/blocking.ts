@@ -29,7 +29,8 @@ export class BlockingClients {
   /**
    * Waits until a wake-up token arrives on `wakeKey` or `ms` pass, or `gone` aborts (the waiter's
    * client left: its `BLPOP` ends then, rather than take the next token for nobody). A token
-   * that arrives for a waiter gone or interrupted meanwhile goes back on the list.
+   * that arrives for a waiter gone or interrupted meanwhile goes back on the list, and so does
+   * one for a wait cut off mid-flight, whose token may have been on its way.
    */
   async waitForWake(wakeKey: string, ms: number, gone?: AbortSignal): Promise<void> {
     if (ms <= 0 || this.interrupted || gone?.aborted) return
@@ -56,6 +57,10 @@ export class BlockingClients {
       if (token === null && blockTimedOutLocally(sentAt, blockMs)) reusable = false
     } catch (error) {
       if (!this.interrupted && !gone?.aborted) throw error
+      // Dropped mid-wait: a token Redis already handed to this connection is lost with it, and
+      // cannot be told from none. One spare token costs a waiter an empty reserve; a lost one
+      // leaves a ready job unseen until some wait ends.
+      await this.source.lpush(wakeKey, '1').catch(() => {})
     } finally {
       gone?.removeEventListener('abort', leave)
       if (reusable) this.idle.push(client)

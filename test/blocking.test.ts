@@ -1,0 +1,36 @@
+import t from 'tap'
+import { BlockingClients } from '../src/queue/blocking.js'
+import { createRedisClient, waitUntilReady } from '../src/queue/connection.js'
+import { sleep } from './helpers/load.js'
+import { RedisServer } from './helpers/redis-server.js'
+
+/** The pool of connections that long polls block on, against the races of leaving mid-wait. */
+
+t.test('a wait cut off while its wake-up token is on the way loses no token', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const source = createRedisClient({ url: redis.url })
+  t.teardown(() => source.disconnect())
+  t.ok(await waitUntilReady(source, 5000))
+  const plain = redis.client()
+  t.teardown(() => plain.disconnect())
+  const pool = new BlockingClients(source, 2)
+  t.teardown(() => pool.close())
+  const rounds = 100
+  let lost = 0
+  for (let round = 0; round < rounds; round++) {
+    await plain.del('wake')
+    const leaving = new AbortController()
+    const waiting = pool.waitForWake('wake', 5000, leaving.signal)
+    while (!((await plain.client('LIST')) as string).includes('cmd=blpop')) await sleep(2)
+    // The token and the waiter's leaving reach Redis in either order, or together.
+    const pushed = plain.lpush('wake', '1')
+    if (round % 2) leaving.abort()
+    else setImmediate(() => leaving.abort())
+    await pushed
+    await waiting
+    await sleep(20)
+    if ((await plain.llen('wake')) === 0) lost++
+  }
+  t.equal(lost, 0, `a token is on the list after each of ${rounds} rounds`)
+})
