@@ -33,6 +33,7 @@ final class RedisEndpointTest extends TestCase
             'a password' => ['redis://:pw@h', 'pw'],
             'a user and a password' => ['rediss://u:pw@h/2', ['u', 'pw']],
             'escapes' => ['redis://u%41:a%2Fb%25c%3Fd@h', ['uA', 'a/b%c?d']],
+            'a character in UTF-8' => ['redis://:caf%C3%A9@h', 'café'],
             'an @ of the password\'s own' => ['redis://:p@ss@h', 'p@ss'],
         ];
     }
@@ -86,6 +87,8 @@ final class RedisEndpointTest extends TestCase
             'a % and no hex' => ['redis://:100%zz@h', 'percent-encode a % in the password as %25', '100%'],
             'a % and one hex digit' => ['redis://:hunter2%4@h', 'percent-encode a % in the password as %25', 'hunter2'],
             'a % in the user' => ['redis://us%er:hunter2@h', 'percent-encode a %', 'hunter2'],
+            'an escape of no UTF-8' => ['redis://:hunter2%FF@h', 'decode to no UTF-8 text', 'hunter2'],
+            'half a character in the user' => ['redis://u%C3:hunter2@h', 'decode to no UTF-8 text', 'hunter2'],
             'a database that is no number' => [
                 'redis://:hunter2@db.example:6379/x',
                 'the database of a Redis URL must be a number, as in /2 (got "redis://***@db.example:6379/x")',

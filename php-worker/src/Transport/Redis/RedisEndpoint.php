@@ -100,10 +100,18 @@ final class RedisEndpoint
             );
         }
 
-        return [
-            $user === '' ? null : rawurldecode($user),
-            $password === '' ? null : rawurldecode($password),
-        ];
+        $decoded = [$user === '' ? null : rawurldecode($user), $password === '' ? null : rawurldecode($password)];
+        // As the gateway reads a login: its escapes spell UTF-8 text, not arbitrary bytes.
+        foreach (array_filter($decoded, 'is_string') as $text) {
+            if (preg_match('//u', $text) !== 1) {
+                throw $fail(
+                    'the login of a Redis URL has escapes that decode to no UTF-8 text: '
+                    . 'percent-encode each byte of a character\'s UTF-8 encoding, as %C3%A9 for é',
+                );
+            }
+        }
+
+        return $decoded;
     }
 
     /** This endpoint at another address, with the same login, database and TLS. */
