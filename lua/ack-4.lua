@@ -26,6 +26,8 @@
 ]]
 
 local RESULT_MAX_BYTES = 1048576
+-- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
+local HISTORY_MAX = 1000
 
 local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token, result, retention, events_max, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -62,7 +64,9 @@ if result ~= '' then
   fields[#fields + 1] = result
 end
 redis.call('HSET', job_key, unpack(fields))
-redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
+local dropped = {'lease_token', 'lease_deadline'}
+if tonumber(n) > HISTORY_MAX then dropped[3] = 'h:' .. (tonumber(n) - HISTORY_MAX) end
+redis.call('HDEL', job_key, unpack(dropped))
 redis.call('ZREM', active_key, id)
 redis.call('DEL', prefix .. 'lease:' .. token)
 redis.call('PEXPIRE', job_key, retention)

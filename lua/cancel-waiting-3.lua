@@ -21,6 +21,9 @@
   an error reply, changing nothing, for another state or a batch size below 1
 ]]
 
+-- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
+local HISTORY_MAX = 1000
+
 local scheduled_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3]
 local prefix, state, batch = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local retention, events_max = tonumber(ARGV[4]), ARGV[5]
@@ -58,6 +61,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', key, 'state', 'canceled', 'finished_at', now, 'updated_at', now)
     redis.call('PEXPIRE', key, retention)
     local n = redis.call('HINCRBY', key, 'hn', 1)
+    if n > HISTORY_MAX then redis.call('HDEL', key, 'h:' .. (n - HISTORY_MAX)) end
     redis.call('HSET', key, 'h:' .. n, cjson.encode({at = now, state = 'canceled'}))
     redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'canceled', 'at', now)
     canceled = canceled + 1

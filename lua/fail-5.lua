@@ -25,6 +25,9 @@
                            reply was lost): ended_as is the state that call left the job in
 ]]
 
+-- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
+local HISTORY_MAX = 1000
+
 local job_key, active_key, dead_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local dead_retention, events_max, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -64,6 +67,7 @@ redis.call('ZADD', dead_key, now, id)
 prune_dead(now - dead_retention)
 
 local n = redis.call('HINCRBY', job_key, 'hn', 1)
+if n > HISTORY_MAX then redis.call('HDEL', job_key, 'h:' .. (n - HISTORY_MAX)) end
 redis.call('HSET', job_key, 'h:' .. n,
   cjson.encode({at = now, state = 'dead', attempt = tonumber(attempts), error = message}))
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'dead', 'at', now)

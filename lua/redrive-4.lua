@@ -30,6 +30,9 @@
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
+-- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
+local HISTORY_MAX = 1000
+
 local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, one, limit, events_max, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 
@@ -72,6 +75,7 @@ for _, id in ipairs(ids) do
     redis.call('PERSIST', key)
     redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
     local n = redis.call('HINCRBY', key, 'hn', 1)
+    if n > HISTORY_MAX then redis.call('HDEL', key, 'h:' .. (n - HISTORY_MAX)) end
     redis.call('HSET', key, 'h:' .. n, cjson.encode({at = now, state = 'queued', reason = 'redrive'}))
     redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'queued', 'at', now)
     count = count + 1

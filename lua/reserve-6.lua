@@ -37,6 +37,9 @@
                        the next lease runs out (0 = call again at once), -1 = nothing pending
 ]]
 
+-- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
+local HISTORY_MAX = 1000
+
 local active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3]
 local wake_key, events_key, stats_key = KEYS[4], KEYS[5], KEYS[6]
 local prefix, worker, token = ARGV[1], ARGV[2], ARGV[3]
@@ -104,6 +107,7 @@ end
 
 local function record(key, id, entry)
   local n = redis.call('HINCRBY', key, 'hn', 1)
+  if n > HISTORY_MAX then redis.call('HDEL', key, 'h:' .. (n - HISTORY_MAX)) end
   redis.call('HSET', key, 'h:' .. n, cjson.encode(entry))
   redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', entry.state, 'at', now)
 end
@@ -252,6 +256,7 @@ local entry = '{"at":' .. now_text .. ',"state":"active","attempt":' .. attempts
 redis.call('HSET', key, 'state', 'active', 'attempts', attempts_text, 'lease_token', token,
   'lease_deadline', deadline_text, 'worker', worker, 'started_at', now_text, 'updated_at', now_text,
   'hn', n, 'h:' .. n, entry)
+if tonumber(n) > HISTORY_MAX then redis.call('HDEL', key, 'h:' .. (tonumber(n) - HISTORY_MAX)) end
 redis.call('ZADD', active_key, deadline_text, id)
 redis.call('SET', lease_key, id, 'PX', ARGV[4])
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'active', 'at', now_text)

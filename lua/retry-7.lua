@@ -39,6 +39,9 @@
                            reply was lost): ended_as is the state that call left the job in
 ]]
 
+-- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
+local HISTORY_MAX = 1000
+
 local job_key, active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local wake_key, events_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -86,6 +89,7 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 local function record(entry)
   local n = redis.call('HINCRBY', job_key, 'hn', 1)
+  if n > HISTORY_MAX then redis.call('HDEL', job_key, 'h:' .. (n - HISTORY_MAX)) end
   redis.call('HSET', job_key, 'h:' .. n, cjson.encode(entry))
   redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', entry.state, 'at', now)
 end

@@ -1081,3 +1081,34 @@ t.test('a token with colons is told apart whole in ended_lease', async (t) => {
     state: 'succeeded',
   })
 })
+
+t.test('a job keeps its latest 1,000 history entries, however often it is redriven', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { maxAttempts: 1 })
+  const key = `jobgate:{q}:job:${id}`
+  const error = { message: 'no', class: 'E' }
+  const lease = async () => (await store.leases.reserve('q', 'w', 30_000)).job?.leaseToken ?? ''
+  // 1 entry at enqueue, 3 per round (active, dead, queued): past the cap after 333 rounds.
+  for (let round = 0; round < 340; round++) {
+    t.equal((await store.leases.fail('q', id, await lease(), error)).outcome, 'done')
+    t.equal((await store.deadLetters.redrive('q', id)).outcome, 'done')
+  }
+  // Its last attempt: the retry makes it dead.
+  t.match(await store.leases.retry('q', id, await lease(), error, 0), { state: 'dead' })
+  t.equal((await store.deadLetters.redrive('q', id)).outcome, 'done')
+  t.equal((await store.leases.ack('q', id, await lease(), null)).outcome, 'done')
+  const total = 1 + 340 * 3 + 5
+  t.equal(Number(await client.hget(key, 'hn')), total, 'every transition is counted')
+  const kept = (await client.hkeys(key)).filter((field) => field.startsWith('h:'))
+  t.strictSame(
+    kept.map((field) => Number(field.slice(2))).sort((a, b) => a - b),
+    Array.from({ length: 1000 }, (_, i) => total - 999 + i),
+    'the latest 1,000 entries, none older',
+  )
+  const history = (await store.jobs.get('q', id))?.history ?? []
+  t.equal(history.length, 1000)
+  t.strictSame(
+    history.slice(-5).map((entry) => entry.state),
+    ['active', 'dead', 'queued', 'active', 'succeeded'],
+  )
+})
