@@ -1089,10 +1089,12 @@ t.test('a job keeps its latest 1,000 history entries, however often it is redriv
   const error = { message: 'no', class: 'E' }
   const lease = async () => (await store.leases.reserve('q', 'w', 30_000)).job?.leaseToken ?? ''
   // 1 entry at enqueue, 3 per round (active, dead, queued): past the cap after 333 rounds.
+  const outcomes = new Set<string>()
   for (let round = 0; round < 340; round++) {
-    t.equal((await store.leases.fail('q', id, await lease(), error)).outcome, 'done')
-    t.equal((await store.deadLetters.redrive('q', id)).outcome, 'done')
+    outcomes.add((await store.leases.fail('q', id, await lease(), error)).outcome)
+    outcomes.add((await store.deadLetters.redrive('q', id)).outcome)
   }
+  t.strictSame([...outcomes], ['done'], 'every fail and redrive went through')
   // Its last attempt: the retry makes it dead.
   t.match(await store.leases.retry('q', id, await lease(), error, 0), { state: 'dead' })
   t.equal((await store.deadLetters.redrive('q', id)).outcome, 'done')
