@@ -32,6 +32,28 @@ for (const transport of ['redis', 'http'] as const) {
   )
 }
 
+t.test('a worker stopping hands back the wake-up token that came with the signal', async (t) => {
+  const { store, client, redis } = await startStore(t)
+  for (let round = 0; round < 3; round++) {
+    await client.del('jobgate:{q}:wake')
+    const worker = new PhpWorker({ redisUrl: redis.url, args: ['--sleep=20'] })
+    t.teardown(() => worker.signal('SIGKILL'))
+    await worker.waitForLog((line) => line.msg === 'worker started')
+    await new Promise((resolve) => setTimeout(resolve, 300)) // blocked in BLPOP by now
+    // The signal waits for the BLPOP, which the job's token ends.
+    worker.signal('SIGTERM')
+    const id = await enqueue(store, 'q')
+    const { code } = await worker.exitedWithin(5000)
+    t.equal(code, 0, `round ${round}: exit 0`)
+    t.equal((await store.jobs.get('q', id))?.state, 'queued', `round ${round}: not run`)
+    t.equal(
+      await client.llen('jobgate:{q}:wake'),
+      1,
+      `round ${round}: its token is there for the next worker`,
+    )
+  }
+})
+
 t.test('SIGTERM arriving as Redis goes away still stops the worker cleanly', async (t) => {
   for (let round = 0; round < 3; round++) {
     const redis = await RedisServer.start()

@@ -25,8 +25,10 @@ final class FakeConnection implements Connection
     public array $batchCalls = [];
     /** @var list<array{list<string>, float}> */
     public array $waits = [];
-    /** @var list<bool> whether each wait gets a wake-up token (none when the list runs out) */
+    /** @var list<?string> the wake list each wait gets a token from, if any (none when the list runs out) */
     public array $wakeUps = [];
+    /** @var list<string> the wake lists tokens were pushed back on */
+    public array $pushedWakes = [];
     /** @var Closure(): void runs during each wait (a signal arriving, say) */
     public Closure $onWait;
     public int $resets = 0;
@@ -60,12 +62,17 @@ final class FakeConnection implements Connection
         );
     }
 
-    public function waitForWake(array $wakeKeys, float $seconds): bool
+    public function waitForWake(array $wakeKeys, float $seconds): ?string
     {
         $this->waits[] = [$wakeKeys, $seconds];
         ($this->onWait)();
 
-        return array_shift($this->wakeUps) ?? false;
+        return array_shift($this->wakeUps);
+    }
+
+    public function pushWake(string $wakeKey): void
+    {
+        $this->pushedWakes[] = $wakeKey;
     }
 
     public function reset(): void

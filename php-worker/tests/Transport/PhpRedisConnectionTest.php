@@ -498,11 +498,11 @@ final class PhpRedisConnectionTest extends TestCase
                 return $this->redis;
             }
 
-            protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool
+            protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): ?string
             {
                 $client->rawCommand('BLPOP', ...$wakeKeys);
 
-                return false;
+                return null;
             }
         };
     }

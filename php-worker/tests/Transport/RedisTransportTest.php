@@ -184,11 +184,12 @@ final class RedisTransportTest extends TestCase
     public function testAWakeUpTokenEndsTheWait(): void
     {
         $this->connection->replies = [['EMPTY', -1], ['EMPTY', -1], self::JOB_REPLY];
-        $this->connection->wakeUps = [false, true];
+        $this->connection->wakeUps = [null, 'jg:{low}:wake'];
         $job = $this->transport()->reserve();
 
         self::assertSame('j1', $job?->id);
         self::assertCount(2, $this->connection->waits, 'the second slice got a token');
+        self::assertSame([], $this->connection->pushedWakes, 'the token was used');
     }
 
     public function testAStopRequestedWhileWaitingEndsTheWaitWithoutReservingAgain(): void
@@ -200,6 +201,20 @@ final class RedisTransportTest extends TestCase
         self::assertNull($this->transport(stop: $stop)->reserve());
         self::assertCount(1, $this->connection->waits, 'no slice after the signal');
         self::assertCount(2, $this->connection->scripts, 'no reserve after it: nothing leased to a stopping worker');
+        self::assertSame([], $this->connection->pushedWakes, 'no token was taken');
+    }
+
+    public function testATokenTakenByAWorkerAskedToStopGoesBackForAnotherWorker(): void
+    {
+        $stop = new StopRequest();
+        $this->connection->replies = [['EMPTY', -1], ['EMPTY', -1]];
+        // The signal came while BLPOP waited (quit signals are held then), and so did a token.
+        $this->connection->wakeUps = ['jg:{low}:wake'];
+        $this->connection->onWait = static fn () => $stop->request();
+
+        self::assertNull($this->transport(stop: $stop)->reserve());
+        self::assertCount(2, $this->connection->scripts, 'nothing leased to a stopping worker');
+        self::assertSame(['jg:{low}:wake'], $this->connection->pushedWakes);
     }
 
     public function testItBlocksNoLongerThanTheNextDueTime(): void

@@ -55,20 +55,20 @@ final class ClusterConnection extends PhpRedisConnection
         return new RedisCluster(...($ssl === null ? $arguments : [...$arguments, $ssl]));
     }
 
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool
+    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): ?string
     {
         $share = $seconds / count($wakeKeys);
         if ($share < 0.001) {
-            return false;
+            return null;
         }
         foreach ($wakeKeys as $wakeKey) {
             // The first argument routes the command to the node serving the key.
-            $popped = $client->rawCommand($wakeKey, 'BLPOP', $wakeKey, self::timeoutArgument($share));
-            if (is_array($popped) && $popped !== []) {
-                return true;
+            $popped = self::poppedFrom($client->rawCommand($wakeKey, 'BLPOP', $wakeKey, self::timeoutArgument($share)));
+            if ($popped !== null) {
+                return $popped;
             }
         }
 
-        return false;
+        return null;
     }
 }

@@ -37,10 +37,17 @@ interface Connection
      * Blocks until a wake-up token arrives on one of the lists, or $seconds passed.
      *
      * @param list<string> $wakeKeys
-     * @return bool whether a token arrived
+     * @return string|null the list a token came from; null when none came
      * @throws Unavailable
      */
-    public function waitForWake(array $wakeKeys, float $seconds): bool;
+    public function waitForWake(array $wakeKeys, float $seconds): ?string;
+
+    /**
+     * Pushes a wake-up token back on $wakeKey: one this worker took and will not act on.
+     *
+     * @throws Unavailable
+     */
+    public function pushWake(string $wakeKey): void;
 
     /** Drops the connection; the next call connects again. */
     public function reset(): void;

@@ -46,12 +46,18 @@ abstract class PhpRedisConnection implements Connection
      *
      * @param list<string> $wakeKeys
      */
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): bool
+    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): ?string
     {
         // phpredis 5's blPop() takes whole seconds only; the raw command takes decimals.
         $popped = $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
 
-        return is_array($popped) && $popped !== [];
+        return self::poppedFrom($popped);
+    }
+
+    /** The list a BLPOP reply ([list, token]) took a token from; null for a timeout. */
+    protected static function poppedFrom(mixed $popped): ?string
+    {
+        return is_array($popped) && is_string($popped[0] ?? null) ? $popped[0] : null;
     }
 
     public function runScript(Script $script, array $keys, array $args): array
@@ -137,15 +143,20 @@ abstract class PhpRedisConnection implements Connection
         return $replies;
     }
 
-    public function waitForWake(array $wakeKeys, float $seconds): bool
+    public function waitForWake(array $wakeKeys, float $seconds): ?string
     {
         if ($wakeKeys === [] || $seconds < 0.001) {
-            return false;
+            return null;
         }
 
         return $this->guarded(
-            fn (Redis|RedisCluster $client): bool => $this->blockingPop($client, $wakeKeys, $seconds),
+            fn (Redis|RedisCluster $client): ?string => $this->blockingPop($client, $wakeKeys, $seconds),
         );
+    }
+
+    public function pushWake(string $wakeKey): void
+    {
+        $this->guarded(fn (Redis|RedisCluster $client): mixed => $client->lPush($wakeKey, '1'));
     }
 
     public function reset(): void

@@ -82,8 +82,13 @@ final class RedisTransport implements Transport
                 ? $this->reserveFromQueues()
                 : $this->reserveFromQueues(from: 1, waitMs: $firstQueueWaitMs);
             if ($job === null) {
-                $this->waitForWork($this->blockSeconds($waitMs));
+                $wokenBy = $this->waitForWork($this->blockSeconds($waitMs));
                 if ($this->stop->isRequested()) {
+                    // The token was for a worker that reserves: another idle one may.
+                    if ($wokenBy !== null) {
+                        $this->connection->pushWake($wokenBy);
+                    }
+
                     return null;
                 }
                 [$job] = $this->reserveFromQueues();
@@ -379,17 +384,21 @@ final class RedisTransport implements Transport
      * Up to $seconds, in slices of IDLE_WAIT_SLICE_MS: until a wake-up token arrives or the
      * worker is asked to stop.
      *
+     * @return string|null the wake list the token came from; null when none came
      * @throws Unavailable
      */
-    private function waitForWork(float $seconds): void
+    private function waitForWork(float $seconds): ?string
     {
         while ($seconds >= 0.001 && !$this->stop->isRequested()) {
             $slice = min($seconds, self::IDLE_WAIT_SLICE_MS / 1000.0);
-            if ($this->connection->waitForWake($this->wakeKeys(), $slice)) {
-                return;
+            $wokenBy = $this->connection->waitForWake($this->wakeKeys(), $slice);
+            if ($wokenBy !== null) {
+                return $wokenBy;
             }
             $seconds -= $slice;
         }
+
+        return null;
     }
 
     /** How long to block: the block time, or less when something is due sooner. */

@@ -59,11 +59,17 @@ final class SentinelConnection extends PhpRedisConnection
         return parent::runScripts($calls);
     }
 
-    public function waitForWake(array $wakeKeys, float $seconds): bool
+    public function waitForWake(array $wakeKeys, float $seconds): ?string
     {
         $this->followFailover();
 
         return parent::waitForWake($wakeKeys, $seconds);
+    }
+
+    public function pushWake(string $wakeKey): void
+    {
+        $this->followFailover();
+        parent::pushWake($wakeKey);
     }
 
     public function reset(): void
