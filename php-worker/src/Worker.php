@@ -281,28 +281,45 @@ class Worker
         }
         $this->handlerRunning = true;
         $this->armAlarm($this->secondsUntilNextTick($job));
+        // The timer stops as soon as the handler does: what follows (encoding a large result)
+        // is not the handler's time, and a timeout then would retry a job that succeeded.
         try {
             $result = $this->handlers->get($job->type)->handle($job, $context);
-            try {
-                return Outcome::succeeded($result === null ? null : Json::encode($result));
-            } catch (JsonException $unencodable) {
-                // NAN, a resource, recursion: every run would end the same way.
-                $message = 'the result cannot be encoded as JSON: ' . $unencodable->getMessage();
-
-                return Outcome::fail(new ErrorReport($message, JsonException::class));
-            }
-        } catch (InvalidHandler $invalid) {
-            return Outcome::fail(ErrorReport::fromThrowable($invalid));
-        } catch (FailJob $failure) {
-            return Outcome::fail(ErrorReport::fromThrowable($failure));
-        } catch (RetryJob $retry) {
-            return Outcome::retry(ErrorReport::fromThrowable($retry), $retry->delayMs);
-        } catch (Throwable $error) {
-            return Outcome::retry(ErrorReport::fromThrowable($error));
+            $thrown = null;
+        } catch (Throwable $thrown) {
+            $result = null;
         } finally {
             $this->handlerRunning = false;
             $this->disarmAlarm();
         }
+
+        return $thrown === null ? self::succeeded($result) : self::outcomeOf($thrown);
+    }
+
+    private static function succeeded(mixed $result): Outcome
+    {
+        try {
+            return Outcome::succeeded($result === null ? null : Json::encode($result));
+        } catch (JsonException $unencodable) {
+            // NAN, a resource, recursion: every run would end the same way.
+            $message = 'the result cannot be encoded as JSON: ' . $unencodable->getMessage();
+
+            return Outcome::fail(new ErrorReport($message, JsonException::class));
+        } catch (Throwable $thrown) {
+            // From the result's own jsonSerialize(): as if the handler had thrown it.
+            return self::outcomeOf($thrown);
+        }
+    }
+
+    /** What a handler's exception asks for: FailJob (or a broken handler) fails, the rest retry. */
+    private static function outcomeOf(Throwable $thrown): Outcome
+    {
+        return match (true) {
+            $thrown instanceof InvalidHandler,
+            $thrown instanceof FailJob => Outcome::fail(ErrorReport::fromThrowable($thrown)),
+            $thrown instanceof RetryJob => Outcome::retry(ErrorReport::fromThrowable($thrown), $thrown->delayMs),
+            default => Outcome::retry(ErrorReport::fromThrowable($thrown)),
+        };
     }
 
     /**

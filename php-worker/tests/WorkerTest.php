@@ -567,6 +567,39 @@ final class WorkerTest extends TestCase
         self::assertNotContains('job timed out', $this->logs->messages());
     }
 
+    public function testTheTimeoutStopsWhenTheHandlerReturnsNotWhenItsResultIsEncoded(): void
+    {
+        $this->transport->jobs = [Jobs::make('quick')];
+        $code = $this->runWorker(['quick' => function () {
+            $this->clock->advance(59_000);
+
+            // A result slow to encode: the alarm comes while it is, past the timeout.
+            return new class ($this) implements \JsonSerializable {
+                public function __construct(private readonly WorkerTest $test)
+                {
+                }
+
+                public function jsonSerialize(): string
+                {
+                    $this->test->passTheTimeout();
+
+                    return 'in time';
+                }
+            };
+        }], timeoutSeconds: 60);
+
+        self::assertSame(ExitCode::SIGNAL, $code);
+        self::assertSame([], $this->worker?->exits);
+        self::assertSame([['ackAndReserve', 'job-1', '"in time"']], $this->transport->settlements());
+        self::assertNotContains('job timed out', $this->logs->messages());
+    }
+
+    public function passTheTimeout(): void
+    {
+        $this->clock->advance(5_000);
+        $this->worker?->onAlarm();
+    }
+
     public function testARetryGivenUpForAStopIsLoggedAndTheWorkerExits0(): void
     {
         $this->transport->jobs = [Jobs::make('boom'), Jobs::make('boom', id: 'never')];
