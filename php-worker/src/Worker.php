@@ -43,6 +43,8 @@ class Worker
     private int $jobsDone = 0;
     private int $startedAtMs = 0;
     private ?Job $currentJob = null;
+    /** The job whose run or report the worker failed in, left unreported: the last log names it. */
+    private ?Job $jobOfFailure = null;
     private ?JobContext $currentContext = null;
     private int $currentStartedAtMs = 0;
     /** When the current job's handler returned, threw or timed out; null while it runs. */
@@ -94,7 +96,9 @@ class Worker
                 }
             }
         } catch (Throwable $error) {
+            $job = $this->jobOfFailure;
             $this->logger->error('worker failed', [
+                ...($job === null ? [] : Logger::jobFields($job)),
                 'error' => $error->getMessage(),
                 'error_class' => $error::class,
                 'at' => $error->getFile() . ':' . $error->getLine(),
@@ -261,6 +265,10 @@ class Worker
             if (!$this->currentSettled && !$context->leaseLost()) {
                 $this->report($job, $outcome);
             }
+        } catch (Throwable $error) {
+            $this->jobOfFailure = $job;
+
+            throw $error;
         } finally {
             $this->currentJob = null;
             $this->currentContext = null;

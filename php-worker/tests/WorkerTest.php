@@ -773,6 +773,18 @@ final class WorkerTest extends TestCase
         self::assertSame(1, $failed['exit_code']);
     }
 
+    public function testAnErrorReportingAJobNamesTheJob(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $this->transport->duringAckAndReserve = fn () => throw new LogicException('ack reply out of contract');
+        $code = $this->runWorker(['echo' => fn () => 'done']);
+
+        self::assertSame(ExitCode::ERROR, $code);
+        $failed = $this->logs->first('worker failed');
+        self::assertSame('ack reply out of contract', $failed['error']);
+        self::assertSame(['job-1', 'echo', 1], [$failed['job_id'], $failed['type'], $failed['attempt']]);
+    }
+
     public function testTheStartLineNamesQueuesAndTransport(): void
     {
         $this->runWorker([], maxJobs: 0, memoryMb: 1);
