@@ -222,6 +222,14 @@ class Application
         }
         $scripts = ScriptLibrary::fromDirectory($config->luaDir);
         $readTimeout = $config->sleepSeconds + self::READ_TIMEOUT_GRACE_SECONDS;
+        if ($config->leaseSeconds <= $readTimeout) {
+            $logger->warn('lease no longer than the read timeout', [
+                'lease_s' => $config->leaseSeconds,
+                'read_timeout_s' => $readTimeout,
+                'error' => 'a job whose reserve reply was lost on a silent connection waits out its lease: '
+                    . 'keep --lease above --sleep plus 5 s',
+            ]);
+        }
         $connection = match (true) {
             $config->sentinel !== null => new SentinelConnection(
                 $config->sentinel,

@@ -251,13 +251,24 @@ final class ApplicationTest extends TestCase
         self::assertStringContainsString('--timeout', $lines[0]['error']);
     }
 
+    public function testALeaseNoLongerThanTheReadTimeoutIsWarnedOf(): void
+    {
+        $about = 'lease no longer than the read timeout';
+        self::assertSame([], $this->startAndStopAtOnce(1, ['--lease=36', '--sleep=30'], $about));
+        $lines = $this->startAndStopAtOnce(1, ['--lease=35', '--sleep=30'], $about);
+        self::assertCount(1, $lines);
+        self::assertSame(['warn', 35, 35.0], [$lines[0]['level'], $lines[0]['lease_s'], $lines[0]['read_timeout_s']]);
+        self::assertStringContainsString('keep --lease above --sleep plus 5 s', $lines[0]['error']);
+    }
+
     /**
      * Runs the application with --memory=$memoryMb and a worker that finds itself over it at
      * once (it stops before its first reserve).
      *
-     * @return list<array<string, mixed>> the lines it logged about PHP's `memory_limit`
+     * @param list<string> $args more options
+     * @return list<array<string, mixed>> the lines it logged whose message starts with $about
      */
-    private function startAndStopAtOnce(int $memoryMb): array
+    private function startAndStopAtOnce(int $memoryMb, array $args = [], string $about = 'memory_limit '): array
     {
         $stderr = fopen('php://memory', 'w+') ?: throw new \RuntimeException('no memory stream');
         $application = new class ([], $this->stdout, $stderr, self::LUA_DIR) extends Application {
@@ -280,6 +291,7 @@ final class ApplicationTest extends TestCase
         };
         $code = $application->run([
             '--queue=q', '--handlers=' . self::HANDLERS, '--redis=redis://127.0.0.1:1', "--memory={$memoryMb}",
+            ...$args,
         ]);
         self::assertSame(ExitCode::MEMORY_LIMIT, $code);
         $lines = array_map(
@@ -289,7 +301,7 @@ final class ApplicationTest extends TestCase
 
         return array_values(array_filter(
             $lines,
-            static fn (array $line) => str_starts_with($line['msg'], 'memory_limit '),
+            static fn (array $line) => str_starts_with($line['msg'], $about),
         ));
     }
 
