@@ -21,7 +21,7 @@ final class WorkerOptions
         public readonly array $queues = [],
         public readonly int $timeoutSeconds = 60,
         public readonly int $leaseSeconds = 30,
-        public readonly int $memoryMb = 128,
+        public readonly int $memoryMb = 96,
         public readonly int $maxJobs = 0,
         public readonly int $maxTimeSeconds = 0,
     ) {
