@@ -243,6 +243,29 @@ class Worker
         }
     }
 
+    /**
+     * As withQuitSignalsDeferred(), for a call a handler makes through its context (a heartbeat,
+     * progress): the handler's own signal mask is put back as it was after.
+     *
+     * @template T
+     * @param Closure(): T $call
+     * @return T
+     */
+    protected function withQuitSignalsHeldInHandler(Closure $call): mixed
+    {
+        $before = [];
+        pcntl_sigprocmask(SIG_BLOCK, StopRequest::SIGNALS, $before);
+        try {
+            return $call();
+        } finally {
+            $info = [];
+            while (pcntl_sigtimedwait(StopRequest::SIGNALS, $info, 0, 0) > 0) {
+                $this->quit();
+            }
+            pcntl_sigprocmask(SIG_SETMASK, $before);
+        }
+    }
+
     protected function process(Job $job): void
     {
         $context = new JobContext(
@@ -250,6 +273,7 @@ class Worker
             $this->transport,
             $this->options->leaseSeconds * 1000,
             fn () => $this->logger->warn('lease lost', $this->finishFields($job)),
+            $this->withQuitSignalsHeldInHandler(...),
         );
         $this->currentJob = $job;
         $this->currentContext = $context;

@@ -692,6 +692,34 @@ final class WorkerTest extends TestCase
         ), 'job_id'));
     }
 
+    public function testAHandlersHeartbeatHoldsQuitSignalsBackAndLeavesItsSignalMaskAsItWas(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $blockedDuring = [];
+        // A SIGTERM arriving as a heartbeat fails would be dropped by PHP if it were not held.
+        $this->transport->duringHeartbeat = static function () use (&$blockedDuring): void {
+            pcntl_sigprocmask(SIG_BLOCK, [], $blockedDuring);
+        };
+        $blockedAfter = [];
+        $this->runWorker(['echo' => function (Job $job, JobContext $context) use (&$blockedAfter) {
+            pcntl_sigprocmask(SIG_BLOCK, [SIGUSR2]); // the handler's own mask
+            try {
+                $context->heartbeat();
+                pcntl_sigprocmask(SIG_BLOCK, [], $blockedAfter);
+            } finally {
+                pcntl_sigprocmask(SIG_UNBLOCK, [SIGUSR2]);
+            }
+
+            return null;
+        }], maxJobs: 1);
+
+        foreach ([SIGTERM, SIGINT, SIGQUIT] as $signal) {
+            self::assertContains($signal, $blockedDuring, "signal {$signal} held during the call");
+            self::assertNotContains($signal, $blockedAfter, "signal {$signal} not held after it");
+        }
+        self::assertContains(SIGUSR2, $blockedAfter, 'the handler\'s own blocked signal stays blocked');
+    }
+
     public function testProgressIsSentWithAHeartbeat(): void
     {
         $this->transport->jobs = [Jobs::make()];

@@ -35,6 +35,8 @@ final class FakeTransport implements Transport
     /** Thrown by retry() (after recording the call): the server refused the retry. */
     public ?OutcomeRejected $retryRejected = null;
     public ?Closure $onEmpty = null;
+    /** @var (Closure(): void)|null runs inside each heartbeat call */
+    public ?Closure $duringHeartbeat = null;
     public bool $leaseWithAck = true;
     /** Called while ackAndReserve() is under way (e.g. a signal arriving then). */
     public ?Closure $duringAckAndReserve = null;
@@ -125,6 +127,9 @@ final class FakeTransport implements Transport
     public function heartbeat(Job $job, int $leaseMs, ?string $progressJson = null): bool
     {
         $this->calls[] = ['heartbeat', $job->id, $leaseMs, $progressJson];
+        if ($this->duringHeartbeat !== null) {
+            ($this->duringHeartbeat)();
+        }
         if ($this->heartbeatError !== null) {
             throw $this->heartbeatError;
         }
