@@ -62,29 +62,31 @@ function startOf(
   info: StreamInfo,
   explicit: string | null,
   watched: JobRecord | null,
-): { after: string; gapBefore: string | null } {
+): { after: string; gapBefore: string | null; gapFrom: string } {
   if (explicit !== null) {
     const after = position(explicit)
     // A position the stream never reached: Redis lost entries (a restart without them). What
     // it holds now is told from its start, as after any gap.
     if (compareIds(after, info.lastId) > 0) {
-      return { after: STREAM_START, gapBefore: info.firstId ?? STREAM_START }
+      return { after: STREAM_START, gapBefore: info.firstId ?? STREAM_START, gapFrom: STREAM_START }
     }
     // A job's stream has nothing to lose from before the job was made (a reconnect with the
     // position of its first event, which lies in the margin below, included).
     const creation = watched === null ? null : creationOf(watched)
     const since = creation !== null && compareIds(after, creation) < 0 ? creation : after
-    return { after, gapBefore: droppedAfter(info, since) }
+    return { after, gapBefore: droppedAfter(info, since), gapFrom: since }
   }
   if (watched !== null) {
     // Its creation entry can carry a time a little before created_at (Redis may stamp entries
     // with the script's start); entries of other jobs in the margin are filtered out anyway.
+    const creation = creationOf(watched)
     return {
       after: `${watched.createdAt - CREATION_MARGIN_MS}-0`,
-      gapBefore: droppedAfter(info, creationOf(watched)),
+      gapBefore: droppedAfter(info, creation),
+      gapFrom: creation,
     }
   }
-  return { after: info.lastId, gapBefore: null }
+  return { after: info.lastId, gapBefore: null, gapFrom: info.lastId }
 }
 
 const CREATION_MARGIN_MS = 1000
@@ -196,6 +198,7 @@ export default async function eventsRoutes(
           after: start.after,
           newest: info.lastId,
           gapBefore: start.gapBefore,
+          gapCheck: { oldest: info.firstId, from: start.gapFrom },
           keepAliveMs: config.eventKeepAliveMs,
           abort: () => reply.raw.destroy(),
           onEnd: () => {

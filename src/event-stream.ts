@@ -45,6 +45,11 @@ export interface EventStreamOptions {
   newest: string
   /** Entries after `after` may have been dropped by the length cap: a gap event names this one. */
   gapBefore: string | null
+  /**
+   * What `gapBefore` was judged on: the stream's oldest entry then, and the position before
+   * which nothing could be lost. The cap may trim more before the first page is read.
+   */
+  gapCheck?: { oldest: string | null; from: string }
   keepAliveMs: number
   /**
    * With `job`: whether the job is final (or gone) now. Asked after a gap, which may have
@@ -104,6 +109,7 @@ export class EventStream {
   /** Ends a wait for the client to read, when the stream ends instead. */
   private stopWaiting: (() => void) | null = null
   private lastWriteAt = 0
+  private pagesRead = 0
   /** Events written so far. */
   emitted = 0
   /** A gap event was written. */
@@ -150,15 +156,28 @@ export class EventStream {
 
   /** One page of the catch-up; true when there may be more. */
   private async page(): Promise<boolean> {
+    const first = this.pagesRead++ === 0
     const { events, oldestId } = await this.feed.after(this.options.queue, this.position, PAGE)
-    // The cap trimmed the stream past the position while this watcher was catching up (the
-    // stream held the position once: it is trimmed if its oldest entry is past it). The first
-    // page's gap is the caller's.
-    if (this.position !== this.options.after) {
+    if (!first) {
+      // The cap trimmed the stream past the position while this watcher was catching up (the
+      // stream held the position once: it is trimmed if its oldest entry is past it).
       this.gapAfterPosition({ firstId: oldestId, trimmed: true })
+    } else if (this.options.gapCheck && this.trimmedSinceChecked(oldestId)) {
+      // Trimmed since the caller judged the gap: judged again on what is left.
+      const oldest = droppedAfter({ firstId: oldestId, trimmed: true }, this.options.gapCheck.from)
+      if (oldest !== null) {
+        this.gap(oldest)
+        void this.endIfJobOver()
+      }
     }
     this.emit(events)
     return events.length === PAGE
+  }
+
+  /** The stream's oldest entry is past the one the caller's gap check saw. */
+  private trimmedSinceChecked(oldestId: string | null): boolean {
+    const seen = this.options.gapCheck?.oldest ?? null
+    return oldestId !== null && seen !== null && compareIds(oldestId, seen) > 0
   }
 
   /** The rest of the catch-up, after the answer's headers went out; a failure ends the stream. */

@@ -602,6 +602,32 @@ t.test('a catch-up whose client reads nothing for the stall time is cut off', as
   t.equal(STALL_MS, 30_000, 'the default stall time, as the README says')
 })
 
+t.test('the cap trims past the position before the first page is read: a gap event', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  await addEntries(gateway, 300)
+  const key = 'jobgate:{q}:events'
+  const ids = (await gateway.client.xrange(key, '-', '+')).map(([id]) => id)
+  // The stream's info is read, then another write's cap trims it, then the first page is read.
+  const { events } = gateway.app.store
+  const info = events.info.bind(events)
+  events.info = async (queue: string) => {
+    const read = await info(queue)
+    await gateway.client.xtrim(key, 'MAXLEN', 200)
+    return read
+  }
+  const reader = await watch(t, `${gateway.url}/v1/queues/q/events`, {
+    'last-event-id': ids[10] ?? '',
+  })
+  const oldest = (await gateway.client.xrange(key, '-', '+', 'COUNT', 1))[0]?.[0]
+  t.ok(oldest !== undefined && ids.indexOf(oldest) > 11, 'entries after the position were trimmed')
+  t.ok(await reader.until((r) => r.events.length > 1, 5000))
+  t.equal(reader.events[0]?.type, 'gap', 'told of the trimmed entries first')
+  t.strictSame(JSON.parse(reader.events[0]?.data ?? ''), { queue: 'q', oldest_id: oldest })
+  t.equal(reader.events[1]?.id, oldest, 'then on from the oldest entry left')
+  checkEvents(t, gateway, reader)
+})
+
 t.test('the cap trims past a slow catch-up: a gap event, then the oldest entry left', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')

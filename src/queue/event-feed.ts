@@ -253,10 +253,14 @@ export class EventFeed {
     count: number,
   ): Promise<{ events: QueueEvent[]; oldestId: string | null }> {
     const key = this.runner.keys(queue).events
-    const [oldest, entries] = (await this.runner.pipeline((pipeline) => {
-      pipeline.xrange(key, '-', '+', 'COUNT', 1)
-      pipeline.xrange(key, `(${afterId}`, '+', 'COUNT', count)
-    })) as [[string, string[]][], [string, string[]][]]
+    // One transaction: entries the cap drops between the two reads would go unnoticed.
+    const [oldest, entries] = (await this.runner.pipeline(
+      (pipeline) => {
+        pipeline.xrange(key, '-', '+', 'COUNT', 1)
+        pipeline.xrange(key, `(${afterId}`, '+', 'COUNT', count)
+      },
+      { atomic: true },
+    )) as [[string, string[]][], [string, string[]][]]
     return { events: decode(entries), oldestId: oldest[0]?.[0] ?? null }
   }
 

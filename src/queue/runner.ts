@@ -98,11 +98,15 @@ export class ScriptRunner {
 
   /**
    * Pipelined calls in one round trip, through the breaker like one command. Any call's error
-   * fails the whole; the replies come back in order.
+   * fails the whole; the replies come back in order. `atomic`: in one MULTI, so no other
+   * client's write lands between them (every key in one slot).
    */
-  pipeline(queue: (pipeline: ChainableCommander) => void): Promise<unknown[]> {
+  pipeline(
+    queue: (pipeline: ChainableCommander) => void,
+    { atomic = false }: { atomic?: boolean } = {},
+  ): Promise<unknown[]> {
     return this.command(async () =>
-      (await this.exec(queue)).map(([error, reply]) => {
+      (await this.exec(queue, atomic)).map(([error, reply]) => {
         if (error) throw error
         return reply
       }),
@@ -130,8 +134,8 @@ export class ScriptRunner {
     })
   }
 
-  private async exec(queue: (pipeline: ChainableCommander) => void) {
-    const pipeline = this.client.pipeline()
+  private async exec(queue: (pipeline: ChainableCommander) => void, atomic = false) {
+    const pipeline = atomic ? this.client.multi() : this.client.pipeline()
     queue(pipeline)
     return (await pipeline.exec()) ?? []
   }
