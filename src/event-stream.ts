@@ -109,7 +109,8 @@ export class EventStream {
   /** Ends a wait for the client to read, when the stream ends instead. */
   private stopWaiting: (() => void) | null = null
   private lastWriteAt = 0
-  private pagesRead = 0
+  /** The catch-up's first page was read. */
+  private paged = false
   /** Events written so far. */
   emitted = 0
   /** A gap event was written. */
@@ -156,28 +157,23 @@ export class EventStream {
 
   /** One page of the catch-up; true when there may be more. */
   private async page(): Promise<boolean> {
-    const first = this.pagesRead++ === 0
+    const first = !this.paged
+    this.paged = true
     const { events, oldestId } = await this.feed.after(this.options.queue, this.position, PAGE)
+    const trim = { firstId: oldestId, trimmed: true }
     if (!first) {
       // The cap trimmed the stream past the position while this watcher was catching up (the
       // stream held the position once: it is trimmed if its oldest entry is past it).
-      this.gapAfterPosition({ firstId: oldestId, trimmed: true })
-    } else if (this.options.gapCheck && this.trimmedSinceChecked(oldestId)) {
+      this.gapAfter(trim, this.position)
+    } else {
       // Trimmed since the caller judged the gap: judged again on what is left.
-      const oldest = droppedAfter({ firstId: oldestId, trimmed: true }, this.options.gapCheck.from)
-      if (oldest !== null) {
-        this.gap(oldest)
-        void this.endIfJobOver()
+      const check = this.options.gapCheck
+      if (check?.oldest && oldestId !== null && compareIds(oldestId, check.oldest) > 0) {
+        this.gapAfter(trim, check.from)
       }
     }
     this.emit(events)
     return events.length === PAGE
-  }
-
-  /** The stream's oldest entry is past the one the caller's gap check saw. */
-  private trimmedSinceChecked(oldestId: string | null): boolean {
-    const seen = this.options.gapCheck?.oldest ?? null
-    return oldestId !== null && seen !== null && compareIds(oldestId, seen) > 0
   }
 
   /** The rest of the catch-up, after the answer's headers went out; a failure ends the stream. */
@@ -218,7 +214,7 @@ export class EventStream {
     if (this.ended) return
     const held = this.held ?? []
     this.held = null
-    if (this.heldTrim !== null) this.gapAfterPosition(this.heldTrim)
+    if (this.heldTrim !== null) this.gapAfter(this.heldTrim, this.position)
     this.emit(held)
     if (this.ended) return
     // Checked twice per interval, so a quiet stream is never silent for longer than it.
@@ -239,7 +235,7 @@ export class EventStream {
         if (this.held.length > MAX_HELD) this.cutOff()
         return
       }
-      this.gapAfterPosition(trim)
+      this.gapAfter(trim, this.position)
       this.emit(events)
       if (this.body.writableLength > MAX_BUFFERED_BYTES) this.cutOff()
     } catch {
@@ -288,9 +284,9 @@ export class EventStream {
     )
   }
 
-  /** Tells of entries after the position that the cap dropped before this watcher read them. */
-  private gapAfterPosition(trim: StreamTrim): void {
-    const oldest = droppedAfter(trim, this.position)
+  /** Tells of entries after `position` that the cap dropped before this watcher read them. */
+  private gapAfter(trim: StreamTrim, position: string): void {
+    const oldest = droppedAfter(trim, position)
     if (oldest === null) return
     this.gap(oldest)
     void this.endIfJobOver()
