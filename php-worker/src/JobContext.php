@@ -18,8 +18,8 @@ final class JobContext
 
     /**
      * @param Closure(): void $onLeaseLost called once, when a heartbeat finds the lease gone
-     * @param (Closure(Closure(): bool): bool)|null $shielded runs each heartbeat call with the
-     *        worker's quit signals held back (one arriving as the call fails would be lost)
+     * @param Closure(Closure(): bool): bool $shielded runs each heartbeat call with the worker's
+     *        quit signals held back (one arriving as the call fails would be lost)
      * @internal created by the Worker
      */
     public function __construct(
@@ -27,7 +27,7 @@ final class JobContext
         private readonly Transport $transport,
         private readonly int $leaseMs,
         private readonly Closure $onLeaseLost,
-        private readonly ?Closure $shielded = null,
+        private readonly Closure $shielded,
     ) {
     }
 
@@ -66,8 +66,9 @@ final class JobContext
         }
         $this->heartbeating = true;
         try {
-            $call = fn (): bool => $this->transport->heartbeat($this->job, $this->leaseMs, $progressJson);
-            $held = $this->shielded === null ? $call() : ($this->shielded)($call);
+            $held = ($this->shielded)(
+                fn (): bool => $this->transport->heartbeat($this->job, $this->leaseMs, $progressJson),
+            );
         } finally {
             $this->heartbeating = false;
         }

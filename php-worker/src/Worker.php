@@ -258,10 +258,7 @@ class Worker
         try {
             return $call();
         } finally {
-            $info = [];
-            while (pcntl_sigtimedwait(StopRequest::SIGNALS, $info, 0, 0) > 0) {
-                $this->quit();
-            }
+            $this->takeHeldQuitSignals();
             pcntl_sigprocmask(SIG_SETMASK, $before);
         }
     }
@@ -555,11 +552,17 @@ class Worker
 
     protected function resumeQuitSignals(): void
     {
+        $this->takeHeldQuitSignals();
+        pcntl_sigprocmask(SIG_UNBLOCK, StopRequest::SIGNALS);
+    }
+
+    /** A quit signal that came while they were held back asks the loop to stop. */
+    private function takeHeldQuitSignals(): void
+    {
         $info = [];
         while (pcntl_sigtimedwait(StopRequest::SIGNALS, $info, 0, 0) > 0) {
             $this->quit();
         }
-        pcntl_sigprocmask(SIG_UNBLOCK, StopRequest::SIGNALS);
     }
 
     protected function armAlarm(int $seconds): void
