@@ -400,6 +400,7 @@ function apiKeys(read: Reader): ApiKey[] {
   } catch (error) {
     throw new ConfigError('API_KEYS', (error as Error).message)
   }
+  if (inline !== undefined && keys.length === 0) throw noKeysIn('API_KEYS')
   if (file !== undefined) {
     let text: string
     try {
@@ -407,13 +408,25 @@ function apiKeys(read: Reader): ApiKey[] {
     } catch (error) {
       throw new ConfigError('API_KEYS_FILE', `cannot be read: ${(error as Error).message}`)
     }
+    let found: ApiKey[]
     try {
-      keys.push(...parseApiKeys(text, keys))
+      found = parseApiKeys(text, keys)
     } catch (error) {
       throw new ConfigError('API_KEYS_FILE', (error as Error).message)
     }
+    if (found.length === 0) throw noKeysIn('API_KEYS_FILE', file)
+    keys.push(...found)
   }
   return keys
+}
+
+// Keys asked for but none found (an empty or all-commented source) would run the gateway open.
+function noKeysIn(name: 'API_KEYS' | 'API_KEYS_FILE', file?: string): ConfigError {
+  const source = file === undefined ? '' : ` (${file})`
+  return new ConfigError(
+    name,
+    `holds no key entries${source}: a gateway told to use keys would run open. Add entries, or unset ${name} to run without keys.`,
+  )
 }
 
 export function loadConfig(env: Env = process.env): Config {

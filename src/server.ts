@@ -57,6 +57,12 @@ async function main(): Promise<void> {
     await app.close().catch(() => undefined)
     process.exit(78) // EX_CONFIG
   }
+  if (config.apiKeys.length === 0) {
+    app.log.warn(
+      { host: config.host, allow_unauthenticated: config.allowUnauthenticated },
+      'no API keys configured: every caller may use every route, admin ones included',
+    )
+  }
 }
 
 main().catch((error: unknown) => {

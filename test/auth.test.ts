@@ -91,6 +91,30 @@ t.test('without keys the gateway runs open only on loopback, or when told to', a
   t.equal(loadConfig({ API_KEYS: other.entry, API_KEYS_FILE: file }).apiKeys.length, 3)
 })
 
+t.test('a key source that is set but holds no entries stops the gateway at start', async (t) => {
+  t.throws(
+    () => loadConfig({ API_KEYS: ' , # billing:produce:… ' }),
+    /Invalid configuration: API_KEYS holds no key entries: .* unset API_KEYS to run without keys/,
+  )
+  const dir = mkdtempSync(join(tmpdir(), 'jobgate-keys-'))
+  t.teardown(() => rmSync(dir, { recursive: true }))
+  const file = join(dir, 'keys')
+  writeFileSync(file, `# ${producer.entry}\n\n`)
+  for (const HOST of ['127.0.0.1', '0.0.0.0']) {
+    t.throws(
+      () => loadConfig({ HOST, ALLOW_UNAUTHENTICATED: 'true', API_KEYS_FILE: file }),
+      new RegExp(`API_KEYS_FILE holds no key entries \\(${file}\\)`),
+      `an all-commented file on ${HOST}`,
+    )
+  }
+  t.throws(
+    () => loadConfig({ API_KEYS: producer.entry, API_KEYS_FILE: file }),
+    /API_KEYS_FILE holds no key entries/,
+    'an empty file beside inline keys is still a mistake',
+  )
+  t.equal(loadConfig({ API_KEYS: '', API_KEYS_FILE: ' ' }).apiKeys.length, 0, 'empty = unset')
+})
+
 t.test('no key → 401 with WWW-Authenticate; bad keys → 401; missing scope → 403', async (t) => {
   const { app, client } = await startGateway(t, { env: { API_KEYS, RATE_LIMIT: 'off' } })
   const submit = (headers: Record<string, string>) =>

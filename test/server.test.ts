@@ -25,6 +25,11 @@ t.test('serves over HTTP, logs JSON with the request id, exits 0 on SIGTERM', as
   })
   t.equal(res.status, 202)
   t.equal(res.headers.get('x-request-id'), 'trace-123')
+  t.match(
+    await gateway.waitForLog((l) => l.msg.startsWith('no API keys configured')),
+    { level: 40, host: '127.0.0.1', allow_unauthenticated: false },
+    'a gateway without keys says so at start',
+  )
   const line = await gateway.waitForLog(
     (l) => l.msg === 'request completed' && l.url === '/v1/queues/q/jobs',
   )
