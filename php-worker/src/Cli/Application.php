@@ -199,16 +199,25 @@ class Application
                 throw new ConfigError('--transport=http needs the curl extension (apt-get install php-curl)');
             }
 
+            $options = new HttpTransportOptions(
+                gatewayUrl: (string) $config->gatewayUrl,
+                queues: $config->queues,
+                workerId: $config->workerId,
+                leaseMs: $config->leaseSeconds * 1000,
+                blockMs: $config->blockMs(),
+                apiKey: $config->apiKey,
+            );
+            $replyTimeout = $options->replyTimeoutMs() / 1000;
+            $this->warnOfALeaseNoLongerThan(
+                $replyTimeout,
+                $config,
+                $logger,
+                "keep --lease above {$replyTimeout} s (a reserve's long poll, at most 1 s, plus 15 s for the request)",
+            );
+
             return new HttpTransport(
                 new CurlHttpClient(),
-                new HttpTransportOptions(
-                    gatewayUrl: (string) $config->gatewayUrl,
-                    queues: $config->queues,
-                    workerId: $config->workerId,
-                    leaseMs: $config->leaseSeconds * 1000,
-                    blockMs: $config->blockMs(),
-                    apiKey: $config->apiKey,
-                ),
+                $options,
                 new Retrier($logger, $clock, 'gateway unavailable, retrying', stop: $stop),
                 $stop,
             );
@@ -222,14 +231,7 @@ class Application
         }
         $scripts = ScriptLibrary::fromDirectory($config->luaDir);
         $readTimeout = $config->sleepSeconds + self::READ_TIMEOUT_GRACE_SECONDS;
-        if ($config->leaseSeconds <= $readTimeout) {
-            $logger->warn('lease no longer than the read timeout', [
-                'lease_s' => $config->leaseSeconds,
-                'read_timeout_s' => $readTimeout,
-                'error' => 'a job whose reserve reply was lost on a silent connection waits out its lease: '
-                    . 'keep --lease above --sleep plus 5 s',
-            ]);
-        }
+        $this->warnOfALeaseNoLongerThan($readTimeout, $config, $logger, 'keep --lease above --sleep plus 5 s');
         $connection = match (true) {
             $config->sentinel !== null => new SentinelConnection(
                 $config->sentinel,
@@ -262,6 +264,27 @@ class Application
             new Retrier($logger, $clock, 'redis unavailable, reconnecting', stop: $stop),
             stop: $stop,
         );
+    }
+
+    /**
+     * A reply given up on only after the lease ran out (a silent connection, a stalled gateway)
+     * costs the job it leased a wait for that lease and an attempt: say so at start.
+     */
+    private function warnOfALeaseNoLongerThan(
+        float $replyTimeoutSeconds,
+        WorkerConfig $config,
+        Logger $logger,
+        string $advice,
+    ): void {
+        if ($config->leaseSeconds > $replyTimeoutSeconds) {
+            return;
+        }
+        $logger->warn('lease no longer than the reply timeout', [
+            'lease_s' => $config->leaseSeconds,
+            'reply_timeout_s' => $replyTimeoutSeconds,
+            'transport' => $config->transport,
+            'error' => "a job whose reserve reply was lost waits out its lease: {$advice}",
+        ]);
     }
 
     /**

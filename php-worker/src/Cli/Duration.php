@@ -5,8 +5,8 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Cli;
 
 /**
- * Durations written as the gateway writes them: `500ms`, `30s`, `15m`, `24h`, `7d`, or a bare
- * number of milliseconds.
+ * Durations written as the gateway reads them: `500ms`, `30s`, `15m`, `24h`, `7d` (units in any
+ * case), or a bare number of milliseconds.
  */
 final class Duration
 {
@@ -15,11 +15,15 @@ final class Duration
     /** Milliseconds, or null when the text is not a duration. */
     public static function parseMs(string $text): ?int
     {
-        if (!preg_match('/^(\d{1,15})\s*(ms|s|m|h|d)?$/', trim($text), $match)) {
+        if (!preg_match('/^(\d+)\s*(ms|s|m|h|d)?$/i', trim($text), $match)) {
+            return null;
+        }
+        // Past 15 digits every duration is longer than any option allows (and may overflow).
+        if (strlen(ltrim($match[1], '0')) > 15) {
             return null;
         }
 
-        $unit = ($match[2] ?? '') === '' ? 'ms' : $match[2];
+        $unit = strtolower(($match[2] ?? '') === '' ? 'ms' : $match[2]);
         $ms = (int) $match[1] * self::UNIT_MS[$unit];
 
         // An integer product too large for an int becomes a float.

@@ -102,12 +102,14 @@ final class OptionParser
                 throw new UsageError('--transport=http needs --gateway=URL (or JOBGATE_URL)');
             }
             if (!preg_match('#^https?://[^/\s]+#i', $gateway)) {
-                throw new UsageError("--gateway must be an http:// or https:// URL (got \"{$gateway}\")");
+                throw new UsageError(
+                    "{$source('gateway', 'JOBGATE_URL')} must be an http:// or https:// URL (got \"{$gateway}\")",
+                );
             }
         }
 
         $prefix = $single('prefix', 'KEY_PREFIX') ?? 'jobgate';
-        self::requirePattern('--prefix', $prefix, self::NAME_PATTERN, '[A-Za-z0-9_.-]{1,64}');
+        self::requirePattern($source('prefix', 'KEY_PREFIX'), $prefix, self::NAME_PATTERN, '[A-Za-z0-9_.-]{1,64}');
         $workerId = $single('worker-id') ?? $this->defaultWorkerId;
         self::requirePattern('--worker-id', $workerId, self::WORKER_ID_PATTERN, '[A-Za-z0-9_.:@/-]{1,128}');
 
@@ -156,14 +158,18 @@ final class OptionParser
             sleepSeconds: self::seconds('--sleep', $single('sleep'), 3.0, 0.001, 300.0),
             workerId: $workerId,
             luaDir: $single('lua-dir', 'JOBGATE_LUA_DIR') ?? $this->defaultLuaDir,
-            jobRetentionMs: self::duration('--job-retention', $single('job-retention', 'JOB_RETENTION'), self::DAY_MS),
+            jobRetentionMs: self::duration(
+                $source('job-retention', 'JOB_RETENTION'),
+                $single('job-retention', 'JOB_RETENTION'),
+                self::DAY_MS,
+            ),
             deadRetentionMs: self::duration(
-                '--dead-retention',
+                $source('dead-retention', 'DEAD_RETENTION'),
                 $single('dead-retention', 'DEAD_RETENTION'),
                 7 * self::DAY_MS,
             ),
             eventsMaxLen: self::integer(
-                '--events-max-len',
+                $source('events-max-len', 'EVENTS_MAX_LEN'),
                 $single('events-max-len', 'EVENTS_MAX_LEN'),
                 10_000,
                 100,

@@ -253,12 +253,31 @@ final class ApplicationTest extends TestCase
 
     public function testALeaseNoLongerThanTheReadTimeoutIsWarnedOf(): void
     {
-        $about = 'lease no longer than the read timeout';
+        $about = 'lease no longer than the reply timeout';
         self::assertSame([], $this->startAndStopAtOnce(1, ['--lease=36', '--sleep=30'], $about));
         $lines = $this->startAndStopAtOnce(1, ['--lease=35', '--sleep=30'], $about);
         self::assertCount(1, $lines);
-        self::assertSame(['warn', 35, 35.0], [$lines[0]['level'], $lines[0]['lease_s'], $lines[0]['read_timeout_s']]);
+        self::assertSame(
+            ['warn', 35, 35.0, 'redis'],
+            [$lines[0]['level'], $lines[0]['lease_s'], $lines[0]['reply_timeout_s'], $lines[0]['transport']],
+        );
         self::assertStringContainsString('keep --lease above --sleep plus 5 s', $lines[0]['error']);
+    }
+
+    public function testOverHttpALeaseNoLongerThanARequestsTimeoutIsWarnedOf(): void
+    {
+        $about = 'lease no longer than the reply timeout';
+        $http = ['--transport=http', '--gateway=http://127.0.0.1:9'];
+        self::assertSame([], $this->startAndStopAtOnce(1, [...$http, '--lease=17', '--sleep=30'], $about));
+        $lines = $this->startAndStopAtOnce(1, [...$http, '--lease=16', '--sleep=30'], $about);
+        self::assertCount(1, $lines);
+        self::assertSame(
+            [16, 16.0, 'http'],
+            [$lines[0]['lease_s'], $lines[0]['reply_timeout_s'], $lines[0]['transport']],
+        );
+        self::assertStringContainsString('keep --lease above 16 s', $lines[0]['error']);
+        $short = $this->startAndStopAtOnce(1, [...$http, '--lease=15', '--sleep=0.5'], $about);
+        self::assertSame(15.5, $short[0]['reply_timeout_s'], 'a shorter --sleep waits less');
     }
 
     /**

@@ -243,6 +243,32 @@ final class OptionParserTest extends TestCase
             'hours' => ['24h', 86_400_000],
             'days' => ['7d', 604_800_000],
             'bare number = ms' => ['60000', 60_000],
+            'units in any case, as the gateway reads them' => ['7D', 604_800_000],
+            'MS' => ['2500MS', 2500],
+            'leading zeros' => ['0000000000000000001s', 1000],
+        ];
+    }
+
+    /**
+     * @dataProvider variableErrors
+     * @param array<string, string> $env
+     */
+    public function testAValueFromTheEnvironmentIsNamedByItsVariable(array $env, string $expected): void
+    {
+        $this->expectException(UsageError::class);
+        $this->expectExceptionMessage($expected);
+        $this->parse(['--queue=q', '--handlers=h.php', '--transport=http'], ['JOBGATE_URL' => 'http://gw', ...$env]);
+    }
+
+    /** @return array<string, array{array<string, string>, string}> */
+    public static function variableErrors(): array
+    {
+        return [
+            'retention' => [['JOB_RETENTION' => '1w'], 'JOB_RETENTION must be a duration'],
+            'dead retention' => [['DEAD_RETENTION' => 'forever'], 'DEAD_RETENTION must be a duration'],
+            'events cap' => [['EVENTS_MAX_LEN' => '5'], 'EVENTS_MAX_LEN must be an integer from 100'],
+            'prefix' => [['KEY_PREFIX' => 'a:b'], 'KEY_PREFIX must match'],
+            'gateway' => [['JOBGATE_URL' => 'gw:3000'], 'JOBGATE_URL must be an http:// or https:// URL'],
         ];
     }
 
@@ -297,6 +323,10 @@ final class OptionParserTest extends TestCase
             'bad duration' => [['--queue=q', $handlers, '--job-retention=1w'], '--job-retention must be a duration'],
             'too short' => [['--queue=q', $handlers, '--dead-retention=10ms'], 'from 1s to 365d'],
             'overflowing' => [['--queue=q', $handlers, '--dead-retention=999999999999999d'], 'from 1s to 365d'],
+            'too many digits' => [
+                ['--queue=q', $handlers, '--dead-retention=1234567890123456789012'],
+                'from 1s to 365d',
+            ],
             'events too small' => [['--queue=q', $handlers, '--events-max-len=5'], 'from 100 to 10000000'],
             'sentinel without master name' => [
                 ['--queue=q', $handlers, '--sentinel=s1:26379'],
@@ -593,13 +623,6 @@ final class OptionParserTest extends TestCase
                 'hunter2',
             ],
         ];
-    }
-
-    public function testABadEnvironmentValueIsAUsageErrorToo(): void
-    {
-        $this->expectException(UsageError::class);
-        $this->expectExceptionMessage('--dead-retention must be a duration');
-        $this->parse(self::REQUIRED, ['DEAD_RETENTION' => 'forever']);
     }
 
     public function testSentinelsInTheEnvironmentConflictWithAClusterToo(): void

@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Transport\Http;
 
+use Jobgate\Worker\Transport\Transport;
+
 final class HttpTransportOptions
 {
     /** The longest long poll the gateway accepts (ReserveRequest.wait_ms). */
@@ -23,5 +25,11 @@ final class HttpTransportOptions
         public readonly ?string $apiKey = null,
         public readonly int $requestTimeoutMs = 15_000,
     ) {
+    }
+
+    /** The longest a reserve's answer is waited for: its longest long poll, plus the request time. */
+    public function replyTimeoutMs(): int
+    {
+        return min($this->blockMs, Transport::IDLE_WAIT_SLICE_MS) + $this->requestTimeoutMs;
     }
 }
