@@ -19,8 +19,9 @@
 
   A token that already holds the lease of an active job of this worker (its reply was lost; the
   caller sent the same reserve again) gets that job again, lease renewed, attempt not counted
-  again: nothing else is done. A job leased here is findable by its token
-  (<prefix>:{<queue>}:lease:<token> = id, expiring with the lease; ack, fail and retry delete it).
+  again, its deadline later than the one it had: nothing else is done. A job leased here is
+  findable by its token (<prefix>:{<queue>}:lease:<token> = id, expiring with the lease; ack,
+  fail, retry and release delete it).
 
   Otherwise, in one atomic step: promote due scheduled jobs (up to 100), reclaim expired leases
   (up to 100; back to the front of their ready list, earliest deadline first, while attempts
@@ -91,11 +92,12 @@ local lease_key = prefix .. 'lease:' .. token
 local held_id = redis.call('GET', lease_key)
 if held_id then
   local key = prefix .. 'job:' .. held_id
-  local holder = redis.call('HMGET', key, 'lease_token', 'worker')
+  local holder = redis.call('HMGET', key, 'lease_token', 'worker', 'lease_deadline')
   if holder[1] == token and holder[2] == worker then
     local job = redis.call('HMGET', key, unpack(JOB_FIELDS))
     if job[1] == 'active' then
-      local deadline = now + lease_ms
+      -- Always later than the grant it renews, so a release of that grant (release) keeps this.
+      local deadline = math.max(now + lease_ms, (tonumber(holder[3]) or 0) + 1)
       local deadline_text = text(deadline)
       redis.call('HSET', key, 'lease_deadline', deadline_text, 'updated_at', now_text)
       redis.call('ZADD', active_key, deadline_text, held_id)

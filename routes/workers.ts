@@ -1,8 +1,8 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply } from 'fastify'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, ProblemError } from '../src/errors.js'
 import { reservationView, settlementView } from '../src/job-view.js'
-import type { JobError, LeaseOutcome } from '../src/queue/lease-store.js'
+import type { JobError, LeaseOutcome, LeaseStore, ReservedJob } from '../src/queue/lease-store.js'
 import { JOB_ID, type JobParams, type QueueParams } from './params.js'
 
 export interface WorkersRoutesOptions {
@@ -70,6 +70,34 @@ function held<T>(outcome: LeaseOutcome<T>, queue: string, id: string): T {
   )
 }
 
+/**
+ * A job leased for a caller whose connection closed before the answer went out is given back
+ * (queued in front, attempt uncounted) instead of waiting out a lease nobody holds.
+ */
+async function releaseIfLeft(
+  reply: FastifyReply,
+  leases: LeaseStore,
+  queue: string,
+  job: ReservedJob,
+  log: FastifyBaseLogger,
+): Promise<boolean> {
+  if (!reply.raw.destroyed) return false
+  const about = { job_id: job.id, queue }
+  try {
+    if (await leases.release(queue, job)) {
+      log.info(about, 'caller left before its job was sent: the job is queued again')
+    } else {
+      log.info(about, 'caller left before its job was sent, but a reserve sent again got it')
+    }
+  } catch (error) {
+    log.warn(
+      { ...about, err: error },
+      'caller left before its job was sent; it comes back when its lease runs out',
+    )
+  }
+  return true
+}
+
 /** The worker protocol over HTTP: the same scripts as a Redis worker, for any language. */
 export default async function workersRoutes(
   app: FastifyInstance,
@@ -93,6 +121,7 @@ export default async function workersRoutes(
         .reserveWaiting(request.params.queue, worker, lease_ms, wait_ms, gone.signal, lease_token)
         .finally(() => reply.raw.off('close', leave))
       if (job === null) return reply.code(204).send()
+      if (await releaseIfLeft(reply, leases, request.params.queue, job, request.log)) return reply
       return reservationView(job)
     },
   )
@@ -100,14 +129,16 @@ export default async function workersRoutes(
   app.post<{ Params: JobParams; Body: AckBody }>(
     `/v1/queues/:queue/jobs/${JOB_ID}::ack`,
     contract.route('ackJob'),
-    async ({ params: { queue, id }, body, log }) => {
+    async ({ params: { queue, id }, body, log }, reply) => {
       const outcome = await leases.ack(queue, id, body.lease_token, json(body.result))
       const settlement = settlementView(id, held(outcome, queue, id))
       if (body.reserve === undefined) return settlement
       const { worker, lease_ms, lease_token } = body.reserve
       try {
         const next = await leases.reserve(queue, worker, lease_ms, lease_token)
-        return { ...settlement, next: next.job === null ? null : reservationView(next.job) }
+        if (next.job === null) return { ...settlement, next: null }
+        if (await releaseIfLeft(reply, leases, queue, next.job, log)) return reply
+        return { ...settlement, next: reservationView(next.job) }
       } catch (error) {
         // The ack stands: answering with an error would have the worker ack again. No `next`
         // at all: the reserve may yet have run, and its token then gets that job from :reserve.

@@ -1114,3 +1114,72 @@ t.test('a job keeps its latest 1,000 history entries, however often it is redriv
     ['active', 'dead', 'queued', 'active', 'succeeded'],
   )
 })
+
+t.test('release undoes a lease nobody received: queued in front, attempt uncounted', async (t) => {
+  const { store, client } = await startStore(t)
+  const first = await enqueue(store, 'q')
+  const second = await enqueue(store, 'q')
+  const job = (await store.leases.reserve('q', 'w', 30_000, 'token-nobody-got')).job
+  if (!job) throw new Error('nothing leased')
+  t.equal(job.id, first)
+  const tokens = await client.llen('jobgate:{q}:wake')
+  t.equal(await store.leases.release('q', job), true)
+  const key = `jobgate:{q}:job:${first}`
+  const record = await client.hgetall(key)
+  t.match(record, { state: 'queued', attempts: '0' })
+  for (const field of ['lease_token', 'lease_deadline', 'started_at', 'worker']) {
+    t.equal(record[field], undefined, `${field} goes: the job was never started`)
+  }
+  t.strictSame(JSON.parse(record[`h:${record.hn}`] ?? '{}'), {
+    at: JSON.parse(record[`h:${record.hn}`] ?? '{}').at,
+    state: 'queued',
+    attempt: 1,
+    reason: 'released',
+  })
+  t.equal(await client.zcard('jobgate:{q}:active'), 0)
+  t.equal(await client.exists('jobgate:{q}:lease:token-nobody-got'), 0)
+  t.equal(await client.llen('jobgate:{q}:wake'), tokens + 1, 'an idle worker is woken for it')
+  const events = await client.xrevrange('jobgate:{q}:events', '+', '-', 'COUNT', 1)
+  t.match(events[0]?.[1], ['job', first, 'state', 'queued'])
+
+  t.equal(await store.leases.release('q', job), false, 'released once only')
+  const again = (await store.leases.reserve('q', 'w2', 30_000)).job
+  t.equal(again?.id, first, 'back in front of the job that waited behind it')
+  t.equal(again?.attempts, 1)
+  t.equal((await store.leases.reserve('q', 'w2', 30_000)).job?.id, second)
+  t.equal(await store.leases.release('q', job), false, "another worker's lease is kept")
+  t.equal(await client.hget(key, 'lease_token'), again?.leaseToken)
+})
+
+t.test('release keeps a lease a reserve sent again with its token received since', async (t) => {
+  const { store, client } = await startStore(t)
+  const id = await enqueue(store, 'q', { maxAttempts: 5 })
+  const token = 'token-sent-twice'
+  const lost = (await store.leases.reserve('q', 'w', 30_000, token)).job
+  const received = (await store.leases.reserve('q', 'w', 30_000, token)).job
+  if (!lost || !received) throw new Error('nothing leased')
+  t.equal(received.id, id)
+  t.ok(received.leaseDeadline > lost.leaseDeadline, 'each grant of a token has its own deadline')
+  t.equal(await store.leases.release('q', lost), false, 'the first grant is not undone')
+  t.match(await client.hgetall(`jobgate:{q}:job:${id}`), {
+    state: 'active',
+    attempts: '1',
+    lease_token: token,
+  })
+  t.match(await store.leases.ack('q', id, token, null), { outcome: 'done', state: 'succeeded' })
+
+  const later = await enqueue(store, 'q', { maxAttempts: 5 })
+  const retried = (await store.leases.reserve('q', 'w', 30_000)).job
+  if (!retried) throw new Error('nothing leased')
+  await store.leases.retry('q', later, retried.leaseToken, { message: 'x', class: 'E' }, 0)
+  const second = (await store.leases.reserve('q', 'w', 30_000)).job
+  if (!second) throw new Error('nothing leased')
+  t.equal(second.attempts, 2)
+  t.equal(await store.leases.release('q', second), true)
+  t.match(
+    await client.hgetall(`jobgate:{q}:job:${later}`),
+    { state: 'queued', attempts: '1', worker: 'w' },
+    'a later attempt is undone alone; the record keeps what the earlier one left',
+  )
+  t.ok(await client.hget(`jobgate:{q}:job:${later}`, 'started_at'))
+})

@@ -612,3 +612,48 @@ t.test('a long poll whose client left before the handler ran leases nothing', as
   const job = (await (await fetch(`${url}/v1/queues/q/jobs/${id}`)).json()) as { state: string }
   t.equal(job.state, 'queued', 'not leased to a worker that is gone')
 })
+
+t.test('a job leased for a caller that left before the answer is queued again', async (t) => {
+  const { app, client, url } = await startGateway(t, {
+    listen: true,
+    env: { RATE_LIMIT: 'off' },
+  })
+  const first = await submit(app, 'q')
+  const second = await submit(app, 'q')
+  const head = (await reserve(app, 'q')).json()
+  t.equal(head.job.id, first)
+
+  // Redis holds every script until the caller is gone; then the reserve leases all the same.
+  const leftWhileLeasing = async (path: string, body: object) => {
+    await client.client('PAUSE', 400, 'WRITE')
+    const leaving = request(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      agent: false,
+    })
+    leaving.on('error', () => {})
+    leaving.end(JSON.stringify(body))
+    await sleep(150)
+    leaving.destroy()
+    await sleep(600)
+  }
+  const record = (id: string) => client.hgetall(`jobgate:{q}:job:${id}`)
+
+  await leftWhileLeasing(`/v1/queues/q/jobs/${first}:ack`, {
+    lease_token: head.lease.token,
+    reserve: { worker: 'gone', lease_token: 'token-of-the-next' },
+  })
+  t.equal((await record(first)).state, 'succeeded', 'the ack stands')
+  t.match(await record(second), { state: 'queued', attempts: '0' }, 'the next job is back')
+  t.equal(await client.exists('jobgate:{q}:lease:token-of-the-next'), 0)
+
+  await leftWhileLeasing('/v1/queues/q/jobs:reserve', { worker: 'gone', wait_ms: 0 })
+  const back = await record(second)
+  t.match(back, { state: 'queued', attempts: '0' }, 'not held for a worker that is gone')
+  t.equal(back.lease_token, undefined)
+  t.equal(await client.zcard('jobgate:{q}:active'), 0)
+  t.match(JSON.parse(back[`h:${back.hn}`] ?? '{}'), { state: 'queued', reason: 'released' })
+
+  const taken = (await reserve(app, 'q', { worker: 'here' })).json()
+  t.match(taken.job, { id: second, attempts: 1 }, 'the next worker gets it, first attempt')
+})

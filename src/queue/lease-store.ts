@@ -161,6 +161,23 @@ export class LeaseStore {
     }
   }
 
+  /**
+   * Undoes the lease `job` was given, when its reserve's caller left before receiving it: the
+   * job is queued again, in front, its attempt uncounted. False when the lease is no longer that
+   * grant (a reserve sent again with its token received it since), which is then kept.
+   */
+  async release(queue: string, job: ReservedJob): Promise<boolean> {
+    const keys = this.runner.keys(queue)
+    const reply = replyStrings(
+      await this.runner.run(
+        'release',
+        [keys.job(job.id), keys.active, keys.wake, keys.events],
+        [keys.base, job.id, job.leaseToken, job.leaseDeadline, this.runner.settings.eventsMaxLen],
+      ),
+    )
+    return reply[0] === 'RELEASED'
+  }
+
   async ack(
     queue: string,
     id: string,

@@ -13,6 +13,7 @@ export const SCRIPT_NAMES = [
   'enqueue',
   'status',
   'reserve',
+  'release',
   'ack',
   'fail',
   'retry',
