@@ -37,8 +37,9 @@ export function sha256(text: string): Buffer {
 /**
  * Parses key entries `<name>:<scope>[+<scope>…]:<sha256 hex>`, one per line or separated by
  * commas; blank lines and `#` comments are skipped. Throws a message naming the bad entry,
- * also when it repeats a name or a key of `earlier` entries or of this text (a repeated key
- * would always identify as its first entry, whatever scopes the second gives it).
+ * also when it repeats a key of `earlier` entries or of this text (a repeated key would always
+ * identify as its first entry, whatever scopes the second gives it), or a name with other
+ * scopes (a name may have several keys, for a rotation, but one set of scopes).
  */
 export function parseApiKeys(text: string, earlier: readonly ApiKey[] = []): ApiKey[] {
   const keys: ApiKey[] = []
@@ -70,7 +71,12 @@ export function parseApiKeys(text: string, earlier: readonly ApiKey[] = []): Api
     }
     const sha256 = Buffer.from(hash, 'hex')
     const seen = [...earlier, ...keys]
-    if (seen.some((key) => key.name === name)) throw new Error(`${where} repeats the name ${name}`)
+    const namesake = seen.find((key) => key.name === name)
+    if (namesake && !sameScopes(namesake.scopes, scopes)) {
+      throw new Error(
+        `${where} repeats the name ${name} with other scopes than ${[...namesake.scopes].join('+')}: the entries of one name are one client's keys (old and new during a rotation) and have its scopes`,
+      )
+    }
     const twin = seen.find((key) => key.sha256.equals(sha256))
     if (twin) throw new Error(`${where} has the same key as ${twin.name}; give each key one entry`)
     keys.push({ name, scopes: new Set(scopes as Scope[]), sha256 })
@@ -78,8 +84,21 @@ export function parseApiKeys(text: string, earlier: readonly ApiKey[] = []): Api
   return keys
 }
 
+function sameScopes(scopes: ReadonlySet<Scope>, others: readonly string[]): boolean {
+  return scopes.size === new Set(others).size && others.every((scope) => scopes.has(scope as Scope))
+}
+
 export class KeyRing {
-  constructor(private readonly keys: readonly ApiKey[]) {}
+  constructor(private keys: readonly ApiKey[]) {}
+
+  /**
+   * Swaps in a new set of keys (a reload); requests already identified keep their identity.
+   * A ring with keys is never opened this way: that takes a restart without any.
+   */
+  replace(keys: readonly ApiKey[]): void {
+    if (keys.length === 0 && !this.open) throw new Error('no keys: the gateway would run open')
+    this.keys = keys
+  }
 
   get open(): boolean {
     return this.keys.length === 0

@@ -420,6 +420,11 @@ function apiKeys(read: Reader): ApiKey[] {
   return keys
 }
 
+/** The API keys API_KEYS and API_KEYS_FILE name now (read again on SIGHUP). */
+export function loadApiKeys(env: Env = process.env): ApiKey[] {
+  return apiKeys(new Reader(env))
+}
+
 // Keys asked for but none found (an empty or all-commented source) would run the gateway open.
 function noKeysIn(name: 'API_KEYS' | 'API_KEYS_FILE', file?: string): ConfigError {
   const source = file === undefined ? '' : ` (${file})`

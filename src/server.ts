@@ -1,5 +1,5 @@
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig } from './config.js'
+import { ConfigError, loadApiKeys, loadConfig } from './config.js'
 
 /** Why the gateway cannot listen where it is told to: a configuration problem (exit 78). */
 const LISTEN_ERRORS: Record<string, string> = {
@@ -45,6 +45,20 @@ async function main(): Promise<void> {
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
+  // SIGHUP reads the API keys again (a rotated API_KEYS_FILE); a bad file keeps the keys in use.
+  process.on('SIGHUP', () => {
+    try {
+      const keys = loadApiKeys()
+      app.keyRing.replace(keys)
+      const names = [...new Set(keys.map((key) => key.name))]
+      app.log.info({ keys: keys.length, names }, 'API keys reloaded')
+    } catch (error) {
+      app.log.error(
+        { err: error instanceof Error ? error.message : String(error) },
+        'API keys not reloaded: the keys in use are kept',
+      )
+    }
+  })
 
   try {
     await app.listen({ port: config.port, host: config.host })

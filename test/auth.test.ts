@@ -28,7 +28,16 @@ t.test('key entries: parsed, validated, compared by hash', async (t) => {
   t.throws(() => parseApiKeys(`a:read:${'0'.repeat(63)}`), /SHA-256/)
   t.throws(
     () => parseApiKeys(`a:read:${'0'.repeat(64)},a:work:${'1'.repeat(64)}`),
-    /repeats the name a/,
+    /entry 2 \("a"\) repeats the name a with other scopes than read/,
+  )
+  t.throws(
+    () => parseApiKeys(`a:read+work:${'0'.repeat(64)},a:read:${'1'.repeat(64)}`),
+    /other scopes than read\+work/,
+  )
+  t.equal(
+    parseApiKeys(`a:read+work:${'0'.repeat(64)},a:work+read:${'1'.repeat(64)}`).length,
+    2,
+    'a name may have two keys with its scopes (a rotation)',
   )
   t.throws(
     () => parseApiKeys(`a:read:${'0'.repeat(64)},b:admin:${'0'.repeat(64)}`),
@@ -85,7 +94,7 @@ t.test('without keys the gateway runs open only on loopback, or when told to', a
   writeFileSync(file, `${reader.entry}\n${producer.entry}\n`)
   t.throws(
     () => loadConfig({ API_KEYS: producer.entry, API_KEYS_FILE: file }),
-    /Invalid configuration: API_KEYS_FILE entry 2 \("producer"\) repeats the name producer/,
+    /Invalid configuration: API_KEYS_FILE entry 2 \("producer"\) has the same key as producer/,
     'a repeat in the file is reported as the file',
   )
   t.equal(loadConfig({ API_KEYS: other.entry, API_KEYS_FILE: file }).apiKeys.length, 3)
@@ -226,6 +235,26 @@ t.test("idempotency keys are scoped by the API key's identity", async (t) => {
   t.equal(b.headers['idempotent-replayed'], undefined)
   t.equal(aAgain.json().id, a.json().id)
   t.equal(aAgain.headers['idempotent-replayed'], 'true')
+})
+
+t.test("a rotation: a name's old and new keys are one client", async (t) => {
+  const rotated = newApiKey('producer', ['produce'])
+  const { app } = await startGateway(t, {
+    env: { API_KEYS: `${producer.entry},${rotated.entry}`, RATE_LIMIT: 'off' },
+  })
+  const submit = (key: string) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { ...bearer(key), 'idempotency-key': 'order-1' },
+      payload: { type: 't' },
+    })
+  const before = await submit(producer.key)
+  const after = await submit(rotated.key)
+  t.equal(before.statusCode, 202)
+  t.equal(after.statusCode, 202)
+  t.equal(after.json().id, before.json().id, 'a retry sent with the new key replays')
+  t.equal(after.headers['idempotent-replayed'], 'true')
 })
 
 t.test('the PHP worker over HTTP sends its key', async (t) => {

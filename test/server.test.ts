@@ -1,6 +1,10 @@
 import { once } from 'node:events'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
+import { newApiKey } from '../src/auth.js'
 import { EventReader } from './helpers/event-source.js'
 import { GatewayProcess, gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { RedisServer } from './helpers/redis-server.js'
@@ -90,6 +94,54 @@ t.test('starts without Redis and reports not ready, then ready once Redis is up'
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   t.equal(status, 200)
+})
+
+t.test('SIGHUP reads the API keys file again; a bad file keeps the keys in use', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jobgate-keys-'))
+  t.teardown(() => rmSync(dir, { recursive: true }))
+  const file = join(dir, 'keys')
+  const old = newApiKey('billing', ['read'])
+  const rotated = newApiKey('billing', ['read'])
+  writeFileSync(file, `${old.entry}\n`)
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const gateway = await GatewayProcess.start({ REDIS_URL: redis.url, API_KEYS_FILE: file })
+  t.teardown(() => gateway.stop('SIGKILL'))
+  const status = async (key: string) =>
+    (
+      await fetch(`${gateway.url}/v1/queues`, {
+        headers: { authorization: `Bearer ${key}` },
+      })
+    ).status
+  const reloads = () => gateway.lines.filter((line) => line.msg.startsWith('API keys')).length
+  const hangUp = async () => {
+    const seen = reloads()
+    gateway.child.kill('SIGHUP')
+    await gateway.waitForLog(() => reloads() > seen)
+    return gateway.lines.filter((line) => line.msg.startsWith('API keys')).at(-1)
+  }
+  t.equal(await status(old.key), 200)
+  t.equal(await status(rotated.key), 401)
+
+  writeFileSync(file, `${old.entry}\n${rotated.entry}\n`)
+  t.match(await hangUp(), { level: 30, msg: 'API keys reloaded', keys: 2, names: ['billing'] })
+  t.equal(await status(old.key), 200, 'both keys of the rotation work')
+  t.equal(await status(rotated.key), 200)
+
+  writeFileSync(file, '# emptied by mistake\n')
+  t.match(await hangUp(), {
+    level: 50,
+    msg: 'API keys not reloaded: the keys in use are kept',
+    err: /API_KEYS_FILE holds no key entries/,
+  })
+  t.equal(await status(rotated.key), 200, 'the gateway did not open up')
+  t.equal(await status('nonsense'), 401)
+
+  writeFileSync(file, `${rotated.entry}\n`)
+  t.match(await hangUp(), { msg: 'API keys reloaded', keys: 1 })
+  t.equal(await status(old.key), 401, 'the old key is gone')
+  t.equal(await status(rotated.key), 200)
+  t.equal(gateway.child.exitCode, null, 'SIGHUP does not stop the gateway')
 })
 
 t.test('a Redis that may evict keys gets a warning at boot; noeviction none', async (t) => {

@@ -5,6 +5,10 @@ import { type ApiKey, allows, type Identity, KeyRing, SCOPES, type Scope } from 
 import { ProblemError } from '../errors.js'
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** The API keys in use; `replace` swaps them (SIGHUP). */
+    keyRing: KeyRing
+  }
   interface FastifyRequest {
     /** Who sent the request; null when its key is missing or unknown. */
     identity: Identity | null
@@ -67,6 +71,7 @@ const MALFORMED = ''
 export default fp(
   async function auth(app: FastifyInstance, { apiKeys }: AuthOptions) {
     const ring = new KeyRing(apiKeys)
+    app.decorate('keyRing', ring)
     app.decorateRequest('identity', null)
 
     app.addHook('onRequest', (request, _reply, done) => {
