@@ -28,12 +28,21 @@ export interface AppOptions {
   contract?: Contract
 }
 
+/** TRUST_PROXY as Fastify takes it; a hop count as the test proxy-addr makes of one. */
+function trustProxyOption(
+  trust: Config['trustProxy'],
+): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof trust === 'number') return (_address, hop) => hop < trust
+  return typeof trust === 'boolean' ? trust : [...trust]
+}
+
 /** Builds the gateway without listening: every plugin and route, ready for `inject` or `listen`. */
 export function buildApp(config: Config, options: AppOptions = {}): FastifyInstance {
   const contract = options.contract ?? new Contract()
   const app = Fastify({
     logger: loggerOptions(config.logLevel),
     bodyLimit: config.bodyLimit,
+    trustProxy: trustProxyOption(config.trustProxy),
     // A request must arrive whole in time (Fastify's default is no limit: a body sent a byte at
     // a time held its connection forever). Node takes the limit only when it creates the server
     // (Fastify sets it later, too late), and checks every second instead of every 30.

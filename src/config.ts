@@ -1,5 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { type ApiKey, parseApiKeys, SCOPES, type Scope } from './auth.js'
 
 /**
@@ -61,6 +62,11 @@ export interface Config {
   allowUnauthenticated: boolean
   /** Requests per window for each client and scope; null = unlimited. */
   rateLimits: Readonly<Record<Scope, RateLimit | null>>
+  /**
+   * Which proxies' X-Forwarded-For to believe for the client's address (Fastify's
+   * `trustProxy`): false = none, a number = that many hops, a list = those addresses.
+   */
+  trustProxy: boolean | number | readonly string[]
 }
 
 export interface HostPort {
@@ -514,5 +520,32 @@ export function loadConfig(env: Env = process.env): Config {
     apiKeys: Object.freeze(keys),
     allowUnauthenticated,
     rateLimits: Object.freeze(rateLimits),
+    trustProxy: trustProxy(read),
   })
+}
+
+/** proxy-addr's names for address ranges, accepted beside addresses and CIDR blocks. */
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+function trustProxy(read: Reader): boolean | number | readonly string[] {
+  const value = read.optional('TRUST_PROXY')
+  if (value === undefined) return false
+  const lower = value.toLowerCase()
+  if (['false', 'no', 'off'].includes(lower)) return false
+  if (['true', 'yes', 'on'].includes(lower)) return true
+  if (/^\d+$/.test(value)) return read.integer('TRUST_PROXY', 0, 0, 32) || false
+  const entries = value.split(',').map((entry) => entry.trim())
+  for (const entry of entries) {
+    const [address = '', prefix, ...rest] = entry.split('/')
+    const bits = isIP(address) === 6 ? 128 : 32
+    const validPrefix = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits)
+    if (PROXY_RANGES.has(entry.toLowerCase())) continue
+    if (isIP(address) === 0 || !validPrefix || rest.length > 0) {
+      throw new ConfigError(
+        'TRUST_PROXY',
+        `must be true, false, a number of proxy hops (0 to 32), or proxy addresses: IPs, CIDR blocks or loopback, linklocal, uniquelocal, comma-separated (got "${entry}")`,
+      )
+    }
+  }
+  return Object.freeze(entries.map((entry) => entry.toLowerCase()))
 }

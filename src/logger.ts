@@ -48,6 +48,8 @@ export function accessLine(request: FastifyRequest, reply: FastifyReply) {
     url: request.url,
     status: reply.statusCode,
     ms: Math.round(reply.elapsedTime * 100) / 100,
+    ip: request.ip,
+    client: request.identity?.name ?? null,
   }
 }
 

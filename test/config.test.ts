@@ -29,7 +29,25 @@ t.test('defaults', async (t) => {
   t.equal(config.maxQueues, 10_000)
   t.equal(config.requestTimeoutMs, 30_000)
   t.strictSame(config.redisWaitReplicas, { replicas: 0, timeoutMs: 500 })
+  t.equal(config.trustProxy, false)
   t.ok(Object.isFrozen(config))
+})
+
+t.test('TRUST_PROXY: none, all, a hop count, or proxy addresses', async (t) => {
+  const trust = (TRUST_PROXY: string) => loadConfig({ TRUST_PROXY }).trustProxy
+  t.equal(trust('false'), false)
+  t.equal(trust('0'), false)
+  t.equal(trust('true'), true)
+  t.equal(trust('2'), 2)
+  t.strictSame(trust('10.0.0.0/8, 192.168.1.7,Loopback,fd00::/8'), [
+    '10.0.0.0/8',
+    '192.168.1.7',
+    'loopback',
+    'fd00::/8',
+  ])
+  for (const bad of ['33', 'proxy.example.com', '10.0.0.0/33', '10.0.0.1,', 'fd00::/129']) {
+    t.throws(() => trust(bad), /Invalid configuration: TRUST_PROXY must be/, bad)
+  }
 })
 
 t.test('units for durations and sizes', async (t) => {

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { newApiKey } from '../src/auth.js'
 import { startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
@@ -68,6 +69,40 @@ t.test('two gateways sharing one Redis admit N per window together, then 429', a
     probes.every((status) => status === 200),
     'health probes are never rate limited',
   )
+})
+
+t.test('behind a trusted proxy the address it forwards is the client', async (t) => {
+  const submitFrom = async (app: FastifyInstance, forwardedFor: string, remoteAddress: string) =>
+    (
+      await app.inject({
+        method: 'POST',
+        url: '/v1/queues/q/jobs',
+        headers: { 'x-forwarded-for': forwardedFor },
+        payload: { type: 't' },
+        remoteAddress,
+      })
+    ).statusCode
+  const env = { RATE_LIMIT_PRODUCE: '2/1m', TRUST_PROXY: '10.0.0.0/8' }
+  const behind = await startGateway(t, { env })
+  const proxied = []
+  for (const client of ['203.0.113.1', '203.0.113.1', '203.0.113.1', '203.0.113.2']) {
+    proxied.push(await submitFrom(behind.app, client, '10.1.2.3'))
+  }
+  t.strictSame(proxied, [202, 202, 429, 202], 'each forwarded client has its own count')
+  t.equal(
+    await submitFrom(behind.app, '203.0.113.9', '192.0.2.50'),
+    202,
+    'a sender that is not a trusted proxy counts as itself',
+  )
+  t.equal(await submitFrom(behind.app, '203.0.113.10', '192.0.2.50'), 202)
+  t.equal(await submitFrom(behind.app, '203.0.113.11', '192.0.2.50'), 429, 'its header is ignored')
+
+  const untrusting = await startGateway(t, { env: { RATE_LIMIT_PRODUCE: '2/1m' } })
+  const direct = []
+  for (const client of ['203.0.113.1', '203.0.113.2', '203.0.113.3']) {
+    direct.push(await submitFrom(untrusting.app, client, '10.1.2.3'))
+  }
+  t.strictSame(direct, [202, 202, 429], 'without TRUST_PROXY the header changes nothing')
 })
 
 t.test('an open gateway limits per client address; wrong keys are throttled too', async (t) => {

@@ -37,7 +37,14 @@ t.test('serves over HTTP, logs JSON with the request id, exits 0 on SIGTERM', as
   const line = await gateway.waitForLog(
     (l) => l.msg === 'request completed' && l.url === '/v1/queues/q/jobs',
   )
-  t.match(line, { request_id: 'trace-123', method: 'POST', status: 202, url: '/v1/queues/q/jobs' })
+  t.match(line, {
+    request_id: 'trace-123',
+    method: 'POST',
+    status: 202,
+    url: '/v1/queues/q/jobs',
+    ip: '127.0.0.1',
+    client: 'anonymous',
+  })
   const watcher = await EventReader.open(`${gateway.url}/v1/queues/q/events`, {
     'x-request-id': 'watch-1',
   })
