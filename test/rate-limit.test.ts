@@ -71,6 +71,49 @@ t.test('two gateways sharing one Redis admit N per window together, then 429', a
   )
 })
 
+t.test(
+  'heartbeats are outside the work limit for a caller with a key; guesses count',
+  async (t) => {
+    const workers = newApiKey('workers', ['work'])
+    const { app } = await startGateway(t, {
+      env: { API_KEYS: `${producer.entry},${workers.entry}`, RATE_LIMIT_WORK: '2/1m' },
+    })
+    const as = (key: string) => ({ authorization: `Bearer ${key}` })
+    const submitted = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: as(producer.key),
+      payload: { type: 't' },
+    })
+    const reserve = () =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/queues/q/jobs:reserve',
+        headers: as(workers.key),
+        payload: { worker: 'w' },
+      })
+    const leased = await reserve()
+    t.equal(leased.statusCode, 200)
+    t.equal((await reserve()).statusCode, 204)
+    t.equal((await reserve()).statusCode, 429, 'the work limit is used up')
+    const heartbeat = (key: string) =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/queues/q/jobs/${submitted.json().id}:heartbeat`,
+        headers: as(key),
+        payload: { lease_token: leased.json().lease.token, lease_ms: 30_000 },
+      })
+    for (let i = 0; i < 3; i++) {
+      const beat = await heartbeat(workers.key)
+      t.equal(beat.statusCode, 200, `heartbeat ${i + 1} keeps the lease`)
+      t.equal(beat.headers['x-ratelimit-remaining'], undefined, 'and is not counted')
+    }
+    const guesses = []
+    for (let i = 0; i < 3; i++) guesses.push((await heartbeat('guess')).statusCode)
+    t.strictSame(guesses, [401, 401, 429], 'a wrong key is counted by address')
+  },
+)
+
 t.test('behind a trusted proxy the address it forwards is the client', async (t) => {
   const submitFrom = async (app: FastifyInstance, forwardedFor: string, remoteAddress: string) =>
     (

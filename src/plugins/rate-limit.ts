@@ -30,10 +30,13 @@ export default fp(
     app.addHook('onRoute', (route) => {
       const scope = route.config?.scope
       const limit = scope ? limits[scope] : null
-      if (!scope || !limit || route.config?.rateLimited === false) return
+      if (!scope || !limit) return
+      // A route outside the limits is so for callers with a key; guesses are still counted.
+      const exempt = route.config?.rateLimited === false
       route.config = {
         ...route.config,
         rateLimit: {
+          ...(exempt && { allowList: (request: FastifyRequest) => request.identity !== null }),
           max: limit.max,
           timeWindow: limit.windowMs,
           keyGenerator: (request: FastifyRequest) => clientKey(scope, request),
