@@ -34,3 +34,36 @@ t.test('a wait cut off while its wake-up token is on the way loses no token', as
   }
   t.equal(lost, 0, `a token is on the list after each of ${rounds} rounds`)
 })
+
+t.test('a waiter that left while its connection was being made does not block', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const source = createRedisClient({ url: redis.url })
+  t.teardown(() => source.disconnect())
+  t.ok(await waitUntilReady(source, 5000))
+  const plain = redis.client()
+  t.teardown(() => plain.disconnect())
+  const pool = new BlockingClients(source, 1)
+  t.teardown(() => pool.close())
+
+  // Redis answers nothing for 600 ms: the pool's first connection is not ready before then.
+  await plain.client('PAUSE', 600, 'ALL')
+  const leaving = new AbortController()
+  const started = Date.now()
+  const waiting = pool.waitForWake('wake', 10_000, leaving.signal)
+  await sleep(100)
+  leaving.abort()
+  await waiting
+  const tookMs = Date.now() - started
+  t.ok(tookMs < 3000, `the wait ended once the connection was made (${tookMs} ms), not at 10 s`)
+
+  const next = pool.waitForWake('wake', 5000)
+  while (!((await plain.client('LIST')) as string).includes('cmd=blpop')) await sleep(5)
+  await plain.lpush('wake', '1')
+  await next
+  t.equal(
+    await plain.llen('wake'),
+    0,
+    'the connection went back to the pool: the next wait took it',
+  )
+})

@@ -39,6 +39,12 @@ export class BlockingClients {
       await new Promise((resolve) => setTimeout(resolve, Math.min(ms, POOL_EXHAUSTED_SLEEP_MS)))
       return
     }
+    // Gone while a new connection was being made: the abort has fired already, and nobody would
+    // end a BLPOP sent now.
+    if (this.interrupted || gone?.aborted) {
+      this.idle.push(client)
+      return
+    }
     let reusable = true
     const leave = () => {
       reusable = false
