@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { BlockingClients } from '../src/queue/blocking.js'
 import { createRedisClient, waitUntilReady } from '../src/queue/connection.js'
 import { sleep } from './helpers/load.js'
@@ -6,7 +6,8 @@ import { RedisServer } from './helpers/redis-server.js'
 
 /** The pool of connections that long polls block on, against the races of leaving mid-wait. */
 
-t.test('a wait cut off while its wake-up token is on the way loses no token', async (t) => {
+/** A pool of `size` connections on a private Redis, and a plain client of that Redis. */
+async function startPool(t: Test, size: number) {
   const redis = await RedisServer.start()
   t.teardown(() => redis.destroy())
   const source = createRedisClient({ url: redis.url })
@@ -14,8 +15,13 @@ t.test('a wait cut off while its wake-up token is on the way loses no token', as
   t.ok(await waitUntilReady(source, 5000))
   const plain = redis.client()
   t.teardown(() => plain.disconnect())
-  const pool = new BlockingClients(source, 2)
+  const pool = new BlockingClients(source, size)
   t.teardown(() => pool.close())
+  return { pool, plain }
+}
+
+t.test('a wait cut off while its wake-up token is on the way loses no token', async (t) => {
+  const { pool, plain } = await startPool(t, 2)
   const rounds = 100
   let lost = 0
   for (let round = 0; round < rounds; round++) {
@@ -36,15 +42,7 @@ t.test('a wait cut off while its wake-up token is on the way loses no token', as
 })
 
 t.test('a waiter that left while its connection was being made does not block', async (t) => {
-  const redis = await RedisServer.start()
-  t.teardown(() => redis.destroy())
-  const source = createRedisClient({ url: redis.url })
-  t.teardown(() => source.disconnect())
-  t.ok(await waitUntilReady(source, 5000))
-  const plain = redis.client()
-  t.teardown(() => plain.disconnect())
-  const pool = new BlockingClients(source, 1)
-  t.teardown(() => pool.close())
+  const { pool, plain } = await startPool(t, 1)
 
   // Redis answers nothing for 600 ms: the pool's first connection is not ready before then.
   await plain.client('PAUSE', 600, 'ALL')
