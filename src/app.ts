@@ -4,6 +4,7 @@ import eventsRoutes from '../routes/events.js'
 import healthRoutes from '../routes/health.js'
 import jobsRoutes from '../routes/jobs.js'
 import metricsRoutes from '../routes/metrics.js'
+import openApiRoutes from '../routes/openapi.js'
 import queuesRoutes from '../routes/queues.js'
 import workersRoutes from '../routes/workers.js'
 import { answerClientError, answerConnect } from './client-errors.js'
@@ -94,6 +95,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(auth, { apiKeys: config.apiKeys })
   app.register(healthRoutes, { contract })
   app.register(metricsRoutes, { contract })
+  app.register(openApiRoutes, { contract })
   app.register(queuesRoutes, { contract })
   app.register(jobsRoutes, { contract, config })
   app.register(workersRoutes, { contract })

@@ -1,13 +1,17 @@
+import { readFileSync } from 'node:fs'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import type { FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { EVENT_ID } from '../routes/events.js'
 import { buildApp } from '../src/app.js'
+import { newApiKey } from '../src/auth.js'
 import { loadConfig } from '../src/config.js'
 import { createAjv, dereference, HTTP_METHODS, loadOpenApi } from '../src/contract.js'
 import { problemCodes } from '../src/errors.js'
 import { idempotencyKeyOf } from '../src/idempotency.js'
+import { OPENAPI_PATH } from '../src/paths.js'
 import { ContractChecker, openApiPath } from './helpers/contract-check.js'
+import { startGateway } from './helpers/gateway.js'
 import { RedisServer } from './helpers/redis-server.js'
 
 const document = loadOpenApi()
@@ -162,4 +166,34 @@ t.test('the contract checker catches a response that breaks the contract', async
     1,
   )
   t.equal(checker.check({ ...ok, route: '/nope' }).length, 1, 'undocumented route')
+})
+
+t.test('the gateway serves this contract, without a key, with an ETag', async (t) => {
+  const { app } = await startGateway(t, {
+    env: { API_KEYS: newApiKey('someone', ['read']).entry },
+  })
+  const served = await app.inject({ method: 'GET', url: '/openapi.yaml' })
+  t.equal(served.statusCode, 200)
+  t.equal(served.headers['content-type'], 'application/yaml; charset=utf-8')
+  t.equal(served.headers['cache-control'], 'no-cache')
+  t.equal(served.body, readFileSync(OPENAPI_PATH, 'utf8'), 'the file, byte for byte')
+  const etag = String(served.headers.etag)
+  t.match(etag, /^"[A-Za-z0-9_-]{27}"$/)
+
+  for (const ifNoneMatch of [etag, `W/${etag}`, `"other", ${etag}`]) {
+    const cached = await app.inject({
+      method: 'GET',
+      url: '/openapi.yaml',
+      headers: { 'if-none-match': ifNoneMatch },
+    })
+    t.equal(cached.statusCode, 304, ifNoneMatch)
+    t.equal(cached.body, '')
+    t.equal(cached.headers.etag, etag)
+  }
+  const stale = await app.inject({
+    method: 'GET',
+    url: '/openapi.yaml',
+    headers: { 'if-none-match': '"an-older-one"' },
+  })
+  t.equal(stale.statusCode, 200)
 })
