@@ -169,6 +169,18 @@ const cases: BadRequest[] = [
     code: 'INVALID_JSON',
   },
   {
+    label: 'an integer past 2^53 that a double cannot hold (a 64-bit id)',
+    body: '{"type":"t","payload":{"user":{"id":9007199254740993}}}',
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
+    label: 'a negative one, after an escaped quote in a string',
+    body: '{"type":"t","payload":{"s":"\\"1"","t":-1732838400123456789}}',
+    status: 400,
+    code: 'INVALID_JSON',
+  },
+  {
     label: 'bytes that are not UTF-8',
     body: Buffer.concat([
       Buffer.from('{"type":"t","payload":{"s":"caf'),
@@ -637,6 +649,16 @@ t.test('what looks odd but is faithful JSON is taken as sent', async (t) => {
       `{"type":"t","payload":{"max":1.7976931348623157e308,"n":1${'0'.repeat(250)}e50}}`,
       '{"max":1.7976931348623157e+308,"n":1e+300}',
     ],
+    [
+      'application/json',
+      '{"type":"t","payload":{"safe":9007199254740991,"exact":-9007199254740994,"big":100000000000000000000}}',
+      '{"safe":9007199254740991,"exact":-9007199254740994,"big":100000000000000000000}',
+    ],
+    [
+      'application/json',
+      '{"type":"t","payload":{"as text":"9007199254740993","1234567890123456789":[0.90071992547409931]}}',
+      '{"as text":"9007199254740993","1234567890123456789":[0.9007199254740993]}',
+    ],
   ]
   for (const [contentType, body, stored] of cases) {
     const res = await app.inject({
@@ -696,6 +718,39 @@ t.test('a wrong method is a 405 that names the methods the path takes', async (t
       t.equal(res.json().code, 'ROUTE_NOT_FOUND')
     }
   }
+})
+
+t.test('an inexact integer is named, on worker routes too, and nothing changes', async (t) => {
+  const { app, client } = await startGateway(t)
+  const refused = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    headers: { 'content-type': 'application/json' },
+    payload: '{"type":"t","payload":{"id":12345678901234567890123456789}}',
+  })
+  t.equal(refused.statusCode, 400)
+  t.match(refused.json(), {
+    code: 'INVALID_JSON',
+    detail:
+      'The body is not valid JSON: it has the integer 12345678901234567890123456789, past 2^53, which a JSON number cannot carry exactly here (it would reach the worker as 1.2345678901234568e+28); send it as a string.',
+  })
+  t.strictSame(await dataKeys(client), [])
+
+  const job = await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
+  const reserved = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs:reserve',
+    payload: { worker: 'w' },
+  })
+  const ack = await app.inject({
+    method: 'POST',
+    url: `/v1/queues/q/jobs/${job.json().id}:ack`,
+    headers: { 'content-type': 'application/json' },
+    payload: `{"lease_token":"${reserved.json().lease.token}","result":{"order":18446744073709551615}}`,
+  })
+  t.equal(ack.statusCode, 400)
+  t.match(ack.json(), { code: 'INVALID_JSON', detail: /18446744073709551615, past 2\^53/ })
+  t.equal(await client.hget(`jobgate:{q}:job:${job.json().id}`, 'state'), 'active')
 })
 
 t.test('a number past the range of a double is found among 200,000 others', async (t) => {

@@ -7,7 +7,7 @@ import { ProblemError } from '../errors.js'
 /**
  * What a request body may be: JSON in UTF-8, uncompressed, at most `MAX_JSON_DEPTH` levels deep,
  * free of prototype-poisoning keys, and made of values every worker reads back as sent (Unicode
- * text, finite numbers). A route that takes no body ignores an empty one whatever its
+ * text, finite numbers, integers a double holds exactly). A route that takes no body ignores an empty one whatever its
  * Content-Type says (clients that send `Content-Type: application/json` on every POST); a
  * request for no route is answered 404 without its body being looked at.
  */
@@ -72,6 +72,42 @@ function unfaithful(value: unknown): string | null {
   return null
 }
 
+/** Some integer literal may be past 2^53 (2^53 has 16 digits); `inexactInteger` then looks. */
+const MAY_HOLD_A_LONG_INTEGER = /[0-9]{16}/
+
+/**
+ * The first integer literal of the (valid JSON) text that a double cannot hold exactly, or
+ * null: parsed, it would reach a worker as another number (a 64-bit id, a nanosecond time).
+ * Strings are skipped; numbers with a fraction or an exponent are doubles by intent.
+ */
+function inexactInteger(text: string): string | null {
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === BACKSLASH) i++
+      else if (c === QUOTE) inString = false
+      continue
+    }
+    if (c === QUOTE) {
+      inString = true
+      continue
+    }
+    if (c !== MINUS && (c < ZERO || c > NINE)) continue
+    let end = i + 1
+    while (end < text.length && NUMBER_CHARS.test(text[end] as string)) end++
+    const literal = text.slice(i, end)
+    i = end - 1
+    if (literal.length < 16 || !/^-?[0-9]+$/.test(literal)) continue
+    const value = Number(literal)
+    if (!Number.isSafeInteger(value) && BigInt(literal) !== BigInt(value)) return literal
+  }
+  return null
+}
+
+const [MINUS, ZERO, NINE] = [45, 48, 57]
+const NUMBER_CHARS = /[0-9eE.+-]/
+
 const PARSE_OPTIONS = { protoAction: 'error', constructorAction: 'error' } as const
 const UTF8 = /^utf-?8$/i
 
@@ -130,6 +166,14 @@ export default fp(
       }
       const reason = MAY_NOT_ROUND_TRIP.test(body) ? unfaithful(value) : null
       if (reason !== null) return done(invalidJson(reason))
+      const inexact = MAY_HOLD_A_LONG_INTEGER.test(body) ? inexactInteger(body) : null
+      if (inexact !== null) {
+        return done(
+          invalidJson(
+            `it has the integer ${inexact.length > 40 ? `${inexact.slice(0, 40)}…` : inexact}, past 2^53, which a JSON number cannot carry exactly here (it would reach the worker as ${Number(inexact)}); send it as a string`,
+          ),
+        )
+      }
       done(null, value)
     })
 
