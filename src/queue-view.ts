@@ -9,6 +9,7 @@ const COUNTERS = [
   'expired',
   'canceled',
   'reclaimed',
+  'released',
   'redriven',
   'purged',
 ] as const

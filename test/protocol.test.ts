@@ -1138,6 +1138,7 @@ t.test('release undoes a lease nobody received: queued in front, attempt uncount
   })
   t.equal(await client.zcard('jobgate:{q}:active'), 0)
   t.equal(await client.exists('jobgate:{q}:lease:token-nobody-got'), 0)
+  t.equal(await client.hget('jobgate:{q}:stats', 'released'), '1', 'counted')
   t.equal(await client.llen('jobgate:{q}:wake'), tokens + 1, 'an idle worker is woken for it')
   const events = await client.xrevrange('jobgate:{q}:events', '+', '-', 'COUNT', 1)
   t.match(events[0]?.[1], ['job', first, 'state', 'queued'])

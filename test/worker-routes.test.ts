@@ -656,4 +656,8 @@ t.test('a job leased for a caller that left before the answer is queued again', 
 
   const taken = (await reserve(app, 'q', { worker: 'here' })).json()
   t.match(taken.job, { id: second, attempts: 1 }, 'the next worker gets it, first attempt')
+  const summary = await app.inject({ method: 'GET', url: '/v1/queues/q' })
+  t.match(summary.json().totals, { released: 2, reclaimed: 0 }, 'each release is counted')
+  const metrics = await app.inject({ method: 'GET', url: '/metrics' })
+  t.match(metrics.body, /^jobgate_queue_jobs_total\{queue="q",outcome="released"\} 2$/m)
 })

@@ -171,7 +171,7 @@ export class LeaseStore {
     const reply = replyStrings(
       await this.runner.run(
         'release',
-        [keys.job(job.id), keys.active, keys.wake, keys.events],
+        [keys.job(job.id), keys.active, keys.wake, keys.events, keys.stats],
         [keys.base, job.id, job.leaseToken, job.leaseDeadline, this.runner.settings.eventsMaxLen],
       ),
     )

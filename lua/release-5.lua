@@ -7,6 +7,7 @@
   KEYS[2]  active zset      <prefix>:{<queue>}:active
   KEYS[3]  wake list        <prefix>:{<queue>}:wake
   KEYS[4]  events stream    <prefix>:{<queue>}:events
+  KEYS[5]  stats hash       <prefix>:{<queue>}:stats
 
   ARGV[1]  queue key prefix <prefix>:{<queue>}:
   ARGV[2]  job id
@@ -27,7 +28,7 @@
 -- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
 local HISTORY_MAX = 1000
 
-local job_key, active_key, wake_key, events_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local job_key, active_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, id, token, deadline, events_max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 local state, held_by, held_until, attempts, priority = unpack(redis.call('HMGET', job_key,
@@ -54,6 +55,7 @@ if n > HISTORY_MAX then redis.call('HDEL', job_key, 'h:' .. (n - HISTORY_MAX)) e
 redis.call('HSET', job_key, 'h:' .. n,
   cjson.encode({at = now, state = 'queued', attempt = attempt, reason = 'released'}))
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'queued', 'at', now)
+redis.call('HINCRBY', stats_key, 'released', 1)
 
 -- A worker may be idle now that the job is back. The cap is reserve's (PROTOCOL.md).
 if redis.call('LPUSH', wake_key, '1') > 2000 then redis.call('LTRIM', wake_key, '0', '999') end
