@@ -633,6 +633,9 @@ t.test('the cap trims past a slow catch-up: a gap event, then the oldest entry l
   await submit(gateway, 'q')
   await addEntries(gateway, 60_000)
   const reader = await watch(t, `${gateway.url}/v1/queues/q/events?since=0`)
+  // Once the catch-up is under way (its position past the start, which a trim would not
+  // skip), the watcher stops reading and the gateway's writes back up.
+  t.ok(await reader.until((r) => r.events.length > 0, 5000), 'the catch-up began')
   reader.response.pause()
   await sleep(300)
   // Trim everything the watcher has not read yet, while it is not reading.
