@@ -119,7 +119,9 @@ async function harness(t: Test, target: LifecycleTarget): Promise<Harness> {
   if (target.cluster) {
     await target.cluster.flush()
     const gateway = await startClusterGateway(t, target.cluster, { listen: true })
-    h = new Harness(gateway, target, [`--cluster=${target.cluster.seeds}`], '')
+    // An HTTP worker reaches the cluster through the gateway; --cluster is for Redis workers.
+    const args = target.transport === 'redis' ? [`--cluster=${target.cluster.seeds}`] : []
+    h = new Harness(gateway, target, args, '')
   } else {
     const gateway = await startGateway(t, { listen: true })
     h = new Harness(gateway, target, [], gateway.redis.url)

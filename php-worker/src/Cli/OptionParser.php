@@ -46,6 +46,29 @@ final class OptionParser
         'events-max-len' => false,
     ];
 
+    /**
+     * Options that only one transport reads => that transport. Given on the command line with the
+     * other, they would be ignored: a usage error instead (a variable may serve other programs).
+     */
+    private const TRANSPORT_OF = [
+        'gateway' => 'http',
+        'api-key' => 'http',
+        'redis' => 'redis',
+        'redis-tls-ca' => 'redis',
+        'redis-tls-cert' => 'redis',
+        'redis-tls-key' => 'redis',
+        'cluster' => 'redis',
+        'sentinel' => 'redis',
+        'sentinel-master' => 'redis',
+        'sentinel-username' => 'redis',
+        'sentinel-password' => 'redis',
+        'prefix' => 'redis',
+        'lua-dir' => 'redis',
+        'job-retention' => 'redis',
+        'dead-retention' => 'redis',
+        'events-max-len' => 'redis',
+    ];
+
     private const NAME_PATTERN = '/^[A-Za-z0-9_.-]{1,64}$/';
     /** As the gateway's: `.` and `..` are no queues (a URL path would resolve them). */
     private const QUEUE_PATTERN = '/^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/';
@@ -95,6 +118,15 @@ final class OptionParser
         $transport = $single('transport') ?? 'redis';
         if (!in_array($transport, ['redis', 'http'], true)) {
             throw new UsageError("--transport must be redis or http (got \"{$transport}\")");
+        }
+        foreach (self::TRANSPORT_OF as $name => $only) {
+            if ($only !== $transport && isset($given[$name])) {
+                throw new UsageError(
+                    "--{$name} is for --transport={$only}" . ($only === 'redis'
+                        ? ': over http the gateway reaches Redis, with its own settings'
+                        : ': this worker reaches Redis itself'),
+                );
+            }
         }
         $gateway = $single('gateway', 'JOBGATE_URL');
         if ($transport === 'http') {

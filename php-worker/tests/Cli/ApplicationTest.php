@@ -308,9 +308,9 @@ final class ApplicationTest extends TestCase
             {
             }
         };
+        $redis = in_array('--transport=http', $args, true) ? [] : ['--redis=redis://127.0.0.1:1'];
         $code = $application->run([
-            '--queue=q', '--handlers=' . self::HANDLERS, '--redis=redis://127.0.0.1:1', "--memory={$memoryMb}",
-            ...$args,
+            '--queue=q', '--handlers=' . self::HANDLERS, ...$redis, "--memory={$memoryMb}", ...$args,
         ]);
         self::assertSame(ExitCode::MEMORY_LIMIT, $code);
         $lines = array_map(

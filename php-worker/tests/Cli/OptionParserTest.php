@@ -46,8 +46,8 @@ final class OptionParserTest extends TestCase
     public function testEveryOptionInBothSpellings(): void
     {
         $config = $this->parse([
-            '--queue', 'high', '--queue=low', '--handlers', 'h.php', '--transport=http',
-            '--gateway', 'http://gw:3000', '--api-key=k3y', '--redis=redis://u:p%40ss@redis:6380/2',
+            '--queue', 'high', '--queue=low', '--handlers', 'h.php', '--transport=redis',
+            '--redis=redis://u:p%40ss@redis:6380/2',
             '--prefix=jg', '--timeout=0', '--lease', '9', '--memory=256', '--max-jobs=100',
             '--max-time=3600', '--sleep=0.5', '--worker-id=box-1:7', '--lua-dir=/lua',
             '--job-retention=15m', '--dead-retention', '30s', '--events-max-len=500',
@@ -55,9 +55,7 @@ final class OptionParserTest extends TestCase
 
         self::assertSame(['high', 'low'], $config->queues, 'priority order kept');
         self::assertSame('h.php', $config->handlersFile);
-        self::assertSame('http', $config->transport);
-        self::assertSame('http://gw:3000', $config->gatewayUrl);
-        self::assertSame('k3y', $config->apiKey);
+        self::assertSame('redis', $config->transport);
         self::assertSame('redis', $config->redis->host);
         self::assertSame(6380, $config->redis->port);
         self::assertSame('u', $config->redis->user);
@@ -75,6 +73,55 @@ final class OptionParserTest extends TestCase
         self::assertSame(900_000, $config->jobRetentionMs);
         self::assertSame(30_000, $config->deadRetentionMs);
         self::assertSame(500, $config->eventsMaxLen);
+    }
+
+    public function testTheHttpTransportsOptionsInBothSpellings(): void
+    {
+        $config = $this->parse([
+            '--queue=q', '--handlers=h.php', '--transport', 'http', '--gateway', 'http://gw:3000', '--api-key=k3y',
+        ]);
+
+        self::assertSame('http', $config->transport);
+        self::assertSame('http://gw:3000', $config->gatewayUrl);
+        self::assertSame('k3y', $config->apiKey);
+    }
+
+    /**
+     * @dataProvider optionsOfTheOtherTransport
+     * @param list<string> $args
+     */
+    public function testAnOptionOfTheOtherTransportIsAUsageError(array $args, string $expected): void
+    {
+        $this->expectException(UsageError::class);
+        $this->expectExceptionMessage($expected);
+        $this->parse(['--queue=q', '--handlers=h.php', ...$args]);
+    }
+
+    /** @return array<string, array{list<string>, string}> */
+    public static function optionsOfTheOtherTransport(): array
+    {
+        $http = ['--transport=http', '--gateway=http://gw'];
+
+        return [
+            'a gateway for redis' => [['--gateway=http://gw'], '--gateway is for --transport=http: this worker'],
+            'a key for redis' => [['--transport=redis', '--api-key=k'], '--api-key is for --transport=http'],
+            'a Redis URL for http' => [[...$http, '--redis=redis://r'], '--redis is for --transport=redis: over http'],
+            'a cluster for http' => [[...$http, '--cluster=n1:7000'], '--cluster is for --transport=redis'],
+            'a prefix for http' => [[...$http, '--prefix=p'], '--prefix is for --transport=redis'],
+            'a retention for http' => [[...$http, '--job-retention=1h'], '--job-retention is for --transport=redis'],
+        ];
+    }
+
+    public function testTheOtherTransportsVariablesAreLeftAlone(): void
+    {
+        $config = $this->parse(['--queue=q', '--handlers=h.php', '--transport=http', '--gateway=http://gw'], [
+            'REDIS_URL' => 'redis://shared:6379',
+            'KEY_PREFIX' => 'other-app',
+        ]);
+        self::assertSame('http', $config->transport, 'a variable may be there for other programs');
+
+        $redis = $this->parse(['--queue=q', '--handlers=h.php'], ['JOBGATE_URL' => 'http://gw']);
+        self::assertSame('redis', $redis->transport);
     }
 
     public function testEnvironmentFallbacks(): void
