@@ -13,6 +13,7 @@ import { Contract, validatorCompiler } from './contract.js'
 import { ProblemError } from './errors.js'
 import { AccessLog, loggerOptions } from './logger.js'
 import auth from './plugins/auth.js'
+import conditionalGet from './plugins/conditional-get.js'
 import draining from './plugins/draining.js'
 import jsonBody from './plugins/json-body.js'
 import metrics from './plugins/metrics.js'
@@ -92,6 +93,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   // Order matters: rate limits are attached to routes before the scope check, so that
   // requests with a missing or wrong key are throttled too.
   app.register(rateLimits, { limits: config.rateLimits })
+  app.register(conditionalGet)
   app.register(auth, { apiKeys: config.apiKeys })
   app.register(healthRoutes, { contract })
   app.register(metricsRoutes, { contract })

@@ -87,18 +87,21 @@ export class Contract {
   }
 
   /**
-   * Route options from one operation: its schema, the API-key scope it requires, and its path
-   * in the document (what metrics name the route by).
+   * Route options from one operation: its schema, the API-key scope it requires, whether it is
+   * rate limited and answers `If-None-Match`, and its path in the document (what metrics name
+   * the route by).
    */
   route(operationId: string): {
     schema: FastifySchema
-    config: { scope: Scope | null; rateLimited: boolean; path: string }
+    config: { scope: Scope | null; rateLimited: boolean; conditional: boolean; path: string }
   } {
+    const operation = this.operation(operationId)
     return {
       schema: this.routeSchema(operationId),
       config: {
         scope: this.scope(operationId),
-        rateLimited: this.operation(operationId)['x-rate-limited'] !== false,
+        rateLimited: operation['x-rate-limited'] !== false,
+        conditional: '304' in operation.responses,
         path: this.paths.get(operationId) ?? '',
       },
     }

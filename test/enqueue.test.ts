@@ -337,3 +337,52 @@ t.test('a full queue → 503 QUEUE_FULL with Retry-After; accepted again once dr
   t.equal((await send()).statusCode, 202, 'accepted again')
   t.equal((await send()).statusCode, 503, 'and full again')
 })
+
+t.test('a poller revalidates with If-None-Match: 304 until the job changes', async (t) => {
+  const { app } = await startGateway(t)
+  const created = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { type: 't', payload: { n: 1 } },
+  })
+  const location = String(created.headers.location)
+  const poll = (ifNoneMatch?: string) =>
+    app.inject({
+      method: 'GET',
+      url: location,
+      headers: ifNoneMatch === undefined ? {} : { 'if-none-match': ifNoneMatch },
+    })
+  const first = await poll()
+  t.equal(first.statusCode, 200)
+  const etag = String(first.headers.etag)
+  t.match(etag, /^"[A-Za-z0-9_-]{27}"$/)
+  t.equal(first.headers['cache-control'], 'no-cache')
+
+  const same = await poll(etag)
+  t.equal(same.statusCode, 304, 'nothing changed')
+  t.equal(same.body, '')
+  t.equal(same.headers.etag, etag)
+  t.equal(same.headers['content-type'], undefined)
+  t.equal((await poll(`W/${etag}`)).statusCode, 304, 'a weak tag matches too')
+  t.equal((await poll('"other", *')).statusCode, 304, '* matches any')
+  t.equal((await poll('"other"')).statusCode, 200)
+
+  const reserved = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs:reserve',
+    payload: { worker: 'w' },
+  })
+  t.equal(reserved.statusCode, 200)
+  const changed = await poll(etag)
+  t.equal(changed.statusCode, 200, 'leased: a new answer')
+  t.equal(changed.json().state, 'active')
+  t.not(changed.headers.etag, etag)
+
+  const missing = await app.inject({
+    method: 'GET',
+    url: '/v1/queues/q/jobs/00000000-0000-4000-8000-000000000000',
+    headers: { 'if-none-match': '*' },
+  })
+  t.equal(missing.statusCode, 404, 'only a 200 is ever turned into a 304')
+  t.equal(missing.headers.etag, undefined)
+})
