@@ -722,12 +722,17 @@ t.test('a wrong method is a 405 that names the methods the path takes', async (t
 
 t.test('an inexact integer is named, on worker routes too, and nothing changes', async (t) => {
   const { app, client } = await startGateway(t)
-  const refused = await app.inject({
-    method: 'POST',
-    url: '/v1/queues/q/jobs',
-    headers: { 'content-type': 'application/json' },
-    payload: '{"type":"t","payload":{"id":12345678901234567890123456789}}',
-  })
+  const postText = (url: string, text: string) =>
+    app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json' },
+      payload: text,
+    })
+  const refused = await postText(
+    '/v1/queues/q/jobs',
+    '{"type":"t","payload":{"id":12345678901234567890123456789}}',
+  )
   t.equal(refused.statusCode, 400)
   t.match(refused.json(), {
     code: 'INVALID_JSON',
@@ -742,12 +747,10 @@ t.test('an inexact integer is named, on worker routes too, and nothing changes',
     url: '/v1/queues/q/jobs:reserve',
     payload: { worker: 'w' },
   })
-  const ack = await app.inject({
-    method: 'POST',
-    url: `/v1/queues/q/jobs/${job.json().id}:ack`,
-    headers: { 'content-type': 'application/json' },
-    payload: `{"lease_token":"${reserved.json().lease.token}","result":{"order":18446744073709551615}}`,
-  })
+  const ack = await postText(
+    `/v1/queues/q/jobs/${job.json().id}:ack`,
+    `{"lease_token":"${reserved.json().lease.token}","result":{"order":18446744073709551615}}`,
+  )
   t.equal(ack.statusCode, 400)
   t.match(ack.json(), { code: 'INVALID_JSON', detail: /18446744073709551615, past 2\^53/ })
   t.equal(await client.hget(`jobgate:{q}:job:${job.json().id}`, 'state'), 'active')

@@ -20,16 +20,22 @@ import { ProblemError } from '../errors.js'
  */
 const MAX_JSON_DEPTH = 64
 
+/** The index of the quote that ends the JSON string whose opening quote is at `start`. */
+function stringEnd(text: string, start: number): number {
+  for (let i = start + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === BACKSLASH) i++
+    else if (c === QUOTE) return i
+  }
+  return text.length
+}
+
 /** Whether the JSON text nests arrays and objects more than `max` levels deep (strings skipped). */
 function nestsDeeperThan(text: string, max: number): boolean {
   let depth = 0
-  let inString = false
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === BACKSLASH) i++
-      else if (c === QUOTE) inString = false
-    } else if (c === QUOTE) inString = true
+    if (c === QUOTE) i = stringEnd(text, i)
     else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (++depth > max) return true
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--
@@ -81,18 +87,9 @@ const MAY_HOLD_A_LONG_INTEGER = /[0-9]{16}/
  * Strings are skipped; numbers with a fraction or an exponent are doubles by intent.
  */
 function inexactInteger(text: string): string | null {
-  let inString = false
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === BACKSLASH) i++
-      else if (c === QUOTE) inString = false
-      continue
-    }
-    if (c === QUOTE) {
-      inString = true
-      continue
-    }
+    if (c === QUOTE) i = stringEnd(text, i)
     if (c !== MINUS && (c < ZERO || c > NINE)) continue
     let end = i + 1
     while (end < text.length && NUMBER_CHARS.test(text[end] as string)) end++
