@@ -30,7 +30,7 @@ export interface AppOptions {
   contract?: Contract
 }
 
-/** TRUST_PROXY as Fastify takes it; a hop count as the test proxy-addr makes of one. */
+/** TRUST_PROXY as Fastify takes it; a hop count N becomes "trust the N hops nearest to us". */
 function trustProxyOption(
   trust: Config['trustProxy'],
 ): boolean | string[] | ((address: string, hop: number) => boolean) {

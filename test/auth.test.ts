@@ -53,6 +53,14 @@ t.test('key entries: parsed, validated, compared by hash', async (t) => {
   t.equal(ring.identify(admin.key)?.name, 'ops')
   t.equal(ring.identify(`${admin.key}x`), null)
   t.equal(ring.identify(''), null)
+  ring.replace(parseApiKeys(reader.entry))
+  t.equal(ring.identify(admin.key), null, 'a reload drops the keys it no longer holds')
+  t.equal(ring.identify(reader.key)?.name, 'dashboard')
+  t.throws(() => ring.replace([]), /would run open/, 'a ring with keys is never opened')
+  t.equal(ring.open, false)
+  const open = new KeyRing([])
+  open.replace(parseApiKeys(reader.entry))
+  t.equal(open.open, false, 'an open ring may be given keys')
 })
 
 t.test('a commented-out line holds no key, commas and all', async (t) => {
