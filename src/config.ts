@@ -536,11 +536,12 @@ function trustProxy(read: Reader): boolean | number | readonly string[] {
   if (/^\d+$/.test(value)) return read.integer('TRUST_PROXY', 0, 0, 32) || false
   const entries = value.split(',').map((entry) => entry.trim())
   for (const entry of entries) {
-    const [address = '', prefix, ...rest] = entry.split('/')
-    const bits = isIP(address) === 6 ? 128 : 32
-    const validPrefix = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits)
     if (PROXY_RANGES.has(entry.toLowerCase())) continue
-    if (isIP(address) === 0 || !validPrefix || rest.length > 0) {
+    const [address = '', prefix, ...rest] = entry.split('/')
+    const version = isIP(address)
+    const bits = version === 6 ? 128 : 32
+    const validPrefix = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits)
+    if (version === 0 || !validPrefix || rest.length > 0) {
       throw new ConfigError(
         'TRUST_PROXY',
         `must be true, false, a number of proxy hops (0 to 32), or proxy addresses: IPs, CIDR blocks or loopback, linklocal, uniquelocal, comma-separated (got "${entry}")`,

@@ -10,7 +10,7 @@ declare module 'fastify' {
 }
 
 /** Whether an `If-None-Match` value names `etag` (weak or strong, one of a list, or `*`). */
-export function matches(ifNoneMatch: string, etag: string): boolean {
+function matches(ifNoneMatch: string, etag: string): boolean {
   return ifNoneMatch
     .split(',')
     .map((tag) => tag.trim())

@@ -7,9 +7,9 @@ import { ProblemError } from '../errors.js'
 /**
  * What a request body may be: JSON in UTF-8, uncompressed, at most `MAX_JSON_DEPTH` levels deep,
  * free of prototype-poisoning keys, and made of values every worker reads back as sent (Unicode
- * text, finite numbers, integers a double holds exactly). A route that takes no body ignores an empty one whatever its
- * Content-Type says (clients that send `Content-Type: application/json` on every POST); a
- * request for no route is answered 404 without its body being looked at.
+ * text, finite numbers, integers a double holds exactly). A route that takes no body ignores an
+ * empty one whatever its Content-Type says (clients that send `Content-Type: application/json`
+ * on every POST); a request for no route is answered 404 without its body being looked at.
  */
 
 /**
