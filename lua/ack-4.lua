@@ -25,28 +25,19 @@
                            the result is longer than max_bytes (1 MiB): nothing was changed
 ]]
 
+-- @include transition
+-- @include lease-lost
+-- @include throughput
+
 local RESULT_MAX_BYTES = 1048576
--- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
-local HISTORY_MAX = 1000
 
 local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token, result, retention, events_max, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
--- The lease is not this token's. When this token's own call ended it (that call's reply was
--- lost and it is being sent again), the reply says what that call did.
-local function lease_lost(state)
-  local ended = redis.call('HGET', job_key, 'ended_lease')
-  local sep = ended and string.find(ended, ':', 1, true)
-  if sep and string.sub(ended, sep + 1) == token then
-    return {'LEASE_LOST', state, string.sub(ended, 1, sep - 1)}
-  end
-  return {'LEASE_LOST', state}
-end
-
 local state, lease_token, attempts, hn =
   unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'hn'))
 if not state then return {'NOT_FOUND'} end
-if state ~= 'active' or lease_token ~= token then return lease_lost(state) end
+if state ~= 'active' or lease_token ~= token then return lease_lost(job_key, token, state) end
 if #result > RESULT_MAX_BYTES then return {'RESULT_TOO_LARGE', RESULT_MAX_BYTES} end
 
 local time = redis.call('TIME')
@@ -71,8 +62,6 @@ redis.call('ZREM', active_key, id)
 redis.call('DEL', prefix .. 'lease:' .. token)
 redis.call('PEXPIRE', job_key, retention)
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'succeeded', 'at', now_text)
-redis.call('HINCRBY', stats_key, 'succeeded', '1')
-local bucket = prefix .. 'tp:' .. string.format('%d', math.floor(now / 60000))
-if redis.call('HINCRBY', bucket, 'succeeded', '1') == 1 then redis.call('PEXPIRE', bucket, '900000') end
+count_transition(stats_key, prefix, now, 'succeeded')
 
 return {'OK', now}

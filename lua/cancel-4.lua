@@ -20,8 +20,7 @@
   {'NOT_CANCELABLE', state}   active or finished: nothing was changed
 ]]
 
--- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
-local HISTORY_MAX = 1000
+-- @include transition
 
 local job_key, scheduled_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, prefix, retention, events_max = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -41,9 +40,6 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 redis.call('HSET', job_key, 'state', 'canceled', 'finished_at', now, 'updated_at', now)
 redis.call('PEXPIRE', job_key, retention)
-local n = redis.call('HINCRBY', job_key, 'hn', 1)
-if n > HISTORY_MAX then redis.call('HDEL', job_key, 'h:' .. (n - HISTORY_MAX)) end
-redis.call('HSET', job_key, 'h:' .. n, cjson.encode({at = now, state = 'canceled'}))
-redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'canceled', 'at', now)
+record_transition(job_key, events_key, events_max, id, {at = now, state = 'canceled'})
 redis.call('HINCRBY', stats_key, 'canceled', 1)
 return {'CANCELED', now}

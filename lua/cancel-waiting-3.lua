@@ -21,8 +21,7 @@
   an error reply, changing nothing, for another state or a batch size below 1
 ]]
 
--- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
-local HISTORY_MAX = 1000
+-- @include transition
 
 local scheduled_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3]
 local prefix, state, batch = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -60,10 +59,7 @@ for _, id in ipairs(ids) do
   if redis.call('HGET', key, 'state') == state then
     redis.call('HSET', key, 'state', 'canceled', 'finished_at', now, 'updated_at', now)
     redis.call('PEXPIRE', key, retention)
-    local n = redis.call('HINCRBY', key, 'hn', 1)
-    if n > HISTORY_MAX then redis.call('HDEL', key, 'h:' .. (n - HISTORY_MAX)) end
-    redis.call('HSET', key, 'h:' .. n, cjson.encode({at = now, state = 'canceled'}))
-    redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'canceled', 'at', now)
+    record_transition(key, events_key, events_max, id, {at = now, state = 'canceled'})
     canceled = canceled + 1
   end
 end

@@ -13,20 +13,15 @@
     total: dead jobs in the set; then one job record (HGETALL order) per job of the page
 ]]
 
+-- @include prune-dead
+
 local dead_key, prefix = KEYS[1], ARGV[1]
 local dead_retention, offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-
--- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
--- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
-local function prune_dead(cutoff)
-  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
-  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
-end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local cutoff = now - dead_retention
-prune_dead(cutoff)
+prune_dead(dead_key, cutoff)
 
 local reply = {'OK', 0}
 for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', dead_key, '+inf', '(' .. cutoff,

@@ -25,21 +25,16 @@
   {'NOT_EMPTY', queued, scheduled, active, dead}   nothing was changed
 ]]
 
+-- @include prune-dead
+
 local scheduled_key, active_key, dead_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_key, wake_key, paused_key = KEYS[5], KEYS[6], KEYS[7]
 local prefix, dead_retention = ARGV[1], tonumber(ARGV[2])
 
--- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
--- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
-local function prune_dead(cutoff)
-  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
-  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
-end
-
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local cutoff = now - dead_retention
-prune_dead(cutoff)
+prune_dead(dead_key, cutoff)
 
 local queued = 0
 for priority = 0, 9 do

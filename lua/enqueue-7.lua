@@ -39,6 +39,9 @@
   Time comes from the Redis server clock, so every gateway and worker shares one clock per queue.
 ]]
 
+-- @include wake
+-- @include throughput
+
 local job_key, idem_key, ready_key, scheduled_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_key, wake_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
 local id, fingerprint, idem_ttl = ARGV[1], ARGV[2], ARGV[3]
@@ -46,16 +49,6 @@ local delay, run_at, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6
 local max_depth, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local registry_full = ARGV[10] == '1'
 local PRIORITIES = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
-
--- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
--- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
-local function wake(n)
-  local tokens = {}
-  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
-  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
-    redis.call('LTRIM', wake_key, '0', '999')
-  end
-end
 
 if fingerprint ~= '' then
   local record = redis.call('GET', idem_key)
@@ -122,11 +115,11 @@ end
 
 if state == 'queued' then
   redis.call('LPUSH', ready_key, id)
-  wake(1)
+  wake(wake_key, 1)
 else
   redis.call('ZADD', scheduled_key, due_text, id)
   -- A blocked worker sleeps until the earliest due job; wake one if this job is now the earliest.
-  if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then wake(1) end
+  if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then wake(wake_key, 1) end
 end
 
 if fingerprint ~= '' then
@@ -134,8 +127,6 @@ if fingerprint ~= '' then
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', state, 'at', now_text)
 local first = ''
-if redis.call('HINCRBY', stats_key, 'enqueued', '1') == 1 then first = '1' end
-local bucket = prefix .. 'tp:' .. string.format('%d', math.floor(now / 60000))
-if redis.call('HINCRBY', bucket, 'enqueued', '1') == 1 then redis.call('PEXPIRE', bucket, '900000') end
+if count_transition(stats_key, prefix, now, 'enqueued') == 1 then first = '1' end
 
 return {'CREATED', state, now, due, expires_at, first}

@@ -26,18 +26,10 @@
   an error reply, changing nothing, for another action
 ]]
 
+-- @include wake
+
 local paused_key, wake_key, scheduled_key, active_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, action = ARGV[1], ARGV[2]
-
--- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
--- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
-local function wake(n)
-  local tokens = {}
-  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
-  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
-    redis.call('LTRIM', wake_key, '0', '999')
-  end
-end
 
 if action ~= 'pause' and action ~= 'resume' then
   return redis.error_reply('ERR pause: the action must be pause or resume')
@@ -62,6 +54,6 @@ if redis.call('DEL', paused_key) == 1 then
   end
   local pending = redis.call('ZCARD', scheduled_key) + redis.call('ZCARD', active_key)
   if ready == 0 and pending > 0 then ready = 1 end
-  wake(ready)
+  wake(wake_key, ready)
 end
 return {'OK', ''}

@@ -30,21 +30,11 @@
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
--- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
-local HISTORY_MAX = 1000
+-- @include transition
+-- @include wake
 
 local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, one, limit, events_max, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-
--- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
--- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
-local function wake(n)
-  local tokens = {}
-  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
-  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
-    redis.call('LTRIM', wake_key, '0', '999')
-  end
-end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -74,16 +64,13 @@ for _, id in ipairs(ids) do
     redis.call('HDEL', key, 'finished_at', 'expires_at')
     redis.call('PERSIST', key)
     redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
-    local n = redis.call('HINCRBY', key, 'hn', 1)
-    if n > HISTORY_MAX then redis.call('HDEL', key, 'h:' .. (n - HISTORY_MAX)) end
-    redis.call('HSET', key, 'h:' .. n, cjson.encode({at = now, state = 'queued', reason = 'redrive'}))
-    redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'queued', 'at', now)
+    record_transition(key, events_key, events_max, id, {at = now, state = 'queued', reason = 'redrive'})
     count = count + 1
   end
 end
 if count > 0 then
   redis.call('HINCRBY', stats_key, 'redriven', count)
-  wake(count)
+  wake(wake_key, count)
 end
 local reply = {'REDRIVEN', count, #ids, up_to}
 if one ~= '' then

@@ -25,8 +25,8 @@
                            was changed
 ]]
 
--- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
-local HISTORY_MAX = 1000
+-- @include transition
+-- @include wake
 
 local job_key, active_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, id, token, deadline, events_max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -50,13 +50,10 @@ redis.call('DEL', prefix .. 'lease:' .. token)
 -- It was next in line when it was leased: it goes back in front of whatever came since.
 redis.call('RPUSH', prefix .. 'ready:' .. priority, id)
 
-local n = redis.call('HINCRBY', job_key, 'hn', 1)
-if n > HISTORY_MAX then redis.call('HDEL', job_key, 'h:' .. (n - HISTORY_MAX)) end
-redis.call('HSET', job_key, 'h:' .. n,
-  cjson.encode({at = now, state = 'queued', attempt = attempt, reason = 'released'}))
-redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', 'queued', 'at', now)
+record_transition(job_key, events_key, events_max, id,
+  {at = now, state = 'queued', attempt = attempt, reason = 'released'})
 redis.call('HINCRBY', stats_key, 'released', 1)
 
--- A worker may be idle now that the job is back. The cap is reserve's (PROTOCOL.md).
-if redis.call('LPUSH', wake_key, '1') > 2000 then redis.call('LTRIM', wake_key, '0', '999') end
+-- A worker may be idle now that the job is back.
+wake(wake_key, 1)
 return {'RELEASED', attempt - 1}

@@ -38,35 +38,21 @@
                        the next lease runs out (0 = call again at once), -1 = nothing pending
 ]]
 
--- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
-local HISTORY_MAX = 1000
+-- @include transition
+-- @include prune-dead
+-- @include wake
+-- @include throughput
 
 local active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3]
 local wake_key, events_key, stats_key = KEYS[4], KEYS[5], KEYS[6]
 local prefix, worker, token = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, retention, dead_retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 
--- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
--- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
-local function prune_dead(cutoff)
-  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
-  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
-end
 local events_max = ARGV[7]
 
 local BATCH, BATCH_TEXT = 100, '100'
 local SKIP_LIMIT = 1000
 local PRIORITIES = {'9', '8', '7', '6', '5', '4', '3', '2', '1', '0'}
-
--- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
--- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
-local function wake(n)
-  local tokens = {}
-  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
-  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
-    redis.call('LTRIM', wake_key, '0', '999')
-  end
-end
 
 -- Numbers handed to redis.call or concatenated are formatted with '%.14g', which costs Redis
 -- about ten times a string concatenation: the hot path passes text (`now_text`, '%d').
@@ -107,18 +93,8 @@ if held_id then
   end
 end
 
-local function record(key, id, entry)
-  local n = redis.call('HINCRBY', key, 'hn', 1)
-  if n > HISTORY_MAX then redis.call('HDEL', key, 'h:' .. (n - HISTORY_MAX)) end
-  redis.call('HSET', key, 'h:' .. n, cjson.encode(entry))
-  redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', entry.state, 'at', now)
-end
-
-local function count(field)
-  redis.call('HINCRBY', stats_key, field, 1)
-  local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
-  if redis.call('HINCRBY', bucket, field, 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
-end
+local function record(key, id, entry) record_transition(key, events_key, events_max, id, entry) end
+local function count(field) count_transition(stats_key, prefix, now, field) end
 
 -- `lost`: a lease that ran out ({attempt, message, last_error}), told in the history as the
 -- lease's other endings are.
@@ -180,7 +156,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
       redis.call('HSET', key, 'state', 'dead', 'last_error', last_error, 'finished_at', now, 'updated_at', now)
       redis.call('PEXPIRE', key, dead_retention)
       redis.call('ZADD', dead_key, now, id)
-      prune_dead(now - dead_retention)
+      prune_dead(dead_key, now - dead_retention)
       record(key, id, {at = now, state = 'dead', attempt = tonumber(attempts), error = message})
       count('dead')
     elseif is_past(expires_at) then
@@ -232,7 +208,7 @@ if not id then
     -- More may be ready behind the skipped entries: this caller asks again at once, and the
     -- jobs made ready here wake as many idle workers.
     redis.call('DEL', lease_key)
-    wake(moved)
+    wake(wake_key, moved)
     return {'EMPTY', 0}
   end
   -- Nothing is ready: stale wake-up tokens would only cause idle wake-ups.
@@ -265,6 +241,6 @@ redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state
 
 -- Jobs this call made ready, but for the one it took (a job of higher priority may have been
 -- waiting already): wake that many idle workers.
-wake(made_ready[id] and moved - 1 or moved)
+wake(wake_key, made_ready[id] and moved - 1 or moved)
 
 return leased(id, job, attempts, deadline)

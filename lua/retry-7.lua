@@ -39,8 +39,11 @@
                            reply was lost): ended_as is the state that call left the job in
 ]]
 
--- A job keeps its latest HISTORY_MAX history entries; each new one past them drops the oldest.
-local HISTORY_MAX = 1000
+-- @include transition
+-- @include prune-dead
+-- @include wake
+-- @include lease-lost
+-- @include throughput
 
 local job_key, active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local wake_key, events_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
@@ -49,56 +52,18 @@ local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
 local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local job_retention = ARGV[10]
 
--- Dead-set entries past their retention, at most 1,000 per call: a large set that expired at
--- once (or a shorter DEAD_RETENTION) is dropped over many calls, not in one that blocks Redis.
-local function prune_dead(cutoff)
-  local old = redis.call('ZRANGEBYSCORE', dead_key, '-inf', cutoff, 'LIMIT', 0, 1000)
-  if #old > 0 then redis.call('ZREM', dead_key, unpack(old)) end
-end
-
--- Pushes n wake-up tokens. Past 2,000 the list is cut back to 1,000: tokens beyond the idle
--- workers wake nobody, and workers kept busy reserve without taking any (PROTOCOL.md).
-local function wake(n)
-  local tokens = {}
-  for i = 1, math.min(n, 1000) do tokens[i] = '1' end
-  if #tokens > 0 and redis.call('LPUSH', wake_key, unpack(tokens)) > 2000 then
-    redis.call('LTRIM', wake_key, '0', '999')
-  end
-end
-
--- The lease is not this token's. When this token's own call ended it (that call's reply was
--- lost and it is being sent again), the reply says what that call did.
-local function lease_lost(state)
-  local ended = redis.call('HGET', job_key, 'ended_lease')
-  local sep = ended and string.find(ended, ':', 1, true)
-  if sep and string.sub(ended, sep + 1) == token then
-    return {'LEASE_LOST', state, string.sub(ended, 1, sep - 1)}
-  end
-  return {'LEASE_LOST', state}
-end
-
 local job = redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'max_attempts', 'priority',
   'backoff_type', 'backoff_delay_ms', 'backoff_max_delay_ms', 'backoff_jitter', 'expires_at')
 local state, lease_token = job[1], job[2]
 if not state then return {'NOT_FOUND'} end
-if state ~= 'active' or lease_token ~= token then return lease_lost(state) end
+if state ~= 'active' or lease_token ~= token then return lease_lost(job_key, token, state) end
 local attempts, max_attempts, priority = tonumber(job[3]), tonumber(job[4]), job[5]
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
-local function record(entry)
-  local n = redis.call('HINCRBY', job_key, 'hn', 1)
-  if n > HISTORY_MAX then redis.call('HDEL', job_key, 'h:' .. (n - HISTORY_MAX)) end
-  redis.call('HSET', job_key, 'h:' .. n, cjson.encode(entry))
-  redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'job', id, 'state', entry.state, 'at', now)
-end
-
-local function count(field)
-  redis.call('HINCRBY', stats_key, field, 1)
-  local bucket = prefix .. 'tp:' .. math.floor(now / 60000)
-  if redis.call('HINCRBY', bucket, field, 1) == 1 then redis.call('PEXPIRE', bucket, 900000) end
-end
+local function record(entry) record_transition(job_key, events_key, events_max, id, entry) end
+local function count(field) count_transition(stats_key, prefix, now, field) end
 
 redis.call('HDEL', job_key, 'lease_token', 'lease_deadline')
 redis.call('ZREM', active_key, id)
@@ -110,7 +75,7 @@ if attempts >= max_attempts then
   redis.call('HSET', job_key, 'state', 'dead', 'finished_at', now, 'ended_lease', 'dead:' .. token)
   redis.call('PEXPIRE', job_key, dead_retention)
   redis.call('ZADD', dead_key, now, id)
-  prune_dead(now - dead_retention)
+  prune_dead(dead_key, now - dead_retention)
   record({at = now, state = 'dead', attempt = attempts, error = message})
   count('dead')
   return {'DEAD', now}
@@ -141,13 +106,13 @@ count('retried')
 if delay <= 0 then
   redis.call('HSET', job_key, 'state', 'queued', 'run_at', now, 'ended_lease', 'queued:' .. token)
   redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
-  wake(1)
+  wake(wake_key, 1)
   record({at = now, state = 'queued', attempt = attempts, error = message, delay_ms = 0})
   return {'QUEUED', now}
 end
 
 redis.call('HSET', job_key, 'state', 'scheduled', 'run_at', run_at, 'ended_lease', 'scheduled:' .. token)
 redis.call('ZADD', scheduled_key, run_at, id)
-if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then wake(1) end
+if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then wake(wake_key, 1) end
 record({at = now, state = 'scheduled', attempt = attempts, error = message, delay_ms = delay})
 return {'SCHEDULED', run_at}

@@ -5,6 +5,7 @@ import { loadConfig } from '../src/config.js'
 import { loadOpenApi } from '../src/contract.js'
 import { problemCodes, problemStatus } from '../src/errors.js'
 import { LUA_DIR, ROOT } from '../src/paths.js'
+import { type ScriptName, scriptText } from '../src/queue/scripts.js'
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
 const protocol = readFileSync(join(ROOT, 'PROTOCOL.md'), 'utf8')
@@ -65,6 +66,26 @@ t.test('the README API table lists every route of openapi.yaml', async (t) => {
   }
 })
 
+t.test(
+  'PROTOCOL.md lists every shared piece of lua/include with the scripts using it',
+  async (t) => {
+    const table = section(protocol, 'Shared pieces')
+    const pieces = readdirSync(join(LUA_DIR, 'include')).map((f) => f.replace(/\.lua$/, ''))
+    t.ok(pieces.length > 0)
+    for (const piece of pieces) {
+      const row = table.split('\n').find((line) => line.startsWith(`| \`${piece}\` |`)) ?? ''
+      t.ok(row, `${piece} has a row`)
+      const users = readdirSync(LUA_DIR)
+        .filter((f) => f.endsWith('.lua'))
+        .filter((f) => readFileSync(join(LUA_DIR, f), 'utf8').includes(`\n-- @include ${piece}\n`))
+        .map((f) => f.replace(/-\d+\.lua$/, ''))
+      t.ok(users.length > 0, `${piece} is used`)
+      const usedBy = (row.split('|').at(-2) ?? '').split(',').map((name) => name.trim())
+      t.strictSame(usedBy, users.sort(), `${piece}: the scripts that include it`)
+    }
+  },
+)
+
 t.test('PROTOCOL.md documents every Lua script and its keys', async (t) => {
   for (const file of readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua'))) {
     const keys = Number(/-(\d+)\.lua$/.exec(file)?.[1])
@@ -80,7 +101,8 @@ t.test('PROTOCOL.md documents every Lua script and its keys', async (t) => {
     const doc = protocol.slice(start, end < 0 ? undefined : end)
     for (let i = 1; i <= keys; i++) t.match(doc, `\`KEYS[${i}]\``, `${file}: KEYS[${i}] documented`)
     t.notMatch(doc, `\`KEYS[${keys + 1}]\``, `${file}: no extra KEYS documented`)
-    for (const reply of new Set(lua.match(/return \{'([A-Z_]+)'/g)?.map((r) => r.slice(9, -1)))) {
+    const text = scriptText(file.replace(/-\d+\.lua$/, '') as ScriptName)
+    for (const reply of new Set(text.match(/return \{'([A-Z_]+)'/g)?.map((r) => r.slice(9, -1)))) {
       t.match(doc, `'${reply}'`, `${file}: reply ${reply} documented`)
     }
   }

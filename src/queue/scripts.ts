@@ -4,9 +4,9 @@ import type { ChainableCommander, Cluster, Redis } from 'ioredis'
 import { LUA_DIR } from '../paths.js'
 
 /**
- * The protocol scripts in `lua/`, loaded unchanged and registered on a client with
- * `defineCommand` (EVALSHA, falling back to EVAL after a NOSCRIPT reply).
- * A file is named `<name>-<number of keys>.lua`.
+ * The protocol scripts in `lua/`, registered on a client with `defineCommand` (EVALSHA, falling
+ * back to EVAL after a NOSCRIPT reply). A file is named `<name>-<number of keys>.lua`; a line
+ * `-- @include <piece>` in it stands for `lua/include/<piece>.lua` (PROTOCOL.md, "Shared pieces").
  */
 
 export const SCRIPT_NAMES = [
@@ -41,6 +41,26 @@ interface ScriptSource {
 }
 
 const FILE_NAME = /^([a-z][a-z-]*)-(\d+)\.lua$/
+const INCLUDE_LINE = /^-- @include (.*)$/gm
+const PIECE_NAME = /^[a-z][a-z-]*$/
+
+/** A script's text with each `-- @include <piece>` line replaced by that piece, once each. */
+export function withIncludes(lua: string, dir: string, file: string): string {
+  const seen = new Set<string>()
+  return lua.replace(INCLUDE_LINE, (_line, piece: string) => {
+    if (!PIECE_NAME.test(piece)) throw new Error(`jobgate: ${file}: bad include name '${piece}'`)
+    if (seen.has(piece)) throw new Error(`jobgate: ${file}: '${piece}' is included twice`)
+    seen.add(piece)
+    let text: string
+    try {
+      text = readFileSync(join(dir, 'include', `${piece}.lua`), 'utf8')
+    } catch {
+      throw new Error(`jobgate: ${file}: no include ${piece} (lua/include/${piece}.lua)`)
+    }
+    if (/^-- @include /m.test(text)) throw new Error(`jobgate: include ${piece} includes another`)
+    return text.endsWith('\n') ? text.slice(0, -1) : text
+  })
+}
 
 function isScriptName(name: string): name is ScriptName {
   return (SCRIPT_NAMES as readonly string[]).includes(name)
@@ -54,7 +74,7 @@ function loadSources(dir: string): Map<ScriptName, ScriptSource> {
     sources.set(match[1], {
       name: match[1],
       numberOfKeys: Number(match[2]),
-      lua: readFileSync(join(dir, file), 'utf8'),
+      lua: withIncludes(readFileSync(join(dir, file), 'utf8'), dir, file),
     })
   }
   const missing = SCRIPT_NAMES.filter((name) => !sources.has(name))
@@ -64,6 +84,13 @@ function loadSources(dir: string): Map<ScriptName, ScriptSource> {
 }
 
 const sources = loadSources(LUA_DIR)
+
+/** The text Redis runs for a script, its includes in place. */
+export function scriptText(name: ScriptName): string {
+  const source = sources.get(name)
+  if (source === undefined) throw new Error(`jobgate: no script ${name}`)
+  return source.lua
+}
 
 function commandName(name: ScriptName): string {
   return `jobgate_${name.replaceAll('-', '_')}`

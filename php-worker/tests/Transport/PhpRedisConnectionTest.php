@@ -4,7 +4,6 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Tests\Transport;
 
-use Jobgate\Worker\ConfigError;
 use Jobgate\Worker\Transport\Redis\ClusterConnection;
 use Jobgate\Worker\Transport\Redis\PhpRedisConnection;
 use Jobgate\Worker\Transport\Redis\RedisEndpoint;
@@ -12,7 +11,6 @@ use Jobgate\Worker\Transport\Redis\TlsSettings;
 use Jobgate\Worker\Transport\Redis\Script;
 use Jobgate\Worker\Transport\Redis\ScriptCall;
 use Jobgate\Worker\Transport\Redis\ScriptFailed;
-use Jobgate\Worker\Transport\Redis\ScriptLibrary;
 use Jobgate\Worker\Transport\Redis\StandaloneConnection;
 use Jobgate\Worker\Transport\Unavailable;
 use PHPUnit\Framework\MockObject\MockObject;
@@ -335,30 +333,6 @@ final class PhpRedisConnectionTest extends TestCase
 
         // BLPOP with a timeout of 0 would block forever.
         $this->connection()->waitForWake(['a:wake'], 0.0);
-    }
-
-    public function testTheLibraryNeedsEveryWorkerScript(): void
-    {
-        $directory = sys_get_temp_dir() . '/jobgate-lua-' . bin2hex(random_bytes(4));
-        mkdir($directory);
-        file_put_contents("{$directory}/reserve-6.lua", 'return 1');
-        try {
-            $this->expectException(ConfigError::class);
-            $this->expectExceptionMessage('ack-4.lua');
-            ScriptLibrary::fromDirectory($directory);
-        } finally {
-            unlink("{$directory}/reserve-6.lua");
-            rmdir($directory);
-        }
-    }
-
-    public function testTheSharedScriptsLoadUnchanged(): void
-    {
-        $library = ScriptLibrary::fromDirectory(__DIR__ . '/../../../lua');
-
-        $reserve = $library->get('reserve');
-        self::assertSame(6, $reserve->numberOfKeys);
-        self::assertSame(sha1_file(__DIR__ . '/../../../lua/reserve-6.lua'), $reserve->sha1);
     }
 
     public function testRedisUrls(): void
