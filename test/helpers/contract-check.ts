@@ -94,7 +94,9 @@ export class ContractChecker {
       const problem = (this.document.components.schemas as Record<string, JsonSchema>).Problem
       spec = { content: { 'application/problem+json': { schema: problem as JsonSchema } } }
     } else {
-      const operation = this.operation(response.method, openApiPath(response.route))
+      // A HEAD is Fastify's twin of a GET route: the GET's answer without its body.
+      const method = response.method === 'HEAD' ? 'GET' : response.method
+      const operation = this.operation(method, openApiPath(response.route))
       if (!operation) {
         found.push(`${label}: the route is not in openapi.yaml`)
       } else {
@@ -161,7 +163,7 @@ export class ContractChecker {
           route: request.is404 ? undefined : request.routeOptions.url,
           status: reply.statusCode,
           headers: reply.getHeaders(),
-          body: bodyText(payload),
+          body: request.method === 'HEAD' ? null : bodyText(payload),
         })
       } catch (error) {
         this.violations.push(`${request.method} ${request.url}: cannot check: ${String(error)}`)
