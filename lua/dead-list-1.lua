@@ -1,37 +1,78 @@
 --[[
-  dead-list — one page of the dead-letter set, newest first.
+  dead-list — one page of the dead-letter set, newest first (by time of death, then by id,
+  highest first, as ZREVRANGE orders ties).
 
   KEYS[1]  dead zset   <prefix>:{<queue>}:dead
 
   ARGV[1]  queue key prefix <prefix>:{<queue>}:
   ARGV[2]  retention of dead records, ms (entries older than this are pruned first)
-  ARGV[3]  offset (0 = the most recent death)
+  ARGV[3]  offset: entries to skip (from the most recent death, or from the cursor)
   ARGV[4]  page size
+  ARGV[5]  cursor's time of death, ms ('' = no cursor: start at the most recent death)
+  ARGV[6]  cursor's job id ('' = no cursor)
 
   Returns
-  {'OK', total, {field, value, ...}, {field, value, ...}, ...}
-    total: dead jobs in the set; then one job record (HGETALL order) per job of the page
+  {'OK', total, start, next_score, next_id, {field, value, ...}, {field, value, ...}, ...}
+    total: dead jobs in the set; start: the position of the page's first entry (0 = the most
+    recent death); next_score, next_id: the last entry of the page, the cursor of the next one
+    ('', '' when the set holds nothing after this page); then one job record (HGETALL order)
+    per job of the page
 ]]
 
 -- @include prune-dead
 
 local dead_key, prefix = KEYS[1], ARGV[1]
 local dead_retention, offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local after_score, after_id = ARGV[5], ARGV[6]
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local cutoff = now - dead_retention
 prune_dead(dead_key, cutoff)
 
-local reply = {'OK', 0}
-for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', dead_key, '+inf', '(' .. cutoff,
-  'LIMIT', offset, limit)) do
+-- Whether id a comes after id b in the page order: ties are ordered by their bytes, highest
+-- first (Lua's own string comparison follows the server's locale, not the bytes).
+local function listed_before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+
+local start = offset
+if after_id ~= '' then
+  local rank = redis.call('ZREVRANK', dead_key, after_id)
+  if rank and redis.call('ZSCORE', dead_key, after_id) == after_score then
+    start = start + rank + 1
+  else
+    -- The cursor's job left the set (redriven, purged) or died again since: the page starts
+    -- where it stood, after every entry that died later or in the same millisecond before it.
+    local before = redis.call('ZCOUNT', dead_key, '(' .. after_score, '+inf')
+    for _, tie in ipairs(redis.call('ZRANGEBYSCORE', dead_key, after_score, after_score)) do
+      if listed_before(tie, after_id) then before = before + 1 end
+    end
+    start = start + before
+  end
+end
+
+local total = redis.call('ZCOUNT', dead_key, '(' .. cutoff, '+inf')
+local page = redis.call('ZREVRANGEBYSCORE', dead_key, '+inf', '(' .. cutoff, 'WITHSCORES',
+  'LIMIT', start, limit)
+local reply = {'OK', 0, start, '', ''}
+local gone = 0
+for i = 1, #page, 2 do
+  local id = page[i]
   local job = redis.call('HGETALL', prefix .. 'job:' .. id)
   if #job > 0 then
     table.insert(reply, job)
   else
     redis.call('ZREM', dead_key, id)
+    gone = gone + 1
   end
 end
-reply[2] = redis.call('ZCOUNT', dead_key, '(' .. cutoff, '+inf')
+if #page > 0 and start + #page / 2 < total then
+  reply[4], reply[5] = page[#page], page[#page - 1]
+end
+reply[2] = total - gone
 return reply

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, ProblemError } from '../src/errors.js'
 import { jobView, pageView } from '../src/job-view.js'
-import type { DeadJobOutcome } from '../src/queue/dead-letter-store.js'
+import type { DeadCursor, DeadJobOutcome } from '../src/queue/dead-letter-store.js'
 import { JOB_ID, type JobParams, type QueueParams } from './params.js'
 
 export interface DeadLettersRoutesOptions {
@@ -24,6 +24,17 @@ function done(
   }
 }
 
+/** `<time of death, ms>.<job id>`: openapi.yaml's pattern has checked it (ids have no dot). */
+function cursorOf(after: string | undefined): DeadCursor | null {
+  if (after === undefined) return null
+  const dot = after.indexOf('.')
+  return { diedAt: after.slice(0, dot), id: after.slice(dot + 1) }
+}
+
+function cursorText(cursor: DeadCursor | null): string | null {
+  return cursor === null ? null : `${cursor.diedAt}.${cursor.id}`
+}
+
 /** The dead-letter set of a queue: list, redrive and purge, one job or all. */
 export default async function deadLettersRoutes(
   app: FastifyInstance,
@@ -31,11 +42,12 @@ export default async function deadLettersRoutes(
 ) {
   const deadLetters = app.store.deadLetters
 
-  app.get<{ Params: QueueParams; Querystring: { offset: number; limit: number } }>(
+  app.get<{ Params: QueueParams; Querystring: { offset: number; limit: number; after?: string } }>(
     '/v1/queues/:queue/dead',
     contract.route('listDeadJobs'),
-    async ({ params: { queue }, query: { offset, limit } }) => {
-      return pageView(await deadLetters.list(queue, offset, limit), offset, limit)
+    async ({ params: { queue }, query: { offset, limit, after } }) => {
+      const page = await deadLetters.list(queue, offset, limit, cursorOf(after))
+      return { ...pageView(page, page.start, limit), next: cursorText(page.next) }
     },
   )
 

@@ -434,6 +434,7 @@ t.test('dead letters over HTTP: list, redrive one and all, purge one and all', a
     total: 0,
     offset: 0,
     limit: 50,
+    next: null,
     jobs: [],
   })
   t.equal(

@@ -11,6 +11,19 @@ export type DeadJobOutcome =
   | { outcome: 'not_found' }
   | { outcome: 'not_dead'; state: string }
 
+/** A place in the dead-letter set: an entry's time of death (ms, as Redis scores it) and job id. */
+export interface DeadCursor {
+  diedAt: string
+  id: string
+}
+
+export interface DeadPage extends JobPage {
+  /** Where the page starts in the set as it stood (0 = the most recent death). */
+  start: number
+  /** The page's last entry, where the next page starts; null when nothing follows. */
+  next: DeadCursor | null
+}
+
 /** The dead-letter set of each queue: list, redrive, purge. */
 export class DeadLetterStore {
   constructor(
@@ -18,17 +31,35 @@ export class DeadLetterStore {
     private readonly registry: QueueRegistry,
   ) {}
 
-  async list(queue: string, offset: number, limit: number): Promise<JobPage> {
+  /**
+   * One page, newest first: `offset` entries skipped from the most recent death, or from the
+   * entry `after` names (a page's `next`), which stays exact while the set changes.
+   */
+  async list(
+    queue: string,
+    offset: number,
+    limit: number,
+    after: DeadCursor | null = null,
+  ): Promise<DeadPage> {
     const keys = this.runner.keys(queue)
-    return decodePage(
-      replyList(
-        await this.runner.run(
-          'dead-list',
-          [keys.dead],
-          [keys.base, this.runner.settings.deadRetentionMs, offset, limit],
-        ),
+    const reply = replyList(
+      await this.runner.run(
+        'dead-list',
+        [keys.dead],
+        [
+          keys.base,
+          this.runner.settings.deadRetentionMs,
+          offset,
+          limit,
+          after?.diedAt ?? '',
+          after?.id ?? '',
+        ],
       ),
     )
+    const [status, total, start, nextDiedAt, nextId, ...records] = reply
+    const page = decodePage([status, total, ...records])
+    const next = nextId ? { diedAt: String(nextDiedAt), id: String(nextId) } : null
+    return { ...page, start: Number(start), next }
   }
 
   /** One dead job back to its ready list, attempts reset. */
