@@ -35,11 +35,17 @@ final class JobContext
      * Records progress (any JSON-encodable value) on the job, with a heartbeat.
      *
      * @throws \JsonException when the value cannot be encoded as JSON
-     * @throws ProgressRejected when it is too large (over 64 KiB of JSON); nothing is recorded
+     * @throws ProgressRejected when it is too large (over 64 KiB of JSON) or holds an integer past
+     *     2^53 that a double cannot hold exactly (send such numbers as strings); nothing is recorded
      */
     public function progress(mixed $progress): void
     {
-        $this->extendLease(Json::encode($progress));
+        $json = Json::encode($progress);
+        $inexact = Json::inexactInteger($json);
+        if ($inexact !== null) {
+            throw new ProgressRejected(Json::inexactIntegerMessage('progress', $inexact));
+        }
+        $this->extendLease($json);
     }
 
     /** Extends the lease now. The worker also does so on its own while a job runs long. */

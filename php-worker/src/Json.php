@@ -35,6 +35,42 @@ final class Json
     }
 
     /**
+     * The first integer of JSON text that a double cannot hold exactly (past 2^53, such as
+     * 9007199254740993), or null. The gateway reads JSON numbers as doubles: such an integer
+     * would show rounded in the job's status, so it is refused as the gateway refuses it.
+     */
+    public static function inexactInteger(string $json): ?string
+    {
+        if (preg_match('/\d{16}/', $json) !== 1) {
+            return null;
+        }
+        // Strings are matched whole so that digits inside them are skipped; an integer literal
+        // is a run of 16 or more digits not inside a fraction or an exponent.
+        preg_match_all('/"(?:[^"\\\\]|\\\\.)*"|(?<![\d.eE+\-])-?\d{16,}(?![\d.eE])/', $json, $tokens);
+        foreach ($tokens[0] as $token) {
+            if ($token[0] === '"') {
+                continue;
+            }
+            $digits = ltrim($token, '-');
+            // '%.0f' prints a double's exact value: the digits again only if nothing was lost.
+            if (sprintf('%.0f', (float) $digits) !== $digits) {
+                return $token;
+            }
+        }
+
+        return null;
+    }
+
+    /** Why a result or progress ($what) holding $integer (from inexactInteger()) is refused. */
+    public static function inexactIntegerMessage(string $what, string $integer): string
+    {
+        $shown = sprintf('%.0f', (float) $integer);
+
+        return "the {$what} has the integer {$integer}, past 2^53, which a JSON number cannot carry exactly"
+            . " (the job's status would show {$shown}); return it as a string";
+    }
+
+    /**
      * Valid UTF-8 (invalid bytes become U+FFFD) of at most $maxBytes bytes, cut on a character
      * boundary. Needs no mbstring.
      */

@@ -328,7 +328,16 @@ class Worker
     private static function succeeded(mixed $result): Outcome
     {
         try {
-            return Outcome::succeeded($result === null ? null : Json::encode($result));
+            $json = $result === null ? null : Json::encode($result);
+            $inexact = $json === null ? null : Json::inexactInteger($json);
+            if ($inexact !== null) {
+                // The job's status would show it rounded, every run alike.
+                $message = Json::inexactIntegerMessage('result', $inexact);
+
+                return Outcome::fail(new ErrorReport($message, 'InexactInteger'));
+            }
+
+            return Outcome::succeeded($json);
         } catch (JsonException $unencodable) {
             // NAN, a resource, recursion: every run would end the same way.
             $message = 'the result cannot be encoded as JSON: ' . $unencodable->getMessage();

@@ -11,6 +11,7 @@ use Jobgate\Worker\HandlerMap;
 use Jobgate\Worker\InvalidHandler;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\JobContext;
+use Jobgate\Worker\ProgressRejected;
 use Jobgate\Worker\RetryJob;
 use Jobgate\Worker\Tests\Fakes\CallableHandler;
 use Jobgate\Worker\Tests\Fakes\FakeClock;
@@ -740,6 +741,39 @@ final class WorkerTest extends TestCase
                 ['ack', 'job-1', null],
             ],
             $this->transport->settlements(),
+        );
+    }
+
+    public function testAnIntegerADoubleCannotHoldFailsTheResultAndRefusesTheProgress(): void
+    {
+        $this->transport->jobs = [Jobs::make(), Jobs::make(id: 'job-2')];
+        $refused = null;
+        $this->runWorker(['echo' => function (Job $job, JobContext $context) use (&$refused) {
+            if ($job->id === 'job-2') {
+                return ['id' => 9_007_199_254_740_992, 'big' => 1.0e30, 'text' => '9007199254740993'];
+            }
+            try {
+                $context->progress(['row' => 9_007_199_254_740_993]);
+            } catch (ProgressRejected $rejected) {
+                $refused = $rejected->getMessage();
+            }
+
+            return ['id' => -9_007_199_254_740_993];
+        }], maxJobs: 2);
+
+        self::assertSame(
+            "the progress has the integer 9007199254740993, past 2^53, which a JSON number cannot carry"
+            . " exactly (the job's status would show 9007199254740992); return it as a string",
+            $refused,
+        );
+        $settlements = $this->transport->settlements();
+        self::assertSame(['fail', 'job-1'], [$settlements[0][0], $settlements[0][1]], 'no heartbeat was sent');
+        self::assertSame('InexactInteger', $settlements[0][3]);
+        self::assertStringStartsWith('the result has the integer -9007199254740993, past 2^53', $settlements[0][2]);
+        self::assertSame(
+            ['ack', 'job-2', '{"id":9007199254740992,"big":1.0e+30,"text":"9007199254740993"}'],
+            $settlements[1],
+            '2^53 itself, a float and digits in a string are what they are',
         );
     }
 

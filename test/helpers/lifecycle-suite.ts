@@ -223,6 +223,21 @@ export function lifecycleSuite(t: Test, target: LifecycleTarget): void {
     },
   )
 
+  t.test('an integer past 2^53 in a result or progress is refused, not rounded', async (t) => {
+    const h = await harness(t, target)
+    h.worker()
+    const number = await h.submit({ type: 'big-id', payload: { as: 'number' }, max_attempts: 3 })
+    const text = await h.submit({ type: 'big-id', payload: { as: 'string' } })
+    const dead = await h.waitFor(number, ['dead'])
+    t.equal(dead.attempts, 1, 'not retried: every run would end the same')
+    t.equal(dead.result, null)
+    t.equal(dead.last_error?.class, 'InexactInteger')
+    t.match(dead.last_error?.message, /integer 9007199254740993, past 2\^53.*show 9007199254740992/)
+    t.match(dead.progress, { rejected: /progress has the integer 9223372036854775807/ })
+    const done = await h.waitFor(text, ['succeeded'])
+    t.strictSame(done.result, { id: '9007199254740993' }, 'as a string it is kept exactly')
+  })
+
   t.test('progress and a result at their limits are kept whole', async (t) => {
     const h = await harness(t, target)
     h.worker()
