@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import { startGateway } from './helpers/gateway.js'
+import { startGateway, startGatewayBehindProxy } from './helpers/gateway.js'
 import { sleep } from './helpers/load.js'
 import { RedisServer } from './helpers/redis-server.js'
 
@@ -662,3 +662,43 @@ t.test('a job leased for a caller that left before the answer is queued again', 
   const metrics = await app.inject({ method: 'GET', url: '/metrics' })
   t.match(metrics.body, /^jobgate_queue_jobs_total\{queue="q",outcome="released"\} 2$/m)
 })
+
+t.test(
+  'a release that cannot reach Redis leaves the job to its lease: it comes back',
+  async (t) => {
+    const { app, client, redis, proxy, url } = await startGatewayBehindProxy(t, {
+      listen: true,
+      env: { RATE_LIMIT: 'off', REDIS_COMMAND_TIMEOUT: '700ms' },
+    })
+    const id = await submit(app, 'q')
+    // The reserve reaches Redis and is held there (within the command timeout); then nothing
+    // more gets through, replies do.
+    await client.client('PAUSE', 300, 'WRITE')
+    const leaving = request(`${url}/v1/queues/q/jobs:reserve`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      agent: false,
+    })
+    leaving.on('error', () => {})
+    leaving.end(JSON.stringify({ worker: 'gone', lease_ms: 2500 }))
+    await sleep(150)
+    proxy.freezeRequests()
+    leaving.destroy()
+    await sleep(1200) // the release's command timeout has run out
+
+    const held = await client.hgetall(`jobgate:{q}:job:${id}`)
+    t.match(held, { state: 'active', worker: 'gone', attempts: '1' }, 'the release never arrived')
+    t.equal(await client.hget('jobgate:{q}:stats', 'released'), null)
+
+    const other = buildApp(loadConfig({ LOG_LEVEL: 'silent', REDIS_URL: redis.url }))
+    t.teardown(() => other.close())
+    await sleep(Math.max(0, Number(held.lease_deadline) - Date.now() + 50))
+    const taken = await other.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs:reserve',
+      payload: { worker: 'here' },
+    })
+    t.equal(taken.statusCode, 200)
+    t.match(taken.json().job, { id, attempts: 2 }, 'the job is back once its lease ran out')
+  },
+)

@@ -78,6 +78,17 @@ export class FreezableProxy {
     }
   }
 
+  /**
+   * Every connection open now stops carrying requests to the server, but still carries its
+   * replies: what the server got before is answered, and what is sent after never arrives.
+   */
+  freezeRequests(): void {
+    for (const [client, upstream] of this.pairs) {
+      client.unpipe(upstream)
+      client.pause()
+    }
+  }
+
   async close(): Promise<void> {
     for (const pair of this.pairs) for (const socket of pair) socket.destroy()
     await new Promise((resolve) => this.server.close(resolve))
