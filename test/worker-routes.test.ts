@@ -21,6 +21,20 @@ async function reserve(app: FastifyInstance, queue: string, body: object = { wor
   return app.inject({ method: 'POST', url: `/v1/queues/${queue}/jobs:reserve`, payload: body })
 }
 
+/** POSTs `body` over a connection of its own and closes it `ms` later, unanswered. */
+async function postAndLeave(url: string, body: object, ms: number, beforeLeaving = () => {}) {
+  const leaving = request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    agent: false,
+  })
+  leaving.on('error', () => {})
+  leaving.end(JSON.stringify(body))
+  await sleep(ms)
+  beforeLeaving()
+  leaving.destroy()
+}
+
 function post(app: FastifyInstance, url: string, payload: object) {
   return app.inject({ method: 'POST', url, payload })
 }
@@ -593,15 +607,7 @@ t.test('a long poll whose client left before the handler ran leases nothing', as
   app.addHook('preHandler', async () => sleep(300))
   t.teardown(() => app.close())
   const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  const leaving = request(`${url}/v1/queues/q/jobs:reserve`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    agent: false,
-  })
-  leaving.on('error', () => {})
-  leaving.end(JSON.stringify({ worker: 'gone', wait_ms: 10_000 }))
-  await sleep(100)
-  leaving.destroy()
+  await postAndLeave(`${url}/v1/queues/q/jobs:reserve`, { worker: 'gone', wait_ms: 10_000 }, 100)
   await sleep(400)
   const submitted = await fetch(`${url}/v1/queues/q/jobs`, {
     method: 'POST',
@@ -627,15 +633,7 @@ t.test('a job leased for a caller that left before the answer is queued again', 
   // Redis holds every script until the caller is gone; then the reserve leases all the same.
   const leftWhileLeasing = async (path: string, body: object) => {
     await client.client('PAUSE', 400, 'WRITE')
-    const leaving = request(`${url}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      agent: false,
-    })
-    leaving.on('error', () => {})
-    leaving.end(JSON.stringify(body))
-    await sleep(150)
-    leaving.destroy()
+    await postAndLeave(`${url}${path}`, body, 150)
     await sleep(600)
   }
   const record = (id: string) => client.hgetall(`jobgate:{q}:job:${id}`)
@@ -674,16 +672,10 @@ t.test(
     // The reserve reaches Redis and is held there (within the command timeout); then nothing
     // more gets through, replies do.
     await client.client('PAUSE', 300, 'WRITE')
-    const leaving = request(`${url}/v1/queues/q/jobs:reserve`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      agent: false,
-    })
-    leaving.on('error', () => {})
-    leaving.end(JSON.stringify({ worker: 'gone', lease_ms: 2500 }))
-    await sleep(150)
-    proxy.freezeRequests()
-    leaving.destroy()
+    const reserve = { worker: 'gone', lease_ms: 2500 }
+    await postAndLeave(`${url}/v1/queues/q/jobs:reserve`, reserve, 150, () =>
+      proxy.freezeRequests(),
+    )
     await sleep(1200) // the release's command timeout has run out
 
     const held = await client.hgetall(`jobgate:{q}:job:${id}`)
