@@ -20,6 +20,7 @@
 ]]
 
 -- @include prune-dead
+-- @include cursor
 
 local dead_key, prefix = KEYS[1], ARGV[1]
 local dead_retention, offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -30,31 +31,8 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local cutoff = now - dead_retention
 prune_dead(dead_key, cutoff)
 
--- Whether id a comes after id b in the page order: ties are ordered by their bytes, highest
--- first (Lua's own string comparison follows the server's locale, not the bytes).
-local function listed_before(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return #a > #b
-end
-
 local start = offset
-if after_id ~= '' then
-  local rank = redis.call('ZREVRANK', dead_key, after_id)
-  if rank and redis.call('ZSCORE', dead_key, after_id) == after_score then
-    start = start + rank + 1
-  else
-    -- The cursor's job left the set (redriven, purged) or died again since: the page starts
-    -- where it stood, after every entry that died later or in the same millisecond before it.
-    local before = redis.call('ZCOUNT', dead_key, '(' .. after_score, '+inf')
-    for _, tie in ipairs(redis.call('ZRANGEBYSCORE', dead_key, after_score, after_score)) do
-      if listed_before(tie, after_id) then before = before + 1 end
-    end
-    start = start + before
-  end
-end
+if after_id ~= '' then start = start + position_after(dead_key, after_score, after_id, true) end
 
 local total = redis.call('ZCOUNT', dead_key, '(' .. cutoff, '+inf')
 local page = redis.call('ZREVRANGEBYSCORE', dead_key, '+inf', '(' .. cutoff, 'WITHSCORES',

@@ -7,42 +7,76 @@
 
   ARGV[1]  queue key prefix <prefix>:{<queue>}:
   ARGV[2]  state: queued | scheduled | active
-  ARGV[3]  offset (0 = the first to leave)
+  ARGV[3]  offset: entries to skip (from the first to leave, or from the cursor)
   ARGV[4]  page size
+  ARGV[5]  cursor's score: the due time or lease deadline, ms; for queued, the job's priority
+           ('' = no cursor: start at the first to leave)
+  ARGV[6]  cursor's job id ('' = no cursor)
 
   Returns
-  {'OK', total, {field, value, ...}, {field, value, ...}, ...}
-    total: jobs in the state's lists or set; then one job record (HGETALL order) per job of
+  {'OK', total, start, next_score, next_id, {field, value, ...}, {field, value, ...}, ...}
+    total: jobs in the state's lists or set; start: the position of the page's first entry
+    (0 = the first to leave); next_score, next_id: the cursor of the next page, the last entry
+    of this one ('', '' when nothing follows); then one job record (HGETALL order) per job of
     the page: queued in delivery order (priority 9 first, oldest first within a priority),
-    scheduled by due time, active by lease deadline. An entry whose record is gone is left
-    out of the page (it still counts in total); nothing is written.
+    scheduled by due time, active by lease deadline (ties by id). An entry whose record is
+    gone is left out of the page (it still counts in total); nothing is written.
 ]]
+
+-- @include cursor
 
 local scheduled_key, active_key = KEYS[1], KEYS[2]
 local prefix, state = ARGV[1], ARGV[2]
 local offset, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local after_score, after_id = ARGV[5], ARGV[6]
 
-local ids, total = {}, 0
+-- Where the queued job after the cursor stands in delivery order: after every job of a higher
+-- priority, and after those of its own list up to the cursor's job; when that job has left its
+-- list, it left first (lists are first in, first out), so its whole list still follows it.
+local function queued_after(id, fallback_priority)
+  local priority = tonumber(redis.call('HGET', prefix .. 'job:' .. id, 'priority') or fallback_priority)
+  priority = math.max(0, math.min(9, math.floor(priority or 9)))
+  local ahead = 0
+  for p = 9, priority + 1, -1 do ahead = ahead + redis.call('LLEN', prefix .. 'ready:' .. p) end
+  local list = prefix .. 'ready:' .. priority
+  -- Workers pop from the right: look from there, where an early page's cursor is.
+  local index = redis.call('LPOS', list, id, 'RANK', -1)
+  if index then ahead = ahead + redis.call('LLEN', list) - index end
+  return ahead
+end
+
+local ids, scores, total = {}, {}, 0
+local start = offset
 if state == 'queued' then
-  -- Workers pop from the right: the k-th to leave a list is at index -1-k.
+  if after_id ~= '' then start = start + queued_after(after_id, after_score) end
+  -- The k-th to leave a list is at index -1-k.
   for priority = 9, 0, -1 do
     local list = prefix .. 'ready:' .. priority
     local length = redis.call('LLEN', list)
-    local first = math.max(offset - total, 0)
+    local first = math.max(start - total, 0)
     local wanted = limit - #ids
     if wanted > 0 and first < length then
       local page = redis.call('LRANGE', list, -(first + wanted), -(first + 1))
-      for i = #page, 1, -1 do table.insert(ids, page[i]) end
+      for i = #page, 1, -1 do
+        local n = #ids + 1
+        ids[n], scores[n] = page[i], tostring(priority)
+      end
     end
     total = total + length
   end
 else
   local set = state == 'scheduled' and scheduled_key or active_key
-  ids = redis.call('ZRANGE', set, offset, offset + limit - 1)
+  if after_id ~= '' then start = start + position_after(set, after_score, after_id, false) end
+  local page = redis.call('ZRANGE', set, start, start + limit - 1, 'WITHSCORES')
+  for i = 1, #page, 2 do
+    local n = #ids + 1
+    ids[n], scores[n] = page[i], page[i + 1]
+  end
   total = redis.call('ZCARD', set)
 end
 
-local reply = {'OK', total}
+local reply = {'OK', total, start, '', ''}
+if #ids > 0 and start + #ids < total then reply[4], reply[5] = scores[#ids], ids[#ids] end
 for _, id in ipairs(ids) do
   local job = redis.call('HGETALL', prefix .. 'job:' .. id)
   if #job > 0 then table.insert(reply, job) end

@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, ProblemError } from '../src/errors.js'
 import { jobView, pageView } from '../src/job-view.js'
-import type { DeadCursor, DeadJobOutcome } from '../src/queue/dead-letter-store.js'
-import { JOB_ID, type JobParams, type QueueParams } from './params.js'
+import type { DeadJobOutcome } from '../src/queue/dead-letter-store.js'
+import { cursorOf, JOB_ID, type JobParams, type QueueParams } from './params.js'
 
 export interface DeadLettersRoutesOptions {
   contract: Contract
@@ -24,17 +24,6 @@ function done(
   }
 }
 
-/** `<time of death, ms>.<job id>`: openapi.yaml's pattern has checked it (ids have no dot). */
-function cursorOf(after: string | undefined): DeadCursor | null {
-  if (after === undefined) return null
-  const dot = after.indexOf('.')
-  return { diedAt: after.slice(0, dot), id: after.slice(dot + 1) }
-}
-
-function cursorText(cursor: DeadCursor | null): string | null {
-  return cursor === null ? null : `${cursor.diedAt}.${cursor.id}`
-}
-
 /** The dead-letter set of a queue: list, redrive and purge, one job or all. */
 export default async function deadLettersRoutes(
   app: FastifyInstance,
@@ -46,8 +35,7 @@ export default async function deadLettersRoutes(
     '/v1/queues/:queue/dead',
     contract.route('listDeadJobs'),
     async ({ params: { queue }, query: { offset, limit, after } }) => {
-      const page = await deadLetters.list(queue, offset, limit, cursorOf(after))
-      return { ...pageView(page, page.start, limit), next: cursorText(page.next) }
+      return pageView(await deadLetters.list(queue, offset, limit, cursorOf(after)), limit)
     },
   )
 

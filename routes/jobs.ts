@@ -19,7 +19,7 @@ import {
   submitted,
   timingProblem,
 } from '../src/submission.js'
-import { JOB_ID, type JobParams, type QueueParams } from './params.js'
+import { cursorOf, JOB_ID, type JobParams, type QueueParams } from './params.js'
 
 export interface JobsRoutesOptions {
   contract: Contract
@@ -136,12 +136,13 @@ export default async function jobsRoutes(
 
   app.get<{
     Params: QueueParams
-    Querystring: { state: WaitingState; offset: number; limit: number }
+    Querystring: { state: WaitingState; offset: number; limit: number; after?: string }
   }>(
     '/v1/queues/:queue/jobs',
     contract.route('listJobs'),
-    async ({ params: { queue }, query: { state, offset, limit } }) => {
-      return pageView(await app.store.jobs.list(queue, state, offset, limit), offset, limit)
+    async ({ params: { queue }, query: { state, offset, limit, after } }) => {
+      const page = await app.store.jobs.list(queue, state, offset, limit, cursorOf(after))
+      return pageView(page, limit)
     },
   )
 

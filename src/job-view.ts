@@ -135,7 +135,13 @@ export function settlementView(
   }
 }
 
-/** A page of jobs as the list routes answer it. */
-export function pageView(page: JobPage, offset: number, limit: number) {
-  return { total: page.total, offset, limit, jobs: page.jobs.map((job) => jobView(job)) }
+/** A page of jobs as the list routes answer it; `next` is the cursor `after` takes. */
+export function pageView(page: JobPage, limit: number) {
+  return {
+    total: page.total,
+    offset: page.start,
+    limit,
+    next: page.next === null ? null : `${page.next.score}.${page.next.id}`,
+    jobs: page.jobs.map((job) => jobView(job)),
+  }
 }

@@ -101,7 +101,7 @@ t.test('a queue never used lists nothing', async (t) => {
   const { app } = await startGateway(t)
   const res = await app.inject({ method: 'GET', url: '/v1/queues/never/jobs?state=queued' })
   t.equal(res.statusCode, 200)
-  t.strictSame(res.json(), { total: 0, offset: 0, limit: 50, jobs: [] })
+  t.strictSame(res.json(), { total: 0, offset: 0, limit: 50, next: null, jobs: [] })
 })
 
 t.test('bad queries: 400 problem, nothing written', async (t) => {
@@ -131,4 +131,60 @@ t.test('bad queries: 400 problem, nothing written', async (t) => {
     t.match(res.json().detail, detail, url)
   }
   t.strictSame(await dataKeys(client), before, 'no key written')
+})
+
+t.test('queued, walked by next while workers take jobs and producers add them', async (t) => {
+  const { app } = await startGateway(t)
+  const submitted: string[] = []
+  for (const priority of [5, 9, 5, 0, 9, 5, 5, 0]) {
+    submitted.push(await submit(app, { type: 't', priority }))
+  }
+  const [a, b, c, d, e, f, g, h] = submitted
+  t.strictSame(ids((await list(app, 'state=queued')).body), [b, e, a, c, f, g, d, h])
+
+  const first = (await list(app, 'state=queued&limit=3')).body
+  t.strictSame(ids(first), [b, e, a])
+  t.equal(first.next, `5.${a}`, "the cursor names the page's last job, by priority")
+
+  for (let i = 0; i < 3; i++) {
+    await app.inject({ method: 'POST', url: '/v1/queues/q/jobs:reserve', payload: { worker: 'w' } })
+  }
+  const ahead = await submit(app, { type: 't', priority: 9 })
+  const behind = await submit(app, { type: 't', priority: 5 })
+  const last = await submit(app, { type: 't', priority: 0 })
+
+  const second = (await list(app, `state=queued&limit=3&after=${first.next}`)).body
+  t.strictSame(ids(second), [c, f, g], 'the jobs after the cursor, though it was taken')
+  t.equal(second.offset, 1, 'behind the job that joined ahead')
+  t.equal(second.total, 8)
+  const third = (await list(app, `state=queued&limit=10&after=${second.next}`)).body
+  t.strictSame(ids(third), [behind, d, h, last], 'then the rest, those added behind included')
+  t.equal(third.next, null)
+  t.notOk(ids(third).includes(ahead))
+})
+
+t.test('scheduled, walked by next while jobs are canceled and added', async (t) => {
+  const { app } = await startGateway(t)
+  const due: string[] = []
+  for (let i = 1; i <= 5; i++) due.push(await submit(app, { type: 't', delay_ms: i * 10_000 }))
+  const first = (await list(app, 'state=scheduled&limit=2')).body
+  t.strictSame(ids(first), due.slice(0, 2))
+  t.match(first.next, new RegExp(`^\\d{13}\\.${due[1]}$`))
+
+  for (const id of due.slice(0, 2)) {
+    const canceled = await app.inject({ method: 'DELETE', url: `/v1/queues/q/jobs/${id}` })
+    t.equal(canceled.statusCode, 200)
+  }
+  const sooner = await submit(app, { type: 't', delay_ms: 5_000 })
+  const second = (await list(app, `state=scheduled&limit=2&after=${first.next}`)).body
+  t.strictSame(ids(second), due.slice(2, 4), 'right after the canceled cursor')
+  t.equal(second.offset, 1)
+  const third = (await list(app, `state=scheduled&after=${second.next}`)).body
+  t.strictSame(ids(third), due.slice(4))
+  t.equal(third.next, null)
+  t.notOk([...ids(second), ...ids(third)].includes(sooner))
+
+  const bad = await app.inject({ method: 'GET', url: '/v1/queues/q/jobs?state=active&after=1.' })
+  t.equal(bad.statusCode, 400)
+  t.equal(bad.json().code, 'VALIDATION_FAILED')
 })

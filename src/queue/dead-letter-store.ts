@@ -1,5 +1,5 @@
 import type { QueueRegistry } from './queue-registry.js'
-import { decodeJob, decodePage, type JobPage, type JobRecord } from './records.js'
+import { decodeJob, decodePage, type JobPage, type JobRecord, type PageCursor } from './records.js'
 import { replyList, replyStrings, type ScriptRunner } from './runner.js'
 
 /** Dead jobs handled per script call when acting on the whole dead-letter set. */
@@ -10,19 +10,6 @@ export type DeadJobOutcome =
   | { outcome: 'done'; count: number; job?: JobRecord | null }
   | { outcome: 'not_found' }
   | { outcome: 'not_dead'; state: string }
-
-/** A place in the dead-letter set: an entry's time of death (ms, as Redis scores it) and job id. */
-export interface DeadCursor {
-  diedAt: string
-  id: string
-}
-
-export interface DeadPage extends JobPage {
-  /** Where the page starts in the set as it stood (0 = the most recent death). */
-  start: number
-  /** The page's last entry, where the next page starts; null when nothing follows. */
-  next: DeadCursor | null
-}
 
 /** The dead-letter set of each queue: list, redrive, purge. */
 export class DeadLetterStore {
@@ -39,27 +26,25 @@ export class DeadLetterStore {
     queue: string,
     offset: number,
     limit: number,
-    after: DeadCursor | null = null,
-  ): Promise<DeadPage> {
+    after: PageCursor | null = null,
+  ): Promise<JobPage> {
     const keys = this.runner.keys(queue)
-    const reply = replyList(
-      await this.runner.run(
-        'dead-list',
-        [keys.dead],
-        [
-          keys.base,
-          this.runner.settings.deadRetentionMs,
-          offset,
-          limit,
-          after?.diedAt ?? '',
-          after?.id ?? '',
-        ],
+    return decodePage(
+      replyList(
+        await this.runner.run(
+          'dead-list',
+          [keys.dead],
+          [
+            keys.base,
+            this.runner.settings.deadRetentionMs,
+            offset,
+            limit,
+            after?.score ?? '',
+            after?.id ?? '',
+          ],
+        ),
       ),
     )
-    const [status, total, start, nextDiedAt, nextId, ...records] = reply
-    const page = decodePage([status, total, ...records])
-    const next = nextId ? { diedAt: String(nextDiedAt), id: String(nextId) } : null
-    return { ...page, start: Number(start), next }
   }
 
   /** One dead job back to its ready list, attempts reset. */

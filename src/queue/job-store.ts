@@ -9,6 +9,7 @@ import {
   type JobState,
   type NewJob,
   newJobFields,
+  type PageCursor,
   type WaitingState,
 } from './records.js'
 import { replyList, replyStrings, type ScriptRunner } from './runner.js'
@@ -231,14 +232,24 @@ export class JobStore {
   }
 
   /** One page of the jobs waiting in `state`, in the order they will leave it. */
-  async list(queue: string, state: WaitingState, offset: number, limit: number): Promise<JobPage> {
+  /**
+   * One page of the jobs waiting in `state`, in the order they leave it: `offset` entries
+   * skipped from the first, or from the entry `after` names (a page's `next`).
+   */
+  async list(
+    queue: string,
+    state: WaitingState,
+    offset: number,
+    limit: number,
+    after: PageCursor | null = null,
+  ): Promise<JobPage> {
     const keys = this.runner.keys(queue)
     return decodePage(
       replyList(
         await this.runner.run(
           'job-list',
           [keys.scheduled, keys.active],
-          [keys.base, state, offset, limit],
+          [keys.base, state, offset, limit, after?.score ?? '', after?.id ?? ''],
         ),
       ),
     )

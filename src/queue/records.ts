@@ -127,9 +127,22 @@ function optionalNumber(value: string | undefined): number | null {
   return value === undefined || value === '' ? null : Number(value)
 }
 
-/** A page of a list or set of jobs: how many it holds, and the page's records. */
+/**
+ * A place in a list or set of jobs: an entry's score (as Redis gave it: a due time, lease
+ * deadline or time of death, ms; a queued job's priority) and its job id.
+ */
+export interface PageCursor {
+  score: string
+  id: string
+}
+
+/** A page of a list or set of jobs: how many it holds, where it starts, the next, the records. */
 export interface JobPage {
   total: number
+  /** Where the page starts in the list or set as it stood (0 = the first entry). */
+  start: number
+  /** The page's last entry, where the next page starts; null when nothing follows. */
+  next: PageCursor | null
   jobs: JobRecord[]
 }
 
@@ -139,13 +152,17 @@ export type WaitingState = 'queued' | 'scheduled' | 'active'
 /** The waiting states a job can be canceled in (it has not started). */
 export type CancelableState = Exclude<WaitingState, 'active'>
 
-/** `{'OK', total, {field, value, …}, …}`, the reply of the scripts that page through jobs. */
+/**
+ * `{'OK', total, start, next_score, next_id, {field, value, …}, …}`, the reply of the scripts
+ * that page through jobs.
+ */
 export function decodePage(reply: unknown[]): JobPage {
-  const [, total, ...records] = reply
+  const [, total, start, nextScore, nextId, ...records] = reply
   const jobs = records
     .map((record) => (Array.isArray(record) ? decodeJob(record.map(String)) : null))
     .filter((job) => job !== null)
-  return { total: Number(total), jobs }
+  const next = nextId ? { score: String(nextScore), id: String(nextId) } : null
+  return { total: Number(total), start: Number(start), next, jobs }
 }
 
 /** Decodes an HGETALL reply (flat name/value list); null when the record is empty. */
