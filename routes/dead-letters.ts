@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, ProblemError } from '../src/errors.js'
-import { jobView, pageView } from '../src/job-view.js'
+import { cursorOf, jobView, pageView } from '../src/job-view.js'
 import type { DeadJobOutcome } from '../src/queue/dead-letter-store.js'
-import { cursorOf, JOB_ID, type JobParams, type QueueParams } from './params.js'
+import { JOB_ID, type JobParams, type QueueParams } from './params.js'
 
 export interface DeadLettersRoutesOptions {
   contract: Contract

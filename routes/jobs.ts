@@ -3,7 +3,7 @@ import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
 import { jobNotFound, type ProblemDocument, ProblemError } from '../src/errors.js'
 import { idempotencyKeyOf } from '../src/idempotency.js'
-import { type JobView, jobView, pageView } from '../src/job-view.js'
+import { cursorOf, type JobView, jobView, pageView } from '../src/job-view.js'
 import { ANONYMOUS } from '../src/plugins/auth.js'
 import { validationProblem } from '../src/plugins/problems.js'
 import { prefersMinimal, RETURN_MINIMAL } from '../src/prefer.js'
@@ -19,7 +19,7 @@ import {
   submitted,
   timingProblem,
 } from '../src/submission.js'
-import { cursorOf, JOB_ID, type JobParams, type QueueParams } from './params.js'
+import { JOB_ID, type JobParams, type QueueParams } from './params.js'
 
 export interface JobsRoutesOptions {
   contract: Contract

@@ -1,5 +1,3 @@
-import type { PageCursor } from '../src/queue/records.js'
-
 /** Path parameters shared by the route plugins (validated by the schemas of openapi.yaml). */
 
 export interface QueueParams {
@@ -24,10 +22,3 @@ export const JOB_ID = ':id(^[^/:]+)'
  * route; a colon starts an action, and an unknown one is a 404 (`GET /queues/q:pause` a 405).
  */
 export const QUEUE = ':queue(^[^/:]+)'
-
-/** A list's `after`, `<score>.<job id>` (openapi.yaml's pattern has checked it; ids have no dot). */
-export function cursorOf(after: string | undefined): PageCursor | null {
-  if (after === undefined) return null
-  const dot = after.indexOf('.')
-  return { score: after.slice(0, dot), id: after.slice(dot + 1) }
-}

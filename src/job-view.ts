@@ -5,6 +5,7 @@ import {
   type JobPage,
   type JobRecord,
   type JobState,
+  type PageCursor,
 } from './queue/records.js'
 
 /** The HTTP representation of a job (the `Job` schema of openapi.yaml). */
@@ -133,6 +134,16 @@ export function settlementView(
     finished_at: 'at' in settled && finished ? iso(settled.at) : null,
     lease_deadline: 'leaseDeadline' in settled ? iso(settled.leaseDeadline) : null,
   }
+}
+
+/**
+ * A list route's `after`: `<score>.<job id>`, as `pageView` writes `next` (openapi.yaml's
+ * pattern has checked it; ids have no dot).
+ */
+export function cursorOf(after: string | undefined): PageCursor | null {
+  if (after === undefined) return null
+  const dot = after.indexOf('.')
+  return { score: after.slice(0, dot), id: after.slice(dot + 1) }
 }
 
 /** A page of jobs as the list routes answer it; `next` is the cursor `after` takes. */
