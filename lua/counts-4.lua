@@ -18,6 +18,7 @@
 ]]
 
 -- @include prune-dead
+-- @include throughput
 
 local scheduled_key, active_key, dead_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, dead_retention = ARGV[1], tonumber(ARGV[2])
@@ -42,6 +43,7 @@ local minute = math.floor(now / 60000)
 return {
   'OK', now, queued, redis.call('ZCARD', scheduled_key), redis.call('ZCARD', active_key),
   redis.call('ZCOUNT', dead_key, '(' .. cutoff, '+inf'), oldest, redis.call('HGETALL', stats_key),
-  redis.call('HGETALL', prefix .. 'tp:' .. minute), redis.call('HGETALL', prefix .. 'tp:' .. (minute - 1)),
+  redis.call('HGETALL', throughput_bucket(prefix, minute)),
+  redis.call('HGETALL', throughput_bucket(prefix, minute - 1)),
   redis.call('GET', prefix .. 'paused') or '',
 }

@@ -26,6 +26,7 @@
 ]]
 
 -- @include prune-dead
+-- @include throughput
 
 local scheduled_key, active_key, dead_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_key, wake_key, paused_key = KEYS[5], KEYS[6], KEYS[7]
@@ -59,9 +60,9 @@ end
 -- What the dead set still holds is past its retention.
 redis.call('DEL', stats_key, wake_key, paused_key, dead_key)
 redis.call('XTRIM', events_key, 'MAXLEN', '0')
--- The per-minute throughput buckets live 15 minutes (see enqueue).
+-- Every per-minute throughput bucket that may still live.
 local minute = math.floor(now / 60000)
-for age = 0, 15 do
-  redis.call('DEL', prefix .. 'tp:' .. string.format('%d', minute - age))
+for age = 0, THROUGHPUT_MINUTES do
+  redis.call('DEL', throughput_bucket(prefix, minute - age))
 end
 return {'DELETED'}
