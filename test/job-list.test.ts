@@ -188,3 +188,28 @@ t.test('scheduled, walked by next while jobs are canceled and added', async (t) 
   t.equal(bad.statusCode, 400)
   t.equal(bad.json().code, 'VALIDATION_FAILED')
 })
+
+t.test(
+  'a cursor naming a job the list never held places the page where it would stand',
+  async (t) => {
+    const { app } = await startGateway(t)
+    const high = await submit(app, { type: 't', priority: 9 })
+    const low = await submit(app, { type: 't', priority: 1 })
+    const soon = await submit(app, { type: 't', delay_ms: 10_000 })
+    const later = await submit(app, { type: 't', delay_ms: 30_000 })
+    const nobody = '00000000-0000-4000-8000-000000000000'
+
+    // No record: its priority comes from the cursor; after every job of a higher priority.
+    const queued = (await list(app, `state=queued&after=5.${nobody}`)).body
+    t.strictSame(ids(queued), [low])
+    t.equal(queued.offset, 1)
+    t.strictSame(ids((await list(app, `state=queued&after=0.${nobody}`)).body), [])
+    t.strictSame(ids((await list(app, `state=queued&after=99.${nobody}`)).body), [high, low])
+
+    const dueAt = Date.now() + 20_000
+    const scheduled = (await list(app, `state=scheduled&after=${dueAt}.${nobody}`)).body
+    t.strictSame(ids(scheduled), [later], 'after the jobs due before it')
+    t.notOk(ids(scheduled).includes(soon))
+    t.strictSame(ids((await list(app, `state=active&after=${dueAt}.${nobody}`)).body), [])
+  },
+)
