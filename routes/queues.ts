@@ -15,19 +15,23 @@ export default async function queuesRoutes(
 ) {
   const queues = app.store.queues
 
-  app.get<{ Querystring: { offset: number; limit?: number } }>(
+  app.get<{ Querystring: { offset: number; limit?: number; after?: string } }>(
     '/v1/queues',
     contract.route('listQueues'),
-    async ({ query: { offset, limit } }) => {
-      if (limit === undefined && offset === 0) {
+    async ({ query: { offset, limit, after } }) => {
+      if (limit === undefined && offset === 0 && after === undefined) {
         const all = await queues.allCounts()
-        return { total: all.length, offset, queues: all.map(queueSummaryView) }
+        return { total: all.length, offset, next: null, queues: all.map(queueSummaryView) }
       }
-      const page = await queues.page(offset, limit ?? Number.POSITIVE_INFINITY)
+      const page = await queues.page(offset, limit ?? Number.POSITIVE_INFINITY, after ?? null)
+      const last = page.counts.at(-1)
       return {
         total: page.total,
-        offset,
+        offset: page.start,
         ...(limit === undefined ? {} : { limit }),
+        // The last name on the page, not a position: the next page starts after it however
+        // the queues change meanwhile. An empty page past the end has nothing to follow.
+        next: page.more && last !== undefined ? last.name : null,
         queues: page.counts.map(queueSummaryView),
       }
     },

@@ -486,27 +486,81 @@ t.test('queues: a page counts only its own queues', async (t) => {
   const page = await app.inject({ method: 'GET', url: '/v1/queues?offset=1&limit=2' })
   t.equal(page.statusCode, 200)
   t.equal((await scripts()) - calls, 2, 'two counts calls for a page of two')
-  t.match(page.json(), { total: 5, offset: 1, limit: 2 })
+  t.match(page.json(), { total: 5, offset: 1, limit: 2, next: 'c' })
   t.strictSame(names(page.json()), ['b', 'c'])
   t.match(page.json().queues[0], { name: 'b', counts: { queued: 1 } })
 
   const rest = (await app.inject({ method: 'GET', url: '/v1/queues?offset=3' })).json()
-  t.strictSame([rest.total, rest.offset, rest.limit, names(rest)], [5, 3, undefined, ['d', 'e']])
+  t.strictSame(
+    [rest.total, rest.offset, rest.limit, rest.next, names(rest)],
+    [5, 3, undefined, null, ['d', 'e']],
+  )
+  const last = (await app.inject({ method: 'GET', url: '/v1/queues?offset=3&limit=2' })).json()
+  t.strictSame([last.next, names(last)], [null, ['d', 'e']], 'the last page names no next')
   const past = (await app.inject({ method: 'GET', url: '/v1/queues?offset=9&limit=2' })).json()
-  t.strictSame(past, { total: 5, offset: 9, limit: 2, queues: [] })
+  t.strictSame(past, { total: 5, offset: 9, limit: 2, next: null, queues: [] })
   const all = (await app.inject({ method: 'GET', url: '/v1/queues' })).json()
   t.strictSame(
-    [all.total, all.offset, all.limit, names(all)],
-    [5, 0, undefined, ['a', 'b', 'c', 'd', 'e']],
+    [all.total, all.offset, all.limit, all.next, names(all)],
+    [5, 0, undefined, null, ['a', 'b', 'c', 'd', 'e']],
   )
 
   const bads = ['limit=0', 'limit=1001', 'offset=-1', 'limit=x', 'offset=1000001', 'offset=0x1']
+  bads.push('after=', 'after=..', 'after=a%2Fb', `after=${'a'.repeat(65)}`)
   for (const query of bads) {
     const bad = await app.inject({ method: 'GET', url: `/v1/queues?${query}` })
     t.equal(bad.statusCode, 400, query)
     t.equal(bad.json().code, 'VALIDATION_FAILED', query)
   }
 })
+
+t.test(
+  'queues: a walk by next misses no queue that stays, however others come and go',
+  async (t) => {
+    const { app } = await startGateway(t)
+    for (const queue of ['a', 'b', 'c', 'd', 'e', 'f']) await submit(app, queue)
+    const list = async (query: string) => {
+      const res = await app.inject({ method: 'GET', url: `/v1/queues?${query}` })
+      t.equal(res.statusCode, 200, query)
+      const body = res.json()
+      return { ...body, names: body.queues.map((queue: { name: string }) => queue.name) }
+    }
+    const removeQueue = async (queue: string) => {
+      await app.inject({ method: 'DELETE', url: `/v1/queues/${queue}/jobs?state=queued` })
+      t.equal((await app.inject({ method: 'DELETE', url: `/v1/queues/${queue}` })).statusCode, 204)
+    }
+
+    const first = await list('limit=2')
+    t.strictSame([first.offset, first.next, first.names], [0, 'b', ['a', 'b']])
+    await removeQueue('a') // between the pages, a queue on the page before goes
+    const second = await list(`limit=2&after=${first.next}`)
+    t.strictSame(
+      [second.total, second.offset, second.next, second.names],
+      [5, 1, 'd', ['c', 'd']],
+      'starts right after b; offset is where c stands now',
+    )
+    t.strictSame((await list('limit=2&offset=2')).names, ['d', 'e'], 'where an offset walk skips c')
+    await removeQueue('e') // a queue the walk has not reached goes, another comes
+    await submit(app, 'ea')
+    const third = await list(`limit=2&after=${second.next}`)
+    t.strictSame([third.next, third.names], [null, ['ea', 'f']], 'the walk ends with what is there')
+
+    const gone = await list('limit=2&after=bz')
+    t.strictSame([gone.offset, gone.names], [1, ['c', 'd']], 'a cursor that names no queue')
+    const skipped = await list('limit=1&after=b&offset=1')
+    t.strictSame(
+      [skipped.offset, skipped.next, skipped.names],
+      [2, 'd', ['d']],
+      'after, then offset',
+    )
+    const rest = await list('after=c')
+    t.strictSame(
+      [rest.limit, rest.next, rest.names],
+      [undefined, null, ['d', 'ea', 'f']],
+      'after alone',
+    )
+  },
+)
 
 t.test('queues: list and one queue with counts; unknown queue → 404', async (t) => {
   const { app } = await startGateway(t)

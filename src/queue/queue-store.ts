@@ -19,6 +19,16 @@ export interface QueueCounts {
   lastMinute: Record<string, number>
 }
 
+export interface QueuePage {
+  /** Queues in all. */
+  total: number
+  /** The position of the page's first queue among all of them. */
+  start: number
+  counts: QueueCounts[]
+  /** Whether queues follow the page. */
+  more: boolean
+}
+
 export type DeleteQueueResult =
   | { outcome: 'deleted' }
   | { outcome: 'not_empty'; counts: Pick<QueueCounts, 'queued' | 'scheduled' | 'active' | 'dead'> }
@@ -53,10 +63,21 @@ export class QueueStore {
     return this.reading
   }
 
-  /** The counts of the queues `offset` to `offset + limit` in name order, and how many there are. */
-  async page(offset: number, limit: number): Promise<{ total: number; counts: QueueCounts[] }> {
+  /**
+   * A page of queues in name order: `limit` of them, `offset` past the first (or, with `after`,
+   * past the first name that sorts after it, whether or not that queue exists); where the page
+   * starts among all of them, and how many there are.
+   */
+  async page(offset: number, limit: number, after: string | null = null): Promise<QueuePage> {
     const names = await this.names()
-    return { total: names.length, counts: await this.countsOf(names.slice(offset, offset + limit)) }
+    const start = (after === null ? 0 : names.filter((name) => name <= after).length) + offset
+    const onPage = names.slice(start, start + limit)
+    return {
+      total: names.length,
+      start,
+      counts: await this.countsOf(onPage),
+      more: start + onPage.length < names.length,
+    }
   }
 
   private async countsOf(names: readonly string[]): Promise<QueueCounts[]> {
