@@ -7,7 +7,7 @@ import metricsRoutes from '../routes/metrics.js'
 import openApiRoutes from '../routes/openapi.js'
 import queuesRoutes from '../routes/queues.js'
 import workersRoutes from '../routes/workers.js'
-import { answerClientError, answerConnect } from './client-errors.js'
+import { answerClientError, answerConnect, answerExpectation } from './client-errors.js'
 import type { Config } from './config.js'
 import { Contract, validatorCompiler } from './contract.js'
 import { ProblemError } from './errors.js'
@@ -36,6 +36,18 @@ function trustProxyOption(
 ): boolean | string[] | ((address: string, hop: number) => boolean) {
   if (typeof trust === 'number') return (_address, hop) => hop < trust
   return typeof trust === 'boolean' ? trust : [...trust]
+}
+
+/**
+ * A percent-encoded ':' is data, not the start of an action (RFC 3986: a reserved character and
+ * its encoding differ), yet the router matches `q%3Apause` as `q:pause`. No queue name or job id
+ * holds a ':', so such a path names nothing; a proxy's rule on `:pause` cannot be walked around.
+ */
+const ENCODED_COLON = /%3a/i
+
+const pathOf = (url: string) => {
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
 }
 
 /** Builds the gateway without listening: every plugin and route, ready for `inject` or `listen`. */
@@ -75,12 +87,21 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.setValidatorCompiler(validatorCompiler())
 
   app.server.on('connect', answerConnect)
+  app.server.on('checkExpectation', answerExpectation)
 
   // Hooks on the request path are callback-style: no promise per request.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
       return done(new ProblemError('VALIDATION_FAILED', 'An HTTP/1.1 request needs a Host header.'))
+    }
+    if (request.url.includes('%') && ENCODED_COLON.test(pathOf(request.url))) {
+      return done(
+        new ProblemError(
+          'ROUTE_NOT_FOUND',
+          `There is no route ${request.method} ${request.url}: the ':' of an action is written as it is, not percent-encoded.`,
+        ),
+      )
     }
     done()
   })

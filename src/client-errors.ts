@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import { PROBLEM_CONTENT_TYPE, type ProblemCode, ProblemError } from './errors.js'
+import { requestIdOf } from './request-id.js'
 
 /**
  * Requests Node's HTTP parser refuses before Fastify sees them (headers too large, a broken
@@ -36,6 +37,25 @@ export function answerConnect(_request: unknown, socket: Socket): void {
     socket,
     new ProblemError('VALIDATION_FAILED', 'CONNECT is not served: this is no proxy.'),
   )
+}
+
+/**
+ * An `Expect` other than 100-continue (which Node answers itself): Node's own 417 is empty; this
+ * one is a problem document. The request's body, if it comes, is read and dropped by Node.
+ */
+export function answerExpectation(request: IncomingMessage, response: ServerResponse): void {
+  const requestId = requestIdOf(request)
+  const problem = new ProblemError(
+    'EXPECTATION_FAILED',
+    'The gateway meets no Expect but 100-continue: send the request without it.',
+  )
+  const body = JSON.stringify(problem.toDocument(undefined, requestId))
+  response.writeHead(problem.status, {
+    'content-type': PROBLEM_CONTENT_TYPE,
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+  })
+  response.end(body)
 }
 
 function answerOnSocket(socket: Socket, problem: ProblemError): void {

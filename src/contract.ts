@@ -157,7 +157,9 @@ export class Contract {
 
   private parameterSchema(operation: Operation, location: 'path' | 'query'): JsonSchema | null {
     const parameters = (operation.parameters ?? []).filter((p) => p.in === location)
-    if (parameters.length === 0) return null
+    // A route that declares no query parameter refuses any too: `POST …/jobs?delay_ms=5000`
+    // must not create a job without its delay.
+    if (parameters.length === 0 && location === 'path') return null
     return {
       type: 'object',
       additionalProperties: location === 'path',

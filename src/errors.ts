@@ -27,6 +27,7 @@ const catalogue = {
   RESULT_TOO_LARGE: { status: 413, title: "The job's result is too large" },
   PROGRESS_TOO_LARGE: { status: 413, title: "The job's progress is too large" },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be JSON' },
+  EXPECTATION_FAILED: { status: 417, title: 'The expectation cannot be met' },
   IDEMPOTENCY_KEY_REUSED: {
     status: 422,
     title: 'The idempotency key was already used for a different request',

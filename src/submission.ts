@@ -92,14 +92,21 @@ const expiresBeforeDue = (pointer: string) =>
 
 /**
  * What the schema cannot say about a submission's timing: `run_at` is a time JavaScript can read
- * (Ajv's `date-time` takes a leap second, `Date.parse` does not) at most a year ahead,
+ * (Ajv's `date-time` takes a leap second and an offset without minutes, `Date.parse` neither) at
+ * most a year ahead,
  * `ttl_ms` does not end before `delay_ms` (it could never run; against a `run_at`, the enqueue
  * script judges that on Redis's clock), and an exponential back-off's cap is not below its
  * first delay. `pointer` locates the submission in the body (a batch item's `/jobs/3`).
  */
 export function timingProblem(body: EnqueueBody, pointer = ''): ProblemError | null {
   const at = body.run_at === undefined ? null : Date.parse(body.run_at)
-  if (Number.isNaN(at)) return invalid(pointer, 'run_at', 'must be a time without a leap second')
+  if (Number.isNaN(at)) {
+    return invalid(
+      pointer,
+      'run_at',
+      'must be a time JavaScript can read, as 2026-11-22T10:05:00Z or 2026-11-22T11:05:00+01:00 (an offset with its minutes, no leap second)',
+    )
+  }
   if (at !== null && at - Date.now() > LONGEST_DELAY_MS) {
     return invalid(pointer, 'run_at', 'must be at most a year ahead')
   }

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -179,6 +180,41 @@ t.test('no key → 401 with WWW-Authenticate; bad keys → 401; missing scope �
   t.equal((await submit(bearer(producer.key))).statusCode, 202)
   t.equal((await submit({ 'x-api-key': producer.key })).statusCode, 202, 'X-API-Key works too')
   t.equal((await submit(bearer(admin.key))).statusCode, 202, 'admin may do everything')
+})
+
+t.test('two Authorization headers name no caller, whichever comes first', async (t) => {
+  const { url } = await startGateway(t, { env: { API_KEYS, RATE_LIMIT: 'off' }, listen: true })
+  // Raw header lines (Node then adds none, not even Host): fetch would join the two values.
+  const submit = (authorizations: string[], extra: Record<string, string> = {}) =>
+    new Promise<{ status: number; body: { code?: string; detail?: string } }>((resolve, reject) => {
+      const headers = [
+        ...['host', new URL(url).host, 'content-type', 'application/json'],
+        ...authorizations.flatMap((value) => ['authorization', value]),
+        ...Object.entries(extra).flat(),
+      ]
+      const req = request(`${url}/v1/queues/q/jobs`, { method: 'POST', headers }, (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => {
+          text += chunk
+        })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+      })
+      req.on('error', reject)
+      req.end('{"type":"t"}')
+    })
+  const good = `Bearer ${producer.key}`
+  t.equal((await submit([good])).status, 202, 'one header: accepted')
+  for (const [label, pair] of [
+    ['the good key first', [good, 'Bearer nope']],
+    ['the good key last', ['Bearer nope', good]],
+    ['the good key twice', [good, good]],
+  ] as const) {
+    const res = await submit([...pair], { 'x-api-key': producer.key })
+    t.equal(res.status, 401, label)
+    t.equal(res.body.code, 'INVALID_API_KEY', label)
+    t.match(res.body.detail, /one header, one key/, label)
+  }
 })
 
 t.test('each route asks for its scope; probes stay public', async (t) => {

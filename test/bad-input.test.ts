@@ -69,6 +69,22 @@ const cases: BadRequest[] = [
     code: 'PAYLOAD_TOO_LARGE',
   },
   {
+    label: 'a query parameter the submission does not take (a delay must not be dropped)',
+    url: '/v1/queues/q/jobs?delay_ms=5000',
+    body: json({ type: 't' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/delay_ms'],
+  },
+  {
+    label: 'a query parameter on a route that declares none',
+    method: 'GET',
+    url: '/v1/queues/q?foo=1',
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/foo'],
+  },
+  {
     label: 'missing type',
     body: json({ payload: {} }),
     status: 400,
@@ -221,6 +237,13 @@ const cases: BadRequest[] = [
   {
     label: 'run_at on a leap second',
     body: json({ type: 't', run_at: '2030-12-31T23:59:60Z' }),
+    status: 400,
+    code: 'VALIDATION_FAILED',
+    pointers: ['/run_at'],
+  },
+  {
+    label: 'run_at with an offset of hours only',
+    body: json({ type: 't', run_at: '2030-01-01T00:00:00+01' }),
     status: 400,
     code: 'VALIDATION_FAILED',
     pointers: ['/run_at'],
@@ -498,6 +521,15 @@ t.test('what the HTTP parser refuses is a problem document too', async (t) => {
   }
   t.strictSame(await client.keys('jobgate:{*'), [], 'no queue written')
 
+  const expect = await raw(
+    `POST /v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\nExpect: something\r\nX-Request-ID: exp-1\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n{"type":"t"}`,
+  )
+  t.match(expect, /^HTTP\/1\.1 417 /)
+  t.match(expect, /\r\ncontent-type: application\/problem\+json/i)
+  t.match(expect, /\r\nx-request-id: exp-1\r\n/i, "the caller's request id")
+  t.match(problemOf(expect), { status: 417, code: 'EXPECTATION_FAILED', request_id: 'exp-1' })
+  t.strictSame(await client.keys('jobgate:{*'), [], 'no job written')
+
   const badUrl = await fetch(`${url}/v1/queues/q/jobs/%ZZ`)
   t.equal(badUrl.status, 400)
   t.equal(badUrl.headers.get('content-type'), 'application/problem+json; charset=utf-8')
@@ -609,6 +641,34 @@ t.test(
     t.match(poisoned.json(), { code: 'INVALID_JSON', detail: /prototype/ })
   },
 )
+
+t.test("a percent-encoded ':' starts no action", async (t) => {
+  const { app, client } = await startGateway(t)
+  const submitted = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs',
+    payload: { type: 't' },
+  })
+  const id = submitted.json().id
+  const before = await client.hgetall(`jobgate:{q}:job:${id}`)
+  for (const [method, url] of [
+    ['POST', '/v1/queues/q%3Apause'],
+    ['POST', '/v1/queues/q%3aresume'],
+    ['POST', '/v1/queues/q/jobs%3Abatch'],
+    ['POST', `/v1/queues/q/jobs/${id}%3Aheartbeat`],
+    ['POST', `/v1/queues/q/dead/${id}%3Aredrive`],
+    ['DELETE', '/v1/queues/q%3Apause'],
+    ['GET', `/v1/queues/q/jobs/${id}%3Aack`],
+  ] as const) {
+    const res = await app.inject({ method, url, payload: method === 'POST' ? {} : undefined })
+    t.equal(res.statusCode, 404, `${method} ${url}`)
+    t.match(res.json(), { code: 'ROUTE_NOT_FOUND', detail: /percent-encoded/ }, url)
+  }
+  t.equal(await client.exists('jobgate:{q}:paused'), 0, 'the queue was not paused')
+  t.strictSame(await client.hgetall(`jobgate:{q}:job:${id}`), before, 'the job is as it was')
+  const query = await app.inject({ method: 'GET', url: '/v1/queues?after=a%3Ab' })
+  t.equal(query.statusCode, 400, 'in a query it is data: a queue name with a colon')
+})
 
 t.test('a malformed job id is a 400 on every route that takes one', async (t) => {
   const { app } = await startGateway(t)

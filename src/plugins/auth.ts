@@ -47,18 +47,33 @@ const IPV6_CLIENT_PREFIX = 64
 
 /**
  * The key the request presents: a Bearer token, else `X-API-Key`. An Authorization header of
- * another form with no `X-API-Key` presents `MALFORMED`, which no key matches: it is refused as
- * a wrong key (`INVALID_API_KEY`), not taken for a missing one.
+ * another form with no `X-API-Key`, or several Authorization headers, present `MALFORMED`, which
+ * no key matches: it is refused as a wrong key (`INVALID_API_KEY`), not taken for a missing one.
  */
 function presentedKey(request: FastifyRequest): string | null {
   const authorization = request.headers.authorization
   if (typeof authorization === 'string') {
+    if (severalAuthorizations(request.raw.rawHeaders)) return MALFORMED
     const match = BEARER.exec(authorization)
     if (match?.[1]) return match[1]
   }
   const header = request.headers['x-api-key']
   if (typeof header === 'string' && header !== '') return header
   return typeof authorization === 'string' && authorization.trim() !== '' ? MALFORMED : null
+}
+
+/**
+ * Node keeps the first of several Authorization headers and drops the rest; a proxy in front
+ * may have read another one, so such a request names no caller for certain.
+ */
+function severalAuthorizations(raw: string[]): boolean {
+  let seen = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]?.length === 13 && raw[i]?.toLowerCase() === 'authorization' && ++seen > 1) {
+      return true
+    }
+  }
+  return false
 }
 
 const BEARER = /^Bearer +([^\s]+) *$/i
@@ -95,7 +110,8 @@ export default fp(
           if (key === null) {
             detail = 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>".'
           } else if (key === MALFORMED) {
-            detail = 'The Authorization header is not "Bearer <key>" (one key, no spaces).'
+            detail =
+              'The Authorization header is not "Bearer <key>" (one header, one key, no spaces).'
           }
           return done(
             new ProblemError(key === null ? 'UNAUTHORIZED' : 'INVALID_API_KEY', detail, {
