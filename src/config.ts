@@ -288,6 +288,8 @@ function redisUrl(read: Reader, cluster: boolean): string {
   if (/[?#]/.test(value)) {
     fail('takes no query string or fragment: name the database in the path, as in /2')
   }
+  // Port 0 names no server; the Redis clients would take it for the default, 6379.
+  if (url.port === '0') fail('must name a port from 1 to 65535, or none for 6379')
   if (url.username !== '' && url.password === '') {
     fail(
       'has a user without a password: write the password after a colon, as in redis://:password@host or redis://user:password@host',

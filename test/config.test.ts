@@ -161,6 +161,8 @@ t.test(
         /got "rediss:\/\/\*\*\*@cache:6379\?\*\*\*"/,
       ],
       [{ REDIS_URL: 'redis://:S3cret@cache:6379#main' }, 'REDIS_URL', /or fragment/],
+      [{ REDIS_URL: 'redis://:S3cret@cache:0' }, 'REDIS_URL', /port from 1 to 65535/],
+      [{ REDIS_URL: 'redis://u:S3cret@cache:00/1' }, 'REDIS_URL', /port from 1 to 65535/],
       [{ REDIS_URL: 'redis://S3cret@cache:6379' }, 'REDIS_URL', /password after a colon/],
       [
         { REDIS_URL: 'redis://app:100%zzS3cret@cache' },

@@ -89,6 +89,8 @@ final class RedisEndpointTest extends TestCase
             'a % in the user' => ['redis://us%er:hunter2@h', 'percent-encode a %', 'hunter2'],
             'an escape of no UTF-8' => ['redis://:hunter2%FF@h', 'decode to no UTF-8 text', 'hunter2'],
             'half a character in the user' => ['redis://u%C3:hunter2@h', 'decode to no UTF-8 text', 'hunter2'],
+            'port 0' => ['redis://:hunter2@h:0', 'must name a port from 1 to 65535, or none for 6379', 'hunter2'],
+            'port 00' => ['redis://h:00/1', 'must name a port from 1 to 65535', 'hunter2'],
             'a database that is no number' => [
                 'redis://:hunter2@db.example:6379/x',
                 'the database of a Redis URL must be a number, as in /2 (got "redis://***@db.example:6379/x")',

@@ -48,6 +48,10 @@ final class RedisEndpoint
         if ($parts === false || !in_array($scheme, ['redis', 'rediss'], true) || ($parts['host'] ?? '') === '') {
             throw $fail('not a Redis URL, ' . self::FORM);
         }
+        if (($parts['port'] ?? null) === 0) {
+            // Port 0 names no server; phpredis would take it for the default, 6379.
+            throw $fail('a Redis URL must name a port from 1 to 65535, or none for 6379');
+        }
         $path = trim((string) ($parts['path'] ?? ''), '/');
         if ($path !== '' && !ctype_digit($path)) {
             throw $fail('the database of a Redis URL must be a number, as in /2');
