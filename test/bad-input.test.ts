@@ -214,6 +214,13 @@ const cases: BadRequest[] = [
     code: 'UNSUPPORTED_MEDIA_TYPE',
   },
   {
+    label: 'a quoted charset other than UTF-8, after a parameter that quotes a ;',
+    headers: { 'content-type': 'application/json; x="a;b"; charset="latin1"' },
+    body: json({ type: 't' }),
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+  },
+  {
     label: 'a deep body for no route: 404, not parsed',
     url: '/nope',
     body: `{"a":${'['.repeat(1_000)}${']'.repeat(1_000)}}`,
@@ -693,6 +700,8 @@ t.test('what looks odd but is faithful JSON is taken as sent', async (t) => {
   const { app, client } = await startGateway(t)
   const cases: [contentType: string, body: string, stored: string][] = [
     ['application/json; charset="UTF-8"', '{"type":"t","payload":{"a":1}}', '{"a":1}'],
+    ['application/json; x="a;charset=latin1"', '{"type":"t","payload":{"q":1}}', '{"q":1}'],
+    ['application/json; x="\\";charset=latin1"; charset=utf-8', '{"type":"t"}', '{}'],
     [
       'application/json;charset=utf8',
       '{"type":"t","payload":{"e":"\\ud83d\\ude00"}}',

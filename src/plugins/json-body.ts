@@ -114,6 +114,21 @@ function hasBody(headers: { 'content-length'?: string; 'transfer-encoding'?: str
   return headers['transfer-encoding'] !== undefined || Number(headers['content-length'] ?? 0) > 0
 }
 
+/** A media type's parameters (RFC 9110): a name, `=`, a token or a quoted string. */
+const PARAMETER = /;\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;]*)/g
+
+/**
+ * The `charset` parameter of a Content-Type, unquoted; null when it has none. A parameter's
+ * quoted value may hold `;` and `charset=` (`x="a;charset=latin1"`): it says nothing of the body.
+ */
+export function charsetOf(contentType: string): string | null {
+  for (const [, name, value] of contentType.matchAll(PARAMETER)) {
+    if (name?.toLowerCase() !== 'charset' || value === undefined) continue
+    return value.startsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value
+  }
+  return null
+}
+
 function invalidJson(reason: string): ProblemError {
   return new ProblemError('INVALID_JSON', `The body is not valid JSON: ${reason}.`)
 }
@@ -126,12 +141,12 @@ export default fp(
     app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
       if (request.is404) return done(null, undefined)
       const bytes = raw as Buffer
-      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')
-      if (charset?.[1] !== undefined && !UTF8.test(charset[1])) {
+      const charset = charsetOf(request.headers['content-type'] ?? '')
+      if (charset !== null && !UTF8.test(charset)) {
         return done(
           new ProblemError(
             'UNSUPPORTED_MEDIA_TYPE',
-            `Send the body as application/json in UTF-8, not ${charset[1]}.`,
+            `Send the body as application/json in UTF-8, not ${charset}.`,
           ),
         )
       }
