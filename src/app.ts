@@ -108,7 +108,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
 
   app.register(problems, { bodyLimit: config.bodyLimit })
   app.register(jsonBody)
-  app.register(draining)
+  app.register(draining, { shutdownTimeoutMs: config.shutdownTimeoutMs })
   app.register(store, { config, ...(options.redis ? { client: options.redis } : {}) })
   app.register(metrics)
   // Order matters: rate limits are attached to routes before the scope check, so that

@@ -78,3 +78,50 @@ t.test('a request in flight at SIGTERM is answered with Connection: close; exit 
   t.equal(code, 0, 'exit 0: the idle kept-alive connection did not hold the shutdown')
   t.ok(Date.now() - signalled < 5_000, `exited ${Date.now() - signalled} ms after the signal`)
 })
+
+t.test(
+  'SIGTERM under keep-alive load: a request on a kept-alive connection is answered, not reset',
+  async (t) => {
+    const { gateway } = await gatewayOnOwnRedis(t)
+    const agent = new Agent({ keepAlive: true, maxSockets: 32 })
+    t.teardown(() => agent.destroy())
+    const outcomes: { status: number | string; reused: boolean }[] = []
+    let running = true
+    const post = () =>
+      new Promise<void>((resolve) => {
+        const req = request(
+          `${gateway.url}/v1/queues/q/jobs`,
+          { method: 'POST', agent, headers: { 'content-type': 'application/json' } },
+          (res) => {
+            res.resume()
+            res.on('end', () => {
+              outcomes.push({ status: res.statusCode ?? 0, reused: req.reusedSocket })
+              resolve()
+            })
+          },
+        )
+        req.on('error', (error: NodeJS.ErrnoException) => {
+          outcomes.push({ status: error.code ?? 'error', reused: req.reusedSocket })
+          running = false
+          resolve()
+        })
+        req.end('{"type":"t"}')
+      })
+    const loops = Array.from({ length: 32 }, async () => {
+      while (running) await post()
+    })
+    t.ok(await until(() => outcomes.length > 500, 10_000), 'the load was under way')
+    gateway.child.kill('SIGTERM')
+    const { code } = await gateway.exited
+    running = false
+    await Promise.all(loops)
+
+    t.equal(code, 0, 'exit 0')
+    const resets = outcomes.filter(
+      (outcome) => outcome.reused && typeof outcome.status === 'string',
+    )
+    t.strictSame(resets, [], 'no request sent on a kept-alive connection lost its answer')
+    const statuses = new Set(outcomes.map((outcome) => outcome.status))
+    t.ok(statuses.has(503), 'requests after the signal got 503 SHUTTING_DOWN')
+  },
+)

@@ -1,31 +1,51 @@
 import type { IncomingMessage } from 'node:http'
-import type { Socket } from 'node:net'
+import { Server as NetServer, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { shuttingDown } from '../errors.js'
 
+export interface DrainingOptions {
+  /** How long a shutdown may take; the keep-alive grace below is a quarter of it at most. */
+  shutdownTimeoutMs: number
+}
+
+/** How long kept-alive connections may still bring a request once a shutdown starts. */
+const KEEP_ALIVE_GRACE_MS = 1000
+
 /**
- * Once a shutdown starts, requests that still arrive on open keep-alive connections get a 503
- * problem with `Connection: close` (Fastify's own answer would not be a problem document);
- * requests already in flight finish normally, also with `Connection: close`: a client that kept
- * its connection open and idle would otherwise hold the shutdown until its timeout. Connections
- * that have not sent a request are closed when the shutdown starts.
+ * Once a shutdown starts, the gateway stops accepting connections, and requests that still
+ * arrive on open keep-alive connections get a 503 problem with `Connection: close` (Fastify's
+ * own answer would not be a problem document); requests already in flight finish normally,
+ * also with `Connection: close`. Kept-alive connections get a short grace before they are
+ * closed: Node's close would end the idle ones at once, and a client that had just sent its
+ * next request on one would see the connection reset instead of an answer it can act on.
+ * Connections that have not sent a request are closed when the shutdown starts.
  */
 export default fp(
-  async function draining(app: FastifyInstance) {
+  async function draining(app: FastifyInstance, { shutdownTimeoutMs }: DrainingOptions) {
     let closing = false
+    const open = new Set<Socket>()
     // Connections that have not sent a request yet (browsers and HTTP clients open them ahead):
     // Node's close waits for them, and closes only idle kept-alive ones.
     const unused = new Set<Socket>()
     app.server.on('connection', (socket: Socket) => {
       if (closing) return socket.destroy()
+      open.add(socket)
       unused.add(socket)
-      socket.once('close', () => unused.delete(socket))
+      socket.once('close', () => {
+        open.delete(socket)
+        unused.delete(socket)
+      })
     })
     app.server.on('request', (request: IncomingMessage) => unused.delete(request.socket))
     app.addHook('preClose', async () => {
       closing = true
       for (const socket of unused) socket.destroy()
+      if (!app.server.listening) return
+      // The listener alone (net's close): http's would also end the idle kept-alive
+      // connections now. Fastify's close, after this hook, ends those left.
+      NetServer.prototype.close.call(app.server)
+      await allClosed(open, Math.min(KEEP_ALIVE_GRACE_MS, shutdownTimeoutMs / 4))
     })
     app.addHook('onRequest', (_request, reply, done) => {
       if (!closing) return done()
@@ -39,3 +59,20 @@ export default fp(
   },
   { name: 'jobgate-draining' },
 )
+
+/** Resolves once every socket has closed, or after `ms`. */
+function allClosed(sockets: Set<Socket>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(finish, ms)
+    function finish() {
+      clearTimeout(timer)
+      for (const socket of sockets) socket.off('close', check)
+      resolve()
+    }
+    function check() {
+      if ([...sockets].every((socket) => socket.destroyed)) finish()
+    }
+    for (const socket of sockets) socket.once('close', check)
+    check()
+  })
+}
