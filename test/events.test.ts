@@ -905,6 +905,34 @@ t.test(
   },
 )
 
+t.test(
+  'a follower of a busy queue whose connection went silent reconnects and reads on',
+  async (t) => {
+    const gateway = await startGatewayBehindProxy(t, { listen: true })
+    await submit(gateway, 'q')
+    const reader = await watch(t, `${gateway.url}/v1/queues/q/events`)
+    // Entries every few ms: the follower reads on and on and never blocks on the stream.
+    let adding = true
+    const added: string[] = []
+    const adder = (async () => {
+      for (let i = 0; adding; i++) {
+        added.push((await addEntry(gateway.client, `j-${i}`)) ?? '')
+        await sleep(5)
+      }
+    })()
+    t.teardown(async () => {
+      adding = false
+      await adder
+    })
+    await until(() => reader.events.length > 20, 5000)
+    gateway.proxy.freeze() // the follower's reads now go to a connection that carries nothing
+    await sleep(200)
+    const mark = added.at(-1)
+    const delivered = await until(() => reader.events.some((event) => event.id === mark), 15_000)
+    t.ok(delivered, 'an entry added after the freeze arrived over a new connection')
+  },
+)
+
 t.test('a stream still being set up when a shutdown starts gets 503, not a stream', async (t) => {
   const gateway = await startGateway(t, { listen: true })
   await submit(gateway, 'q')

@@ -62,6 +62,12 @@ const BLOCK_MS = 5000
  * (measured in bench/RESULTS.md); an entry on a quiet stream still arrives at once.
  */
 const BATCH_MS = 20
+/**
+ * A read on the follower's connection (not blocking: Redis answers at once) still unanswered
+ * after this went to a connection that carries nothing any more; the follower replaces it.
+ */
+const READ_TIMEOUT_MS = 5000
+const SILENT = Symbol('silent')
 const RETRY_MS = [100, 250, 500, 1000, 2000]
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -144,7 +150,13 @@ class StreamFollower {
     let failures = 0
     while (!this.stopped) {
       try {
-        const { events, trim } = await this.read()
+        const batch = await this.readUnlessSilent()
+        if (batch === SILENT) {
+          // A busy queue never reaches the block below, whose timeout notices a vanished host.
+          await reconnect(this.client, 5000)
+          continue
+        }
+        const { events, trim } = batch
         failures = 0
         const last = events.at(-1)
         if (this.stopped) return
@@ -168,6 +180,23 @@ class StreamFollower {
         // Redis is unreachable: the connection reconnects on its own; read again from lastId.
         await sleep(RETRY_MS[Math.min(failures++, RETRY_MS.length - 1)] ?? 0)
       }
+    }
+  }
+
+  /** `read`, or SILENT when its reply has not come within READ_TIMEOUT_MS. */
+  private async readUnlessSilent(): Promise<
+    Awaited<ReturnType<StreamFollower['read']>> | typeof SILENT
+  > {
+    let timer: NodeJS.Timeout | undefined
+    const silent = new Promise<typeof SILENT>((resolve) => {
+      timer = setTimeout(resolve, READ_TIMEOUT_MS, SILENT)
+    })
+    const reading = this.read()
+    try {
+      return await Promise.race([reading, silent])
+    } finally {
+      clearTimeout(timer)
+      reading.catch(() => {}) // a read given up on fails when its connection is replaced
     }
   }
 
