@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { Gauge } from 'prom-client'
+import type { Identity } from '../src/auth.js'
 import { ClientSlots } from '../src/client-slots.js'
 import type { Config } from '../src/config.js'
 import type { Contract } from '../src/contract.js'
@@ -130,6 +131,14 @@ export default async function eventsRoutes(
     closing = true
     for (const stream of open) stream.shutDown(SHUTDOWN_GRACE_MS)
   })
+  /** Who opened each stream: a key revoked (or rescoped) by a reload ends its streams. */
+  const openedBy = new Map<EventStream, Identity>()
+  const stopWatchingKeys = app.keyRing.onReplace(() => {
+    for (const [stream, identity] of openedBy) {
+      if (!app.keyRing.stillAllows(identity, 'read')) stream.end()
+    }
+  })
+  app.addHook('onClose', async () => stopWatchingKeys())
 
   const route = contract.route('streamEvents')
   app.get<{ Params: QueueParams; Querystring: EventsQuery }>(
@@ -203,11 +212,13 @@ export default async function eventsRoutes(
           abort: () => reply.raw.destroy(),
           onEnd: () => {
             open.delete(stream)
+            openedBy.delete(stream)
             release()
           },
         })
         handedOver = true
         open.add(stream)
+        if (request.identity !== null) openedBy.set(stream, request.identity)
         reply.raw.once('close', () => {
           stream.end()
           // The access log writes its line when an answer finishes; a stream its client closed

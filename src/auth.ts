@@ -20,6 +20,8 @@ export interface ApiKey {
 export interface Identity {
   name: string
   scopes: ReadonlySet<Scope>
+  /** The SHA-256 of the key presented; absent for the open gateway's caller. */
+  sha256?: Buffer
 }
 
 export const KEY_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/
@@ -89,15 +91,33 @@ function sameScopes(scopes: ReadonlySet<Scope>, others: readonly string[]): bool
 }
 
 export class KeyRing {
+  private readonly replaced = new Set<() => void>()
+
   constructor(private keys: readonly ApiKey[]) {}
 
   /**
-   * Swaps in a new set of keys (a reload); requests already identified keep their identity.
+   * Swaps in a new set of keys (a reload); requests already identified keep their identity,
+   * and what outlives a request (an event stream) asks `stillAllows` on `onReplace`.
    * A ring with keys is never opened this way: that takes a restart without any.
    */
   replace(keys: readonly ApiKey[]): void {
     if (keys.length === 0 && !this.open) throw new Error('no keys: the gateway would run open')
     this.keys = keys
+    for (const listener of this.replaced) listener()
+  }
+
+  /** Calls `listener` after each replace; returns the function that stops it. */
+  onReplace(listener: () => void): () => void {
+    this.replaced.add(listener)
+    return () => this.replaced.delete(listener)
+  }
+
+  /** Whether the keys now held still give `identity` the scope (its key not revoked, rescoped). */
+  stillAllows(identity: Identity, scope: Scope): boolean {
+    const { sha256 } = identity
+    if (sha256 === undefined) return this.open
+    const key = this.keys.find((candidate) => candidate.sha256.equals(sha256))
+    return key !== undefined && allows({ name: key.name, scopes: key.scopes }, scope)
   }
 
   get open(): boolean {
@@ -112,7 +132,7 @@ export class KeyRing {
     for (const key of this.keys) {
       if (timingSafeEqual(digest, key.sha256) && found === null) found = key
     }
-    return found && { name: found.name, scopes: found.scopes }
+    return found && { name: found.name, scopes: found.scopes, sha256: found.sha256 }
   }
 }
 

@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import type { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { newApiKey } from '../src/auth.js'
+import { newApiKey, parseApiKeys } from '../src/auth.js'
 import type { JsonSchema } from '../src/contract.js'
 import { EventStream, STALL_MS } from '../src/event-stream.js'
 import { compareIds, STREAM_START } from '../src/queue/event-feed.js'
@@ -475,6 +475,41 @@ t.test('auth: the read scope is required', async (t) => {
   t.equal(res.status, 202)
   const stream = await watch(t, url, { 'x-api-key': reader.key })
   t.equal(stream.status, 200)
+})
+
+t.test('a reload that revokes or rescopes a key ends the streams it opened', async (t) => {
+  const keep = newApiKey('dashboard', ['read'])
+  const revoked = newApiKey('old-dashboard', ['read'])
+  const rescoped = newApiKey('ops', ['admin'])
+  const entries = (...keys: { entry: string }[]) => keys.map((key) => key.entry).join(',')
+  const gateway = await startGateway(t, {
+    listen: true,
+    env: { API_KEYS: entries(keep, revoked, rescoped) },
+  })
+  const created = await fetch(`${gateway.url}/v1/queues/q/jobs`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${rescoped.key}`, 'content-type': 'application/json' },
+    body: '{"type":"t"}',
+  })
+  t.equal(created.status, 202)
+  const url = `${gateway.url}/v1/queues/q/events`
+  const watchWith = (key: { key: string }) => watch(t, url, { authorization: `Bearer ${key.key}` })
+  const kept = await watchWith(keep)
+  const gone = await watchWith(revoked)
+  const narrowed = await watchWith(rescoped)
+  t.strictSame([kept.status, gone.status, narrowed.status], [200, 200, 200])
+
+  const produceOnly = newApiKey('ops', ['produce']).entry.replace(/[0-9a-f]{64}$/, '')
+  const opsNow = `${produceOnly}${rescoped.entry.slice(-64)}` // the same key, now produce only
+  gateway.app.keyRing.replace(parseApiKeys(entries(keep, { entry: opsNow })))
+  t.ok(
+    await until(() => gone.done && narrowed.done, 5000),
+    'the revoked and the rescoped key lost their streams',
+  )
+  const entry = await addEntry(gateway.client, 'after-reload')
+  await kept.received(1, 5000)
+  t.equal(kept.events.at(-1)?.id, entry, 'a key still allowed to read keeps its stream')
+  t.notOk(kept.done)
 })
 
 t.test(
