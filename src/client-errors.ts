@@ -59,7 +59,10 @@ export function answerExpectation(request: IncomingMessage, response: ServerResp
 }
 
 function answerOnSocket(socket: Socket, problem: ProblemError): void {
-  if (!socket.writable) {
+  // A response under way on the socket (an event stream, a long poll, before a pipelined bad
+  // request): an answer written now would land inside it. Node's own handler drops it too.
+  const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (!socket.writable || current?.headersSent === true) {
     socket.destroy()
     return
   }

@@ -46,7 +46,10 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
   // SIGHUP reads the API keys again (a rotated API_KEYS_FILE); a bad file keeps the keys in use.
-  process.on('SIGHUP', () => {
+  // One that comes while the gateway boots is applied once it listens.
+  let listening = false
+  let reloadWhenListening = false
+  const reloadKeys = () => {
     try {
       const keys = loadApiKeys()
       app.keyRing.replace(keys)
@@ -58,6 +61,10 @@ async function main(): Promise<void> {
         'API keys not reloaded: the keys in use are kept',
       )
     }
+  }
+  process.on('SIGHUP', () => {
+    if (listening) reloadKeys()
+    else reloadWhenListening = true
   })
 
   try {
@@ -71,6 +78,8 @@ async function main(): Promise<void> {
     await app.close().catch(() => undefined)
     process.exit(78) // EX_CONFIG
   }
+  listening = true
+  if (reloadWhenListening) reloadKeys()
   if (config.apiKeys.length === 0) {
     app.log.warn(
       { host: config.host, allow_unauthenticated: config.allowUnauthenticated },

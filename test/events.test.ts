@@ -477,6 +477,25 @@ t.test('auth: the read scope is required', async (t) => {
   t.equal(stream.status, 200)
 })
 
+t.test('a bad request pipelined behind a stream closes it; no answer lands inside', async (t) => {
+  const gateway = await startGateway(t, { listen: true })
+  await submit(gateway, 'q')
+  const { port } = new URL(gateway.url)
+  let received = ''
+  const socket = connect(Number(port), '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  socket.on('data', (chunk) => {
+    received += chunk
+  })
+  const closed = new Promise((resolve) => socket.on('close', resolve))
+  socket.write('GET /v1/queues/q/events HTTP/1.1\r\nHost: x\r\n\r\n')
+  t.ok(await until(() => received.includes('retry:'), 5000), 'the stream is open')
+  socket.write('GARBAGE / HTTP/1.1\r\n\r\n')
+  await closed
+  t.match(received, /^HTTP\/1\.1 200 /)
+  t.notMatch(received, /HTTP\/1\.1 400/, 'no second status line inside the stream')
+})
+
 t.test('a reload that revokes or rescopes a key ends the streams it opened', async (t) => {
   const keep = newApiKey('dashboard', ['read'])
   const revoked = newApiKey('old-dashboard', ['read'])

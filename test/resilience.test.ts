@@ -90,7 +90,11 @@ t.test(
     t.ok(opened, 'the breaker opens and says so in the log')
     const ready = await fetch(`${gateway.url}/readyz`)
     t.equal(ready.status, 503)
-    t.match(await ready.json(), { code: 'NOT_READY', checks: { breaker: 'open' } })
+    t.match(await ready.json(), {
+      code: 'NOT_READY',
+      detail: 'The circuit breaker around Redis is open: Redis was not asked.',
+      checks: { breaker: 'open', redis: 'unknown' },
+    })
     await sleep(1500)
     const resumedAt = Date.now()
     redis.resume()

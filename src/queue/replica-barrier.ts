@@ -37,6 +37,7 @@ export class ReplicaBarrier {
     readonly settings: ReplicationSettings,
   ) {
     this.client = duplicateForWaits(source, settings.timeoutMs)
+    this.client.on('error', () => {}) // the request path's client reports connection trouble
     this.perQueue = source instanceof Cluster
   }
 
