@@ -65,3 +65,22 @@ t.test('a waiter that left while its connection was being made does not block', 
     'the connection went back to the pool: the next wait took it',
   )
 })
+
+t.test('an interrupt ends a wait whose new connection is still connecting, at once', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  const source = createRedisClient({ url: redis.url })
+  t.teardown(() => source.disconnect())
+  t.ok(await waitUntilReady(source, 5000))
+  const connecting = new BlockingClients(source, 2)
+  t.teardown(() => connecting.close())
+  await redis.pause() // a new connection opens its socket, but never hears Redis ready
+  t.teardown(() => redis.resume())
+  const waiting = connecting.waitForWake('wake', 5000, new AbortController().signal)
+  await sleep(200)
+  const interruptedAt = Date.now()
+  connecting.interrupt()
+  await waiting.catch(() => null)
+  const took = Date.now() - interruptedAt
+  t.ok(took < 500, `the wait ended ${took} ms after the interrupt`)
+})

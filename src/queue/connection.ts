@@ -178,16 +178,20 @@ export function reconnect(client: RedisClient, timeoutMs: number): Promise<boole
   return ready
 }
 
+/** Resolves true at the client's next `ready`; false after `timeoutMs`, or once it has ended for good (disconnected). */
 function nextReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const done = (ready: boolean) => {
       clearTimeout(timer)
       client.off('ready', onReady)
+      client.off('end', onEnd)
       resolve(ready)
     }
     const onReady = () => done(true)
+    const onEnd = () => done(false)
     const timer = setTimeout(() => done(false), timeoutMs)
     client.on('ready', onReady)
+    client.on('end', onEnd)
   })
 }
 
