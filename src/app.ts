@@ -124,5 +124,7 @@ export function buildApp(config: Config, options: AppOptions = {}): FastifyInsta
   app.register(workersRoutes, { contract })
   app.register(deadLettersRoutes, { contract })
   app.register(eventsRoutes, { contract, config })
+  // Last: the preClose hooks of a context registered after all others run after theirs.
+  app.register(async (last) => last.addHook('preClose', () => app.keptAliveGrace()))
   return app
 }

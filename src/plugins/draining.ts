@@ -4,6 +4,17 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { shuttingDown } from '../errors.js'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Waits, in a shutdown, for kept-alive connections to bring their last request or the
+     * grace to pass; run last of the preClose hooks (see buildApp), so that long polls and
+     * event streams end at once, before it.
+     */
+    keptAliveGrace: () => Promise<void>
+  }
+}
+
 export interface DrainingOptions {
   /** How long a shutdown may take; the keep-alive grace below is a quarter of it at most. */
   shutdownTimeoutMs: number
@@ -43,9 +54,14 @@ export default fp(
       for (const socket of unused) socket.destroy()
       if (!app.server.listening) return
       // The listener alone (net's close): http's would also end the idle kept-alive
-      // connections now. Fastify's close, after this hook, ends those left.
+      // connections now. Fastify's close, after every preClose hook, ends those left.
       NetServer.prototype.close.call(app.server)
-      await allClosed(open, Math.min(KEEP_ALIVE_GRACE_MS, shutdownTimeoutMs / 4))
+      listenerClosed = true
+    })
+    let listenerClosed = false
+    app.decorate('keptAliveGrace', async () => {
+      if (listenerClosed)
+        await allClosed(open, Math.min(KEEP_ALIVE_GRACE_MS, shutdownTimeoutMs / 4))
     })
     app.addHook('onRequest', (_request, reply, done) => {
       if (!closing) return done()
