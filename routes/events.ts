@@ -113,7 +113,8 @@ export default async function eventsRoutes(
   app: FastifyInstance,
   { contract, config }: EventsRoutesOptions,
 ) {
-  const open = new Set<EventStream>()
+  /** Each open stream, with who opened it: a key revoked (or rescoped) by a reload ends it. */
+  const open = new Map<EventStream, Identity | null>()
   /** Requests past the limit check whose stream is not open yet: they hold a slot too. */
   let starting = 0
   /** Streams (open or starting) per client: one client may not take every slot. */
@@ -129,13 +130,11 @@ export default async function eventsRoutes(
   })
   app.addHook('preClose', async () => {
     closing = true
-    for (const stream of open) stream.shutDown(SHUTDOWN_GRACE_MS)
+    for (const stream of open.keys()) stream.shutDown(SHUTDOWN_GRACE_MS)
   })
-  /** Who opened each stream: a key revoked (or rescoped) by a reload ends its streams. */
-  const openedBy = new Map<EventStream, Identity>()
   const stopWatchingKeys = app.keyRing.onReplace(() => {
-    for (const [stream, identity] of openedBy) {
-      if (!app.keyRing.stillAllows(identity, 'read')) stream.end()
+    for (const [stream, identity] of open) {
+      if (identity !== null && !app.keyRing.stillAllows(identity, 'read')) stream.end()
     }
   })
   app.addHook('onClose', async () => stopWatchingKeys())
@@ -212,13 +211,11 @@ export default async function eventsRoutes(
           abort: () => reply.raw.destroy(),
           onEnd: () => {
             open.delete(stream)
-            openedBy.delete(stream)
             release()
           },
         })
         handedOver = true
-        open.add(stream)
-        if (request.identity !== null) openedBy.set(stream, request.identity)
+        open.set(stream, request.identity)
         reply.raw.once('close', () => {
           stream.end()
           // The access log writes its line when an answer finishes; a stream its client closed

@@ -82,5 +82,6 @@ t.test('an interrupt ends a wait whose new connection is still connecting, at on
   connecting.interrupt()
   await waiting.catch(() => null)
   const took = Date.now() - interruptedAt
-  t.ok(took < 500, `the wait ended ${took} ms after the interrupt`)
+  // Well before the 2 s a connection is given to become ready, which it used to wait out.
+  t.ok(took < 1200, `the wait ended ${took} ms after the interrupt`)
 })

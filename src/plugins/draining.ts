@@ -56,12 +56,10 @@ export default fp(
       // The listener alone (net's close): http's would also end the idle kept-alive
       // connections now. Fastify's close, after every preClose hook, ends those left.
       NetServer.prototype.close.call(app.server)
-      listenerClosed = true
     })
-    let listenerClosed = false
+    // Without a listener (inject) no connection is open, and the wait ends at once.
     app.decorate('keptAliveGrace', async () => {
-      if (listenerClosed)
-        await allClosed(open, Math.min(KEEP_ALIVE_GRACE_MS, shutdownTimeoutMs / 4))
+      if (closing) await allClosed(open, Math.min(KEEP_ALIVE_GRACE_MS, shutdownTimeoutMs / 4))
     })
     app.addHook('onRequest', (_request, reply, done) => {
       if (!closing) return done()

@@ -68,6 +68,12 @@ const BATCH_MS = 20
  */
 const READ_TIMEOUT_MS = 5000
 const SILENT = Symbol('silent')
+
+/** What one read of the follower brings: the new entries, and what the cap had dropped. */
+interface FollowerBatch {
+  events: QueueEvent[]
+  trim: StreamTrim
+}
 const RETRY_MS = [100, 250, 500, 1000, 2000]
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -184,9 +190,7 @@ class StreamFollower {
   }
 
   /** `read`, or SILENT when its reply has not come within READ_TIMEOUT_MS. */
-  private async readUnlessSilent(): Promise<
-    Awaited<ReturnType<StreamFollower['read']>> | typeof SILENT
-  > {
+  private async readUnlessSilent(): Promise<FollowerBatch | typeof SILENT> {
     let timer: NodeJS.Timeout | undefined
     const silent = new Promise<typeof SILENT>((resolve) => {
       timer = setTimeout(resolve, READ_TIMEOUT_MS, SILENT)
@@ -204,7 +208,7 @@ class StreamFollower {
    * The entries after lastId and what the cap had dropped, read in one transaction: the
    * entries the cap drops between a check and a read would go unnoticed.
    */
-  private async read(): Promise<{ events: QueueEvent[]; trim: StreamTrim }> {
+  private async read(): Promise<FollowerBatch> {
     const replies = await this.client
       .multi()
       .xinfo('STREAM', this.key)
