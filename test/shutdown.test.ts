@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http'
+import { connect } from 'node:net'
 import t from 'tap'
 import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { SubmissionLoad, until } from './helpers/load.js'
@@ -123,5 +124,54 @@ t.test(
     t.strictSame(resets, [], 'no request sent on a kept-alive connection lost its answer')
     const statuses = new Set(outcomes.map((outcome) => outcome.status))
     t.ok(statuses.has(503), 'requests after the signal got 503 SHUTTING_DOWN')
+  },
+)
+
+t.test(
+  'bodies still arriving halfway through SHUTDOWN_TIMEOUT get 503 and do not hold the exit',
+  async (t) => {
+    const { redis, gateway } = await gatewayOnOwnRedis(t, { env: { SHUTDOWN_TIMEOUT: '4s' } })
+    const port = Number(new URL(gateway.url).port)
+    const head = (length: number) =>
+      'POST /v1/queues/q/jobs HTTP/1.1\r\nhost: gateway\r\n' +
+      `content-type: application/json\r\ncontent-length: ${length}\r\n\r\n`
+    const open = (first: string) => {
+      const socket = connect(port, '127.0.0.1')
+      let received = ''
+      socket.on('data', (chunk) => {
+        received += chunk.toString()
+      })
+      socket.on('error', () => undefined) // a reset is one of the outcomes looked at below
+      const closed = new Promise<string>((resolve) => socket.on('close', () => resolve(received)))
+      socket.write(first)
+      return { socket, closed }
+    }
+    // One client stalls in the middle of its body, one trickles a byte every 100 ms.
+    const stalled = open(`${head(100)}{"type":"t","payload":{"pad":"`)
+    const trickling = open(`${head(10_000)}{"type":"t","payload":{"pad":"`)
+    const trickle = setInterval(() => trickling.socket.write('x'), 100)
+    t.teardown(() => clearInterval(trickle))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const signalled = Date.now()
+    gateway.child.kill('SIGTERM')
+    const { code } = await gateway.exited
+    const took = Date.now() - signalled
+    clearInterval(trickle)
+
+    t.equal(code, 0, 'exit 0, not the timeout')
+    t.ok(took >= 1_900, `exited ${took} ms after the signal: the bodies had 2 s to arrive`)
+    const answer = await stalled.closed
+    t.match(answer, /^HTTP\/1\.1 503 /, 'the stalled body got 503')
+    t.match(answer, /\r\nconnection: close\r\n/i)
+    t.match(answer, /\r\nretry-after: 1\r\n/i)
+    t.match(answer, /"code":"SHUTTING_DOWN"/)
+    t.ok(
+      trickling.socket.destroyed || (await trickling.closed) !== undefined,
+      'trickling one ended',
+    )
+    await trickling.closed
+    const client = redis.client()
+    t.teardown(() => client.disconnect())
+    t.strictSame(await client.keys('jobgate:{q}:job:*'), [], 'no job was written')
   },
 )

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Server as NetServer, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -30,7 +30,8 @@ const KEEP_ALIVE_GRACE_MS = 1000
  * also with `Connection: close`. Kept-alive connections get a short grace before they are
  * closed: Node's close would end the idle ones at once, and a client that had just sent its
  * next request on one would see the connection reset instead of an answer it can act on.
- * Connections that have not sent a request are closed when the shutdown starts.
+ * Connections that have not sent a request are closed when the shutdown starts; requests
+ * whose bodies are still arriving halfway through the shutdown timeout are ended then.
  */
 export default fp(
   async function draining(app: FastifyInstance, { shutdownTimeoutMs }: DrainingOptions) {
@@ -48,10 +49,18 @@ export default fp(
         unused.delete(socket)
       })
     })
-    app.server.on('request', (request: IncomingMessage) => unused.delete(request.socket))
+    const inFlight = new Set<IncomingMessage>()
+    app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      unused.delete(request.socket)
+      inFlight.add(request)
+      response.once('close', () => inFlight.delete(request))
+    })
+    let bodiesDue: NodeJS.Timeout | undefined
     app.addHook('preClose', async () => {
       closing = true
       for (const socket of unused) socket.destroy()
+      bodiesDue = setTimeout(() => cutOffBodies(inFlight), shutdownTimeoutMs / 2)
+      bodiesDue.unref()
       if (!app.server.listening) return
       // The listener alone (net's close): http's would also end the idle kept-alive
       // connections now. Fastify's close, after every preClose hook, ends those left.
@@ -61,6 +70,7 @@ export default fp(
     app.decorate('keptAliveGrace', async () => {
       if (closing) await allClosed(open, Math.min(KEEP_ALIVE_GRACE_MS, shutdownTimeoutMs / 4))
     })
+    app.addHook('onClose', async () => clearTimeout(bodiesDue))
     app.addHook('onRequest', (_request, reply, done) => {
       if (!closing) return done()
       reply.header('connection', 'close')
@@ -73,6 +83,25 @@ export default fp(
   },
   { name: 'jobgate-draining' },
 )
+
+/**
+ * Ends the requests whose bodies are still arriving half a shutdown timeout after it started
+ * (a stalled or deliberately slow client), so that they do not hold the shutdown until it
+ * times out. A body being read gets a 503 problem, as the read's own error, and the connection
+ * is closed after it; a request whose body nobody reads loses its connection.
+ * None of them was accepted: a job is written only once its whole body is in.
+ */
+function cutOffBodies(requests: Set<IncomingMessage>): void {
+  for (const request of requests) {
+    if (request.complete) continue
+    if (request.listenerCount('error') === 0) {
+      request.socket.destroy()
+      continue
+    }
+    request.pause()
+    request.emit('error', shuttingDown())
+  }
+}
 
 /** Resolves once every socket has closed, or after `ms`. */
 function allClosed(sockets: Set<Socket>, ms: number): Promise<void> {
