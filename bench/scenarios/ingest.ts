@@ -69,7 +69,12 @@ export async function measure(
   }
 }
 
-/** HTTP ingest: every gateway, runs interleaved so that drifts of the machine hit all alike. */
+/**
+ * HTTP ingest: every gateway, runs interleaved so that drifts of the machine hit all alike, in
+ * reverse order every other run: on this machine a gateway measured right after another
+ * jobgate runs slower (identical builds side by side: up to 30 % fewer requests per second,
+ * bench/NOTES.md), and the order would otherwise favour the ones listed first.
+ */
 export async function ingest(
   redis: BenchRedis,
   progress: Progress,
@@ -83,7 +88,7 @@ export async function ingest(
     runs: [],
   }))
   for (let run = 1; run <= options.runs; run++) {
-    for (const row of rows) {
+    for (const row of run % 2 ? rows : [...rows].reverse()) {
       progress.step(`ingest: ${row.gateway.name}, run ${run}/${options.runs}`)
       const result = await measure(row.gateway, redis, options)
       row.runs.push(result)
