@@ -592,7 +592,7 @@ t.test(
 )
 
 t.test(
-  'a route that takes no body ignores an empty one of any type; invalid JSON says why',
+  'a route that takes no body ignores an empty one of any type, takes {}, refuses others; invalid JSON says why',
   async (t) => {
     const { app } = await startGateway(t)
     await app.inject({ method: 'POST', url: '/v1/queues/q/jobs', payload: { type: 't' } })
@@ -628,6 +628,34 @@ t.test(
       true,
       'still paused',
     )
+    const empty = await app.inject({ method: 'POST', url: '/v1/queues/q:resume', payload: {} })
+    t.equal(empty.statusCode, 200, '{} is no body to refuse')
+    t.equal(
+      await app.store.queues.counts('q').then((q) => q.pausedAt),
+      null,
+      'resumed: {} said nothing',
+    )
+    const job = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      payload: { type: 't' },
+    })
+    const { id } = job.json() as { id: string }
+    for (const payload of ['{"reason":"a duplicate"}', '[]', 'null', '"cancel"', '0']) {
+      const res = await app.inject({
+        method: 'DELETE',
+        url: `/v1/queues/q/jobs/${id}`,
+        headers: { 'content-type': 'application/json' },
+        payload,
+      })
+      t.equal(res.statusCode, 400, `a cancel with ${payload} as its body`)
+      t.match(res.json(), {
+        code: 'VALIDATION_FAILED',
+        detail: 'This operation takes no body: send none, or {}.',
+      })
+    }
+    const status = await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${id}` })
+    t.equal(status.json().state, 'queued', 'the job was not cancelled')
     const broken = await app.inject({
       method: 'POST',
       url: '/v1/queues/q/jobs',

@@ -9,7 +9,8 @@ import { ProblemError } from '../errors.js'
  * free of prototype-poisoning keys, and made of values every worker reads back as sent (Unicode
  * text, finite numbers, integers a double holds exactly). A route that takes no body ignores an
  * empty one whatever its Content-Type says (clients that send `Content-Type: application/json`
- * on every POST); a request for no route is answered 404 without its body being looked at.
+ * on every POST) and takes `{}`, but refuses any other; a request for no route is answered 404
+ * without its body being looked at.
  */
 
 /**
@@ -110,6 +111,19 @@ const UTF8 = /^utf-?8$/i
 
 export const UNSUPPORTED_DETAIL = 'Send the body as application/json.'
 
+/**
+ * A route that takes no body refuses one that says something: a field sent there (a reason for
+ * a cancel, say) would be dropped without a word. `{}`, which some clients send on every POST,
+ * says nothing.
+ */
+export const NO_BODY_DETAIL = 'This operation takes no body: send none, or {}.'
+
+function isEmptyObject(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
+  for (const _ in value) return false
+  return true
+}
+
 function hasBody(headers: { 'content-length'?: string; 'transfer-encoding'?: string }): boolean {
   return headers['transfer-encoding'] !== undefined || Number(headers['content-length'] ?? 0) > 0
 }
@@ -175,6 +189,9 @@ export default fp(
       } catch (error) {
         // The parser's reason: a syntax error's place, or a `__proto__` key it refuses.
         return done(invalidJson((error as Error).message))
+      }
+      if (request.routeOptions.schema?.body === undefined && !isEmptyObject(value)) {
+        return done(new ProblemError('VALIDATION_FAILED', NO_BODY_DETAIL))
       }
       const reason = MAY_NOT_ROUND_TRIP.test(body) ? unfaithful(value) : null
       if (reason !== null) return done(invalidJson(reason))
