@@ -7,7 +7,7 @@ import t from 'tap'
 import { newApiKey } from '../src/auth.js'
 import { EventReader } from './helpers/event-source.js'
 import { GatewayProcess, gatewayOnOwnRedis } from './helpers/gateway-process.js'
-import { RedisServer } from './helpers/redis-server.js'
+import { freePort, RedisServer } from './helpers/redis-server.js'
 
 t.test('a bad variable stops the process at boot with a message naming it', async (t) => {
   const gateway = await GatewayProcess.start({ PORT: 'eighty' }, false)
@@ -149,6 +149,47 @@ t.test('SIGHUP reads the API keys file again; a bad file keeps the keys in use',
   t.equal(await status(old.key), 401, 'the old key is gone')
   t.equal(await status(rotated.key), 200)
   t.equal(gateway.child.exitCode, null, 'SIGHUP does not stop the gateway')
+})
+
+t.test('a SIGHUP that comes while the gateway boots is applied once it listens', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jobgate-keys-'))
+  t.teardown(() => rmSync(dir, { recursive: true }))
+  const file = join(dir, 'keys')
+  const old = newApiKey('billing', ['read'])
+  const rotated = newApiKey('billing', ['read'])
+  writeFileSync(file, `${old.entry}\n`)
+  // No Redis at this address yet: the gateway waits 2 s for it before it listens.
+  const redisPort = await freePort()
+  const gateway = await GatewayProcess.start(
+    { REDIS_URL: `redis://127.0.0.1:${redisPort}`, API_KEYS_FILE: file },
+    false,
+  )
+  t.teardown(() => gateway.stop('SIGKILL'))
+  // Its first try to reach Redis is logged after its signal handlers are set, and 2 s
+  // before it listens.
+  await gateway.waitForLog((line) => /ECONNREFUSED/.test(JSON.stringify(line.err)), 20_000)
+  const serving = await fetch(`${gateway.url}/healthz`).then(
+    () => true,
+    () => false,
+  )
+  t.notOk(serving, 'it does not serve yet')
+  writeFileSync(file, `${rotated.entry}\n`)
+  gateway.child.kill('SIGHUP')
+  await gateway.waitUntilServing(20_000)
+  await gateway.waitForLog((line) => line.msg === 'API keys reloaded')
+  // Requests are counted against their rate limit, in Redis, before their key is checked.
+  const redis = await RedisServer.start({ port: redisPort })
+  t.teardown(() => redis.destroy())
+  const status = async (key: string) =>
+    (await fetch(`${gateway.url}/v1/queues`, { headers: { authorization: `Bearer ${key}` } }))
+      .status
+  const deadline = Date.now() + 20_000
+  while ((await status(rotated.key)) !== 200 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.equal(await status(rotated.key), 200, 'the key put in while it booted is let in')
+  t.equal(await status(old.key), 401, 'the key taken out is refused')
+  t.equal(gateway.child.exitCode, null, 'the SIGHUP did not stop it')
 })
 
 t.test('a Redis that may evict keys gets a warning at boot; noeviction none', async (t) => {
