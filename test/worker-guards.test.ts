@@ -45,6 +45,18 @@ t.test(
   },
 )
 
+t.test("a handler's PHP warning is a log line that names the job; the job goes on", async (t) => {
+  const { start, unruly, record } = await setUp(t)
+  const id = await unruly('warning')
+  const worker = start(['--max-jobs=1'])
+  t.equal((await worker.exited).code, 13)
+  t.match(
+    worker.lines.find((line) => line.msg === 'php warning'),
+    { level: 'warn', error: 'odd input', error_level: 512, job_id: id, type: 'unruly', attempt: 1 },
+  )
+  t.equal((await record(id)).state, 'succeeded')
+})
+
 t.test("a handler's exit() ends the worker with 1 and names the job", async (t) => {
   const { start, unruly, record } = await setUp(t)
   const id = await unruly('exit')
@@ -137,4 +149,20 @@ t.test('a handlers file PHP cannot compile exits 78 with the reason', async (t) 
     worker.lines.map((line) => line.msg).join('\n'),
     /configuration error: handlers file .*Cannot redeclare/,
   )
+})
+
+t.test('a handlers file that exits, or maps no type, exits 78 with the reason', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'jobgate-handlers-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const { start } = await setUp(t)
+  for (const [body, reason] of [
+    ['exit(0);', /handlers file .* failed to load: it ended the process \(exit\(\) or die\(\)/],
+    ['return [];', /handlers file .* maps no job type/],
+  ] as const) {
+    const file = join(dir, 'handlers.php')
+    writeFileSync(file, `<?php\n${body}\n`)
+    const worker = start([`--handlers=${file}`])
+    t.equal((await worker.exited).code, 78, body)
+    t.match(worker.lines.map((line) => line.msg).join('\n'), reason)
+  }
 })

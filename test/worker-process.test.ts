@@ -110,9 +110,27 @@ async function workerBehindProxy(t: Test, args: string[] = []) {
 }
 
 t.test(
+  'an idle worker on a silent Redis connection obeys SIGTERM within its read timeout, whatever --sleep',
+  async (t) => {
+    const { proxy, worker } = await workerBehindProxy(t, ['--sleep=30'])
+    await worker.waitForLog((line) => line.msg === 'worker started')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    proxy.freeze()
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const signalled = Date.now()
+    worker.signal('SIGTERM')
+    const { code } = await worker.exited
+    const took = Date.now() - signalled
+    t.equal(code, 0)
+    // 1 s of blocking plus 5 s for the reply at most; --sleep + 5 s would be 35 s.
+    t.ok(took < 9_000, `stopped ${took} ms after the signal`)
+  },
+)
+
+t.test(
   'a Redis connection that goes silent without a reset: the worker gives it up after its read timeout, reconnects, and every job runs once',
   async (t) => {
-    // --sleep=0.5: the read timeout is the block time plus 5 s.
+    // --sleep=0.5: the read timeout is the block time (at most 1 s) plus 5 s.
     const { store, proxy, worker } = await workerBehindProxy(t)
     const stateOf = async (id: string) => (await store.jobs.get('q', id))?.state
     const reaches = async (id: string, state: string, timeoutMs: number) => {

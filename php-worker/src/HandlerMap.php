@@ -68,6 +68,11 @@ final class HandlerMap
                 "handlers file {$path} must return an array of job type => Handler, got " . get_debug_type($entries),
             );
         }
+        if ($entries === []) {
+            throw new ConfigError(
+                "handlers file {$path} maps no job type: the worker would fail every job it leases",
+            );
+        }
 
         return self::fromArray($entries, "handlers file {$path}");
     }

@@ -208,7 +208,7 @@ class Worker
         } catch (Throwable $error) {
             if (!$this->heartbeatFailureLogged) {
                 $this->heartbeatFailureLogged = true;
-                $this->logger->warn('heartbeat failed', $this->finishFields($job) + [
+                $this->logger->warn('heartbeat failed', Logger::jobFields($job) + [
                     'error' => $error->getMessage(),
                     'error_class' => $error::class,
                     'next' => 'the job goes on; further failed heartbeats of this job are not logged',
@@ -353,7 +353,10 @@ class Worker
     private static function outcomeOf(Throwable $thrown): Outcome
     {
         return match (true) {
-            $thrown instanceof InvalidHandler,
+            // Named as the worker's other own failures are (UnknownJobType, JobTimeout).
+            $thrown instanceof InvalidHandler => Outcome::fail(
+                new ErrorReport($thrown->getMessage(), 'InvalidHandler'),
+            ),
             $thrown instanceof FailJob => Outcome::fail(ErrorReport::fromThrowable($thrown)),
             $thrown instanceof RetryJob => Outcome::retry(ErrorReport::fromThrowable($thrown), $thrown->delayMs),
             default => Outcome::retry(ErrorReport::fromThrowable($thrown)),

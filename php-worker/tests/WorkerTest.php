@@ -660,6 +660,8 @@ final class WorkerTest extends TestCase
         self::assertSame('warn', $failures[0]['level']);
         self::assertSame($error->getMessage(), $failures[0]['error']);
         self::assertSame($error::class, $failures[0]['error_class']);
+        self::assertSame('echo', $failures[0]['type'], 'the line names the job');
+        self::assertArrayNotHasKey('duration_ms', $failures[0], 'the job has not ended');
         self::assertNotContains('lease lost', $this->logs->messages());
     }
 
@@ -813,7 +815,7 @@ final class WorkerTest extends TestCase
         $this->runWorker([], maxJobs: 1, factories: ['echo' => fn () => 42]);
 
         [$call, , $message, $class] = $this->transport->settlements()[0];
-        self::assertSame(['fail', InvalidHandler::class], [$call, $class]);
+        self::assertSame(['fail', 'InvalidHandler'], [$call, $class]);
         self::assertStringContainsString('the factory for job type echo returned int', $message);
     }
 

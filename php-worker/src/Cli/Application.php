@@ -98,7 +98,8 @@ class Application
 
     /**
      * A fatal error PHP raises while compiling the file (a function declared twice, say) cannot
-     * be caught: it still ends the process as a configuration error, with the reason.
+     * be caught, nor can an exit() in the file: either still ends the process as a configuration
+     * error, with the reason.
      *
      * @throws ConfigError
      */
@@ -108,12 +109,18 @@ class Application
         $display = ini_set('display_errors', '0');
         $log = ini_set('log_errors', '0');
         register_shutdown_function(function () use (&$loading, $file): void {
-            $error = error_get_last();
-            if ($loading && $error !== null && ($error['type'] & self::FATAL_ERRORS) !== 0) {
-                fwrite($this->stderr, "jobgate-worker: configuration error: handlers file {$file} failed to load: "
-                    . "{$error['message']} at {$error['file']}:{$error['line']}\n");
-                exit(ExitCode::CONFIG);
+            if (!$loading) {
+                return;
             }
+            $error = error_get_last();
+            $why = $error !== null && ($error['type'] & self::FATAL_ERRORS) !== 0
+                ? "{$error['message']} at {$error['file']}:{$error['line']}"
+                : 'it ended the process (exit() or die() in the file)';
+            fwrite(
+                $this->stderr,
+                "jobgate-worker: configuration error: handlers file {$file} failed to load: {$why}\n",
+            );
+            exit(ExitCode::CONFIG);
         });
         try {
             return HandlerMap::fromFile($file);
@@ -230,8 +237,16 @@ class Application
             throw new ConfigError('cannot read the Redis TLS file ' . implode(', ', $unreadable));
         }
         $scripts = ScriptLibrary::fromDirectory($config->luaDir);
-        $readTimeout = $config->sleepSeconds + self::READ_TIMEOUT_GRACE_SECONDS;
-        $this->warnOfALeaseNoLongerThan($readTimeout, $config, $logger, 'keep --lease above --sleep plus 5 s');
+        // The longest blocking call is one slice of an idle wait: a silent host is noticed, and a
+        // stop request obeyed, that soon after it, whatever --sleep is.
+        $readTimeout = min($config->sleepSeconds, Transport::IDLE_WAIT_SLICE_MS / 1000)
+            + self::READ_TIMEOUT_GRACE_SECONDS;
+        $this->warnOfALeaseNoLongerThan(
+            $readTimeout,
+            $config,
+            $logger,
+            "keep --lease above {$readTimeout} s (a wait for work, at most 1 s, plus 5 s for the reply)",
+        );
         $connection = match (true) {
             $config->sentinel !== null => new SentinelConnection(
                 $config->sentinel,
@@ -297,17 +312,23 @@ class Application
      */
     protected function reportPhpErrorsAsLogLines(Logger $logger, Worker $worker): void
     {
-        set_error_handler(static function (int $level, string $message, string $file, int $line) use ($logger): bool {
+        $handler = static function (int $level, string $message, string $file, int $line) use ($logger, $worker): bool {
             if ((error_reporting() & $level) === 0) {
                 return false;
             }
             if (($level & (E_USER_ERROR | E_RECOVERABLE_ERROR)) !== 0) {
                 throw new ErrorException($message, 0, $level, $file, $line);
             }
-            $logger->warn('php warning', ['error' => $message, 'error_level' => $level, 'at' => "{$file}:{$line}"]);
+            $job = $worker->currentJob();
+            $logger->warn('php warning', ($job === null ? [] : Logger::jobFields($job)) + [
+                'error' => $message,
+                'error_level' => $level,
+                'at' => "{$file}:{$line}",
+            ]);
 
             return true;
-        });
+        };
+        set_error_handler($handler);
         // PHP's own report of a fatal error would be a raw line on stderr before the JSON one.
         ini_set('log_errors', '0');
         ini_set('display_errors', '0');

@@ -99,7 +99,10 @@ final class OptionParser
     public function parse(array $args): WorkerConfig
     {
         $given = $this->read($args);
-        $single = fn (string $name, string $env = ''): ?string => $given[$name][0] ?? $this->env($env);
+        $transport = $given['transport'][0] ?? 'redis';
+        // The variables of the other transport's options are not read: they may serve other programs.
+        $single = fn (string $name, string $env = ''): ?string => $given[$name][0]
+            ?? ((self::TRANSPORT_OF[$name] ?? $transport) === $transport ? $this->env($env) : null);
         $source = static fn (string $name, string $env): string => isset($given[$name]) ? "--{$name}" : $env;
 
         $queues = $given['queue'] ?? [];
@@ -115,7 +118,6 @@ final class OptionParser
         $handlers = $single('handlers')
             ?? throw new UsageError('--handlers is required (a PHP file returning the handler map)');
 
-        $transport = $single('transport') ?? 'redis';
         if (!in_array($transport, ['redis', 'http'], true)) {
             throw new UsageError("--transport must be redis or http (got \"{$transport}\")");
         }
@@ -133,7 +135,7 @@ final class OptionParser
             if ($gateway === null) {
                 throw new UsageError('--transport=http needs --gateway=URL (or JOBGATE_URL)');
             }
-            if (!preg_match('#^https?://[^/\s]+#i', $gateway)) {
+            if (!self::isHttpUrl($gateway)) {
                 throw new UsageError(
                     "{$source('gateway', 'JOBGATE_URL')} must be an http:// or https:// URL (got \"{$gateway}\")",
                 );
@@ -145,7 +147,7 @@ final class OptionParser
         $workerId = $single('worker-id') ?? $this->defaultWorkerId;
         self::requirePattern('--worker-id', $workerId, self::WORKER_ID_PATTERN, '[A-Za-z0-9_.:@/-]{1,128}');
 
-        if ($this->env('REDIS_CLUSTER') !== null) {
+        if ($transport === 'redis' && $this->env('REDIS_CLUSTER') !== null) {
             throw new UsageError(
                 "REDIS_CLUSTER is no longer read: name the cluster's seed nodes in REDIS_CLUSTER_NODES, "
                 . 'which the gateway reads too',
@@ -243,6 +245,17 @@ final class OptionParser
         }
 
         return $given;
+    }
+
+    /** An http(s) URL curl can take: a host, a numeric port if any, no white space or controls. */
+    private static function isHttpUrl(string $url): bool
+    {
+        if (!preg_match('#^https?://[^/\s]+#i', $url) || preg_match('/[\s\x00-\x1f\x7f]/', $url)) {
+            return false;
+        }
+        $parts = parse_url($url);
+
+        return is_array($parts) && ($parts['host'] ?? '') !== '' && ($parts['port'] ?? 1) > 0;
     }
 
     private function env(string $name): ?string

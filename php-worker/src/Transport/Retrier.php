@@ -88,14 +88,16 @@ final class Retrier
      * Logs a best-effort call (a heartbeat) that did not reach the server, once until a call
      * does: nothing waits or tries it again, and a handler reporting progress often would
      * otherwise log each one.
+     *
+     * @param array<string, mixed> $fields what the call was for (the job's fields)
      */
-    public function note(Unavailable $unavailable, string $call): void
+    public function note(Unavailable $unavailable, string $call, array $fields = []): void
     {
         if ($this->outageNoted) {
             return;
         }
         $this->outageNoted = true;
-        $this->logger->warn("{$call} not sent, server unavailable", ['error' => $unavailable->getMessage()]);
+        $this->logger->warn("{$call} not sent, server unavailable", $fields + ['error' => $unavailable->getMessage()]);
     }
 
     public function recovered(): void

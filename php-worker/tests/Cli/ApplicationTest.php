@@ -254,14 +254,17 @@ final class ApplicationTest extends TestCase
     public function testALeaseNoLongerThanTheReadTimeoutIsWarnedOf(): void
     {
         $about = 'lease no longer than the reply timeout';
-        self::assertSame([], $this->startAndStopAtOnce(1, ['--lease=36', '--sleep=30'], $about));
-        $lines = $this->startAndStopAtOnce(1, ['--lease=35', '--sleep=30'], $about);
+        // An idle wait blocks 1 s at a time, whatever --sleep: the read timeout is 1 s plus 5 s.
+        self::assertSame([], $this->startAndStopAtOnce(1, ['--lease=7', '--sleep=30'], $about));
+        $lines = $this->startAndStopAtOnce(1, ['--lease=6', '--sleep=30'], $about);
         self::assertCount(1, $lines);
         self::assertSame(
-            ['warn', 35, 35.0, 'redis'],
+            ['warn', 6, 6.0, 'redis'],
             [$lines[0]['level'], $lines[0]['lease_s'], $lines[0]['reply_timeout_s'], $lines[0]['transport']],
         );
-        self::assertStringContainsString('keep --lease above --sleep plus 5 s', $lines[0]['error']);
+        self::assertStringContainsString('keep --lease above 6 s', $lines[0]['error']);
+        $short = $this->startAndStopAtOnce(1, ['--lease=5', '--sleep=0.5'], $about);
+        self::assertSame(5.5, $short[0]['reply_timeout_s'], 'a shorter --sleep waits less');
     }
 
     public function testOverHttpALeaseNoLongerThanARequestsTimeoutIsWarnedOf(): void

@@ -130,8 +130,6 @@ final class OptionParserTest extends TestCase
             'REDIS_URL' => 'redis://:secret@cache:7000',
             'REDIS_CLUSTER_NODES' => 'n1:7001, n2:7002',
             'KEY_PREFIX' => 'prod',
-            'JOBGATE_URL' => 'https://jobs.example.com',
-            'JOBGATE_API_KEY' => 'from-env',
             'JOBGATE_LUA_DIR' => '/opt/lua',
             'JOB_RETENTION' => '48h',
             'DEAD_RETENTION' => '2d',
@@ -150,12 +148,17 @@ final class OptionParserTest extends TestCase
             $config->clusterSeeds ?? [],
         ), 'every node logs in as REDIS_URL says');
         self::assertSame('prod', $config->prefix);
-        self::assertSame('https://jobs.example.com', $config->gatewayUrl);
-        self::assertSame('from-env', $config->apiKey);
         self::assertSame('/opt/lua', $config->luaDir);
         self::assertSame(48 * 3_600_000, $config->jobRetentionMs);
         self::assertSame(2 * 86_400_000, $config->deadRetentionMs);
         self::assertSame(2000, $config->eventsMaxLen);
+
+        $http = $this->parse([...self::REQUIRED, '--transport=http'], [
+            'JOBGATE_URL' => 'https://jobs.example.com',
+            'JOBGATE_API_KEY' => 'from-env',
+        ]);
+        self::assertSame('https://jobs.example.com', $http->gatewayUrl);
+        self::assertSame('from-env', $http->apiKey);
     }
 
     public function testSecondsTakeDurationsWithUnitsToo(): void
@@ -300,23 +303,68 @@ final class OptionParserTest extends TestCase
      * @dataProvider variableErrors
      * @param array<string, string> $env
      */
-    public function testAValueFromTheEnvironmentIsNamedByItsVariable(array $env, string $expected): void
-    {
+    public function testAValueFromTheEnvironmentIsNamedByItsVariable(
+        string $transport,
+        array $env,
+        string $expected,
+    ): void {
         $this->expectException(UsageError::class);
         $this->expectExceptionMessage($expected);
-        $this->parse(['--queue=q', '--handlers=h.php', '--transport=http'], ['JOBGATE_URL' => 'http://gw', ...$env]);
+        $this->parse(['--queue=q', '--handlers=h.php', "--transport={$transport}"], $env);
     }
 
-    /** @return array<string, array{array<string, string>, string}> */
+    /** @return array<string, array{string, array<string, string>, string}> */
     public static function variableErrors(): array
     {
         return [
-            'retention' => [['JOB_RETENTION' => '1w'], 'JOB_RETENTION must be a duration'],
-            'dead retention' => [['DEAD_RETENTION' => 'forever'], 'DEAD_RETENTION must be a duration'],
-            'events cap' => [['EVENTS_MAX_LEN' => '5'], 'EVENTS_MAX_LEN must be an integer from 100'],
-            'prefix' => [['KEY_PREFIX' => 'a:b'], 'KEY_PREFIX must match'],
-            'gateway' => [['JOBGATE_URL' => 'gw:3000'], 'JOBGATE_URL must be an http:// or https:// URL'],
+            'retention' => ['redis', ['JOB_RETENTION' => '1w'], 'JOB_RETENTION must be a duration'],
+            'dead retention' => ['redis', ['DEAD_RETENTION' => 'forever'], 'DEAD_RETENTION must be a duration'],
+            'events cap' => ['redis', ['EVENTS_MAX_LEN' => '5'], 'EVENTS_MAX_LEN must be an integer from 100'],
+            'prefix' => ['redis', ['KEY_PREFIX' => 'a:b'], 'KEY_PREFIX must match'],
+            'gateway' => ['http', ['JOBGATE_URL' => 'gw:3000'], 'JOBGATE_URL must be an http:// or https:// URL'],
+            'gateway with a space' => [
+                'http',
+                ['JOBGATE_URL' => 'http://127.0.0.1:3000 oops'],
+                'JOBGATE_URL must be an http:// or https:// URL',
+            ],
+            'gateway with a bad port' => [
+                'http',
+                ['JOBGATE_URL' => 'http://gw:port'],
+                'JOBGATE_URL must be an http:// or https:// URL',
+            ],
         ];
+    }
+
+    public function testTheVariablesOfTheOtherTransportAreLeftAlone(): void
+    {
+        // Another program's Redis settings, none of them valid for this worker.
+        $redisSide = [
+            'REDIS_URL' => 'redis://secret@h:0/?db=2',
+            'REDIS_TLS_CA_FILE' => '/etc/ssl/ca.pem',
+            'REDIS_CLUSTER' => 'n1:7000',
+            'REDIS_CLUSTER_NODES' => 'n1',
+            'REDIS_SENTINELS' => 'a:1',
+            'KEY_PREFIX' => 'bad prefix',
+            'JOB_RETENTION' => '0',
+            'DEAD_RETENTION' => 'xx',
+            'EVENTS_MAX_LEN' => '5',
+        ];
+        $config = $this->parse(
+            ['--queue=q', '--handlers=h.php', '--transport=http'],
+            ['JOBGATE_URL' => 'http://gw:3000', ...$redisSide],
+        );
+        self::assertSame('http', $config->transport);
+        self::assertSame('http://gw:3000', $config->gatewayUrl);
+        self::assertSame('jobgate', $config->prefix);
+        self::assertNull($config->clusterSeeds);
+        self::assertNull($config->sentinel);
+
+        $config = $this->parse(
+            ['--queue=q', '--handlers=h.php'],
+            ['JOBGATE_URL' => 'not a url', 'JOBGATE_API_KEY' => 'k'],
+        );
+        self::assertSame('redis', $config->transport);
+        self::assertNull($config->apiKey, 'the gateway key is not read for the redis transport');
     }
 
     /**

@@ -619,7 +619,8 @@ final class HttpTransportTest extends TestCase
         $this->http->responses = [$answer];
 
         self::assertTrue($this->transport()->heartbeat(Jobs::make(), 30_000));
-        self::assertNotNull($this->logs->first('heartbeat not sent, server unavailable'));
+        $note = $this->logs->first('heartbeat not sent, server unavailable');
+        self::assertSame(Jobs::make()->id, $note['job_id'] ?? null, 'the line names the job');
         self::assertSame([], $this->clock->sleeps, 'a heartbeat is not retried');
     }
 

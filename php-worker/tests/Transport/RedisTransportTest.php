@@ -523,6 +523,7 @@ final class RedisTransportTest extends TestCase
         );
         self::assertCount(2, $notes, 'once for the first outage, once for the second');
         self::assertSame('Connection refused', array_values($notes)[0]['error']);
+        self::assertSame(Jobs::make()->id, array_values($notes)[0]['job_id'], 'the line names the job');
     }
 
     public function testARepliedStatusOutsideTheContractIsABug(): void

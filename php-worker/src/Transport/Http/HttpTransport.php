@@ -9,6 +9,7 @@ use DateTimeImmutable;
 use Exception;
 use Jobgate\Worker\Job;
 use Jobgate\Worker\Json;
+use Jobgate\Worker\Logger;
 use Jobgate\Worker\ProgressRejected;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
@@ -191,7 +192,7 @@ final class HttpTransport implements Transport
             $response = $this->post($this->jobUrl($job, 'heartbeat'), $body, $this->jobHeaders($job));
             $held = $this->stateAfter($response, 'heartbeat', ['active']) !== null;
         } catch (Unavailable $unavailable) {
-            $this->retrier->note($unavailable, 'heartbeat');
+            $this->retrier->note($unavailable, 'heartbeat', Logger::jobFields($job));
 
             return true;
         }

@@ -6,6 +6,7 @@ namespace Jobgate\Worker\Transport\Redis;
 
 use Closure;
 use Jobgate\Worker\Job;
+use Jobgate\Worker\Logger;
 use Jobgate\Worker\ProgressRejected;
 use Jobgate\Worker\StopRequest;
 use Jobgate\Worker\Transport\AckAndNext;
@@ -213,7 +214,7 @@ final class RedisTransport implements Transport
                 [$job->id, $job->leaseToken, (string) $leaseMs, $progressJson ?? ''],
             );
         } catch (Unavailable $unavailable) {
-            $this->retrier->note($unavailable, 'heartbeat');
+            $this->retrier->note($unavailable, 'heartbeat', Logger::jobFields($job));
 
             return true;
         }
