@@ -105,8 +105,15 @@ else
 end
 
 local entry = '{"at":' .. now_text .. ',"state":"' .. state .. '"}'
-redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
-  'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, unpack(ARGV, 11))
+if state == 'queued' then
+  -- Its place in line, as push_ready gives it (PROTOCOL.md, "Places in line").
+  local seq = string.format('%d', redis.call('HINCRBY', stats_key, 'ready_seq', '1'))
+  redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
+    'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, 'ready_seq', seq, unpack(ARGV, 11))
+else
+  redis.call('HSET', job_key, 'id', id, 'state', state, 'attempts', '0', 'created_at', now_text,
+    'run_at', due_text, 'updated_at', now_text, 'hn', '1', 'h:1', entry, unpack(ARGV, 11))
+end
 local expires_at = ''
 if ttl > 0 then
   expires_at = now + ttl

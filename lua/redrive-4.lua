@@ -31,6 +31,7 @@
 ]]
 
 -- @include transition
+-- @include ready
 -- @include wake
 
 local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -63,7 +64,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', key, 'state', 'queued', 'attempts', 0, 'run_at', now, 'updated_at', now)
     redis.call('HDEL', key, 'finished_at', 'expires_at')
     redis.call('PERSIST', key)
-    redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
+    push_ready(prefix, id, priority, false)
     record_transition(key, events_key, events_max, id, {at = now, state = 'queued', reason = 'redrive'})
     count = count + 1
   end

@@ -26,6 +26,7 @@
 ]]
 
 -- @include transition
+-- @include ready
 -- @include wake
 
 local job_key, active_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -48,7 +49,7 @@ redis.call('HSET', job_key, 'state', 'queued', 'attempts', attempt - 1, 'updated
 redis.call('ZREM', active_key, id)
 redis.call('DEL', prefix .. 'lease:' .. token)
 -- It was next in line when it was leased: it goes back in front of whatever came since.
-redis.call('RPUSH', prefix .. 'ready:' .. priority, id)
+push_ready(prefix, id, priority, true)
 
 record_transition(job_key, events_key, events_max, id,
   {at = now, state = 'queued', attempt = attempt, reason = 'released'})

@@ -39,6 +39,7 @@
 ]]
 
 -- @include transition
+-- @include ready
 -- @include prune-dead
 -- @include wake
 -- @include throughput
@@ -132,7 +133,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_key, '-inf', now_text,
       expire(key, id)
     else
       redis.call('HSET', key, 'state', 'queued', 'updated_at', now)
-      redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
+      push_ready(prefix, id, priority, false)
       record(key, id, {at = now, state = 'queued'})
       moved, made_ready[id] = moved + 1, true
     end
@@ -165,7 +166,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', active_key, '-inf', now_text, 'L
     else
       redis.call('HSET', key, 'state', 'queued', 'last_error', last_error, 'updated_at', now)
       record(key, id, {at = now, state = 'queued', attempt = tonumber(attempts), error = message})
-      back[#back + 1] = {prefix .. 'ready:' .. priority, id}
+      back[#back + 1] = {id, priority}
       moved, made_ready[id] = moved + 1, true
     end
   end
@@ -173,7 +174,7 @@ end
 -- They were taken before anything now waiting: back to the front of the line, the earliest
 -- deadline at the very front.
 for i = #back, 1, -1 do
-  redis.call('RPUSH', back[i][1], back[i][2])
+  push_ready(prefix, back[i][1], back[i][2], true)
 end
 
 -- A paused queue leases nothing; idle workers wait until resume wakes them.

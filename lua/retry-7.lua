@@ -40,6 +40,7 @@
 ]]
 
 -- @include transition
+-- @include ready
 -- @include prune-dead
 -- @include wake
 -- @include lease-lost
@@ -105,7 +106,7 @@ end
 count('retried')
 if delay <= 0 then
   redis.call('HSET', job_key, 'state', 'queued', 'run_at', now, 'ended_lease', 'queued:' .. token)
-  redis.call('LPUSH', prefix .. 'ready:' .. priority, id)
+  push_ready(prefix, id, priority, false)
   wake(wake_key, 1)
   record({at = now, state = 'queued', attempt = attempts, error = message, delay_ms = 0})
   return {'QUEUED', now}

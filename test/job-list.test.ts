@@ -144,7 +144,11 @@ t.test('queued, walked by next while workers take jobs and producers add them', 
 
   const first = (await list(app, 'state=queued&limit=3')).body
   t.strictSame(ids(first), [b, e, a])
-  t.equal(first.next, `5.${a}`, "the cursor names the page's last job, by priority")
+  t.match(
+    first.next,
+    new RegExp(`^6\\d{14}\\.${a}$`),
+    "the cursor names the page's last job, by priority (5 + 1) and place in line",
+  )
 
   for (let i = 0; i < 3; i++) {
     await app.inject({ method: 'POST', url: '/v1/queues/q/jobs:reserve', payload: { worker: 'w' } })
@@ -162,6 +166,101 @@ t.test('queued, walked by next while workers take jobs and producers add them', 
   t.equal(third.next, null)
   t.notOk(ids(third).includes(ahead))
 })
+
+t.test(
+  'queued, walked by next when the cursor went back to the list or was cancelled',
+  async (t) => {
+    const { app } = await startGateway(t)
+    const reserve = async () =>
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/v1/queues/q/jobs:reserve',
+          payload: { worker: 'w', wait_ms: 0 },
+        })
+      ).json()
+    const submitted: string[] = []
+    for (let i = 0; i < 6; i++) submitted.push(await submit(app, { type: 't' }))
+    const [a, b, c, d, e, f] = submitted as [string, string, string, string, string, string]
+
+    // The cursor's job is taken and retried at once: it goes back to the end of the line.
+    const first = (await list(app, 'state=queued&limit=2')).body
+    t.strictSame(ids(first), [a, b])
+    await reserve()
+    const taken = await reserve()
+    t.equal(taken.job.id, b)
+    const retried = await app.inject({
+      method: 'POST',
+      url: `/v1/queues/q/jobs/${b}:retry`,
+      payload: { lease_token: taken.lease.token, error: { message: 'm' }, delay_ms: 0 },
+    })
+    t.equal(retried.statusCode, 200)
+    t.strictSame(ids((await list(app, 'state=queued')).body), [c, d, e, f, b])
+    const second = (await list(app, `state=queued&limit=2&after=${first.next}`)).body
+    t.strictSame(ids(second), [c, d], 'the jobs that were behind it, not the end of the list')
+    t.equal(second.offset, 0)
+    const third = (await list(app, `state=queued&after=${second.next}`)).body
+    t.strictSame(ids(third), [e, f, b], 'then the rest, the retried job in its new place')
+
+    // The cursor's job is cancelled from the middle of the list: nothing shown comes again.
+    const page = (await list(app, 'state=queued&limit=2')).body
+    t.strictSame(ids(page), [c, d])
+    const canceled = await app.inject({ method: 'DELETE', url: `/v1/queues/q/jobs/${d}` })
+    t.equal(canceled.statusCode, 200)
+    const next = (await list(app, `state=queued&after=${page.next}`)).body
+    t.strictSame(ids(next), [e, f, b], 'right after the cancelled cursor')
+    t.equal(next.offset, 1, 'behind the job shown before it')
+  },
+)
+
+t.test(
+  'places in line never fall from the front of a ready list to its back, whatever pushed the jobs',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    const reserve = async () =>
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/v1/queues/q/jobs:reserve',
+          payload: { worker: 'w', wait_ms: 0, lease_ms: 1000 },
+        })
+      ).json()
+    const finish = (id: string, action: string, payload: object) =>
+      app.inject({ method: 'POST', url: `/v1/queues/q/jobs/${id}:${action}`, payload })
+    const dying = await submit(app, { type: 't', max_attempts: 1 })
+    const retried = await submit(app, { type: 't' })
+    const lapsed = await submit(app, { type: 't' })
+    await submit(app, { type: 't', delay_ms: 300 })
+    for (let i = 0; i < 3; i++) await submit(app, { type: 't' })
+
+    const first = await reserve()
+    await finish(dying, 'fail', { lease_token: first.lease.token, error: { message: 'm' } })
+    const second = await reserve()
+    await finish(retried, 'retry', {
+      lease_token: second.lease.token,
+      error: { message: 'm' },
+      delay_ms: 0,
+    })
+    t.equal((await reserve()).job.id, lapsed, 'its lease runs out, unreported')
+    await app.inject({ method: 'POST', url: `/v1/queues/q/dead/${dying}:redrive` })
+    for (let i = 0; i < 2; i++) await submit(app, { type: 't' })
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    // This reserve promotes the due job and puts the lapsed one back in front, then takes it.
+    t.equal((await reserve()).job.id, lapsed)
+
+    const list = await client.lrange('jobgate:{q}:ready:5', 0, -1)
+    const places: number[] = []
+    for (const id of list.reverse()) {
+      places.push(Number(await client.hget(`jobgate:{q}:job:${id}`, 'ready_seq')))
+    }
+    t.equal(places.length, 8, 'every job but the one leased is waiting')
+    t.ok(
+      places.every((place, i) => i === 0 || place >= (places[i - 1] as number)),
+      `front to back: ${places.join(', ')}`,
+    )
+    t.equal(new Set(places).size, places.length, 'every job pushed onto the back has its own')
+  },
+)
 
 t.test('scheduled, walked by next while jobs are canceled and added', async (t) => {
   const { app } = await startGateway(t)
