@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { newApiKey } from '../src/auth.js'
 import { EventReader } from './helpers/event-source.js'
 import { GatewayProcess, gatewayOnOwnRedis } from './helpers/gateway-process.js'
@@ -103,13 +103,19 @@ t.test('starts without Redis and reports not ready, then ready once Redis is up'
   t.equal(status, 200)
 })
 
-t.test('SIGHUP reads the API keys file again; a bad file keeps the keys in use', async (t) => {
+/** An API keys file holding the key `old`, and the key `rotated` to put in its place. */
+function keyRotation(t: Test) {
   const dir = mkdtempSync(join(tmpdir(), 'jobgate-keys-'))
   t.teardown(() => rmSync(dir, { recursive: true }))
   const file = join(dir, 'keys')
   const old = newApiKey('billing', ['read'])
   const rotated = newApiKey('billing', ['read'])
   writeFileSync(file, `${old.entry}\n`)
+  return { file, old, rotated }
+}
+
+t.test('SIGHUP reads the API keys file again; a bad file keeps the keys in use', async (t) => {
+  const { file, old, rotated } = keyRotation(t)
   const redis = await RedisServer.start()
   t.teardown(() => redis.destroy())
   const gateway = await GatewayProcess.start({ REDIS_URL: redis.url, API_KEYS_FILE: file })
@@ -152,12 +158,7 @@ t.test('SIGHUP reads the API keys file again; a bad file keeps the keys in use',
 })
 
 t.test('a SIGHUP that comes while the gateway boots is applied once it listens', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'jobgate-keys-'))
-  t.teardown(() => rmSync(dir, { recursive: true }))
-  const file = join(dir, 'keys')
-  const old = newApiKey('billing', ['read'])
-  const rotated = newApiKey('billing', ['read'])
-  writeFileSync(file, `${old.entry}\n`)
+  const { file, old, rotated } = keyRotation(t)
   // No Redis at this address yet: the gateway waits 2 s for it before it listens.
   const redisPort = await freePort()
   const gateway = await GatewayProcess.start(
