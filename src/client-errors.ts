@@ -44,18 +44,24 @@ export function answerConnect(_request: unknown, socket: Socket): void {
  * one is a problem document. The request's body, if it comes, is read and dropped by Node.
  */
 export function answerExpectation(request: IncomingMessage, response: ServerResponse): void {
-  const requestId = requestIdOf(request)
   const problem = new ProblemError(
     'EXPECTATION_FAILED',
     'The gateway meets no Expect but 100-continue: send the request without it.',
   )
-  const body = JSON.stringify(problem.toDocument(undefined, requestId))
-  response.writeHead(problem.status, {
-    'content-type': PROBLEM_CONTENT_TYPE,
-    'content-length': Buffer.byteLength(body),
-    'x-request-id': requestId,
-  })
+  const { headers, body } = problemAnswer(problem, requestIdOf(request))
+  response.writeHead(problem.status, headers)
   response.end(body)
+}
+
+/** A problem document and the headers it goes with, for the answers written outside Fastify. */
+function problemAnswer(problem: ProblemError, requestId: string) {
+  const body = JSON.stringify(problem.toDocument(undefined, requestId))
+  const headers = {
+    'Content-Type': PROBLEM_CONTENT_TYPE,
+    'Content-Length': String(Buffer.byteLength(body)),
+    'X-Request-ID': requestId,
+  }
+  return { headers, body }
 }
 
 function answerOnSocket(socket: Socket, problem: ProblemError): void {
@@ -66,14 +72,11 @@ function answerOnSocket(socket: Socket, problem: ProblemError): void {
     socket.destroy()
     return
   }
-  const requestId = randomUUID()
-  const body = JSON.stringify(problem.toDocument(undefined, requestId))
+  const { headers, body } = problemAnswer(problem, randomUUID())
   socket.end(
     [
       `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}`,
-      `Content-Type: ${PROBLEM_CONTENT_TYPE}`,
-      `Content-Length: ${Buffer.byteLength(body)}`,
-      `X-Request-ID: ${requestId}`,
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
       'Connection: close',
       '',
       body,

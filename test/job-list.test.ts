@@ -186,6 +186,8 @@ t.test(
     // The cursor's job is taken and retried at once: it goes back to the end of the line.
     const first = (await list(app, 'state=queued&limit=2')).body
     t.strictSame(ids(first), [a, b])
+    const oldForm = (await list(app, `state=queued&limit=2&after=5.${b}`)).body
+    t.strictSame(ids(oldForm), [c, d], 'a cursor of the form before places in line still works')
     await reserve()
     const taken = await reserve()
     t.equal(taken.job.id, b)

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import secureJson from 'secure-json-parse'
 import { ProblemError } from '../errors.js'
@@ -118,6 +118,9 @@ export const UNSUPPORTED_DETAIL = 'Send the body as application/json.'
  */
 export const NO_BODY_DETAIL = 'This operation takes no body: send none, or {}.'
 
+/** A route without a body schema (openapi.yaml gives its operation no request body). */
+const takesNoBody = (request: FastifyRequest) => request.routeOptions.schema?.body === undefined
+
 function isEmptyObject(value: unknown): boolean {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
   for (const _ in value) return false
@@ -165,7 +168,7 @@ export default fp(
         )
       }
       if (bytes.length === 0) {
-        if (request.routeOptions.schema?.body === undefined) return done(null, undefined)
+        if (takesNoBody(request)) return done(null, undefined)
         return done(
           new ProblemError(
             'INVALID_JSON',
@@ -190,7 +193,7 @@ export default fp(
         // The parser's reason: a syntax error's place, or a `__proto__` key it refuses.
         return done(invalidJson((error as Error).message))
       }
-      if (request.routeOptions.schema?.body === undefined && !isEmptyObject(value)) {
+      if (takesNoBody(request) && !isEmptyObject(value)) {
         return done(new ProblemError('VALIDATION_FAILED', NO_BODY_DETAIL))
       }
       const reason = MAY_NOT_ROUND_TRIP.test(body) ? unfaithful(value) : null
@@ -209,10 +212,7 @@ export default fp(
     // Any other type: refused, unless the route takes no body and there is none (a client's
     // default Content-Type on a bare POST), which Fastify would refuse too.
     app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, bytes, done) => {
-      if (
-        request.is404 ||
-        (bytes.length === 0 && request.routeOptions.schema?.body === undefined)
-      ) {
+      if (request.is404 || (bytes.length === 0 && takesNoBody(request))) {
         done(null, undefined)
       } else {
         done(new ProblemError('UNSUPPORTED_MEDIA_TYPE', UNSUPPORTED_DETAIL))
