@@ -68,6 +68,10 @@ t.test('./dev up brings up Redis, the gateway and a PHP worker; its curl runs a 
   t.match(stdout, /^HTTP\/1\.1 202 Accepted/)
   const location = /^location: (\S+)/im.exec(stdout)?.[1]
   t.match(location, /^\/v1\/queues\/emails\/jobs\//)
+  t.notMatch(curl, /'Idempotency-Key: welcome-ada'/, "a key of this start's own")
+  const again = await run('bash', ['-c', curl ?? 'false'])
+  t.match(again.stdout, /^idempotent-replayed: true\r?$/im, 'sent again: a replay')
+  t.equal(/^location: (\S+)/im.exec(again.stdout)?.[1], location, 'of the same job')
 
   let state_ = ''
   for (let i = 0; i < 100 && state_ !== 'succeeded'; i++) {
@@ -216,7 +220,15 @@ t.test(
     const again = devUp({ ...env, PORT: String(await freePort()) })
     t.equal(await again.exited, 1)
     const named = /still run \(pids ([0-9 ]+)\)/.exec(again.out.text)?.[1]?.split(' ').map(Number)
-    t.strictSame(named?.sort(), [...pids].sort(), 'it names Redis, the gateway and the worker')
+    const [redis, gateway, worker] = pids
+    t.strictSame(named, [worker, gateway, redis], 'it names the worker, the gateway and Redis')
     t.notMatch(again.out.text, /starting redis-server/, 'no second Redis on the same data')
+
+    // The command it prints stops them in that order, each before the next.
+    const stop = /the worker first \((for pid in .*?done; done)\)/.exec(again.out.text)?.[1]
+    t.ok(stop, 'prints the command that stops them')
+    await run('bash', ['-c', stop ?? 'false'])
+    t.equal(await listening(port), false, 'the gateway is stopped')
+    t.equal(await listening(redisPort), false, 'Redis is stopped')
   },
 )
