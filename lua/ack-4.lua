@@ -25,6 +25,7 @@
                            the result is longer than max_bytes (1 MiB): nothing was changed
 ]]
 
+-- @include args
 -- @include transition
 -- @include lease-lost
 -- @include throughput
@@ -33,6 +34,9 @@ local RESULT_MAX_BYTES = 1048576
 
 local job_key, active_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token, result, retention, events_max, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+check_json(3)
+check_integer(4, 1)
+check_integer(5, 1)
 
 local state, lease_token, attempts, hn =
   unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'hn'))

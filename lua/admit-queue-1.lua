@@ -17,7 +17,10 @@
   {'FULL'}    the name was not there and the registry holds the maximum; nothing was written
 ]]
 
+-- @include args
+
 local registry, queue, max = KEYS[1], ARGV[1], tonumber(ARGV[2])
+check_integer(2, 0)
 
 if redis.call('SISMEMBER', registry, queue) == 1 then
   return {'KNOWN'}

@@ -20,10 +20,13 @@
   {'NOT_CANCELABLE', state}   active or finished: nothing was changed
 ]]
 
+-- @include args
 -- @include transition
 
 local job_key, scheduled_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, prefix, retention, events_max = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+check_integer(3, 1)
+check_integer(4, 1)
 
 local state, priority = unpack(redis.call('HMGET', job_key, 'state', 'priority'))
 if not state then return {'NOT_FOUND'} end

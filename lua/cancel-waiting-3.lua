@@ -21,19 +21,17 @@
   an error reply, changing nothing, for another state or a batch size below 1
 ]]
 
+-- @include args
 -- @include transition
 
 local scheduled_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3]
 local prefix, state, batch = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local retention, events_max = tonumber(ARGV[4]), ARGV[5]
-
 -- Taken from the scheduled set in another state, a job would be left in no structure at all.
-if state ~= 'queued' and state ~= 'scheduled' then
-  return redis.error_reply('ERR cancel-waiting: state must be queued or scheduled')
-end
-if not batch or batch < 1 then
-  return redis.error_reply('ERR cancel-waiting: the batch size must be 1 or more')
-end
+check_choice(2, {queued = true, scheduled = true})
+check_integer(3, 1)
+check_integer(4, 1)
+check_integer(5, 1)
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

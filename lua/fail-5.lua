@@ -25,6 +25,7 @@
                            reply was lost): ended_as is the state that call left the job in
 ]]
 
+-- @include args
 -- @include transition
 -- @include prune-dead
 -- @include lease-lost
@@ -33,6 +34,8 @@
 local job_key, active_key, dead_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local dead_retention, events_max, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+check_integer(5, 1)
+check_integer(6, 1)
 
 local state, lease_token, attempts = unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts'))
 if not state then return {'NOT_FOUND'} end

@@ -26,14 +26,12 @@
   an error reply, changing nothing, for another action
 ]]
 
+-- @include args
 -- @include wake
 
 local paused_key, wake_key, scheduled_key, active_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, action = ARGV[1], ARGV[2]
-
-if action ~= 'pause' and action ~= 'resume' then
-  return redis.error_reply('ERR pause: the action must be pause or resume')
-end
+check_choice(2, {pause = true, resume = true})
 
 if action == 'pause' then
   if redis.call('EXISTS', stats_key) == 0 then

@@ -19,8 +19,14 @@
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
+-- @include args
+
 local dead_key, stats_key = KEYS[1], KEYS[2]
 local prefix, one, limit, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+if one == '' then
+  check_integer(3, 1)
+  check_optional_integer(4, 0)
+end
 
 if up_to == nil or up_to == '' then
   local time = redis.call('TIME')

@@ -15,7 +15,11 @@
                     and the ms left in the window, at least 1
 ]]
 
+-- @include args
+
 local key, window, n = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+check_integer(1, 1)
+check_integer(2, 1)
 
 local count = redis.call('INCRBY', key, n)
 local ttl = -1

@@ -30,12 +30,18 @@
   {'NOT_DEAD', state}     (one id) the job is not dead: nothing was changed
 ]]
 
+-- @include args
 -- @include transition
 -- @include ready
 -- @include wake
 
 local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prefix, one, limit, events_max, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+check_integer(4, 1)
+if one == '' then
+  check_integer(3, 1)
+  check_optional_integer(5, 0)
+end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

@@ -25,12 +25,15 @@
                            was changed
 ]]
 
+-- @include args
 -- @include transition
 -- @include ready
 -- @include wake
 
 local job_key, active_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, id, token, deadline, events_max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+check_integer(4, 0)
+check_integer(5, 1)
 
 local state, held_by, held_until, attempts, priority = unpack(redis.call('HMGET', job_key,
   'state', 'lease_token', 'lease_deadline', 'attempts', 'priority'))

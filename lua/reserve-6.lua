@@ -38,6 +38,7 @@
                        the next lease runs out (0 = call again at once), -1 = nothing pending
 ]]
 
+-- @include args
 -- @include transition
 -- @include ready
 -- @include prune-dead
@@ -50,6 +51,10 @@ local prefix, worker, token = ARGV[1], ARGV[2], ARGV[3]
 local lease_ms, retention, dead_retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 
 local events_max = ARGV[7]
+check_integer(4, 1)
+check_integer(5, 1)
+check_integer(6, 1)
+check_integer(7, 1)
 
 local BATCH, BATCH_TEXT = 100, '100'
 local SKIP_LIMIT = 1000

@@ -14,7 +14,7 @@
   ARGV[2]  lease token from reserve
   ARGV[3]  error message
   ARGV[4]  error class
-  ARGV[5]  delay the worker asks for, ms; -1 = the job's back-off policy
+  ARGV[5]  delay the worker asks for, ms (used as it is, no jitter); -1 = the job's back-off policy
   ARGV[6]  a uniformly random number in [0, 1), for jitter
   ARGV[7]  retention of dead records, ms
   ARGV[8]  approximate maximum length of the events stream
@@ -39,6 +39,7 @@
                            reply was lost): ended_as is the state that call left the job in
 ]]
 
+-- @include args
 -- @include transition
 -- @include ready
 -- @include prune-dead
@@ -52,6 +53,11 @@ local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
 local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
 local job_retention = ARGV[10]
+check_integer(5, -1)
+check_fraction(6)
+check_integer(7, 1)
+check_integer(8, 1)
+check_integer(10, 1)
 
 local job = redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts', 'max_attempts', 'priority',
   'backoff_type', 'backoff_delay_ms', 'backoff_max_delay_ms', 'backoff_jitter', 'expires_at')

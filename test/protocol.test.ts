@@ -608,8 +608,14 @@ t.test(
         [`${prefix}scheduled`, `${prefix}events`, `${prefix}stats`],
         [prefix, state, batch, 60_000, 1000],
       )
-    await t.rejects(cancel('active', 10), /state must be queued or scheduled/)
-    await t.rejects(cancel('scheduled', 0), /batch size must be 1 or more/)
+    await t.rejects(
+      cancel('active', 10),
+      /bad argument ARGV\[2\]: must be one of queued, scheduled/,
+    )
+    await t.rejects(
+      cancel('scheduled', 0),
+      /bad argument ARGV\[3\]: must be a decimal integer from 1/,
+    )
     await t.rejects(
       runScript(
         client,
@@ -623,7 +629,7 @@ t.test(
         ],
         [prefix, 'halt'],
       ),
-      /action must be pause or resume/,
+      /bad argument ARGV\[2\]: must be one of pause, resume/,
     )
     t.strictSame(await client.keys('*'), before)
     t.equal(await client.zcard(`${prefix}scheduled`), 1, 'the scheduled job is still there')
