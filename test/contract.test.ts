@@ -166,7 +166,59 @@ t.test('the contract checker catches a response that breaks the contract', async
     1,
   )
   t.equal(checker.check({ ...ok, route: '/nope' }).length, 1, 'undocumented route')
+  const problem = {
+    ...ok,
+    headers: { 'content-type': 'application/problem+json', 'x-request-id': 'r' },
+    body: '{"type":"about:blank","title":"t","status":405,"detail":"d","code":"METHOD_NOT_ALLOWED"}',
+  }
+  t.strictSame(checker.check({ ...problem, status: 405 }), [], 'any operation may answer 405')
+  t.equal(
+    checker.check({ ...problem, status: 404 }).length,
+    1,
+    'the default answer stands for its own statuses only',
+  )
 })
+
+t.test('every operation documents the answers any operation may give', async (t) => {
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const method of HTTP_METHODS) {
+      const operation = item[method] as { responses: Record<string, { $ref?: string }> } | undefined
+      if (!operation) continue
+      t.equal(
+        operation.responses.default?.$ref,
+        '#/components/responses/AnyOperation',
+        `${method.toUpperCase()} ${path}`,
+      )
+    }
+  }
+})
+
+t.test(
+  'every get operation but the event stream answers HEAD as its GET, without a body',
+  async (t) => {
+    const { app } = await startGateway(t)
+    const submitted = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs',
+      headers: { 'content-type': 'application/json' },
+      payload: { type: 't' },
+    })
+    const id = (submitted.json() as { id: string }).id
+    for (const [path, item] of Object.entries(document.paths)) {
+      if (!item.get) continue
+      const url = `${path.replace('{queue}', 'q').replace('{id}', id)}${path.endsWith('/jobs') ? '?state=queued' : ''}`
+      const head = await app.inject({ method: 'HEAD', url })
+      if (path.endsWith('/events')) {
+        t.equal(head.statusCode, 405, `HEAD ${path}`)
+        continue
+      }
+      const get = await app.inject({ method: 'GET', url })
+      t.equal(head.statusCode, get.statusCode, `HEAD ${path}: the GET's status (${get.statusCode})`)
+      t.equal(head.headers['content-type'], get.headers['content-type'], `HEAD ${path}: its type`)
+      t.equal(head.body, '', `HEAD ${path}: no body`)
+    }
+  },
+)
 
 t.test('the gateway serves this contract, without a key, with an ETag', async (t) => {
   const { app } = await startGateway(t, {

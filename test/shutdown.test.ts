@@ -1,6 +1,7 @@
 import { Agent, request } from 'node:http'
 import { connect } from 'node:net'
 import t from 'tap'
+import { startGateway } from './helpers/gateway.js'
 import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { SubmissionLoad, until } from './helpers/load.js'
 
@@ -175,3 +176,33 @@ t.test(
     t.strictSame(await client.keys('jobgate:{q}:job:*'), [], 'no job was written')
   },
 )
+
+t.test('readiness once a shutdown began: 503 SHUTTING_DOWN, as openapi.yaml says', async (t) => {
+  const { app, url, checker } = await startGateway(t, { listen: true })
+  const agent = new Agent({ keepAlive: true })
+  t.teardown(() => agent.destroy())
+  const get = (path: string) =>
+    new Promise<{ status: number; retryAfter: unknown; body: string }>((resolve, reject) => {
+      request(`${url}${path}`, { agent }, (res) => {
+        let body = ''
+        res.on('data', (chunk: Buffer) => {
+          body += chunk.toString()
+        })
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }),
+        )
+      })
+        .on('error', reject)
+        .end()
+    })
+  t.equal((await get('/readyz')).status, 200)
+  const closed = app.close()
+  // The kept-alive connection may still bring a request for a moment: it gets the answer.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const answer = await get('/readyz')
+  t.equal(answer.status, 503)
+  t.equal(answer.retryAfter, '1')
+  t.match(JSON.parse(answer.body), { code: 'SHUTTING_DOWN' })
+  await closed
+  t.strictSame(checker.violations, [], 'the answer is the documented one')
+})
