@@ -478,3 +478,47 @@ t.test(
     t.strictSame(await listed(app), [])
   },
 )
+
+t.test(
+  'a delete after a first job or a redrive, before its name is added: no name without a queue',
+  async (t) => {
+    const { app, client, redis } = await startGateway(t)
+    const other = await startGateway(t, { redis })
+    // The job runs and its queue is deleted through another gateway before this one adds the
+    // queue's name, the step after the enqueue (a first job) or the redrive.
+    const registry = (
+      app.store.jobs as unknown as { registry: { add(queue: string): Promise<void> } }
+    ).registry
+    const add = registry.add.bind(registry)
+    t.teardown(() => {
+      registry.add = add
+    })
+    const deletedFirst = async (queue: string) => {
+      await finish(other.app, queue, 'ack')
+      t.equal((await remove(other.app, queue)).statusCode, 204, 'deleted once the job ran')
+      await add(queue)
+    }
+
+    registry.add = deletedFirst
+    await submitted(app, 'first')
+    t.strictSame(await client.smembers('jobgate:queues'), [], 'the first job: no name')
+    t.equal(await client.exists('jobgate:{first}:stats'), 0)
+
+    registry.add = add
+    await submitted(app, 'again')
+    const id = await finish(app, 'again', 'fail')
+    registry.add = deletedFirst
+    const redriven = await app.inject({
+      method: 'POST',
+      url: `/v1/queues/again/dead/${id}:redrive`,
+    })
+    t.equal(redriven.statusCode, 200)
+    t.strictSame(await client.smembers('jobgate:queues'), [], 'the redrive: no name')
+    t.equal((await app.inject({ method: 'GET', url: '/v1/queues/again' })).statusCode, 404)
+
+    // Still added when its queue is there.
+    registry.add = add
+    await submitted(app, 'kept')
+    t.strictSame(await client.smembers('jobgate:queues'), ['kept'])
+  },
+)

@@ -43,10 +43,16 @@ export class QueueRegistry {
     return status === 'ADDED' ? 'added' : 'known'
   }
 
-  /** Adds the queue: its first job was just created (it may have been deleted since it was remembered). */
+  /**
+   * Adds the queue: its first job was just created, or a job redriven into it. The queue may be
+   * gone by the time the name is added (the job ran, and a delete took the queue), so its stats
+   * hash is looked for after: without it, the name is withdrawn again. Each of add and withdraw
+   * looks after its write, so whichever writes last saw how the queue stands.
+   */
   async add(queue: string): Promise<void> {
     await this.runner.command(() => this.runner.client.sadd(this.key, queue))
-    this.remember(queue)
+    if (await this.exists(queue)) this.remember(queue)
+    else await this.withdraw(queue)
   }
 
   /**
@@ -56,11 +62,17 @@ export class QueueRegistry {
    */
   async withdraw(queue: string): Promise<void> {
     this.forget(queue)
-    const { stats } = this.runner.keys(queue)
     await this.runner.command(() => this.runner.client.srem(this.key, queue))
-    if ((await this.runner.command(() => this.runner.client.exists(stats))) === 1) {
-      await this.add(queue)
+    if (await this.exists(queue)) {
+      await this.runner.command(() => this.runner.client.sadd(this.key, queue))
+      this.remember(queue)
     }
+  }
+
+  /** Whether the queue is in use: its stats hash is written by its first job, deleted with it. */
+  private async exists(queue: string): Promise<boolean> {
+    const { stats } = this.runner.keys(queue)
+    return (await this.runner.command(() => this.runner.client.exists(stats))) === 1
   }
 
   /** Drops what this process remembers of the queue: its next submission asks the registry. */
