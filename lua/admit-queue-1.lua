@@ -19,8 +19,7 @@
 
 -- @include args
 
-local registry, queue, max = KEYS[1], ARGV[1], tonumber(ARGV[2])
-check_integer(2, 0)
+local registry, queue, max = KEYS[1], ARGV[1], check_integer(2, 0)
 
 if redis.call('SISMEMBER', registry, queue) == 1 then
   return {'KNOWN'}

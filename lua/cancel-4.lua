@@ -24,8 +24,7 @@
 -- @include transition
 
 local job_key, scheduled_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, prefix, retention, events_max = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-check_integer(3, 1)
+local id, prefix, retention, events_max = ARGV[1], ARGV[2], check_integer(3, 1), ARGV[4]
 check_integer(4, 1)
 
 local state, priority = unpack(redis.call('HMGET', job_key, 'state', 'priority'))

@@ -25,12 +25,10 @@
 -- @include transition
 
 local scheduled_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3]
-local prefix, state, batch = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local retention, events_max = tonumber(ARGV[4]), ARGV[5]
+local prefix, state, batch = ARGV[1], ARGV[2], check_integer(3, 1)
+local retention, events_max = check_integer(4, 1), ARGV[5]
 -- Taken from the scheduled set in another state, a job would be left in no structure at all.
-check_choice(2, {queued = true, scheduled = true})
-check_integer(3, 1)
-check_integer(4, 1)
+check_choice(2, 'queued', 'scheduled')
 check_integer(5, 1)
 
 local time = redis.call('TIME')

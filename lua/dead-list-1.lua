@@ -24,11 +24,8 @@
 -- @include cursor
 
 local dead_key, prefix = KEYS[1], ARGV[1]
-local dead_retention, offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local dead_retention, offset, limit = check_integer(2, 1), check_integer(3, 0), check_integer(4, 1)
 local after_score, after_id = ARGV[5], ARGV[6]
-check_integer(2, 1)
-check_integer(3, 0)
-check_integer(4, 1)
 check_optional_integer(5, 0)
 
 local time = redis.call('TIME')

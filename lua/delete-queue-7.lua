@@ -31,8 +31,7 @@
 
 local scheduled_key, active_key, dead_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_key, wake_key, paused_key = KEYS[5], KEYS[6], KEYS[7]
-local prefix, dead_retention = ARGV[1], tonumber(ARGV[2])
-check_integer(2, 1)
+local prefix, dead_retention = ARGV[1], check_integer(2, 1)
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

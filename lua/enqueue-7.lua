@@ -46,16 +46,12 @@
 local job_key, idem_key, ready_key, scheduled_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events_key, wake_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
 local id, fingerprint, idem_ttl = ARGV[1], ARGV[2], ARGV[3]
-local delay, run_at, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local max_depth, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local delay, run_at, ttl = check_integer(4, 0), check_integer(5, 0), check_integer(6, 0)
+local max_depth, events_max, prefix = check_integer(7, 0), ARGV[8], ARGV[9]
 local registry_full = ARGV[10] == '1'
 check_integer(3, 1)
-check_integer(4, 0)
-check_integer(5, 0)
-check_integer(6, 0)
-check_integer(7, 0)
 check_integer(8, 1)
-check_choice(10, {['0'] = true, ['1'] = true})
+check_choice(10, '0', '1')
 local PRIORITIES = {'0', '1', '2', '3', '4', '5', '6', '7', '8', '9'}
 
 if fingerprint ~= '' then

@@ -33,8 +33,7 @@
 
 local job_key, active_key, dead_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local dead_retention, events_max, prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7]
-check_integer(5, 1)
+local dead_retention, events_max, prefix = check_integer(5, 1), ARGV[6], ARGV[7]
 check_integer(6, 1)
 
 local state, lease_token, attempts = unpack(redis.call('HMGET', job_key, 'state', 'lease_token', 'attempts'))

@@ -26,8 +26,7 @@
 local PROGRESS_MAX_BYTES = 65536
 
 local job_key, active_key = KEYS[1], KEYS[2]
-local id, token, lease_ms, progress = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-check_integer(3, 1)
+local id, token, lease_ms, progress = ARGV[1], ARGV[2], check_integer(3, 1), ARGV[4]
 check_json(4)
 
 local state, lease_token = unpack(redis.call('HMGET', job_key, 'state', 'lease_token'))

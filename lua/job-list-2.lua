@@ -29,11 +29,9 @@
 
 local scheduled_key, active_key = KEYS[1], KEYS[2]
 local prefix, state = ARGV[1], ARGV[2]
-local offset, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local offset, limit = check_integer(3, 0), check_integer(4, 1)
 local after_score, after_id = ARGV[5], ARGV[6]
-check_choice(2, {queued = true, scheduled = true, active = true})
-check_integer(3, 0)
-check_integer(4, 1)
+check_choice(2, 'queued', 'scheduled', 'active')
 check_optional_integer(5, 0)
 
 local SEQ_BASE = 1e14

@@ -31,7 +31,7 @@
 
 local paused_key, wake_key, scheduled_key, active_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, action = ARGV[1], ARGV[2]
-check_choice(2, {pause = true, resume = true})
+check_choice(2, 'pause', 'resume')
 
 if action == 'pause' then
   if redis.call('EXISTS', stats_key) == 0 then

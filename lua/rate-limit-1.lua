@@ -17,9 +17,7 @@
 
 -- @include args
 
-local key, window, n = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-check_integer(1, 1)
-check_integer(2, 1)
+local key, window, n = KEYS[1], check_integer(1, 1), check_integer(2, 1)
 
 local count = redis.call('INCRBY', key, n)
 local ttl = -1

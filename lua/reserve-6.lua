@@ -48,12 +48,9 @@
 local active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3]
 local wake_key, events_key, stats_key = KEYS[4], KEYS[5], KEYS[6]
 local prefix, worker, token = ARGV[1], ARGV[2], ARGV[3]
-local lease_ms, retention, dead_retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local lease_ms, retention, dead_retention = check_integer(4, 1), check_integer(5, 1), check_integer(6, 1)
 
 local events_max = ARGV[7]
-check_integer(4, 1)
-check_integer(5, 1)
-check_integer(6, 1)
 check_integer(7, 1)
 
 local BATCH, BATCH_TEXT = 100, '100'

@@ -50,12 +50,9 @@
 local job_key, active_key, scheduled_key, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local wake_key, events_key, stats_key = KEYS[5], KEYS[6], KEYS[7]
 local id, token, message, class = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local requested, random = tonumber(ARGV[5]), tonumber(ARGV[6])
-local dead_retention, events_max, prefix = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local requested, random = check_integer(5, -1), check_fraction(6)
+local dead_retention, events_max, prefix = check_integer(7, 1), ARGV[8], ARGV[9]
 local job_retention = ARGV[10]
-check_integer(5, -1)
-check_fraction(6)
-check_integer(7, 1)
 check_integer(8, 1)
 check_integer(10, 1)
 

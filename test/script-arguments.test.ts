@@ -45,7 +45,7 @@ t.test(
         keys: [keys.job(active), keys.active, keys.events, keys.stats],
         args: [active, token, '{"sent":true}', retention, events, keys.base],
         bad: {
-          3: ['not json', '{oops', 'NaN', '[1] x', '{"n":0x10}', '{"n":Infinity}', ' '],
+          3: ['not json', '{oops', 'NaN', 'nan', '[inf]', '{"n":0x10}', '{"n":-Infinity}', ' '],
           4: ['', '7d', '0', '1.5', '1e3', '9007199254740993'],
           5: ['', 'many'],
         },
@@ -79,7 +79,13 @@ t.test(
       {
         script: 'heartbeat',
         keys: [keys.job(active), keys.active],
-        args: [active, token, 30_000, '{"done":1}'],
+        // JSON whose strings hold what is refused outside them: taken (the well-formed call).
+        args: [
+          active,
+          token,
+          30_000,
+          '{"note":"NaN, inf \\"0x10\\"","n":[-1.5e+3,true,false,null]}',
+        ],
         bad: { 3: ['0', '1.5', '30s'], 4: ['{oops', 'NaN'] },
       },
       {
