@@ -53,7 +53,13 @@ export function parseApiKeys(text: string, earlier: readonly ApiKey[] = []): Api
     .filter(Boolean)
   for (const [index, entry] of entries.entries()) {
     const [name = '', scopeList = '', hash = '', ...extra] = entry.split(':')
-    const where = `entry ${index + 1} ("${name}")`
+    // An entry without a colon may be a key pasted in place of its entry: never repeated back.
+    const where = entry.includes(':') ? `entry ${index + 1} ("${name}")` : `entry ${index + 1}`
+    if (!entry.includes(':')) {
+      throw new Error(
+        `${where} must be <name>:<scopes>:<sha256 hex>, the entry of a key, not the key itself (npm run new-api-key prints both)`,
+      )
+    }
     if (extra.length > 0 || hash === '' || !KEY_NAME_PATTERN.test(name)) {
       throw new Error(
         `${where} must be <name>:<scopes>:<sha256 hex> with a name of [A-Za-z0-9_.-]{1,64}`,

@@ -23,7 +23,17 @@ t.test('key entries: parsed, validated, compared by hash', async (t) => {
   t.strictSame(key?.sha256, sha256(producer.key))
   t.throws(() => parseApiKeys('x:produce'), /entry 1/)
   t.throws(() => parseApiKeys(`x:write:${'0'.repeat(64)}`), /unknown scopes "write"/)
-  t.throws(() => parseApiKeys('foo'), /entry 1 \("foo"\) must be <name>:<scopes>:<sha256 hex>/)
+  t.throws(() => parseApiKeys('foo:'), /entry 1 \("foo"\) must be <name>:<scopes>:<sha256 hex>/)
+  // A key pasted in place of its entry is not repeated in the message (nor in the log).
+  const pasted = newApiKey('k', ['read']).key
+  let refusal = ''
+  try {
+    parseApiKeys(pasted)
+  } catch (error) {
+    refusal = String(error)
+  }
+  t.match(refusal, /entry 1 must be <name>:<scopes>:<sha256 hex>, the entry of a key/)
+  t.notOk(refusal.includes(pasted), 'the key is not in the message')
   t.throws(() => parseApiKeys(`x::${'0'.repeat(64)}`), /unknown scopes ""/)
   t.throws(() => parseApiKeys(`x y:read:${'0'.repeat(64)}`), /name/)
   t.throws(() => parseApiKeys(`a:read:${'0'.repeat(63)}`), /SHA-256/)
