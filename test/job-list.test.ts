@@ -122,6 +122,10 @@ t.test('bad queries: 400 problem, nothing written', async (t) => {
     ['/v1/queues/q/jobs?state=queued&limit=1&limit=2', /limit must be integer/],
     ['/v1/queues/q/jobs?state=queued&page=2', /page/],
     ['/v1/queues/bad%20name/jobs?state=queued', /queue/],
+    // A cursor's number is below 9 × 10^15, where the scripts still read it exactly.
+    ['/v1/queues/q/jobs?state=queued&after=9999999999999999.abc', /after/],
+    ['/v1/queues/q/jobs?state=scheduled&after=9007199254740993.abc', /after/],
+    ['/v1/queues/q/dead?after=9999999999999999.abc', /after/],
   ]
   for (const [url, detail] of cases) {
     const res = await app.inject({ method: 'GET', url })
@@ -131,6 +135,13 @@ t.test('bad queries: 400 problem, nothing written', async (t) => {
     t.match(res.json().detail, detail, url)
   }
   t.strictSame(await dataKeys(client), before, 'no key written')
+  for (const url of [
+    '/v1/queues/q/jobs?state=queued&after=8999999999999999.abc',
+    '/v1/queues/q/jobs?state=active&after=8999999999999999.abc',
+    '/v1/queues/q/dead?after=8999999999999999.abc',
+  ]) {
+    t.equal((await app.inject({ method: 'GET', url })).statusCode, 200, `the largest: ${url}`)
+  }
 })
 
 t.test('queued, walked by next while workers take jobs and producers add them', async (t) => {
@@ -314,3 +325,40 @@ t.test(
     t.strictSame(ids((await list(app, `state=active&after=${dueAt}.${nobody}`)).body), [])
   },
 )
+
+t.test('a cursor among many jobs due at one instant is placed by their ids', async (t) => {
+  const { app, client } = await startGateway(t)
+  const runAt = new Date(Date.now() + 3_600_000).toISOString()
+  const batch = await app.inject({
+    method: 'POST',
+    url: '/v1/queues/q/jobs:batch',
+    payload: {
+      jobs: Array.from({ length: 300 }, (_, i) => ({
+        idempotency_key: `k${i}`,
+        type: 't',
+        run_at: runAt,
+      })),
+    },
+  })
+  t.equal(batch.statusCode, 200)
+  await submit(app, { type: 't', delay_ms: 60_000 }) // one due before them
+  const score = String(Date.parse(runAt))
+  const tied = await client.zrangebyscore('jobgate:{q}:scheduled', score, score)
+  t.equal(tied.length, 300)
+  // Cursors whose job is not (or no longer) there: before, among and after the tied ids.
+  const cursors = [
+    '0',
+    'ffffffff',
+    ...Array.from({ length: 40 }, () => crypto.randomUUID()),
+    ...tied.slice(0, 5).map((id) => `${id}0`),
+  ]
+  for (const id of cursors) {
+    const page = (await list(app, `state=scheduled&limit=1&after=${score}.${id}`)).body
+    const before = tied.filter((tie) => Buffer.compare(Buffer.from(tie), Buffer.from(id)) < 0)
+    t.equal(page.offset, 1 + before.length, `after ${id}`)
+  }
+  // A cursor whose job is still there: right after it.
+  const page = (await list(app, `state=scheduled&limit=1&after=${score}.${tied[150]}`)).body
+  t.equal(page.offset, 152)
+  t.equal(page.jobs[0]?.id, tied[151])
+})
