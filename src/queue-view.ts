@@ -1,7 +1,8 @@
 import { iso } from './job-view.js'
 import type { QueueCounts } from './queue/queue-store.js'
 
-const COUNTERS = [
+/** The running totals of a queue's stats hash, as its view and the metrics show them. */
+export const QUEUE_COUNTERS = [
   'enqueued',
   'succeeded',
   'retried',
@@ -37,7 +38,7 @@ export function queueSummaryView(counts: QueueCounts) {
       counts.oldestQueuedAt === null ? null : Math.max(0, counts.now - counts.oldestQueuedAt),
     paused: counts.pausedAt !== null,
     paused_at: counts.pausedAt === null ? null : iso(counts.pausedAt),
-    totals: Object.fromEntries(COUNTERS.map((field) => [field, counts.totals[field] ?? 0])),
+    totals: Object.fromEntries(QUEUE_COUNTERS.map((field) => [field, counts.totals[field] ?? 0])),
     throughput: {
       window_s: 60,
       enqueued: lastSixtySeconds('enqueued'),

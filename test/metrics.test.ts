@@ -1,4 +1,5 @@
 import t from 'tap'
+import { QUEUE_COUNTERS } from '../src/queue-view.js'
 import { startGateway } from './helpers/gateway.js'
 import { parsePrometheus, sample } from './helpers/prometheus.js'
 
@@ -55,6 +56,14 @@ t.test('/metrics is Prometheus text and its counters move by exactly what happen
   t.equal(delta('jobgate_http_request_duration_seconds_count', { ...route, status: '202' }), 5)
   t.equal(delta('jobgate_queue_jobs_total', { queue: 'q', outcome: 'succeeded' }), 1)
   t.equal(delta('jobgate_queue_jobs_total', { queue: 'q', outcome: 'enqueued' }), 3)
+  t.strictSame(
+    [...after.keys()]
+      .filter((series) => /^jobgate_queue_jobs_total\{.*queue="q"/.test(series))
+      .map((series) => /outcome="([a-z_]+)"/.exec(series)?.[1])
+      .sort(),
+    [...QUEUE_COUNTERS].sort(),
+    'one series per outcome, and only outcomes',
+  )
   t.equal(sample(after, 'jobgate_queue_jobs', { queue: 'q', state: 'queued' }), 2)
   t.equal(sample(after, 'jobgate_queue_jobs', { queue: 'q', state: 'active' }), 1)
   t.equal(sample(after, 'jobgate_queues'), 1)

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandle
 import fp from 'fastify-plugin'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { QueueCounts } from '../queue/queue-store.js'
+import { QUEUE_COUNTERS } from '../queue-view.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -203,8 +204,9 @@ export default fp(
       async collect() {
         this.reset()
         for (const counts of (await readQueues()) ?? []) {
-          for (const [outcome, value] of Object.entries(counts.totals)) {
-            this.inc({ queue: counts.name, outcome }, value)
+          // The stats hash holds more than outcomes (ready_seq, the last place in line).
+          for (const outcome of QUEUE_COUNTERS) {
+            this.inc({ queue: counts.name, outcome }, counts.totals[outcome] ?? 0)
           }
         }
       },
