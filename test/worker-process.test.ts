@@ -1,3 +1,4 @@
+import { connect, createServer } from 'node:net'
 import t, { type Test } from 'tap'
 import { startGateway } from './helpers/gateway.js'
 import { until } from './helpers/load.js'
@@ -320,3 +321,40 @@ t.test('a worker with a broken handlers file exits 78 and says why', async (t) =
   const { code } = await worker.exited
   t.equal(code, 78)
 })
+
+t.test(
+  'a connection that answers with what it was sent (connected to itself) is an outage: the worker reconnects, then runs the job',
+  async (t) => {
+    const { store, redis } = await startStore(t)
+    // In front of Redis, a server that first echoes every byte back, as a socket connected to
+    // itself does when a reconnect gets the dead server's free port as its own end.
+    let echo = true
+    const server = createServer((client) => {
+      client.on('error', () => undefined)
+      if (echo) {
+        client.on('data', (chunk) => client.write(chunk))
+        return
+      }
+      const upstream = connect(redis.port, '127.0.0.1')
+      upstream.on('error', () => undefined)
+      client.pipe(upstream).pipe(client)
+      client.on('close', () => upstream.destroy())
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => server.close())
+    const address = server.address()
+    const port = typeof address === 'object' && address ? address.port : 0
+    const worker = new PhpWorker({ redisUrl: `redis://127.0.0.1:${port}` })
+    t.teardown(() => worker.signal('SIGKILL'))
+
+    const warning = await worker.waitForLog(
+      (line) => line.msg === 'redis unavailable, reconnecting',
+    )
+    t.match(warning.error, /answered with the command it sent: it is connected to itself/)
+    const id = await enqueue(store, 'q', { type: 'echo', payload: '{"n":1}' })
+    echo = false
+    await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === id)
+    t.equal((await store.jobs.get('q', id))?.state, 'succeeded')
+    t.strictSame(await worker.stop(), { code: 0, signal: null })
+  },
+)

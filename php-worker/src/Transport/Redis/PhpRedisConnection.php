@@ -82,6 +82,7 @@ abstract class PhpRedisConnection implements Connection
                 }
                 throw new ScriptFailed("{$script->name}: {$error}");
             }
+            self::refuseEcho($reply);
             if (!self::isReply($reply)) {
                 throw new ScriptFailed("{$script->name}: unexpected reply " . var_export($reply, true));
             }
@@ -131,6 +132,7 @@ abstract class PhpRedisConnection implements Connection
                 // Not an answer to what was sent: the connection cannot be trusted any more.
                 throw new Unavailable('the pipeline got no reply for each call');
             }
+            array_map(self::refuseEcho(...), $replies);
 
             return array_values($replies);
         });
@@ -190,6 +192,18 @@ abstract class PhpRedisConnection implements Connection
             fn (ScriptCall $call): array => $this->runScript($call->script, $call->keys, $call->args),
             $calls,
         );
+    }
+
+    /**
+     * A reply that is the command itself comes from a connection to itself, not from Redis: a
+     * reconnect to a port the server left free, in the ephemeral range, can get the same port
+     * for its own end (TCP's simultaneous open). An outage, not a script's bug.
+     */
+    private static function refuseEcho(mixed $reply): void
+    {
+        if (is_array($reply) && in_array($reply[0] ?? null, ['EVALSHA', 'EVAL'], true)) {
+            throw new Unavailable('the connection answered with the command it sent: it is connected to itself');
+        }
     }
 
     /** A script's reply: an array led by its status. */
