@@ -38,6 +38,13 @@ final class RedisTransport implements Transport
     private readonly ReservationTokens $tokens;
 
     /**
+     * On Redis Cluster, the first queue of this round whose shard did not answer a reserve: the
+     * round goes on with the other queues (each lives on its own shard), and ends in that
+     * outage's back-off only when none of them had a job.
+     */
+    private ?Unavailable $shardDown = null;
+
+    /**
      * @param Closure(): float|null $random a uniform number in [0, 1) for the retry jitter
      * @param StopRequest $stop ends an idle wait early once the worker is asked to stop
      */
@@ -72,6 +79,7 @@ final class RedisTransport implements Transport
     {
         $firstQueueWaitMs = $this->firstQueueWaitMs;
         $this->firstQueueWaitMs = null;
+        $this->shardDown = null;
         try {
             $job = $this->reserveUnanswered();
             if ($job !== null) {
@@ -82,6 +90,9 @@ final class RedisTransport implements Transport
             [$job, $waitMs] = $firstQueueWaitMs === null
                 ? $this->reserveFromQueues()
                 : $this->reserveFromQueues(from: 1, waitMs: $firstQueueWaitMs);
+            if ($job === null && $this->shardDown !== null) {
+                throw $this->shardDown;
+            }
             if ($job === null) {
                 $wokenBy = $this->waitForWork($this->blockSeconds($waitMs));
                 if ($this->stop->isRequested()) {
@@ -319,9 +330,9 @@ final class RedisTransport implements Transport
     {
         foreach (array_slice($this->queues, $from) as $keys) {
             if ($keys->queue === $this->tokens->unanswered()) {
-                $call = $this->reserveCall($keys);
+                $reply = $this->reserveOn($keys);
 
-                return $this->reservedJob($keys, $this->connection->runScript($call->script, $call->keys, $call->args));
+                return $reply === null ? null : $this->reservedJob($keys, $reply);
             }
         }
 
@@ -338,8 +349,10 @@ final class RedisTransport implements Transport
     private function reserveFromQueues(int $from = 0, int $waitMs = -1): array
     {
         foreach (array_slice($this->queues, $from) as $keys) {
-            $call = $this->reserveCall($keys);
-            $reply = $this->connection->runScript($call->script, $call->keys, $call->args);
+            $reply = $this->reserveOn($keys);
+            if ($reply === null) {
+                continue;
+            }
             $job = $this->reservedJob($keys, $reply);
             if ($job !== null) {
                 return [$job, -1];
@@ -351,6 +364,27 @@ final class RedisTransport implements Transport
         }
 
         return [null, $waitMs];
+    }
+
+    /**
+     * The reply of a reserve on one queue; null on Redis Cluster when the queue's shard does not
+     * answer (kept in shardDown), where elsewhere the outage ends the round.
+     *
+     * @return array<int, mixed>|null
+     */
+    private function reserveOn(QueueKeys $keys): ?array
+    {
+        $call = $this->reserveCall($keys);
+        try {
+            return $this->connection->runScript($call->script, $call->keys, $call->args);
+        } catch (Unavailable $unavailable) {
+            if (!$this->connection instanceof ClusterConnection) {
+                throw $unavailable;
+            }
+            $this->shardDown ??= $unavailable;
+
+            return null;
+        }
     }
 
     /**
