@@ -52,14 +52,14 @@ export function parseApiKeys(text: string, earlier: readonly ApiKey[] = []): Api
     .map((entry) => entry.trim())
     .filter(Boolean)
   for (const [index, entry] of entries.entries()) {
-    const [name = '', scopeList = '', hash = '', ...extra] = entry.split(':')
-    // An entry without a colon may be a key pasted in place of its entry: never repeated back.
-    const where = entry.includes(':') ? `entry ${index + 1} ("${name}")` : `entry ${index + 1}`
     if (!entry.includes(':')) {
+      // Perhaps a key pasted in place of its entry: never repeated back.
       throw new Error(
-        `${where} must be <name>:<scopes>:<sha256 hex>, the entry of a key, not the key itself (npm run new-api-key prints both)`,
+        `entry ${index + 1} must be <name>:<scopes>:<sha256 hex>, the entry of a key, not the key itself (npm run new-api-key prints both)`,
       )
     }
+    const [name = '', scopeList = '', hash = '', ...extra] = entry.split(':')
+    const where = `entry ${index + 1} ("${name}")`
     if (extra.length > 0 || hash === '' || !KEY_NAME_PATTERN.test(name)) {
       throw new Error(
         `${where} must be <name>:<scopes>:<sha256 hex> with a name of [A-Za-z0-9_.-]{1,64}`,
