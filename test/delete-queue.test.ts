@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
+import type { QueueRegistry } from '../src/queue/queue-registry.js'
 import { EventReader } from './helpers/event-source.js'
 import { dataKeys, startGateway } from './helpers/gateway.js'
 import { sleep } from './helpers/load.js'
@@ -46,6 +47,11 @@ async function finish(app: FastifyInstance, queue: string, action: 'ack' | 'fail
 
 const remove = (app: FastifyInstance, queue: string) =>
   app.inject({ method: 'DELETE', url: `/v1/queues/${queue}` })
+
+/** The gateway's queue registry (its stores' own), for the tests that step in between its calls. */
+function registryOf(app: FastifyInstance): QueueRegistry {
+  return (app.store.jobs as unknown as { registry: QueueRegistry }).registry
+}
 
 async function listed(app: FastifyInstance): Promise<string[]> {
   const res = await app.inject({ method: 'GET', url: '/v1/queues' })
@@ -444,9 +450,7 @@ t.test('a delete between a submission and its first job leaves the queue listed'
   const other = await startGateway(t, { redis })
   // The submission registers `fresh`; before its enqueue script runs, another gateway deletes
   // the queue it finds registered and empty.
-  const registry = (
-    app.store.jobs as unknown as { registry: { admit(queue: string): Promise<string> } }
-  ).registry
+  const registry = registryOf(app)
   const admit = registry.admit.bind(registry)
   registry.admit = async (queue: string) => {
     const admission = await admit(queue)
@@ -486,9 +490,7 @@ t.test(
     const other = await startGateway(t, { redis })
     // The job runs and its queue is deleted through another gateway before this one adds the
     // queue's name, the step after the enqueue (a first job) or the redrive.
-    const registry = (
-      app.store.jobs as unknown as { registry: { add(queue: string): Promise<void> } }
-    ).registry
+    const registry = registryOf(app)
     const add = registry.add.bind(registry)
     t.teardown(() => {
       registry.add = add

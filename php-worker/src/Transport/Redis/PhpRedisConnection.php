@@ -132,7 +132,9 @@ abstract class PhpRedisConnection implements Connection
                 // Not an answer to what was sent: the connection cannot be trusted any more.
                 throw new Unavailable('the pipeline got no reply for each call');
             }
-            array_map(self::refuseEcho(...), $replies);
+            foreach ($replies as $reply) {
+                self::refuseEcho($reply);
+            }
 
             return array_values($replies);
         });
