@@ -26,7 +26,7 @@
 local dead_key, prefix = KEYS[1], ARGV[1]
 local dead_retention, offset, limit = check_integer(2, 1), check_integer(3, 0), check_integer(4, 1)
 local after_score, after_id = ARGV[5], ARGV[6]
-check_optional_integer(5, 0)
+check_cursor(5)
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

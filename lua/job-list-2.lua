@@ -32,7 +32,7 @@ local prefix, state = ARGV[1], ARGV[2]
 local offset, limit = check_integer(3, 0), check_integer(4, 1)
 local after_score, after_id = ARGV[5], ARGV[6]
 check_choice(2, 'queued', 'scheduled', 'active')
-check_optional_integer(5, 0)
+check_cursor(5)
 
 local SEQ_BASE = 1e14
 

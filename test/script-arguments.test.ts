@@ -45,8 +45,25 @@ t.test(
         keys: [keys.job(active), keys.active, keys.events, keys.stats],
         args: [active, token, '{"sent":true}', retention, events, keys.base],
         bad: {
-          3: ['not json', '{oops', 'NaN', 'nan', '[inf]', '{"n":0x10}', '{"n":-Infinity}', ' '],
-          4: ['', '7d', '0', '1.5', '1e3', '9007199254740993'],
+          3: [
+            'not json',
+            '{oops',
+            'NaN',
+            'nan',
+            '[inf]',
+            '{"n":0x10}',
+            '{"n":-Infinity}',
+            ' ',
+            // Numbers cjson reads and JSON does not have.
+            '+1',
+            '01',
+            '1.',
+            '{"a":-.5}',
+            '[1e]',
+            '[-]',
+          ],
+          // Leading zeros: Redis refuses them as PEXPIRE's and XADD MAXLEN's arguments.
+          4: ['', '7d', '0', '1.5', '1e3', '9007199254740993', '060000', '-0'],
           5: ['', 'many'],
         },
       },
@@ -86,7 +103,7 @@ t.test(
           30_000,
           '{"note":"NaN, inf \\"0x10\\"","n":[-1.5e+3,true,false,null]}',
         ],
-        bad: { 3: ['0', '1.5', '30s'], 4: ['{oops', 'NaN'] },
+        bad: { 3: ['0', '1.5', '30s'], 4: ['{oops', 'NaN', '{"n":[1,02]}'] },
       },
       {
         script: 'release',
@@ -98,7 +115,7 @@ t.test(
         script: 'reserve',
         keys: [keys.active, keys.scheduled, keys.dead, keys.wake, keys.events, keys.stats],
         args: [keys.base, 'w2', 'another-token', 30_000, retention, retention, events],
-        bad: { 4: ['30s', '0'], 5: [''], 6: ['-1'], 7: ['1.5'] },
+        bad: { 4: ['30s', '0'], 5: [''], 6: ['-1'], 7: ['1.5', '01000'] },
       },
       {
         script: 'enqueue',
@@ -112,7 +129,15 @@ t.test(
           keys.stats,
         ],
         args: ['new', 'fp', retention, 0, 0, 0, 0, events, keys.base, '0', 'queue', 'q'],
-        bad: { 3: ['1d'], 4: ['-1', '0.5'], 5: ['x'], 6: ['-5'], 7: [''], 8: ['0'], 10: ['yes'] },
+        bad: {
+          3: ['1d', '086400000'],
+          4: ['-1', '0.5'],
+          5: ['x'],
+          6: ['-5'],
+          7: [''],
+          8: ['0'],
+          10: ['yes'],
+        },
       },
       {
         script: 'cancel',
@@ -136,13 +161,14 @@ t.test(
         script: 'dead-list',
         keys: [keys.dead],
         args: [keys.base, retention, 0, 10, '', ''],
-        bad: { 2: ['0'], 3: ['-1'], 4: ['0'], 5: ['x', '1.5'] },
+        // A cursor's id without its score (ARGV[6] alone) is as malformed as a bad score.
+        bad: { 2: ['0'], 3: ['-1'], 4: ['0'], 5: ['x', '1.5'], 6: ['some-id'] },
       },
       {
         script: 'job-list',
         keys: [keys.scheduled, keys.active],
         args: [keys.base, 'queued', 0, 10, '', ''],
-        bad: { 2: ['dead'], 3: ['first'], 4: ['ten'], 5: ['5.x'] },
+        bad: { 2: ['dead'], 3: ['first'], 4: ['ten'], 5: ['5.x'], 6: ['some-id'] },
       },
       {
         script: 'delete-queue',
@@ -204,6 +230,18 @@ t.test(
           t.strictSame(await keyspace(client), before, `${script}: nothing changed`)
         }
       }
+    }
+
+    // A cursor's score without its id: the missing id is named.
+    for (const script of ['job-list', 'dead-list'] as const) {
+      const { keys: scriptKeys, args } = cases.find((c) => c.script === script) as Case
+      const before = await keyspace(client)
+      await t.rejects(
+        runScript(client, script, scriptKeys, [...args.slice(0, 4), '100', '']),
+        /^ERR bad argument ARGV\[6\]: must be a job id with a cursor's score/,
+        `${script}: a score without an id`,
+      )
+      t.strictSame(await keyspace(client), before, `${script}: nothing changed`)
     }
 
     // The calls the bad ones were made from are good ones: only the argument was at fault.

@@ -3,11 +3,13 @@
   roll back a script that stops part way, so an argument found malformed later would leave a
   job half moved (out of one structure, in no other). A malformed argument stops the script
   with the error reply `ERR bad argument ARGV[<i>]: <what it must be>`, having changed nothing.
-    check_integer(i, min)      decimal integer text (digits, an optional '-') from min to
-                               2^53 - 1; returns the number
+    check_integer(i, min)      decimal integer text as Redis writes it (an optional '-', no
+                               leading zero) from min to 2^53 - 1; returns the number
     check_optional_integer(i, min)  the same, or '' (or absent)
+    check_cursor(i)            a page cursor: ARGV[i] an integer of at least 0 and ARGV[i + 1]
+                               an id, or both ''
     check_fraction(i)          a decimal number in [0, 1); returns it
-    check_json(i)              JSON text, or ''
+    check_json(i)              JSON text (RFC 8259), or ''
     check_choice(i, a, b, c)   one of the words a, b (and c)
 ]]
 local function refuse_argument(i, what)
@@ -16,7 +18,9 @@ end
 
 local function check_integer(i, min)
   local text = ARGV[i]
-  local n = text and string.find(text, '^%-?%d+$') and tonumber(text)
+  -- Scripts hand the text itself to Redis commands (PEXPIRE, XADD MAXLEN), which refuse a
+  -- leading zero: '010' must be refused here, before a write, not by the command after one.
+  local n = text and (text == '0' or string.find(text, '^%-?[1-9]%d*$')) and tonumber(text)
   -- Past 2^53 - 1 a Lua number no longer holds every integer: the text would not be the number.
   if not n or n < min or n >= 9007199254740992 then
     refuse_argument(i, 'must be a decimal integer from ' .. min .. ' to 2^53 - 1')
@@ -28,6 +32,14 @@ local function check_optional_integer(i, min)
   if ARGV[i] ~= nil and ARGV[i] ~= '' then check_integer(i, min) end
 end
 
+local function check_cursor(i)
+  check_optional_integer(i, 0)
+  local no_score, no_id = (ARGV[i] or '') == '', (ARGV[i + 1] or '') == ''
+  if no_score ~= no_id then
+    refuse_argument(i + 1, "must be a job id with a cursor's score, '' without one")
+  end
+end
+
 local function check_fraction(i)
   local text = ARGV[i]
   -- Without the pattern, tonumber would also take hex, 'inf' and 'nan'.
@@ -36,14 +48,33 @@ local function check_fraction(i)
   return n
 end
 
+-- cjson.decode also reads '+1', '01', '1.' and '-.5', which JSON.parse refuses.
+local function is_json_number(word)
+  local rest = string.match(word, '^%-?0(.*)$') or string.match(word, '^%-?[1-9]%d*(.*)$')
+  if rest == nil then return false end
+  rest = string.match(rest, '^%.%d+(.*)$') or rest
+  rest = string.match(rest, '^[eE][+-]?%d+(.*)$') or rest
+  return rest == ''
+end
+
+local JSON_LITERALS = {['true'] = true, ['false'] = true, ['null'] = true}
+
 local function check_json(i)
   local text = ARGV[i]
   if text == '' then return end
-  -- cjson also reads NaN, Infinity, nan, inf and hex numbers, which are not JSON: outside the
-  -- strings, only numbers, punctuation and the letters of true, false and null may stand.
+  -- cjson also reads NaN, Infinity, hex and numbers JSON does not allow: outside the strings,
+  -- only punctuation, true, false, null and numbers of JSON's grammar may stand.
   local bare = string.gsub(string.gsub(text or '', '\\.', ''), '"[^"]*"', '')
-  if text == nil or string.find(bare, '[^%s%d.eE+,:%[%]{}truefalsn-]') or
-      string.find(bare, 'nan', 1, true) or not pcall(cjson.decode, text) then
+  local valid = text ~= nil and not string.find(bare, '[^%s%w.+,:%[%]{}-]')
+  if valid then
+    for word in string.gmatch(bare, '[%w.+-]+') do
+      if not JSON_LITERALS[word] and not is_json_number(word) then
+        valid = false
+        break
+      end
+    end
+  end
+  if not valid or not pcall(cjson.decode, text) then
     refuse_argument(i, "must be JSON text, or ''")
   end
 end
