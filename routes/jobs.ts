@@ -84,6 +84,10 @@ export default async function jobsRoutes(
       // The longest Retry-After of the items refused for now (a full queue, Redis out of memory).
       let retryAfter = 0
       const refuse = (index: number, problem: ProblemError) => {
+        // As the error handler logs a whole request's 500: a bug, logged with its cause.
+        if (problem.status === 500) {
+          request.log.error({ err: problem.cause, code: problem.code, index }, problem.detail)
+        }
         app.metrics.rejected.inc({ code: problem.code })
         tally.rejected++
         retryAfter = Math.max(retryAfter, Number(problem.headers['retry-after'] ?? 0))

@@ -51,7 +51,8 @@ export function newJob(body: EnqueueBody, submitter: Submitter, key: string | nu
       jitter: body.backoff.jitter,
     },
     delayMs: body.delay_ms ?? 0,
-    runAt: body.run_at === undefined ? null : Date.parse(body.run_at),
+    // A past run_at runs now, one before 1970 too (the enqueue script takes no negative time).
+    runAt: body.run_at === undefined ? null : Math.max(0, Date.parse(body.run_at)),
     ttlMs: body.ttl_ms ?? null,
     requestId: submitter.requestId,
     client: submitter.client,

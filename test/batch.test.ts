@@ -1,5 +1,6 @@
 import t from 'tap'
 import { newApiKey } from '../src/auth.js'
+import { QueueKeys } from '../src/queue/keys.js'
 import { dataKeys, startGateway } from './helpers/gateway.js'
 import { parsePrometheus, sample } from './helpers/prometheus.js'
 import { RedisServer } from './helpers/redis-server.js'
@@ -289,6 +290,41 @@ t.test(
     t.equal(await client.llen('jobgate:{emails}:ready:5'), 1 + 200, 'every job once')
   },
 )
+
+t.test('an item whose call fails otherwise is a 500 item; the others stand', async (t) => {
+  const { app, client } = await startGateway(t)
+  // A key of the wrong type where the item's idempotency record would be: its enqueue script
+  // fails (WRONGTYPE) before it writes, as a bug would, while the items around it succeed.
+  const poisoned = new QueueKeys('jobgate', 'emails').idempotency('anonymous', 'poisoned')
+  await client.hset(poisoned, 'not', 'a record')
+  const jobs = [
+    { idempotency_key: 'before', type: 'a' },
+    { idempotency_key: 'poisoned', type: 'a' },
+    { type: 'a', run_at: '1960-01-01T00:00:00Z' },
+  ]
+  const res = await app.inject({ method: 'POST', url: BATCH, payload: { jobs } })
+  t.equal(res.statusCode, 200)
+  const results: ItemResult[] = res.json().results
+  t.strictSame(
+    results.map((result) => result.status),
+    [202, 500, 202],
+  )
+  t.match(results[1]?.problem, { code: 'INTERNAL_ERROR', status: 500 })
+  t.match(res.json(), { accepted: 2, replayed: 0, rejected: 1 })
+  t.equal(res.headers['retry-after'], undefined)
+  t.strictSame(
+    (await client.lrange('jobgate:{emails}:ready:5', 0, -1)).sort(),
+    [results[0]?.job?.id, results[2]?.job?.id].sort(),
+    'the 202 items are stored, the 500 item is not',
+  )
+  t.equal(results[2]?.job?.state, 'queued', 'a run_at before 1970 runs now')
+  t.equal(await client.type(poisoned), 'hash', 'left as it was')
+
+  // Every item failing so fails the whole request.
+  const alone = await app.inject({ method: 'POST', url: BATCH, payload: { jobs: [jobs[1]] } })
+  t.equal(alone.statusCode, 500)
+  t.equal(alone.json().code, 'INTERNAL_ERROR')
+})
 
 t.test('batches need the produce scope; idempotency keys are scoped by client', async (t) => {
   const { app, client } = await startGateway(t, { env: { API_KEYS: producer.entry } })

@@ -283,6 +283,24 @@ t.test('run_at in the future → scheduled then; in the past → queued now', as
   })
   t.equal(past.json().state, 'queued')
   t.equal(past.json().run_at, past.json().created_at)
+  // Before 1970 too: a time the enqueue script takes as no time at all would be a 500.
+  for (const runAt of ['1969-12-31T23:59:59Z', '0001-01-01T00:00:00Z']) {
+    const send = () =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/queues/q/jobs',
+        headers: { 'idempotency-key': `before-1970-${runAt}` },
+        payload: { type: 't', run_at: runAt },
+      })
+    const early = await send()
+    t.equal(early.statusCode, 202, runAt)
+    t.equal(early.json().state, 'queued')
+    t.equal(early.json().run_at, early.json().created_at)
+    t.ok((await client.lrange('jobgate:{q}:ready:5', 0, -1)).includes(early.json().id))
+    const again = await send()
+    t.equal(again.headers['idempotent-replayed'], 'true')
+    t.equal(again.json().id, early.json().id)
+  }
 })
 
 t.test('priority picks the ready list; ttl_ms and timeout_ms are stored', async (t) => {

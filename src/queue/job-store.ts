@@ -231,7 +231,6 @@ export class JobStore {
     return decodeJob(flat)
   }
 
-  /** One page of the jobs waiting in `state`, in the order they will leave it. */
   /**
    * One page of the jobs waiting in `state`, in the order they leave it: `offset` entries
    * skipped from the first, or from the entry `after` names (a page's `next`).

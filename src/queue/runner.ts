@@ -55,6 +55,14 @@ function asProblem(error: unknown, retryAfterSeconds: number): unknown {
   })
 }
 
+/** One failed call of several as its own problem: 503 when Redis is unavailable, else 500. */
+function callProblem(error: Error): ProblemError {
+  if (isUnavailableError(error)) return asProblem(error, 1) as ProblemError
+  return new ProblemError('INTERNAL_ERROR', 'This call failed unexpectedly; it wrote nothing.', {
+    cause: error,
+  })
+}
+
 /** A script reply as a list (its items as Redis sent them; nested lists stay lists). */
 export function replyList(reply: unknown): unknown[] {
   if (!Array.isArray(reply)) throw new Error('jobgate: unexpected script reply')
@@ -114,9 +122,10 @@ export class ScriptRunner {
   }
 
   /**
-   * Pipelined calls whose outcomes stay apart: a call Redis refused for now (out of memory,
-   * say) is its own 503 problem while the others stand, since what they wrote is written.
-   * Only when every call failed, or one failed for another reason, does the whole fail.
+   * Pipelined calls whose outcomes stay apart, since what the others wrote is written: a call
+   * Redis refused for now (out of memory, say) is its own 503 problem, a call that failed
+   * otherwise (a bug: every script checks its arguments before it writes) its own 500. Only
+   * when every call failed does the whole fail.
    */
   pipelineSettled(
     queue: (pipeline: ChainableCommander) => void,
@@ -124,13 +133,10 @@ export class ScriptRunner {
     return this.command(async () => {
       const results = await this.exec(queue)
       const errors = results.flatMap(([error]) => (error ? [error] : []))
-      const whole =
-        errors.find((error) => !isUnavailableError(error)) ??
-        (errors.length === results.length ? errors[0] : undefined)
-      if (whole) throw whole
-      return results.map(([error, reply]) =>
-        error ? { problem: asProblem(error, 1) as ProblemError } : { reply },
-      )
+      if (errors.length > 0 && errors.length === results.length) {
+        throw errors.find((error) => !isUnavailableError(error)) ?? errors[0]
+      }
+      return results.map(([error, reply]) => (error ? { problem: callProblem(error) } : { reply }))
     })
   }
 
