@@ -32,7 +32,7 @@ export function idempotencyKeyOf(headers: IncomingHttpHeaders): IdempotencyKey |
     throw invalidHeader(
       'IDEMPOTENCY_KEY_INVALID',
       header,
-      `${shown} must be 1 to 255 visible ASCII characters other than '"' and '\\', bare or in double quotes (got ${key.length} characters)`,
+      `${shown} must be 1 to 255 visible ASCII characters other than '"' and '\\', bare or in double quotes (got ${key.length} bytes)`,
       'is not a valid idempotency key',
     )
   }

@@ -111,7 +111,7 @@ export default fp(
             detail = 'Send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>".'
           } else if (key === MALFORMED) {
             detail =
-              'The Authorization header is not "Bearer <key>" (one header, one key, no spaces).'
+              'The Authorization header is not "Bearer <key>" (one header, one key without spaces).'
           }
           return done(
             new ProblemError(key === null ? 'UNAUTHORIZED' : 'INVALID_API_KEY', detail, {
