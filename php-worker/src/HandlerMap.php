@@ -124,12 +124,16 @@ final class HandlerMap
             if (!class_exists($entry) && !interface_exists($entry)) {
                 return "names class {$entry}, which does not exist";
             }
+            $class = new ReflectionClass($entry);
+            if ($class->isInterface()) {
+                return "names interface {$entry}: name a class that implements " . Handler::class;
+            }
             if (!is_subclass_of($entry, Handler::class)) {
                 return "names class {$entry}, which does not implement " . Handler::class;
             }
-            $class = new ReflectionClass($entry);
             if (!$class->isInstantiable()) {
-                return "names class {$entry}, which cannot be instantiated";
+                $what = $class->isAbstract() ? 'an abstract class' : 'a class that cannot be instantiated';
+                return "names {$what}, {$entry}: name a concrete class, an instance or a Closure";
             }
             if (($class->getConstructor()?->getNumberOfRequiredParameters() ?? 0) > 0) {
                 return "names class {$entry}, whose constructor needs arguments: register an instance or a Closure";

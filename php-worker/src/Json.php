@@ -7,23 +7,28 @@ namespace Jobgate\Worker;
 use JsonException;
 
 /**
- * JSON text as jobgate stores it: slashes and Unicode unescaped, invalid UTF-8 replaced.
+ * JSON text as jobgate stores it: slashes and Unicode unescaped.
  */
 final class Json
 {
-    private const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION
-        | JSON_INVALID_UTF8_SUBSTITUTE;
+    private const FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION;
 
-    /** @throws JsonException when the value cannot be represented (INF, NAN, a resource, recursion) */
+    /**
+     * @throws JsonException when the value cannot be represented (INF, NAN, a resource,
+     *     recursion, a string that is not UTF-8): a handler's data is stored as it is, or not at all
+     */
     public static function encode(mixed $value): string
     {
         return json_encode($value, self::FLAGS | JSON_THROW_ON_ERROR);
     }
 
-    /** Never fails: values that cannot be represented are replaced by null (for log lines). */
+    /**
+     * Never fails, for log lines: values that cannot be represented are replaced by null, and
+     * invalid UTF-8 by U+FFFD.
+     */
     public static function encodeLenient(mixed $value): string
     {
-        $json = json_encode($value, self::FLAGS | JSON_PARTIAL_OUTPUT_ON_ERROR);
+        $json = json_encode($value, self::FLAGS | JSON_INVALID_UTF8_SUBSTITUTE | JSON_PARTIAL_OUTPUT_ON_ERROR);
 
         return $json === false ? 'null' : $json;
     }

@@ -339,7 +339,7 @@ class Worker
 
             return Outcome::succeeded($json);
         } catch (JsonException $unencodable) {
-            // NAN, a resource, recursion: every run would end the same way.
+            // NAN, a resource, recursion, bytes that are not UTF-8: every run would end the same way.
             $message = 'the result cannot be encoded as JSON: ' . $unencodable->getMessage();
 
             return Outcome::fail(new ErrorReport($message, JsonException::class));
@@ -462,7 +462,7 @@ class Worker
     {
         $this->currentSettled = true;
         $this->currentFinishedAtMs = $this->clock->nowMs();
-        $error = new ErrorReport('timed out after ' . self::seconds($timeoutMs) . ' s', 'JobTimeout');
+        $error = new ErrorReport(self::timeoutMessage($timeoutMs), 'JobTimeout');
         $this->logger->error('job timed out', $this->finishFields($job) + self::errorFields($error));
         if (!$context->leaseLost()) {
             try {
@@ -474,6 +474,21 @@ class Worker
         }
         $this->timedOut = true;
         $this->exitProcess($this->stop(ExitCode::JOB_TIMEOUT));
+    }
+
+    /**
+     * The alarm rings on whole seconds: a timeout of 1.5 s stops a job after 2. The message says
+     * so rather than claim a limit the job did not get.
+     */
+    private static function timeoutMessage(int $timeoutMs): string
+    {
+        $limit = self::seconds($timeoutMs);
+        if ($timeoutMs % 1000 === 0) {
+            return "timed out after {$limit} s";
+        }
+        $applied = intdiv($timeoutMs + 999, 1000);
+
+        return "timed out after {$applied} s (timeout {$limit} s, rounded up to whole seconds)";
     }
 
     /** Logs `worker stopping` (once) and returns the exit code. */

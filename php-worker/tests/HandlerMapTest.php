@@ -10,6 +10,7 @@ use Jobgate\Worker\Examples\FailHandler;
 use Jobgate\Worker\Examples\SleepHandler;
 use Jobgate\Worker\Handler;
 use Jobgate\Worker\HandlerMap;
+use Jobgate\Worker\Tests\Fakes\AbstractHandler;
 use Jobgate\Worker\Tests\Fakes\NeedsArguments;
 use PHPUnit\Framework\TestCase;
 use stdClass;
@@ -105,7 +106,8 @@ final class HandlerMapTest extends TestCase
         return [
             'a class that is not a Handler' => [stdClass::class, 'does not implement Jobgate\Worker\Handler'],
             'an object that is not a Handler' => [new stdClass(), 'got stdClass'],
-            'an interface' => [Handler::class, 'does not implement'],
+            'an interface' => [Handler::class, 'names interface Jobgate\Worker\Handler: name a class that implements'],
+            'an abstract class' => [AbstractHandler::class, 'names an abstract class'],
             'a constructor with arguments' => [NeedsArguments::class, 'constructor needs arguments'],
             'a number' => [42, 'got int'],
         ];

@@ -629,7 +629,10 @@ final class WorkerTest extends TestCase
         }], timeoutSeconds: 60);
 
         self::assertSame(ExitCode::JOB_TIMEOUT, $code);
-        self::assertSame('timed out after 1.5 s', $this->transport->settlements()[0][2]);
+        self::assertSame(
+            'timed out after 2 s (timeout 1.5 s, rounded up to whole seconds)',
+            $this->transport->settlements()[0][2],
+        );
     }
 
     /** @dataProvider heartbeatErrors */
@@ -787,6 +790,32 @@ final class WorkerTest extends TestCase
         [$call, , $message, $class] = $this->transport->settlements()[0];
         self::assertSame(['fail', \JsonException::class], [$call, $class]);
         self::assertStringStartsWith('the result cannot be encoded as JSON: ', $message);
+    }
+
+    public function testAResultThatIsNotUtf8FailsTheJobRatherThanBeingRewritten(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $this->runWorker(['echo' => fn () => ['bytes' => "\xff\xfe\x00abc"]], maxJobs: 1);
+
+        [$call, , $message, $class] = $this->transport->settlements()[0];
+        self::assertSame(['fail', \JsonException::class], [$call, $class]);
+        self::assertStringContainsString('Malformed UTF-8', $message);
+    }
+
+    public function testProgressThatIsNotUtf8IsRefusedWithNothingSent(): void
+    {
+        $this->transport->jobs = [Jobs::make()];
+        $thrown = null;
+        $this->runWorker(['echo' => function (Job $job, JobContext $context) use (&$thrown) {
+            try {
+                $context->progress("\xff");
+            } catch (\JsonException $error) {
+                $thrown = $error;
+            }
+        }], maxJobs: 1);
+
+        self::assertInstanceOf(\JsonException::class, $thrown);
+        self::assertSame([['ack', 'job-1', null]], $this->transport->settlements(), 'no heartbeat carried it');
     }
 
     public function testAResultWhoseJsonSerializeThrowsIsRetriedLikeTheHandlersOwnException(): void

@@ -40,10 +40,12 @@ final class Retrier
      * @param Closure(): T $call
      * @param Unavailable|null $earlierFailure how a try made elsewhere (e.g. in a pipeline) failed:
      *        it is waited out first, and counts as the first try
+     * @param array<string, mixed> $fields what the call is for, on each line logged while it waits
+     *        (a job's fields, for the report of its outcome)
      * @return T
      * @throws StopRequested when the worker was asked to stop and the call still fails
      */
-    public function untilAvailable(Closure $call, ?Unavailable $earlierFailure = null): mixed
+    public function untilAvailable(Closure $call, ?Unavailable $earlierFailure = null, array $fields = []): mixed
     {
         $failure = $earlierFailure;
         $tries = $earlierFailure === null ? 0 : 1;
@@ -52,7 +54,7 @@ final class Retrier
                 if ($tries >= self::TRIES_BEFORE_STOPPING && $this->stop?->isRequested()) {
                     throw new StopRequested($failure);
                 }
-                $this->pause($failure);
+                $this->pause($failure, $fields);
             }
             $tries++;
             try {
@@ -66,14 +68,18 @@ final class Retrier
         }
     }
 
-    /** Logs the outage and sleeps the next back-off delay. */
-    public function pause(Unavailable $unavailable): void
+    /**
+     * Logs the outage and sleeps the next back-off delay.
+     *
+     * @param array<string, mixed> $fields what the waiting call is for
+     */
+    public function pause(Unavailable $unavailable, array $fields = []): void
     {
         $delayMs = $this->backoff->nextDelayMs();
         if ($unavailable->retryAfterMs !== null) {
             $delayMs = max($delayMs, min($unavailable->retryAfterMs, self::MAX_RETRY_AFTER_MS));
         }
-        $this->logger->warn($this->unavailableMessage, [
+        $this->logger->warn($this->unavailableMessage, $fields + [
             'error' => $unavailable->getMessage(),
             'retry_in_ms' => $delayMs,
         ]);

@@ -291,10 +291,9 @@ final class HttpTransportTest extends TestCase
         self::assertNull($acked->next);
         self::assertCount(2, $this->http->requests);
         self::assertSame([100], $this->clock->sleeps);
-        self::assertStringContainsString(
-            $message,
-            (string) $this->logs->first('gateway unavailable, retrying')['error'],
-        );
+        $line = $this->logs->first('gateway unavailable, retrying');
+        self::assertStringContainsString($message, (string) $line['error']);
+        self::assertSame('j9', $line['job_id'] ?? null, 'the wait names the job whose outcome waits');
     }
 
     /** @return array<string, array{mixed, string}> */

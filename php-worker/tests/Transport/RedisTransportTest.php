@@ -452,10 +452,9 @@ final class RedisTransportTest extends TestCase
         self::assertSame(['ack', 'ack'], array_column($this->connection->scripts, 0));
         self::assertSame($this->connection->scripts[0], $this->connection->scripts[1]);
         self::assertSame([100], $this->clock->sleeps, 'waited out like ack()');
-        self::assertSame(
-            'read error on connection',
-            $this->logs->first('redis unavailable, reconnecting')['error'] ?? null,
-        );
+        $line = $this->logs->first('redis unavailable, reconnecting');
+        self::assertSame('read error on connection', $line['error'] ?? null);
+        self::assertSame('j9', $line['job_id'] ?? null, 'the wait names the job whose outcome waits');
     }
 
     public function testAnOutageAfterTheCombinedAckLandedRetriesItUntilRedisAnswers(): void

@@ -275,6 +275,7 @@ final class HttpTransport implements Transport
 
                 return $state;
             },
+            fields: Logger::jobFields($job),
         );
     }
 

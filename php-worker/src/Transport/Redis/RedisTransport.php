@@ -126,7 +126,7 @@ final class RedisTransport implements Transport
 
     public function ack(Job $job, ?string $resultJson): bool
     {
-        return $this->settle($this->ackCall($job, $resultJson), self::ACK_DONE) !== null;
+        return $this->settle($job, $this->ackCall($job, $resultJson), self::ACK_DONE) !== null;
     }
 
     /**
@@ -149,7 +149,7 @@ final class RedisTransport implements Transport
         try {
             [$ackReply, $reserveReply] = $this->connection->runScripts([$ack, $reserve]);
         } catch (Unavailable $unavailable) {
-            return new AckAndNext($this->settle($ack, self::ACK_DONE, $unavailable) !== null, null);
+            return new AckAndNext($this->settle($job, $ack, self::ACK_DONE, $unavailable) !== null, null);
         }
         $this->retrier->recovered();
         $next = $this->reservedJob($this->queues[0], $reserveReply);
@@ -177,7 +177,7 @@ final class RedisTransport implements Transport
             ],
         );
 
-        return $this->settle($call, ['DEAD' => 'dead']) !== null;
+        return $this->settle($job, $call, ['DEAD' => 'dead']) !== null;
     }
 
     public function retry(Job $job, string $message, string $class, ?int $delayMs): RetryOutcome
@@ -208,6 +208,7 @@ final class RedisTransport implements Transport
             ],
         );
         $state = $this->settle(
+            $job,
             $call,
             ['SCHEDULED' => 'scheduled', 'QUEUED' => 'queued', 'DEAD' => 'dead', 'EXPIRED' => 'expired'],
         );
@@ -284,8 +285,12 @@ final class RedisTransport implements Transport
      * @param Unavailable|null $earlierFailure how a try made elsewhere failed (it may have landed)
      * @return string|null the job's new state; null when the lease was not held
      */
-    private function settle(ScriptCall $call, array $doneReplies, ?Unavailable $earlierFailure = null): ?string
-    {
+    private function settle(
+        Job $job,
+        ScriptCall $call,
+        array $doneReplies,
+        ?Unavailable $earlierFailure = null,
+    ): ?string {
         return $this->retrier->untilAvailable(
             fn (): ?string => $this->settledState(
                 $call,
@@ -293,6 +298,7 @@ final class RedisTransport implements Transport
                 $doneReplies,
             ),
             $earlierFailure,
+            Logger::jobFields($job),
         );
     }
 
