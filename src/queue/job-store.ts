@@ -27,7 +27,7 @@ export type EnqueueResult =
   | { outcome: 'expires_before_due'; dueInMs: number }
   /** The queue is new and the registry holds MAX_QUEUES already; nothing was written. */
   | { outcome: 'too_many_queues' }
-  /** In a batch: Redis refused this job's call for now (out of memory, say); it wrote nothing. */
+  /** In a batch: this job's call failed (503: Redis refused it for now; 500: a bug); it wrote nothing. */
   | { outcome: 'refused'; problem: ProblemError }
 
 export type CancelResult =
