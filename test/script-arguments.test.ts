@@ -59,6 +59,8 @@ t.test(
             '01',
             '1.',
             '{"a":-.5}',
+            '1.e5',
+            '[-01]',
             '[1e]',
             '[-]',
           ],
@@ -252,6 +254,12 @@ t.test(
       JSON.parse((await client.hget(keys.job(active), 'result')) ?? 'null'),
       { sent: true },
       'the leased job was acked by the well-formed call',
+    )
+    // The JSON check reads strictly for a moment, then puts the server's cjson setting back.
+    t.equal(
+      await client.eval('return tostring(cjson.decode_invalid_numbers())', 0),
+      'true',
+      "other scripts' cjson reads as it did",
     )
   },
 )

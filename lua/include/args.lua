@@ -48,35 +48,26 @@ local function check_fraction(i)
   return n
 end
 
--- cjson.decode also reads '+1', '01', '1.' and '-.5', which JSON.parse refuses.
-local function is_json_number(word)
-  local rest = string.match(word, '^%-?0(.*)$') or string.match(word, '^%-?[1-9]%d*(.*)$')
-  if rest == nil then return false end
-  rest = string.match(rest, '^%.%d+(.*)$') or rest
-  rest = string.match(rest, '^[eE][+-]?%d+(.*)$') or rest
-  return rest == ''
+local function strict_decode(text)
+  -- Redis's cjson reads NaN, Infinity, hex, '+1' and '01' unless told not to; the setting is
+  -- the server's, so it is put back as it was.
+  local lenient = cjson.decode_invalid_numbers()
+  cjson.decode_invalid_numbers(false)
+  local decoded = pcall(cjson.decode, text)
+  cjson.decode_invalid_numbers(lenient)
+  return decoded
 end
-
-local JSON_LITERALS = {['true'] = true, ['false'] = true, ['null'] = true}
 
 local function check_json(i)
   local text = ARGV[i]
   if text == '' then return end
-  -- cjson also reads NaN, Infinity, hex and numbers JSON does not allow: outside the strings,
-  -- only punctuation, true, false, null and numbers of JSON's grammar may stand.
-  local bare = string.gsub(string.gsub(text or '', '\\.', ''), '"[^"]*"', '')
-  local valid = text ~= nil and not string.find(bare, '[^%s%w.+,:%[%]{}-]')
-  if valid then
-    for word in string.gmatch(bare, '[%w.+-]+') do
-      if not JSON_LITERALS[word] and not is_json_number(word) then
-        valid = false
-        break
-      end
-    end
+  local valid = text ~= nil and strict_decode(text)
+  -- Even so it reads '-.5', '1.' and '1.e5': outside the strings a '.' must stand between digits.
+  if valid and string.find(text, '.', 1, true) then
+    local bare = ' ' .. string.gsub(string.gsub(text, '\\.', ''), '"[^"]*"', '') .. ' '
+    valid = not (string.find(bare, '[^%d]%.') or string.find(bare, '%.[^%d]'))
   end
-  if not valid or not pcall(cjson.decode, text) then
-    refuse_argument(i, "must be JSON text, or ''")
-  end
+  if not valid then refuse_argument(i, "must be JSON text, or ''") end
 end
 
 local function check_choice(i, a, b, c)
