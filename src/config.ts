@@ -227,16 +227,25 @@ class Reader {
 
 const DAY = 86_400_000
 const MAX_RATE_WINDOW_MS = 366 * DAY
-const RATE_LIMIT = /^(\d+)\s*\/\s*(\d+)?\s*(ms|s|m|h|d)$/
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost', '::ffff:127.0.0.1'])
+/** `<requests>/<window>`: the window a duration (a bare number is ms) or a unit alone (`/s`). */
+const RATE_LIMIT = /^(\d+)\s*\/\s*(?:(\d+)\s*(ms|s|m|h|d)?|(ms|s|m|h|d))$/
+
+/** `localhost`, `::1` or an address of 127.0.0.0/8 (also written IPv4-mapped, `::ffff:127.…`). */
+function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true
+  const ipv4 = host.toLowerCase().replace(/^::ffff:/, '')
+  return isIP(ipv4) === 4 && ipv4.startsWith('127.')
+}
 
 function rateLimit(read: Reader, name: string, fallback: RateLimit | null): RateLimit | null {
-  const value = read.optional(name)?.toLowerCase()
-  if (value === undefined) return fallback
+  const given = read.optional(name)
+  if (given === undefined) return fallback
+  const value = given.toLowerCase()
   if (value === 'off' || value === '0') return null
   const match = RATE_LIMIT.exec(value)
   const max = Number(match?.[1])
-  const windowMs = Number(match?.[2] ?? 1) * (DURATION_UNIT_MS[match?.[3] ?? ''] ?? Number.NaN)
+  const unit = match?.[3] ?? match?.[4] ?? 'ms'
+  const windowMs = Number(match?.[2] ?? 1) * (DURATION_UNIT_MS[unit] ?? Number.NaN)
   if (
     !match ||
     !Number.isSafeInteger(max) ||
@@ -245,7 +254,7 @@ function rateLimit(read: Reader, name: string, fallback: RateLimit | null): Rate
   ) {
     throw new ConfigError(
       name,
-      `must be <requests>/<window> with a window from 1s to 366d, like 1000/1s or 6000/1m, or off (got "${value}")`,
+      `must be <requests>/<window> with a window from 1s to 366d, like 1000/1s or 6000/1m, or off (got "${given}")`,
     )
   }
   return { max, windowMs }
@@ -469,7 +478,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const keys = apiKeys(read)
   const allowUnauthenticated = read.boolean('ALLOW_UNAUTHENTICATED', false)
-  if (keys.length === 0 && !LOOPBACK.has(host) && !allowUnauthenticated) {
+  if (keys.length === 0 && !isLoopback(host) && !allowUnauthenticated) {
     throw new ConfigError(
       'API_KEYS',
       `must be set when HOST is not a loopback address (HOST is ${host}): without keys anyone who can reach the gateway can use it. Set API_KEYS or API_KEYS_FILE, or ALLOW_UNAUTHENTICATED=true to accept that.`,

@@ -98,6 +98,13 @@ t.test('the hash of an empty key is refused, and an empty key matches nothing', 
 t.test('without keys the gateway runs open only on loopback, or when told to', async (t) => {
   t.equal(loadConfig({ HOST: '127.0.0.1' }).apiKeys.length, 0)
   t.equal(loadConfig({ HOST: '::1' }).apiKeys.length, 0)
+  // All of 127.0.0.0/8 is loopback, written as IPv4 or IPv4-mapped.
+  for (const HOST of ['127.0.0.2', '127.255.0.1', '::FFFF:127.0.0.9', 'localhost']) {
+    t.equal(loadConfig({ HOST }).apiKeys.length, 0, HOST)
+  }
+  for (const HOST of ['128.0.0.1', '::ffff:10.0.0.1', '127.example.com', '::2']) {
+    t.throws(() => loadConfig({ HOST }), /API_KEYS must be set when HOST is not a loopback/, HOST)
+  }
   t.throws(() => loadConfig({ HOST: '0.0.0.0' }), ConfigError)
   t.throws(
     () => loadConfig({ HOST: '0.0.0.0' }),

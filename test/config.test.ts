@@ -65,12 +65,13 @@ t.test('units for durations and sizes', async (t) => {
     RATE_LIMIT: '50000/1d',
     RATE_LIMIT_WORK: '0',
     RATE_LIMIT_READ: '600 / m',
+    RATE_LIMIT_ADMIN: '10/5000',
   })
   t.strictSame(config.rateLimits, {
     produce: { max: 50_000, windowMs: 86_400_000 },
     read: { max: 600, windowMs: 60_000 },
     work: null,
-    admin: { max: 50_000, windowMs: 86_400_000 },
+    admin: { max: 10, windowMs: 5000 },
   })
   t.equal(config.redisUrl, 'redis://cache:6379/3')
   t.strictSame(config.redisWaitReplicas, { replicas: 2, timeoutMs: 2000 })
@@ -109,6 +110,9 @@ t.test('a bad value names its variable', async (t) => {
     [{ REQUEST_TIMEOUT: '500ms' }, 'REQUEST_TIMEOUT', /got "500ms"/],
     [{ RATE_LIMIT: '100/500ms' }, 'RATE_LIMIT', /window from 1s to 366d/],
     [{ RATE_LIMIT: '2/367d' }, 'RATE_LIMIT', /got "2\/367d"/],
+    [{ RATE_LIMIT: '2/1S0' }, 'RATE_LIMIT', /got "2\/1S0"/],
+    [{ RATE_LIMIT: '100/999' }, 'RATE_LIMIT', /window from 1s to 366d/],
+    [{ RATE_LIMIT: '100/' }, 'RATE_LIMIT', /must be <requests>\/<window>/],
     [{ RATE_LIMIT_READ: '2/999999999999d' }, 'RATE_LIMIT_READ', /window from 1s to 366d/],
     [{ HOST: '[::1]' }, 'HOST', /without brackets \(got "\[::1\]"\)/],
     [{ REDIS_WAIT_REPLICAS: 'all' }, 'REDIS_WAIT_REPLICAS', /integer from 0 to 100/],

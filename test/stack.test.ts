@@ -157,6 +157,17 @@ t.test('./dev up: a Redis port in use is refused; a hang-up stops everything', a
   t.equal(await listening(port), false, 'no gateway was started')
   squatter.close()
   await once(squatter, 'close')
+  // Ports the start cannot use are named before anything starts.
+  const badRedisPort = devUp({ ...env, JOBGATE_REDIS_PORT: 'abc' })
+  t.equal(await badRedisPort.exited, 1)
+  t.match(
+    badRedisPort.out.text,
+    'JOBGATE_REDIS_PORT must be a port number from 1 to 65535 (got "abc")',
+  )
+  const anyPort = devUp({ ...env, PORT: '0' })
+  t.equal(await anyPort.exited, 1)
+  t.match(anyPort.out.text, 'PORT=0 (any free port) does not work here')
+  t.equal(await listening(redisPort), false, 'no Redis was started')
 
   const up = devUp(env)
   t.teardown(() => {
