@@ -44,8 +44,19 @@ function isoOrNull(ms: number | null): string | null {
   return ms === null ? null : iso(ms)
 }
 
-function jsonOrNull(text: string | null): unknown {
-  return text === null ? null : JSON.parse(text)
+/**
+ * What a worker reported (a result, progress). The scripts take JSON text only, but a record
+ * written before they checked it as strictly (Redis's decoder reads `-.5` and `01`) may hold
+ * text JSON.parse refuses: shown as that text, a string, so that one record does not make its
+ * job and every list holding it unreadable.
+ */
+function reported(text: string | null): unknown {
+  if (text === null) return null
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
 }
 
 function historyView({ at, ...rest }: HistoryEntry): JobView['history'][number] {
@@ -88,8 +99,8 @@ export function jobView(job: JobRecord, known: { payload?: unknown } = {}): JobV
     finished_at: isoOrNull(job.finishedAt),
     lease_deadline: job.state === 'active' ? isoOrNull(job.leaseDeadline) : null,
     worker: job.worker,
-    progress: jsonOrNull(job.progress),
-    result: jsonOrNull(job.result),
+    progress: reported(job.progress),
+    result: reported(job.result),
     last_error: lastErrorView(job.lastError),
     request_id: job.requestId,
     idempotency_key: job.idempotencyKey,

@@ -362,3 +362,28 @@ t.test('a cursor among many jobs due at one instant is placed by their ids', asy
   t.equal(page.offset, 152)
   t.equal(page.jobs[0]?.id, tied[151])
 })
+
+t.test(
+  'progress or a result a record holds as text JSON.parse refuses is shown as that text',
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    const running = await submit(app, { type: 't' })
+    const reserved = await app.inject({
+      method: 'POST',
+      url: '/v1/queues/q/jobs:reserve',
+      payload: { worker: 'w' },
+    })
+    t.equal(reserved.json().job.id, running)
+    // What Redis's JSON decoder took before the scripts read it strictly.
+    await client.hset(`jobgate:{q}:job:${running}`, 'progress', '{"done":-.5}')
+    const active = await list(app, 'state=active')
+    t.equal(active.status, 200)
+    t.equal(active.body.jobs[0].progress, '{"done":-.5}')
+
+    const finished = await submit(app, { type: 't' })
+    await client.hset(`jobgate:{q}:job:${finished}`, 'result', '[01]')
+    const status = await app.inject({ method: 'GET', url: `/v1/queues/q/jobs/${finished}` })
+    t.equal(status.statusCode, 200)
+    t.equal(status.json().result, '[01]')
+  },
+)
