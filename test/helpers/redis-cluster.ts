@@ -14,6 +14,18 @@ async function clusterPort(): Promise<number> {
   }
 }
 
+const CLUSTER_NODE_ARGS = [
+  '--cluster-enabled',
+  'yes',
+  '--cluster-config-file',
+  'nodes.conf',
+  '--cluster-node-timeout',
+  '2000',
+  // A replica's first sync would wait 5 s for others to share it.
+  '--repl-diskless-sync-delay',
+  '0',
+]
+
 /**
  * A real local Redis Cluster of `masters` redis-server processes (and `replicas` for each),
  * created with `redis-cli --cluster create`; every slot is served once `cluster_state:ok`.
@@ -53,15 +65,7 @@ export class RedisCluster {
             port,
             args: [
               ...(tls ? [...tlsPortArgs(tls, tlsPort), '--tls-cluster', 'yes'] : []),
-              '--cluster-enabled',
-              'yes',
-              '--cluster-config-file',
-              'nodes.conf',
-              '--cluster-node-timeout',
-              '2000',
-              // A replica's first sync would wait 5 s for others to share it.
-              '--repl-diskless-sync-delay',
-              '0',
+              ...CLUSTER_NODE_ARGS,
               ...nodeArgs,
             ],
           }),
@@ -156,6 +160,53 @@ export class RedisCluster {
       byNode.set(node.port, (await node.ask((client) => client.keys('*'))).sort())
     }
     return byNode
+  }
+
+  /** A new master serving no slot yet (no TLS), known to every node; stopped by destroy(). */
+  async addEmptyMaster(): Promise<RedisServer> {
+    const node = await RedisServer.start({ port: await clusterPort(), args: CLUSTER_NODE_ARGS })
+    this.nodes.push(node)
+    await node.ask((client) => client.cluster('MEET', '127.0.0.1', this.nodes[0]?.port ?? 0))
+    const id = String(await node.ask((client) => client.cluster('MYID')))
+    for (const deadline = Date.now() + 20_000; ; ) {
+      const known = await Promise.all(
+        this.nodes.map(async (other) =>
+          String(await other.ask((client) => client.cluster('NODES'))).includes(id),
+        ),
+      )
+      const ok = /cluster_state:ok/.test(String(await node.ask((client) => client.cluster('INFO'))))
+      if (ok && known.every(Boolean)) return node
+      if (Date.now() > deadline) throw new Error('the new node did not join the cluster')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+
+  /**
+   * Moves `key`'s slot, with its keys, to `to` as `redis-cli --cluster reshard` does (IMPORTING,
+   * MIGRATING, MIGRATE, then the new owner told to every node). For `keysMovedMs` between the
+   * last MIGRATE and the new owner, calls on the slot's keys are answered ASK.
+   */
+  async moveSlotOf(key: string, to: RedisServer, keysMovedMs = 0): Promise<void> {
+    const { master: from } = await this.serversOf(key)
+    const slot = Number(await from.ask((client) => client.cluster('KEYSLOT', key)))
+    const idOf = async (node: RedisServer) =>
+      String(await node.ask((client) => client.cluster('MYID')))
+    const [fromId, toId] = [await idOf(from), await idOf(to)]
+    await to.ask((client) => client.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId))
+    await from.ask((client) => client.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId))
+    for (;;) {
+      const keys = (await from.ask((client) =>
+        client.cluster('GETKEYSINSLOT', slot, 100),
+      )) as unknown as string[]
+      if (keys.length === 0) break
+      await from.ask((client) =>
+        client.call('MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys),
+      )
+    }
+    await new Promise((resolve) => setTimeout(resolve, keysMovedMs))
+    for (const node of this.nodes) {
+      await node.ask((client) => client.call('CLUSTER', 'SETSLOT', slot, 'NODE', toId))
+    }
   }
 
   async flush(): Promise<void> {

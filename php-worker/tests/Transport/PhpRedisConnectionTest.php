@@ -4,7 +4,6 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Tests\Transport;
 
-use Jobgate\Worker\Transport\Redis\ClusterConnection;
 use Jobgate\Worker\Transport\Redis\PhpRedisConnection;
 use Jobgate\Worker\Transport\Redis\RedisEndpoint;
 use Jobgate\Worker\Transport\Redis\TlsSettings;
@@ -16,12 +15,11 @@ use Jobgate\Worker\Transport\Unavailable;
 use PHPUnit\Framework\MockObject\MockObject;
 use PHPUnit\Framework\TestCase;
 use Redis;
-use RedisCluster;
 use RedisException;
 
 /**
- * Scripts by SHA with the NOSCRIPT fallback, several in one pipeline (one after another on a
- * cluster), and outages told from bugs, on a mocked phpredis.
+ * Scripts by SHA with the NOSCRIPT fallback, several in one pipeline, and outages told from
+ * bugs, on a mocked phpredis.
  */
 final class PhpRedisConnectionTest extends TestCase
 {
@@ -251,47 +249,6 @@ final class PhpRedisConnectionTest extends TestCase
 
         self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($this->ackThenReserve()));
         self::assertSame(['pipelined evalSha ack', 'pipelined evalSha reserve', 'exec'], $this->sent);
-    }
-
-    public function testAClusterRunsTheScriptsOneAfterAnother(): void
-    {
-        $ack = new Script('ack', 1, 'return {"OK", 1}');
-        $reserve = new Script('reserve', 1, 'return {"EMPTY", -1}');
-        /** @var RedisCluster&MockObject $cluster */
-        $cluster = $this->createMock(RedisCluster::class);
-        $cluster->method('getLastError')->willReturn(null);
-        $cluster->expects(self::never())->method('multi');
-        $cluster->expects(self::never())->method('exec');
-        $sent = [];
-        $cluster->method('evalSha')->willReturnCallback(function (...$arguments) use (&$sent) {
-            $sent[] = $arguments;
-
-            return count($sent) % 2 === 1 ? ['OK', 1] : ['EMPTY', -1];
-        });
-        $connection = new ClusterConnection([RedisEndpoint::fromUrl('node-1')], 1.0, 5.0, fn () => $cluster);
-        $calls = [new ScriptCall($ack, ['{a}:k'], ['x']), new ScriptCall($reserve, ['{b}:k'], ['y'])];
-
-        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($calls));
-        self::assertSame([['OK', 1], ['EMPTY', -1]], $connection->runScripts($calls), 'also once both are known');
-        self::assertSame(
-            array_fill(0, 2, [[$ack->sha1, ['{a}:k', 'x'], 1], [$reserve->sha1, ['{b}:k', 'y'], 1]]),
-            array_chunk($sent, 2),
-        );
-    }
-
-    public function testAClusterStopsAtTheFirstCallThatFindsItUnavailable(): void
-    {
-        /** @var RedisCluster&MockObject $cluster */
-        $cluster = $this->createMock(RedisCluster::class);
-        $cluster->expects(self::once())->method('evalSha')
-            ->willThrowException(new \RedisClusterException('Timed out attempting to find data in the correct node!'));
-        $connection = new ClusterConnection([RedisEndpoint::fromUrl('node-1')], 1.0, 5.0, fn () => $cluster);
-
-        $this->expectException(Unavailable::class);
-        $connection->runScripts([
-            new ScriptCall(new Script('ack', 0, 'return 1'), [], []),
-            new ScriptCall(new Script('reserve', 0, 'return 2'), [], []),
-        ]);
     }
 
     public function testOneServerConnectsLogsInSelectsAndBlocksInDecimalSeconds(): void

@@ -5,70 +5,252 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Transport\Redis;
 
 use Closure;
+use Jobgate\Worker\Transport\Unavailable;
 use Redis;
-use RedisCluster;
+use RedisException;
 
 /**
- * A Redis Cluster, found from seed nodes. Each queue lives in one slot (its hash tag), so a
- * worker of several queues blocks on their wake lists one at a time.
+ * A Redis Cluster, found from seed nodes: one connection of one server per master, each call
+ * sent to the master of its keys' slot (every key of a queue shares its hash tag, so its slot).
+ *
+ * The routing is the worker's own, not phpredis's RedisCluster: phpredis 5.3 (Debian's) crashes
+ * the process with a segmentation fault when a MOVED reply names a node it has not mapped yet
+ * while the slot's master had no replica (a slot moved to a new node, a failover back to a node
+ * that had been down). Here a MOVED reply re-routes its slot and the call goes again; a node
+ * that cannot be reached makes the next call read the slots again (CLUSTER SLOTS), from the
+ * nodes known so far and the seeds.
  */
-final class ClusterConnection extends PhpRedisConnection
+final class ClusterConnection implements Connection
 {
+    private const SLOT_COUNT = 16384;
+    /** MOVED replies one call follows before the cluster counts as unavailable (slots in flux). */
+    private const MAX_REDIRECTS = 5;
+
+    /** @var list<array{int, int, string}> slot ranges: first, last, master's host:port */
+    private array $ranges = [];
+    /** @var array<int, string> slots a MOVED reply re-routed since the ranges were read */
+    private array $moved = [];
+    /** @var array<string, StandaloneConnection> by host:port */
+    private array $nodes = [];
+    /** @var list<string> host:port of every master seen, tried before the seeds when reading slots */
+    private array $known = [];
+
     /**
      * @param non-empty-list<RedisEndpoint> $seeds each with the login and TLS of every node
-     * @param (Closure(): RedisCluster)|null $newClient makes the connected client (tests pass a double)
+     * @param (Closure(): Redis)|null $newClient makes each unconnected client (tests pass a double)
      */
     public function __construct(
         private readonly array $seeds,
-        float $connectTimeout,
-        float $readTimeout,
+        private readonly float $connectTimeout,
+        private readonly float $readTimeout,
         private readonly ?Closure $newClient = null,
     ) {
-        parent::__construct($connectTimeout, $readTimeout);
+    }
+
+    public function runScript(Script $script, array $keys, array $args): array
+    {
+        $slot = self::slotOf($keys[0] ?? '');
+        for ($redirects = 0;; $redirects++) {
+            $node = $this->nodeOf($slot);
+            try {
+                return $this->nodes[$node]->runScript($script, $keys, $args);
+            } catch (SlotMoved $moved) {
+                if ($redirects >= self::MAX_REDIRECTS) {
+                    throw new Unavailable("slot {$slot} keeps moving: {$moved->getMessage()}");
+                }
+                $this->moved[$moved->slot] = $moved->address;
+            } catch (Unavailable $unavailable) {
+                $this->forget($node);
+                throw $unavailable;
+            }
+        }
     }
 
     /**
-     * One call after another: phpredis has no pipeline for a cluster, and the calls' keys may
-     * live on different nodes (two queues).
+     * One call after another: the calls' keys may live on different nodes (two queues), and a
+     * call re-routed by MOVED after the one before it ran cannot be undone.
      */
     public function runScripts(array $calls): array
     {
-        return $this->runEach($calls);
-    }
-
-    protected function connect(): RedisCluster
-    {
-        if ($this->newClient !== null) {
-            return ($this->newClient)();
-        }
-        $addresses = array_map(
-            static fn (RedisEndpoint $seed): string => "{$seed->address()}:{$seed->port}",
-            $this->seeds,
+        return array_map(
+            fn (ScriptCall $call): array => $this->runScript($call->script, $call->keys, $call->args),
+            $calls,
         );
-
-        $login = $this->seeds[0]->credentials();
-        $arguments = [null, $addresses, $this->connectTimeout, $this->readTimeout, false, $login];
-        // RedisCluster takes the `ssl` stream options themselves, not Redis::connect's context
-        // around them: given that, it verified against OpenSSL's default authorities only.
-        $ssl = $this->seeds[0]->context()['stream'] ?? null;
-
-        return new RedisCluster(...($ssl === null ? $arguments : [...$arguments, $ssl]));
     }
 
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): ?string
+    /** Each queue's wake list lives on its own node: one BLPOP after another, sharing the wait. */
+    public function waitForWake(array $wakeKeys, float $seconds): ?string
     {
+        if ($wakeKeys === []) {
+            return null;
+        }
         $share = $seconds / count($wakeKeys);
         if ($share < 0.001) {
             return null;
         }
         foreach ($wakeKeys as $wakeKey) {
-            // The first argument routes the command to the node serving the key.
-            $popped = self::poppedFrom($client->rawCommand($wakeKey, 'BLPOP', $wakeKey, self::timeoutArgument($share)));
+            $node = $this->nodeOf(self::slotOf($wakeKey));
+            try {
+                $popped = $this->nodes[$node]->waitForWake([$wakeKey], $share);
+            } catch (Unavailable $unavailable) {
+                $this->forget($node);
+                throw $unavailable;
+            }
             if ($popped !== null) {
                 return $popped;
             }
         }
 
         return null;
+    }
+
+    public function pushWake(string $wakeKey): void
+    {
+        $node = $this->nodeOf(self::slotOf($wakeKey));
+        try {
+            $this->nodes[$node]->pushWake($wakeKey);
+        } catch (Unavailable $unavailable) {
+            $this->forget($node);
+            throw $unavailable;
+        }
+    }
+
+    public function reset(): void
+    {
+        foreach ($this->nodes as $node) {
+            $node->reset();
+        }
+        $this->nodes = [];
+        $this->ranges = [];
+        $this->moved = [];
+    }
+
+    /** The cluster slot of a key: CRC16 (XMODEM) of its hash tag, or of the whole key. */
+    public static function slotOf(string $key): int
+    {
+        $open = strpos($key, '{');
+        if ($open !== false) {
+            $close = strpos($key, '}', $open + 1);
+            if ($close !== false && $close > $open + 1) {
+                $key = substr($key, $open + 1, $close - $open - 1);
+            }
+        }
+        $crc = 0;
+        $length = strlen($key);
+        for ($i = 0; $i < $length; $i++) {
+            $crc ^= ord($key[$i]) << 8;
+            for ($bit = 0; $bit < 8; $bit++) {
+                $crc = ($crc & 0x8000) !== 0 ? (($crc << 1) ^ 0x1021) & 0xFFFF : ($crc << 1) & 0xFFFF;
+            }
+        }
+
+        return $crc % self::SLOT_COUNT;
+    }
+
+    /** host:port of the slot's master, with a connection to it ready in $this->nodes. */
+    private function nodeOf(int $slot): string
+    {
+        if ($this->ranges === []) {
+            $this->readSlots();
+        }
+        $address = $this->moved[$slot] ?? null;
+        foreach ($address === null ? $this->ranges : [] as [$first, $last, $master]) {
+            if ($slot >= $first && $slot <= $last) {
+                $address = $master;
+                break;
+            }
+        }
+        if ($address === null) {
+            throw new Unavailable("no node of the cluster serves slot {$slot}");
+        }
+        $this->nodes[$address] ??= new StandaloneConnection(
+            $this->endpoint($address),
+            $this->connectTimeout,
+            $this->readTimeout,
+            $this->newClient,
+        );
+
+        return $address;
+    }
+
+    /** A node that did not answer: its connection goes, and the next call reads the slots again. */
+    private function forget(string $address): void
+    {
+        ($this->nodes[$address] ?? null)?->reset();
+        unset($this->nodes[$address]);
+        $this->ranges = [];
+        $this->moved = [];
+    }
+
+    /** CLUSTER SLOTS from the first node that answers: the masters seen before, then the seeds. */
+    private function readSlots(): void
+    {
+        $candidates = [...array_map($this->endpoint(...), $this->known), ...$this->seeds];
+        $failures = [];
+        foreach ($candidates as $candidate) {
+            $client = $this->newClient === null ? new Redis() : ($this->newClient)();
+            try {
+                ServerConnector::connect($client, $candidate, $this->connectTimeout, $this->readTimeout);
+                $reply = $client->rawCommand('CLUSTER', 'SLOTS');
+                $error = $client->getLastError();
+            } catch (RedisException $exception) {
+                $failures[] = "{$candidate->host}:{$candidate->port}: {$exception->getMessage()}";
+                continue;
+            } finally {
+                ServerConnector::close($client);
+            }
+            $ranges = self::rangesOf($reply, $candidate->host);
+            if ($ranges === []) {
+                $failures[] = "{$candidate->host}:{$candidate->port}: no slots (" . ($error ?? 'none served') . ')';
+                continue;
+            }
+            $this->ranges = $ranges;
+            $this->known = array_values(array_unique(array_column($ranges, 2)));
+
+            return;
+        }
+        throw new Unavailable('no node of the cluster told its slots: ' . implode('; ', $failures));
+    }
+
+    /**
+     * CLUSTER SLOTS's reply as ranges: [first, last, [host, port, id], replicas…] each. An empty
+     * host means the node asked.
+     *
+     * @return list<array{int, int, string}>
+     */
+    private static function rangesOf(mixed $reply, string $askedHost): array
+    {
+        $ranges = [];
+        foreach (is_array($reply) ? $reply : [] as $entry) {
+            $master = is_array($entry) ? ($entry[2] ?? null) : null;
+            if (!is_array($master) || !is_int($entry[0] ?? null) || !is_int($entry[1] ?? null)) {
+                continue;
+            }
+            $host = is_string($master[0] ?? null) && $master[0] !== '' ? $master[0] : $askedHost;
+            $ranges[] = [$entry[0], $entry[1], self::address($host, (int) ($master[1] ?? 0))];
+        }
+
+        return $ranges;
+    }
+
+    private static function address(string $host, int $port): string
+    {
+        return str_contains($host, ':') ? "[{$host}]:{$port}" : "{$host}:{$port}";
+    }
+
+    /** The node at host:port, with the seeds' login and TLS (a cluster has database 0 only). */
+    private function endpoint(string $address): RedisEndpoint
+    {
+        $colon = strrpos($address, ':');
+        $seed = $this->seeds[0];
+
+        return new RedisEndpoint(
+            trim(substr($address, 0, (int) $colon), '[]'),
+            (int) substr($address, (int) $colon + 1),
+            $seed->user,
+            $seed->password,
+            0,
+            $seed->tls,
+        );
     }
 }

@@ -5,14 +5,11 @@ declare(strict_types=1);
 namespace Jobgate\Worker\Transport\Redis;
 
 use Jobgate\Worker\Transport\Unavailable;
-use LogicException;
 use Redis;
-use RedisCluster;
-use RedisClusterException;
 use RedisException;
 
 /**
- * What a phpredis connection (one server or a cluster) shares: scripts by SHA with a fallback to
+ * What a phpredis connection to one server shares: scripts by SHA with a fallback to
  * the source, several scripts in one pipeline, and telling outages from bugs.
  */
 abstract class PhpRedisConnection implements Connection
@@ -25,7 +22,7 @@ abstract class PhpRedisConnection implements Connection
     private const UNAVAILABLE_REPLIES = '/^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS'
         . '|MISCONF|NOAUTH|ERR max number of clients reached)\b/';
 
-    private Redis|RedisCluster|null $client = null;
+    private ?Redis $client = null;
     /** @var array<string, true> SHA1s of the scripts the server ran for this connection (see runScripts()) */
     private array $knownScripts = [];
 
@@ -39,14 +36,14 @@ abstract class PhpRedisConnection implements Connection
     }
 
     /** Opens a new client; phpredis exceptions mean Redis is unreachable. */
-    abstract protected function connect(): Redis|RedisCluster;
+    abstract protected function connect(): Redis;
 
     /**
-     * One BLPOP over all the wake lists: they share a server (a cluster blocks on each in turn).
+     * One BLPOP over all the wake lists: they share a server.
      *
      * @param list<string> $wakeKeys
      */
-    protected function blockingPop(Redis|RedisCluster $client, array $wakeKeys, float $seconds): ?string
+    protected function blockingPop(Redis $client, array $wakeKeys, float $seconds): ?string
     {
         // phpredis 5's blPop() takes whole seconds only; the raw command takes decimals.
         $popped = $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
@@ -62,7 +59,7 @@ abstract class PhpRedisConnection implements Connection
 
     public function runScript(Script $script, array $keys, array $args): array
     {
-        return $this->guarded(function (Redis|RedisCluster $client) use ($script, $keys, $args): array {
+        return $this->guarded(function (Redis $client) use ($script, $keys, $args): array {
             $arguments = [...$keys, ...$args];
             $client->clearLastError();
             $reply = $client->evalSha($script->sha1, $arguments, $script->numberOfKeys);
@@ -77,10 +74,11 @@ abstract class PhpRedisConnection implements Connection
             }
             if (is_string($error) && $error !== '') {
                 $client->clearLastError();
-                if (preg_match(self::UNAVAILABLE_REPLIES, $error)) {
+                // ASK: the slot is being migrated; TRYAGAIN: its keys are split between two nodes.
+                if (preg_match(self::UNAVAILABLE_REPLIES, $error) || str_starts_with($error, 'ASK ')) {
                     throw new Unavailable($error);
                 }
-                throw new ScriptFailed("{$script->name}: {$error}");
+                throw SlotMoved::fromReply($error, $script->name) ?? new ScriptFailed("{$script->name}: {$error}");
             }
             self::refuseEcho($reply);
             if (!self::isReply($reply)) {
@@ -116,10 +114,7 @@ abstract class PhpRedisConnection implements Connection
                 return $this->runEach($calls);
             }
         }
-        $replies = $this->guarded(function (Redis|RedisCluster $client) use ($calls): array {
-            if (!$client instanceof Redis) {
-                throw new LogicException('a Redis Cluster connection has no pipeline');
-            }
+        $replies = $this->guarded(function (Redis $client) use ($calls): array {
             $arguments = array_map(static fn (ScriptCall $call): array => [...$call->keys, ...$call->args], $calls);
             $client->clearLastError();
             $client->multi(Redis::PIPELINE);
@@ -154,13 +149,13 @@ abstract class PhpRedisConnection implements Connection
         }
 
         return $this->guarded(
-            fn (Redis|RedisCluster $client): ?string => $this->blockingPop($client, $wakeKeys, $seconds),
+            fn (Redis $client): ?string => $this->blockingPop($client, $wakeKeys, $seconds),
         );
     }
 
     public function pushWake(string $wakeKey): void
     {
-        $this->guarded(fn (Redis|RedisCluster $client): mixed => $client->lPush($wakeKey, '1'));
+        $this->guarded(fn (Redis $client): mixed => $client->lPush($wakeKey, '1'));
     }
 
     public function reset(): void
@@ -171,7 +166,7 @@ abstract class PhpRedisConnection implements Connection
         $this->knownScripts = [];
         try {
             $client?->close();
-        } catch (RedisException | RedisClusterException) {
+        } catch (RedisException) {
             // It is already gone.
         }
     }
@@ -216,7 +211,7 @@ abstract class PhpRedisConnection implements Connection
 
     /**
      * @template T
-     * @param callable(Redis|RedisCluster): T $command
+     * @param callable(Redis): T $command
      * @return T
      */
     private function guarded(callable $command): mixed
@@ -225,7 +220,7 @@ abstract class PhpRedisConnection implements Connection
             $this->client ??= $this->connect();
 
             return $command($this->client);
-        } catch (RedisException | RedisClusterException $exception) {
+        } catch (RedisException $exception) {
             $this->reset();
             throw new Unavailable($exception->getMessage() ?: $exception::class, null, $exception);
         } catch (Unavailable $unavailable) {
