@@ -75,3 +75,65 @@ t.test(
     )
   },
 )
+
+t.test('a worker follows its queue through a failover and a failover back', async (t) => {
+  const cluster = await RedisCluster.start(3, { replicas: 1 })
+  t.teardown(() => cluster.destroy())
+  const { app } = await startClusterGateway(t, cluster)
+  const worker = new PhpWorker({
+    queues: ['q'],
+    args: [`--cluster=${cluster.seeds}`, '--sleep=0.5'],
+  })
+  t.teardown(() => worker.signal('SIGKILL'))
+  const until = async (done: () => Promise<boolean>, what: string) => {
+    for (const deadline = Date.now() + 30_000; !(await done()); ) {
+      if (Date.now() > deadline) throw new Error(`${what}: not within 30 s`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  // Submitted until a 202 (the gateway answers 503 while the shard fails over), then run.
+  const runOne = async (n: number) => {
+    let id = ''
+    await until(async () => {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/queues/q/jobs',
+        headers: { 'idempotency-key': `failover-${n}` },
+        payload: { type: 'echo', payload: { n } },
+      })
+      id = res.statusCode === 202 ? res.json().id : ''
+      return id !== ''
+    }, 'a 202')
+    await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === id, 30_000)
+  }
+  const role = async (node: { ask: RedisCluster['nodes'][number]['ask'] }) =>
+    String((await node.ask((client) => client.role()))[0])
+
+  await runOne(0)
+  const { master, replicas } = await cluster.serversOf('jobgate:{q}:stats')
+  const replica = replicas[0]
+  if (!replica) throw new Error('the queue has a replica')
+  await master.kill()
+  await until(async () => (await role(replica)) === 'master', 'the replica promoted')
+  await runOne(1)
+  t.pass('a job ran after the failover')
+
+  // The old master back, as the new one's replica, then its master again (CLUSTER FAILOVER FORCE):
+  // the slot moves to a node the worker lost its connection to.
+  await master.spawn()
+  await until(
+    async () =>
+      /master_link_status:up/.test(await master.ask((client) => client.info('replication'))),
+    'the old master replicating',
+  )
+  await master.ask((client) => client.call('CLUSTER', 'FAILOVER', 'FORCE'))
+  await until(async () => (await role(master)) === 'master', 'the failover back')
+  await runOne(2)
+  t.pass('a job ran after the failover back')
+  t.equal(worker.running, true, 'the worker still runs')
+  t.equal(
+    worker.lines.filter((line) => line.msg === 'job succeeded').length,
+    3,
+    'each job ran once',
+  )
+})
