@@ -51,17 +51,16 @@ final class ClusterConnection implements Connection
     {
         $slot = self::slotOf($keys[0] ?? '');
         for ($redirects = 0;; $redirects++) {
-            $node = $this->nodeOf($slot);
             try {
-                return $this->nodes[$node]->runScript($script, $keys, $args);
+                return $this->onNodeOf(
+                    $slot,
+                    fn (StandaloneConnection $node): array => $node->runScript($script, $keys, $args),
+                );
             } catch (SlotMoved $moved) {
                 if ($redirects >= self::MAX_REDIRECTS) {
                     throw new Unavailable("slot {$slot} keeps moving: {$moved->getMessage()}");
                 }
                 $this->moved[$moved->slot] = $moved->address;
-            } catch (Unavailable $unavailable) {
-                $this->forget($node);
-                throw $unavailable;
             }
         }
     }
@@ -89,13 +88,10 @@ final class ClusterConnection implements Connection
             return null;
         }
         foreach ($wakeKeys as $wakeKey) {
-            $node = $this->nodeOf(self::slotOf($wakeKey));
-            try {
-                $popped = $this->nodes[$node]->waitForWake([$wakeKey], $share);
-            } catch (Unavailable $unavailable) {
-                $this->forget($node);
-                throw $unavailable;
-            }
+            $popped = $this->onNodeOf(
+                self::slotOf($wakeKey),
+                fn (StandaloneConnection $node): ?string => $node->waitForWake([$wakeKey], $share),
+            );
             if ($popped !== null) {
                 return $popped;
             }
@@ -106,13 +102,7 @@ final class ClusterConnection implements Connection
 
     public function pushWake(string $wakeKey): void
     {
-        $node = $this->nodeOf(self::slotOf($wakeKey));
-        try {
-            $this->nodes[$node]->pushWake($wakeKey);
-        } catch (Unavailable $unavailable) {
-            $this->forget($node);
-            throw $unavailable;
-        }
+        $this->onNodeOf(self::slotOf($wakeKey), fn (StandaloneConnection $node) => $node->pushWake($wakeKey));
     }
 
     public function reset(): void
@@ -147,6 +137,28 @@ final class ClusterConnection implements Connection
         return $crc % self::SLOT_COUNT;
     }
 
+    /**
+     * $call on the connection to the slot's master; a master that does not answer is forgotten,
+     * and the next call reads the slots again.
+     *
+     * @template T
+     * @param Closure(StandaloneConnection): T $call
+     * @return T
+     */
+    private function onNodeOf(int $slot, Closure $call): mixed
+    {
+        $address = $this->nodeOf($slot);
+        try {
+            return $call($this->nodes[$address]);
+        } catch (Unavailable $unavailable) {
+            ($this->nodes[$address] ?? null)?->reset();
+            unset($this->nodes[$address]);
+            $this->ranges = [];
+            $this->moved = [];
+            throw $unavailable;
+        }
+    }
+
     /** host:port of the slot's master, with a connection to it ready in $this->nodes. */
     private function nodeOf(int $slot): string
     {
@@ -171,15 +183,6 @@ final class ClusterConnection implements Connection
         );
 
         return $address;
-    }
-
-    /** A node that did not answer: its connection goes, and the next call reads the slots again. */
-    private function forget(string $address): void
-    {
-        ($this->nodes[$address] ?? null)?->reset();
-        unset($this->nodes[$address]);
-        $this->ranges = [];
-        $this->moved = [];
     }
 
     /** CLUSTER SLOTS from the first node that answers: the masters seen before, then the seeds. */
