@@ -22,7 +22,7 @@
 -- @include args
 
 local dead_key, stats_key = KEYS[1], KEYS[2]
-local prefix, one, limit, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local prefix, one, up_to = ARGV[1], ARGV[2], ARGV[4]
 if one == '' then
   check_integer(3, 1)
   check_optional_integer(4, 0)
@@ -44,7 +44,8 @@ if one ~= '' then
   if state ~= 'dead' then return {'NOT_DEAD', state} end
   ids = {one}
 else
-  ids = redis.call('ZRANGEBYSCORE', dead_key, '-inf', up_to, 'LIMIT', 0, limit)
+  -- ARGV[3] as it came: checked decimal text, which Redis reads without Lua formatting a number.
+  ids = redis.call('ZRANGEBYSCORE', dead_key, '-inf', up_to, 'LIMIT', '0', ARGV[3])
 end
 
 local count = 0

@@ -36,7 +36,7 @@
 -- @include wake
 
 local dead_key, wake_key, events_key, stats_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local prefix, one, limit, events_max, up_to = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local prefix, one, events_max, up_to = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 check_integer(4, 1)
 if one == '' then
   check_integer(3, 1)
@@ -58,7 +58,8 @@ if one ~= '' then
   if state ~= 'dead' then return {'NOT_DEAD', state} end
   ids = {one}
 else
-  ids = redis.call('ZRANGEBYSCORE', dead_key, '-inf', up_to, 'LIMIT', 0, limit)
+  -- ARGV[3] as it came: checked decimal text, which Redis reads without Lua formatting a number.
+  ids = redis.call('ZRANGEBYSCORE', dead_key, '-inf', up_to, 'LIMIT', '0', ARGV[3])
 end
 
 local count = 0
