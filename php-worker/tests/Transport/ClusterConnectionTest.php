@@ -30,6 +30,8 @@ final class ClusterConnectionTest extends TestCase
     private array $down = [];
     /** @var list<string> "node command" in the order sent */
     private array $sent = [];
+    /** @var list<string> every connection attempt's host:port, in order */
+    private array $connects = [];
 
     /** @return array<string, array{string, int}> */
     public static function keySlots(): array
@@ -127,6 +129,28 @@ final class ClusterConnectionTest extends TestCase
         self::assertSame(['10.0.0.2:7000 CLUSTER SLOTS', '10.0.0.2:7000 evalSha'], $this->sent);
     }
 
+    public function testANodeBothSeenAndASeedIsAskedForTheSlotsOnce(): void
+    {
+        $this->slots['10.0.0.1:7000'] = [[0, 16383, '10.0.0.1:7000']];
+        $connection = $this->connection(['10.0.0.1:7000', '10.0.0.2:7000']);
+        $connection->runScript($this->ack(), ['k'], []);
+        $this->down = ['10.0.0.1:7000'];
+        $this->slots['10.0.0.2:7000'] = [[0, 16383, '10.0.0.2:7000']];
+        try {
+            $connection->runScript($this->ack(), ['k'], []);
+            self::fail('the call to the node gone is an outage');
+        } catch (Unavailable) {
+        }
+        $this->connects = [];
+
+        $connection->runScript($this->ack(), ['k'], []);
+        self::assertSame(
+            ['10.0.0.1:7000', '10.0.0.2:7000', '10.0.0.2:7000'],
+            $this->connects,
+            'the gone master once (seen before, and a seed), the other seed for the slots, then its call',
+        );
+    }
+
     public function testNoNodeTellingItsSlotsIsAnOutageNamingEach(): void
     {
         $this->down = ['10.0.0.1:7000'];
@@ -210,6 +234,7 @@ final class ClusterConnectionTest extends TestCase
         $lastError = null;
         $node->method('connect')->willReturnCallback(function (string $host, int $port) use (&$address) {
             $address = "{$host}:{$port}";
+            $this->connects[] = $address;
             if (in_array($address, $this->down, true)) {
                 throw new RedisException('Connection refused');
             }

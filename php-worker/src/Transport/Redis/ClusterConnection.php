@@ -188,7 +188,11 @@ final class ClusterConnection implements Connection
     /** CLUSTER SLOTS from the first node that answers: the masters seen before, then the seeds. */
     private function readSlots(): void
     {
-        $candidates = [...array_map($this->endpoint(...), $this->known), ...$this->seeds];
+        $candidates = [];
+        // Each node once: a seed is often a master seen before, and one gone costs a connect timeout.
+        foreach ([...array_map($this->endpoint(...), $this->known), ...$this->seeds] as $node) {
+            $candidates[self::address($node->host, $node->port)] ??= $node;
+        }
         $failures = [];
         foreach ($candidates as $candidate) {
             $client = $this->newClient === null ? new Redis() : ($this->newClient)();

@@ -38,25 +38,6 @@ abstract class PhpRedisConnection implements Connection
     /** Opens a new client; phpredis exceptions mean Redis is unreachable. */
     abstract protected function connect(): Redis;
 
-    /**
-     * One BLPOP over all the wake lists: they share a server.
-     *
-     * @param list<string> $wakeKeys
-     */
-    protected function blockingPop(Redis $client, array $wakeKeys, float $seconds): ?string
-    {
-        // phpredis 5's blPop() takes whole seconds only; the raw command takes decimals.
-        $popped = $client->rawCommand('BLPOP', ...[...$wakeKeys, self::timeoutArgument($seconds)]);
-
-        return self::poppedFrom($popped);
-    }
-
-    /** The list a BLPOP reply ([list, token]) took a token from; null for a timeout. */
-    protected static function poppedFrom(mixed $popped): ?string
-    {
-        return is_array($popped) && is_string($popped[0] ?? null) ? $popped[0] : null;
-    }
-
     public function runScript(Script $script, array $keys, array $args): array
     {
         return $this->guarded(function (Redis $client) use ($script, $keys, $args): array {
@@ -148,9 +129,12 @@ abstract class PhpRedisConnection implements Connection
             return null;
         }
 
-        return $this->guarded(
-            fn (Redis $client): ?string => $this->blockingPop($client, $wakeKeys, $seconds),
-        );
+        // One BLPOP over all the wake lists; phpredis 5's blPop() takes whole seconds only, the raw
+        // command decimals. The reply names the list a token was taken from; none for a timeout.
+        $arguments = [...$wakeKeys, self::timeoutArgument($seconds)];
+        $popped = $this->guarded(fn (Redis $client): mixed => $client->rawCommand('BLPOP', ...$arguments));
+
+        return is_array($popped) && is_string($popped[0] ?? null) ? $popped[0] : null;
     }
 
     public function pushWake(string $wakeKey): void
@@ -172,7 +156,7 @@ abstract class PhpRedisConnection implements Connection
     }
 
     /** BLPOP's timeout: seconds with millisecond precision (Redis ≥ 6 takes decimals). */
-    protected static function timeoutArgument(float $seconds): string
+    private static function timeoutArgument(float $seconds): string
     {
         return sprintf('%.3F', $seconds);
     }
@@ -183,7 +167,7 @@ abstract class PhpRedisConnection implements Connection
      * @param non-empty-list<ScriptCall> $calls
      * @return list<array<int, mixed>>
      */
-    protected function runEach(array $calls): array
+    private function runEach(array $calls): array
     {
         return array_map(
             fn (ScriptCall $call): array => $this->runScript($call->script, $call->keys, $call->args),
