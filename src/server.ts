@@ -26,7 +26,11 @@ async function main(): Promise<void> {
   const app = buildApp(config)
   let stopping = false
   const stop = async (signal: NodeJS.Signals) => {
-    if (stopping) return
+    if (stopping) {
+      // A supervisor that repeats its signal must not cut the drain short: SHUTDOWN_TIMEOUT bounds it.
+      app.log.warn({ signal }, 'already shutting down: the drain goes on')
+      return
+    }
     stopping = true
     app.log.info({ signal }, 'shutting down: finishing in-flight requests')
     const timer = setTimeout(() => {
@@ -43,8 +47,8 @@ async function main(): Promise<void> {
       process.exit(1)
     }
   }
-  process.once('SIGTERM', stop)
-  process.once('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
   // SIGHUP reads the API keys again (a rotated API_KEYS_FILE); a bad file keeps the keys in use.
   // One that comes while the gateway boots is applied once it listens.
   let listening = false

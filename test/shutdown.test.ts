@@ -177,6 +177,45 @@ t.test(
   },
 )
 
+t.test(
+  'a repeated signal during the drain is logged, not obeyed: the drain finishes, exit 0',
+  async (t) => {
+    const { redis, gateway } = await gatewayOnOwnRedis(t, { env: { SHUTDOWN_TIMEOUT: '4s' } })
+    const port = Number(new URL(gateway.url).port)
+    // A body that stalls keeps the drain going for half of SHUTDOWN_TIMEOUT.
+    const socket = connect(port, '127.0.0.1')
+    let received = ''
+    socket.on('data', (chunk) => {
+      received += chunk.toString()
+    })
+    socket.on('error', () => undefined)
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+    socket.write(
+      'POST /v1/queues/q/jobs HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n' +
+        'content-length: 100\r\n\r\n{"type":"t",',
+    )
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    gateway.child.kill('SIGTERM')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    gateway.child.kill('SIGTERM')
+    gateway.child.kill('SIGINT')
+    const { code, signal } = await gateway.exited
+    await closed
+
+    t.equal(signal, null, 'not killed by the second signal')
+    t.equal(code, 0, 'exit 0: the app closed, Redis with it')
+    t.match(received, /^HTTP\/1\.1 503 /, 'the stalled request got its answer')
+    t.equal(
+      gateway.lines.filter((line) => line.msg === 'already shutting down: the drain goes on')
+        .length,
+      2,
+    )
+    const client = redis.client()
+    t.teardown(() => client.disconnect())
+    t.strictSame(await client.keys('jobgate:{q}:job:*'), [])
+  },
+)
+
 t.test('readiness once a shutdown began: 503 SHUTTING_DOWN, as openapi.yaml says', async (t) => {
   const { app, url, checker } = await startGateway(t, { listen: true })
   const agent = new Agent({ keepAlive: true })
