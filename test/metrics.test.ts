@@ -94,3 +94,40 @@ t.test('while Redis does not answer, per-queue metrics are absent, not stale', a
   const fromRedis = [...during.keys()].filter((name) => /^jobgate_queue_\w+\{/.test(name))
   t.strictSame(fromRedis, [], 'no per-queue sample read from Redis')
 })
+
+t.test('submissions to new queues while scrapes run are all counted', async (t) => {
+  const { app } = await startGateway(t)
+  const scrape = async () =>
+    parsePrometheus((await app.inject({ method: 'GET', url: '/metrics' })).body)
+  let scraping = true
+  const scrapes = (async () => {
+    let count = 0
+    while (scraping) {
+      await scrape()
+      count += 1
+    }
+    return count
+  })()
+  const queues = Array.from({ length: 300 }, (_, n) => `new-${n}`)
+  const posters = Array.from({ length: 8 }, async (_, poster) => {
+    let accepted = 0
+    for (let n = poster; n < queues.length; n += 8) {
+      const res = await app.inject({
+        method: 'POST',
+        url: `/v1/queues/${queues[n]}/jobs`,
+        payload: { type: 't' },
+      })
+      if (res.statusCode === 202) accepted += 1
+    }
+    return accepted
+  })
+  const accepted = (await Promise.all(posters)).reduce((sum, n) => sum + n, 0)
+  scraping = false
+  t.ok((await scrapes) > 1, 'scrapes ran alongside the submissions')
+  t.equal(accepted, queues.length)
+  const after = await scrape()
+  const missing = queues.filter(
+    (queue) => sample(after, 'jobgate_jobs_enqueued_total', { queue }) !== 1,
+  )
+  t.strictSame(missing, [], "every new queue's submission is counted once")
+})

@@ -57,25 +57,34 @@ export default fp(
      * gateway): with queues made and deleted, they would pile up.
      */
     const perQueue = (name: string, help: string) => {
-      const counted = new Set<string>()
+      /** Each counted queue, with the number of the count that last touched it. */
+      const counted = new Map<string, number>()
+      let counts = 0
       const counter: Counter<'queue'> = new Counter({
         name,
         help,
         labelNames: ['queue'],
         registers: [registry],
         async collect() {
-          const queues = await readQueues()
-          if (queues === null) return
-          const known = new Set(queues.map((queue) => queue.name))
-          for (const queue of counted) {
-            if (known.has(queue)) continue
+          if (counted.size === 0) return
+          // A queue is registered before its first job is counted, so a reading sent after
+          // this mark holds every queue counted up to it; one counted later, maybe made after
+          // the reading, is left for the next scrape. (Not the scrape's shared reading: it may
+          // have started before a queue was made and counted.)
+          const mark = counts
+          const names = await app.store.queues.names().catch(() => null)
+          if (names === null) return
+          const known = new Set(names)
+          for (const [queue, count] of counted) {
+            if (count > mark || known.has(queue)) continue
             counter.remove({ queue })
             counted.delete(queue)
           }
         },
       })
       return (queue: string) => {
-        counted.add(queue)
+        counts += 1
+        counted.set(queue, counts)
         counter.inc({ queue })
       }
     }
