@@ -53,6 +53,21 @@ export function accessLine(request: FastifyRequest, reply: FastifyReply) {
   }
 }
 
+/** The status logged and counted for a request whose client left before any answer (nginx's). */
+export const CLIENT_CLOSED_REQUEST = 499
+
+/**
+ * The access line of a request whose client closed the connection before its answer was
+ * complete: `status` is 499 when no answer had started, the answer's own when one had (a
+ * stream's watcher leaving).
+ */
+export function logClientClosed(request: FastifyRequest, reply: FastifyReply, status: number) {
+  const line = { ...accessLine(request, reply), status }
+  const message = 'client closed the connection before the answer was complete'
+  if (QUIET_ROUTES.has(request.routeOptions.url ?? '')) reply.log.debug(line, message)
+  else reply.log.info(line, message)
+}
+
 /** One access-log line per request, every line labelled with `request_id`. */
 export class AccessLog extends LogController {
   constructor() {

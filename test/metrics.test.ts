@@ -1,6 +1,8 @@
+import { connect } from 'node:net'
 import t from 'tap'
 import { QUEUE_COUNTERS } from '../src/queue-view.js'
 import { startGateway } from './helpers/gateway.js'
+import { gatewayOnOwnRedis } from './helpers/gateway-process.js'
 import { parsePrometheus, sample } from './helpers/prometheus.js'
 
 t.test('/metrics is Prometheus text and its counters move by exactly what happened', async (t) => {
@@ -131,3 +133,67 @@ t.test('submissions to new queues while scrapes run are all counted', async (t) 
   )
   t.strictSame(missing, [], "every new queue's submission is counted once")
 })
+
+t.test(
+  'a request whose client leaves before the answer: an access line and a count, status 499',
+  async (t) => {
+    const { gateway } = await gatewayOnOwnRedis(t, { env: { LOG_LEVEL: 'info' } })
+    const leave = async (path: string, body: string, ms: number) => {
+      const socket = connect(Number(new URL(gateway.url).port), '127.0.0.1')
+      socket.on('error', () => undefined)
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n` +
+          `x-request-id: leaving-${ms}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      )
+      await new Promise((resolve) => setTimeout(resolve, ms))
+      socket.destroy()
+    }
+    const submitted = await fetch(`${gateway.url}/v1/queues/q/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"type":"t","delay_ms":60000}',
+    })
+    t.equal(submitted.status, 202)
+    // A worker killed in its long poll, and a watcher of an event stream leaving.
+    await leave('/v1/queues/q/jobs:reserve', '{"worker":"w","wait_ms":10000}', 300)
+    const watcher = new AbortController()
+    const stream = await fetch(`${gateway.url}/v1/queues/q/events`, { signal: watcher.signal })
+    t.equal(stream.status, 200)
+    watcher.abort()
+
+    const left = await gateway.waitForLog(
+      (line) => line.request_id === 'leaving-300' && line.status !== undefined,
+    )
+    t.match(left, {
+      level: 30,
+      msg: 'client closed the connection before the answer was complete',
+      method: 'POST',
+      url: '/v1/queues/q/jobs:reserve',
+      status: 499,
+    })
+    t.ok(Number(left.ms) >= 290, `ms counts until the client left (${left.ms})`)
+    const streamLine = await gateway.waitForLog(
+      (line) => line.url === '/v1/queues/q/events' && line.status !== undefined,
+    )
+    t.match(streamLine, { status: 200, msg: /^client closed the connection/ })
+
+    const scraped = parsePrometheus(await (await fetch(`${gateway.url}/metrics`)).text())
+    const requests = (route: string, method: string, status: string) =>
+      sample(scraped, 'jobgate_http_requests_total', { method, route, status })
+    t.equal(requests('/v1/queues/{queue}/jobs:reserve', 'POST', '499'), 1)
+    t.equal(
+      sample(scraped, 'jobgate_http_request_duration_seconds_count', {
+        method: 'POST',
+        route: '/v1/queues/{queue}/jobs:reserve',
+        status: '499',
+      }),
+      1,
+    )
+    t.equal(requests('/v1/queues/{queue}/events', 'GET', '200'), 1, 'the stream, counted once')
+    t.equal(
+      gateway.lines.filter((line) => line.request_id === 'leaving-300' && 'status' in line).length,
+      1,
+      'one access line',
+    )
+  },
+)

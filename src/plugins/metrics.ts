@@ -1,6 +1,7 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { CLIENT_CLOSED_REQUEST, logClientClosed } from '../logger.js'
 import type { QueueCounts } from '../queue/queue-store.js'
 import { QUEUE_COUNTERS } from '../queue-view.js'
 
@@ -250,11 +251,14 @@ export default fp(
       }
       return child
     }
-    const record = (request: FastifyRequest, reply: FastifyReply) => {
+    /** Replies already counted: Fastify's onResponse also runs for a response that failed. */
+    const recorded = new WeakSet<FastifyReply>()
+    const record = (request: FastifyRequest, reply: FastifyReply, status = reply.statusCode) => {
+      recorded.add(reply)
       const route = request.routeOptions.config?.path ?? request.routeOptions.url ?? 'unmatched'
-      const child = childrenFor(request.method, route, reply.statusCode)
+      const child = childrenFor(request.method, route, status)
       child.count()
-      if (!(reply.statusCode === 200 && request.routeOptions.config.streamed)) {
+      if (!(status === 200 && request.routeOptions.config.streamed)) {
         child.observe(reply.elapsedTime / 1000)
       }
       if (reply.problemCode && route === '/v1/queues/{queue}/jobs' && request.method === 'POST') {
@@ -265,17 +269,17 @@ export default fp(
       record(request, reply)
       done()
     })
-    // A stream that its client closes never finishes, and Fastify runs no onResponse hook then.
-    const recordOnClose: onRequestHookHandler = (request, reply, done) => {
+    // A request whose client closes the connection before its answer is complete (a stream's
+    // watcher leaving, a worker killed in a long poll) never finishes: Fastify runs neither
+    // onResponse nor its access log then.
+    app.addHook('onRequest', (request, reply, done) => {
       reply.raw.once('close', () => {
-        if (reply.raw.headersSent && !reply.raw.writableFinished) record(request, reply)
+        if (reply.raw.writableFinished || recorded.has(reply)) return
+        const status = reply.raw.headersSent ? reply.statusCode : CLIENT_CLOSED_REQUEST
+        record(request, reply, status)
+        logClientClosed(request, reply, status)
       })
       done()
-    }
-    app.addHook('onRoute', (route) => {
-      if (!route.config?.streamed) return
-      const hooks = route.onRequest
-      route.onRequest = [...(hooks === undefined ? [] : [hooks].flat()), recordOnClose]
     })
   },
   { name: 'jobgate-metrics', dependencies: ['jobgate-store', 'jobgate-problems'] },
