@@ -19,7 +19,8 @@
 
   A token that already holds the lease of an active job of this worker (its reply was lost; the
   caller sent the same reserve again) gets that job again, lease renewed, attempt not counted
-  again, its deadline later than the one it had: nothing else is done. A job leased here is
+  again, its deadline later than the one it had: nothing else is done. One that holds the lease
+  of another worker's active job is refused. A job leased here is
   findable by its token (<prefix>:{<queue>}:lease:<token> = id, expiring with the lease; ack,
   fail, retry and release delete it).
 
@@ -36,6 +37,7 @@
    'lease_token', token, 'lease_deadline', ms}
   {'EMPTY', wait_ms}   nothing to run now; wait_ms = time until the next scheduled job is due or
                        the next lease runs out (0 = call again at once), -1 = nothing pending
+  {'TOKEN_IN_USE'}     the token holds the lease of another worker's active job: nothing done
 ]]
 
 -- @include args
@@ -81,18 +83,18 @@ local lease_key = prefix .. 'lease:' .. token
 local held_id = redis.call('GET', lease_key)
 if held_id then
   local key = prefix .. 'job:' .. held_id
-  local holder = redis.call('HMGET', key, 'lease_token', 'worker', 'lease_deadline')
-  if holder[1] == token and holder[2] == worker then
+  local holder = redis.call('HMGET', key, 'lease_token', 'worker', 'lease_deadline', 'state')
+  if holder[1] == token and holder[4] == 'active' then
+    -- Another worker's live lease: leasing a job under its token would take its lookup.
+    if holder[2] ~= worker then return {'TOKEN_IN_USE'} end
     local job = redis.call('HMGET', key, unpack(JOB_FIELDS))
-    if job[1] == 'active' then
-      -- Always later than the grant it renews, so a release of that grant (release) keeps this.
-      local deadline = math.max(now + lease_ms, (tonumber(holder[3]) or 0) + 1)
-      local deadline_text = text(deadline)
-      redis.call('HSET', key, 'lease_deadline', deadline_text, 'updated_at', now_text)
-      redis.call('ZADD', active_key, deadline_text, held_id)
-      redis.call('PEXPIRE', lease_key, ARGV[4])
-      return leased(held_id, job, tonumber(job[3]), deadline)
-    end
+    -- Always later than the grant it renews, so a release of that grant (release) keeps this.
+    local deadline = math.max(now + lease_ms, (tonumber(holder[3]) or 0) + 1)
+    local deadline_text = text(deadline)
+    redis.call('HSET', key, 'lease_deadline', deadline_text, 'updated_at', now_text)
+    redis.call('ZADD', active_key, deadline_text, held_id)
+    redis.call('PEXPIRE', lease_key, ARGV[4])
+    return leased(held_id, job, tonumber(job[3]), deadline)
   end
 end
 

@@ -18,6 +18,7 @@ const catalogue = {
   QUEUE_NOT_FOUND: { status: 404, title: 'No such queue' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'The route does not take this method' },
   LEASE_LOST: { status: 409, title: 'The lease on this job is no longer held' },
+  LEASE_TOKEN_IN_USE: { status: 409, title: "The lease token names another worker's lease" },
   JOB_NOT_CANCELABLE: { status: 409, title: 'The job can no longer be canceled' },
   JOB_NOT_DEAD: { status: 409, title: 'The job is not dead' },
   QUEUE_NOT_EMPTY: { status: 409, title: 'The queue still holds jobs' },

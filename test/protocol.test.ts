@@ -958,9 +958,22 @@ t.test(
     t.equal(await client.lindex('jobgate:{q}:ready:5', -1), second, 'the next job still waits')
     t.ok((await client.pttl(`jobgate:{q}:lease:${token}`)) > 29_000, "the token's key renewed")
 
-    const stranger = (await store.leases.reserve('q', 'other-worker', 30_000, token)).job
-    t.equal(stranger?.id, second, 'another worker with the same token gets a job of its own')
-    t.equal(await client.hget(`jobgate:{q}:job:${first}`, 'worker'), 'w')
+    const before = await client.hgetall(`jobgate:{q}:job:${first}`)
+    await t.rejects(
+      store.leases.reserve('q', 'other-worker', 30_000, token),
+      { code: 'LEASE_TOKEN_IN_USE', status: 409 },
+      "another worker with the token of a live lease is refused: it would take that lease's lookup",
+    )
+    t.strictSame(await client.hgetall(`jobgate:{q}:job:${first}`), before, 'the lease untouched')
+    t.equal(await client.get(`jobgate:{q}:lease:${token}`), first, 'the token still names it')
+    t.equal(await client.lindex('jobgate:{q}:ready:5', -1), second, 'no job leased')
+    t.equal(await client.zcard('jobgate:{q}:active'), 1)
+    const replayed = (await store.leases.reserve('q', 'w', 30_000, token)).job
+    t.equal(replayed?.id, first, "the token's own worker still gets its job back")
+
+    await store.leases.ack('q', first, token, null)
+    const afterwards = (await store.leases.reserve('q', 'other-worker', 30_000, token)).job
+    t.equal(afterwards?.id, second, 'once that lease ended, the token may lease anew')
   },
 )
 

@@ -653,6 +653,30 @@ t.test(":fail and :retry sent again hear ended_as; another lease's call does not
   t.notOk('ended_as' in stranger.json(), "another lease's token hears only the state")
 })
 
+t.test(
+  "a reserve with the token of another worker's live lease → 409, nothing leased",
+  async (t) => {
+    const { app, client } = await startGateway(t)
+    const first = await submit(app, 'q')
+    const second = await submit(app, 'q')
+    const token = 'tok-aaaaaaaaaaaaaaaa'
+    const held = await reserve(app, 'q', { worker: 'w1', lease_token: token })
+    t.equal(held.json().job.id, first)
+    const before = await client.hgetall(`jobgate:{q}:job:${first}`)
+
+    const res = await reserve(app, 'q', { worker: 'w2', lease_token: token, wait_ms: 0 })
+    t.equal(res.statusCode, 409)
+    t.equal(res.headers['content-type'], 'application/problem+json; charset=utf-8')
+    t.match(res.json(), { status: 409, code: 'LEASE_TOKEN_IN_USE', detail: /draw a new one/ })
+    t.strictSame(await client.hgetall(`jobgate:{q}:job:${first}`), before)
+    t.equal(await client.get(`jobgate:{q}:lease:${token}`), first)
+    t.equal((await client.hgetall(`jobgate:{q}:job:${second}`)).state, 'queued')
+
+    const replay = await reserve(app, 'q', { worker: 'w1', lease_token: token })
+    t.equal(replay.json().job.id, first, "w1's reserve sent again still gets its job")
+  },
+)
+
 t.test('a long poll whose client left before the handler ran leases nothing', async (t) => {
   const redis = await RedisServer.start()
   t.teardown(() => redis.destroy())

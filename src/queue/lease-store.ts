@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { ProblemError } from '../errors.js'
 import type { BlockingClients } from './blocking.js'
 import { replyStrings, type ScriptRunner } from './runner.js'
 
@@ -133,6 +134,12 @@ export class LeaseStore {
       ),
     )
     if (reply[0] === 'JOB') return { job: reservedJob(reply.slice(1)) }
+    if (reply[0] === 'TOKEN_IN_USE') {
+      throw new ProblemError(
+        'LEASE_TOKEN_IN_USE',
+        `The lease token holds the lease of a job another worker runs; draw a new one for worker ${worker}.`,
+      )
+    }
     return { job: null, waitMs: Number(reply[1]) }
   }
 
