@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { ROOT } from '../src/paths.js'
@@ -75,6 +76,25 @@ t.test(
     )
   },
 )
+
+t.test('a call on a slot that moved since the slots were read follows MOVED at once', async (t) => {
+  const cluster = await RedisCluster.start(3)
+  t.teardown(() => cluster.destroy())
+  const added = await cluster.addEmptyMaster()
+  const php = spawn('php', [join(ROOT, 'test/fixtures/cluster-calls.php'), cluster.seeds, 'lines'])
+  t.teardown(() => php.kill('SIGKILL'))
+  const lines = createInterface({ input: php.stdout })[Symbol.asyncIterator]()
+  const call = async () => {
+    php.stdin.write('\n')
+    return (await lines.next()).value
+  }
+  t.equal(await call(), 'ok', 'the slots read, the call answered by the old owner')
+  // No call while the slot migrates (no ASK): the next one goes where the slots said it was.
+  await cluster.moveSlotOf('{q}:probe', added)
+  t.equal(await call(), 'ok', 'MOVED followed to the new owner, not taken for an outage')
+  t.equal(await call(), 'ok')
+  php.stdin.end()
+})
 
 t.test('a worker follows its queue through a failover and a failover back', async (t) => {
   const cluster = await RedisCluster.start(3, { replicas: 1 })

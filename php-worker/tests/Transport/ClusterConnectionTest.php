@@ -274,6 +274,10 @@ final class ClusterConnectionTest extends TestCase
             $this->sent[] = "{$address} evalSha";
             if (isset($this->errors[$address])) {
                 $lastError = $this->errors[$address];
+                // As phpredis does: an error reply not prefixed ERR (MOVED, ASK, …) is raised.
+                if (!str_starts_with($lastError, 'ERR ')) {
+                    throw new RedisException($lastError);
+                }
 
                 return false;
             }

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Jobgate\Worker\Transport\Redis;
 
+use Closure;
 use Jobgate\Worker\Transport\Unavailable;
 use Redis;
 use RedisException;
@@ -43,14 +44,20 @@ abstract class PhpRedisConnection implements Connection
         return $this->guarded(function (Redis $client) use ($script, $keys, $args): array {
             $arguments = [...$keys, ...$args];
             $client->clearLastError();
-            $reply = $client->evalSha($script->sha1, $arguments, $script->numberOfKeys);
+            $reply = self::movedAware(
+                $script,
+                fn (): mixed => $client->evalSha($script->sha1, $arguments, $script->numberOfKeys),
+            );
             $error = $client->getLastError();
             if ($reply === false && is_string($error) && str_starts_with($error, 'NOSCRIPT')) {
                 // This server has not seen the script yet, or its script cache was emptied (then
                 // no other script is known either): EVAL runs it and caches it.
                 $this->knownScripts = [];
                 $client->clearLastError();
-                $reply = $client->eval($script->source, $arguments, $script->numberOfKeys);
+                $reply = self::movedAware(
+                    $script,
+                    fn (): mixed => $client->eval($script->source, $arguments, $script->numberOfKeys),
+                );
                 $error = $client->getLastError();
             }
             if (is_string($error) && $error !== '') {
@@ -198,6 +205,22 @@ abstract class PhpRedisConnection implements Connection
      * @param callable(Redis): T $command
      * @return T
      */
+    /**
+     * phpredis raises most error replies (all but `ERR …`, `NOSCRIPT` and a few more) as a
+     * RedisException rather than returning false; a MOVED among them is the answer of a healthy
+     * connection, for a cluster connection to follow, not an outage.
+     *
+     * @param Closure(): mixed $call
+     */
+    private static function movedAware(Script $script, Closure $call): mixed
+    {
+        try {
+            return $call();
+        } catch (RedisException $exception) {
+            throw SlotMoved::fromReply($exception->getMessage(), $script->name) ?? $exception;
+        }
+    }
+
     private function guarded(callable $command): mixed
     {
         try {
