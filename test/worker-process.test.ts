@@ -100,6 +100,37 @@ t.test(
   },
 )
 
+t.test(
+  'a Redis that starts to want a login: workers wait it out, and the job in hand runs once',
+  async (t) => {
+    const { store, client, redis } = await startStore(t)
+    const id = await enqueue(store, 'q', { type: 'sleep', payload: '{"ms":1500}' })
+    const worker = new PhpWorker({ redisUrl: redis.url, queues: ['q'] })
+    t.teardown(() => worker.signal('SIGKILL'))
+    await worker.waitForLog((line) => line.msg === 'job started' && line.job_id === id)
+    await client.config('SET', 'requirepass', 's3cret')
+    await client.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes')
+    // Its first command after connecting, a script of more than ten parts, would be answered
+    // with a protocol error rather than NOAUTH; so would a new worker's.
+    const late = new PhpWorker({ redisUrl: redis.url, queues: ['q'] })
+    t.teardown(() => late.signal('SIGKILL'))
+    const waiting = (line: { msg: string }) => line.msg === 'redis unavailable, reconnecting'
+    await worker.waitForLog(waiting, 10_000)
+    await late.waitForLog(waiting, 10_000)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    t.equal(worker.running, true, 'the worker with the job in hand waits')
+    t.equal(late.running, true, 'so does one started meanwhile')
+
+    await client.config('SET', 'requirepass', '')
+    await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === id, 15_000)
+    t.match(
+      await client.hgetall(`jobgate:{q}:job:${id}`),
+      { state: 'succeeded', attempts: '1' },
+      'its ack landed once Redis took it: run once',
+    )
+  },
+)
+
 /** A worker on queue `q` whose Redis connections pass a proxy that can freeze them. */
 async function workerBehindProxy(t: Test, args: string[] = []) {
   const { store, redis } = await startStore(t)

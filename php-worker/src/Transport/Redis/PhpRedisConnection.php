@@ -18,10 +18,11 @@ abstract class PhpRedisConnection implements Connection
     /**
      * Error replies that mean "cannot serve now", not a bug: a failover, a dataset loading, out
      * of memory, a busy script, failing snapshots (MISCONF), a full client table, or a connection
-     * not (or no longer) logged in (NOAUTH: the reconnect that follows logs in again).
+     * not (or no longer) logged in (NOAUTH, or the protocol error a server that wants a login
+     * gives a long first command: the reconnect that follows logs in again).
      */
     private const UNAVAILABLE_REPLIES = '/^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS'
-        . '|MISCONF|NOAUTH|ERR max number of clients reached)\b/';
+        . '|MISCONF|NOAUTH|ERR max number of clients reached|ERR Protocol error: unauthenticated)\b/';
 
     private ?Redis $client = null;
     /** @var array<string, true> SHA1s of the scripts the server ran for this connection (see runScripts()) */

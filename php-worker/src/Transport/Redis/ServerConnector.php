@@ -34,6 +34,12 @@ final class ServerConnector
         if ($credentials !== null && !$redis->auth($credentials)) {
             throw new RedisException('authentication failed: ' . ($redis->getLastError() ?? 'no reason given'));
         }
+        if ($credentials === null) {
+            // A server that wants a login answers a first command of more than ten parts (a
+            // script call) with a protocol error, not NOAUTH, and hangs up; PING hears NOAUTH,
+            // which phpredis raises: an outage until the login is given or dropped, as a wrong one is.
+            $redis->ping();
+        }
         if ($endpoint->database !== 0 && !$redis->select($endpoint->database)) {
             throw new RedisException("cannot select database {$endpoint->database}");
         }
