@@ -142,6 +142,33 @@ async function workerBehindProxy(t: Test, args: string[] = []) {
 }
 
 t.test(
+  'an ack pipelined with the next reserve waits for its replies no longer than one call would',
+  async (t) => {
+    const { store, proxy, worker } = await workerBehindProxy(t)
+    // A first job, so that the connection has run every script (until then calls go one by one).
+    await enqueue(store, 'q', { type: 'echo' })
+    const slow = await enqueue(store, 'q', { type: 'sleep', payload: '{"ms":1000}' })
+    const next = await enqueue(store, 'q', { type: 'echo', maxAttempts: 1 })
+    const started = await worker.waitForLog(
+      (line) => line.msg === 'job started' && line.job_id === slow,
+    )
+    proxy.freeze() // the ack and the reserve after it get no reply
+    const lost = await worker.waitForLog(
+      (line) => line.msg === 'redis unavailable, reconnecting',
+      20_000,
+    )
+    const waited = Date.parse(String(lost.ts)) - Date.parse(String(started.ts)) - 1000
+    // The read timeout (--sleep's slice plus 5 s): the bound --lease is checked against.
+    // phpredis applies it to each reply, so a pipeline of two waited twice as long.
+    t.ok(waited < 8_000, `the pipeline given up ${waited} ms after the job ended`)
+    await worker.waitForLog((line) => line.msg === 'job succeeded' && line.job_id === next, 20_000)
+    const states = async (id: string) => (await store.jobs.get('q', id))?.attempts
+    t.equal(await states(slow), 1)
+    t.equal(await states(next), 1)
+  },
+)
+
+t.test(
   'an idle worker on a silent Redis connection obeys SIGTERM within its read timeout, whatever --sleep',
   async (t) => {
     const { proxy, worker } = await workerBehindProxy(t, ['--sleep=30'])

@@ -106,11 +106,18 @@ abstract class PhpRedisConnection implements Connection
         $replies = $this->guarded(function (Redis $client) use ($calls): array {
             $arguments = array_map(static fn (ScriptCall $call): array => [...$call->keys, ...$call->args], $calls);
             $client->clearLastError();
-            $client->multi(Redis::PIPELINE);
-            foreach ($calls as $i => $call) {
-                $client->evalSha($call->script->sha1, $arguments[$i], $call->script->numberOfKeys);
+            // phpredis waits up to the read timeout for each reply: shared out, the pipeline as a
+            // whole waits no longer than one call would (the bound --lease is checked against).
+            $client->setOption(Redis::OPT_READ_TIMEOUT, $this->readTimeout / count($calls));
+            try {
+                $client->multi(Redis::PIPELINE);
+                foreach ($calls as $i => $call) {
+                    $client->evalSha($call->script->sha1, $arguments[$i], $call->script->numberOfKeys);
+                }
+                $replies = $client->exec();
+            } finally {
+                $client->setOption(Redis::OPT_READ_TIMEOUT, $this->readTimeout);
             }
-            $replies = $client->exec();
             $client->clearLastError();
             if (!is_array($replies) || count($replies) !== count($calls)) {
                 // Not an answer to what was sent: the connection cannot be trusted any more.
