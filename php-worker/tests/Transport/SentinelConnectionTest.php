@@ -204,7 +204,7 @@ final class SentinelConnectionTest extends TestCase
         self::assertSame('script on 10.0.0.1:6379', $this->log[array_key_last($this->log)]);
     }
 
-    public function testAnErrorDuringACheckKeepsTheConnectionAndTheNextIntervalAsksAgain(): void
+    public function testAnErrorDuringACheckKeepsTheConnectionAndALaterCheckAsksAgain(): void
     {
         $this->sentinels = ['s1:26379' => self::PRIMARY];
         $connection = $this->connection(['s1:26379']);
@@ -217,10 +217,41 @@ final class SentinelConnectionTest extends TestCase
         self::assertCount(1, preg_grep('/^connect 10\./', $this->log));
 
         $this->sentinels['s1:26379'] = self::NEW_PRIMARY;
-        $this->clock->advance(1000);
+        $this->clock->advance(2000);
         $this->runScript($connection);
         self::assertSame('script on 10.0.0.2:6380', $this->log[array_key_last($this->log)]);
         self::assertGreaterThan(1, count(preg_grep('/^connect sentinel/', $this->log)), 'reopened after the error');
+    }
+
+    public function testWhileNoSentinelAnswersTheChecksComeLessAndLessOftenAndAnAnswerResetsThem(): void
+    {
+        $this->sentinels = ['s1:26379' => self::PRIMARY];
+        $connection = $this->connection(['s1:26379']);
+        $this->runScript($connection);
+        $this->sentinels['s1:26379'] = self::TIMES_OUT;
+        $asked = fn (): int => count(preg_grep('/^connect sentinel/', $this->log));
+
+        // A check every second of commands would pay a hung sentinel's timeouts every time.
+        $checks = [];
+        for ($second = 1; $second <= 70; $second++) {
+            $this->clock->advance(1000);
+            $before = $asked();
+            $this->runScript($connection);
+            if ($asked() > $before) {
+                $checks[] = $second;
+            }
+        }
+        self::assertSame([1, 3, 7, 15, 31, 63], $checks, 'waits of 2, 4, 8, 16 and at most 32 s');
+        self::assertSame('script on 10.0.0.1:6379', $this->log[array_key_last($this->log)]);
+
+        $this->sentinels['s1:26379'] = self::PRIMARY;
+        $this->clock->advance(32_000);
+        $this->runScript($connection);
+        $questions = fn (): int => count(preg_grep('/^ask /', $this->log));
+        $before = $questions();
+        $this->clock->advance(1000);
+        $this->runScript($connection);
+        self::assertSame($before + 1, $questions(), 'an answer: a check every second again');
     }
 
     public function testADemotedPrimaryAnsweringReadonlyMakesTheNextCommandAskTheSentinelsAgain(): void

@@ -24,6 +24,11 @@ final class SentinelConnection extends PhpRedisConnection
     /** Where the current connection goes; null when there is none. */
     private ?RedisEndpoint $primary = null;
     private int $checkedAtMs = 0;
+    /** Checks in a row that reached no sentinel: each doubles the wait before the next one. */
+    private int $failedChecks = 0;
+
+    /** The longest wait between checks while no sentinel answers: 2^5 check intervals. */
+    private const MAX_DOUBLINGS = 5;
 
     /**
      * @param RedisEndpoint $dataNode lends the primary its credentials, database and TLS, not its
@@ -103,25 +108,31 @@ final class SentinelConnection extends PhpRedisConnection
         }
         $this->primary = $primary;
         $this->checkedAtMs = $this->clock->nowMs();
+        $this->failedChecks = 0;
 
         return $redis;
     }
 
     /**
      * When a sentinel names another primary than the connected one, drops the connection: the
-     * next command connects to the new one. Sentinels out of reach change nothing.
+     * next command connects to the new one. Sentinels out of reach change nothing, but a hung one
+     * costs each check its timeouts: while none answers, the checks come less and less often.
      */
     private function followFailover(): void
     {
-        $now = $this->clock->nowMs();
-        if ($this->primary === null || $now - $this->checkedAtMs < $this->checkIntervalMs) {
+        $interval = $this->checkIntervalMs << min($this->failedChecks, self::MAX_DOUBLINGS);
+        if ($this->primary === null || $this->clock->nowMs() - $this->checkedAtMs < $interval) {
             return;
         }
-        $this->checkedAtMs = $now;
         try {
             $primary = $this->askForPrimary();
+            $this->failedChecks = 0;
         } catch (RedisException) {
+            $this->failedChecks++;
+
             return;
+        } finally {
+            $this->checkedAtMs = $this->clock->nowMs();
         }
         if ($primary->host !== $this->primary->host || $primary->port !== $this->primary->port) {
             $this->reset();
