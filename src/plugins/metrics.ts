@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
@@ -27,6 +28,10 @@ export interface GatewayMetrics {
   rejected: Counter<'code'>
   rateLimited: Counter<'scope'>
 }
+
+/** The request a connection is answering, until its answer is finished. */
+const IN_FLIGHT = Symbol('jobgate.inFlight')
+type TrackedSocket = Socket & { [IN_FLIGHT]?: FastifyReply | null }
 
 const BREAKER_STATES = { closed: 0, half_open: 1, open: 2 } as const
 const QUEUE_STATES = ['queued', 'scheduled', 'active', 'dead'] as const
@@ -251,10 +256,7 @@ export default fp(
       }
       return child
     }
-    /** Replies already counted: Fastify's onResponse also runs for a response that failed. */
-    const recorded = new WeakSet<FastifyReply>()
     const record = (request: FastifyRequest, reply: FastifyReply, status = reply.statusCode) => {
-      recorded.add(reply)
       const route = request.routeOptions.config?.path ?? request.routeOptions.url ?? 'unmatched'
       const child = childrenFor(request.method, route, status)
       child.count()
@@ -265,20 +267,28 @@ export default fp(
         gateway.rejected.inc({ code: reply.problemCode })
       }
     }
-    app.addHook('onResponse', (request, reply, done) => {
-      record(request, reply)
-      done()
-    })
     // A request whose client closes the connection before its answer is complete (a stream's
     // watcher leaving, a worker killed in a long poll) never finishes: Fastify runs neither
-    // onResponse nor its access log then.
+    // onResponse nor its access log then. Each connection remembers its request in flight, and
+    // its close counts and logs that one (a listener per connection, not per request).
+    const leftBehind = (socket: TrackedSocket) => {
+      const reply = socket[IN_FLIGHT]
+      if (!reply) return
+      socket[IN_FLIGHT] = null
+      const status = reply.raw.headersSent ? reply.statusCode : CLIENT_CLOSED_REQUEST
+      record(reply.request, reply, status)
+      logClientClosed(reply.request, reply, status)
+    }
     app.addHook('onRequest', (request, reply, done) => {
-      reply.raw.once('close', () => {
-        if (reply.raw.writableFinished || recorded.has(reply)) return
-        const status = reply.raw.headersSent ? reply.statusCode : CLIENT_CLOSED_REQUEST
-        record(request, reply, status)
-        logClientClosed(request, reply, status)
-      })
+      const socket = request.raw.socket as TrackedSocket
+      if (!(IN_FLIGHT in socket)) socket.once('close', () => leftBehind(socket))
+      socket[IN_FLIGHT] = reply
+      done()
+    })
+    app.addHook('onResponse', (request, reply, done) => {
+      const socket = request.raw.socket as TrackedSocket
+      if (socket[IN_FLIGHT] === reply) socket[IN_FLIGHT] = null
+      record(request, reply)
       done()
     })
   },
