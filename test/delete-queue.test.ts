@@ -524,3 +524,27 @@ t.test(
     t.strictSame(await client.smembers('jobgate:queues'), ['kept'])
   },
 )
+
+t.test('a queue whose name the registry lost is found by its jobs, and listed again', async (t) => {
+  const { app, client } = await startGateway(t)
+  await submitted(app, 'kept')
+  // A registry's shard that failed over to a replica behind, or came back empty.
+  await client.srem('jobgate:queues', 'kept')
+  const names = async () =>
+    (await app.inject({ method: 'GET', url: '/v1/queues' }))
+      .json()
+      .queues.map((queue: { name: string }) => queue.name)
+  t.strictSame(await names(), [], 'not listed while its name is lost')
+
+  const found = await app.inject({ method: 'GET', url: '/v1/queues/kept' })
+  t.equal(found.statusCode, 200, 'a queue holding a job is not answered 404')
+  t.equal(found.json().counts.queued, 1)
+  t.strictSame(await client.smembers('jobgate:queues'), ['kept'], 'its name registered again')
+  t.strictSame(await names(), ['kept'])
+
+  const before = await dataKeys(client)
+  const unknown = await app.inject({ method: 'GET', url: '/v1/queues/never' })
+  t.equal(unknown.statusCode, 404)
+  t.strictSame(await dataKeys(client), before, 'an unknown queue writes nothing')
+  t.strictSame(await client.smembers('jobgate:queues'), ['kept'])
+})

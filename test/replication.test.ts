@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import { QueueKeys } from '../src/queue/keys.js'
 import {
   dataKeys,
   startClusterGateway,
@@ -348,6 +349,61 @@ t.test('on Redis Cluster each queue waits for the replicas of its own shard', as
   t.notOk(metrics.has('jobgate_redis_replicas_online'), 'no single replica count on a cluster')
   t.notOk(metrics.has('jobgate_redis_replicas_required'))
 })
+
+t.test(
+  "on Redis Cluster a shard short of replicas refuses its own queues' writes, and only those",
+  async (t) => {
+    const cluster = await RedisCluster.start(3, { replicas: 1 })
+    t.teardown(() => cluster.destroy())
+    const { app } = await startClusterGateway(t, cluster, {
+      env: { REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT: '1s' },
+    })
+    const shards = await Promise.all(
+      Array.from({ length: 24 }, async (_, i) => ({
+        queue: `q${i}`,
+        ...(await cluster.serversOf(`jobgate:{q${i}}:job:x`)),
+      })),
+    )
+    const short = shards[0] as (typeof shards)[number]
+    const onShort = shards.filter((shard) => shard.master === short.master)
+    const elsewhere = shards.filter((shard) => shard.master !== short.master)
+    t.ok(onShort.length >= 4, `${onShort.length} queues on the shard short of replicas`)
+    const node = cluster.nodes[0] as RedisServer
+    for (const { queue } of shards) {
+      const slot = await node.ask((client) => client.cluster('KEYSLOT', `jobgate:{${queue}}:x`))
+      t.equal(new QueueKeys('jobgate', queue).slot, Number(slot), `the slot of ${queue}`)
+    }
+    await (short.replicas[0] as RedisServer).pause()
+    t.teardown(() => (short.replicas[0] as RedisServer).resume())
+
+    // Several queues of that shard at once: their WAITs share its one connection.
+    let n = 0
+    const post = (queue: string) =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/queues/${queue}/jobs`,
+        payload: { type: 't', payload: { n: n++ } },
+      })
+    const outcomes = (answers: { statusCode: number; json(): { code?: string } }[]) =>
+      answers.map((res) => `${res.statusCode} ${res.statusCode === 202 ? '' : res.json().code}`)
+    for (let round = 0; round < 3; round++) {
+      const [refused, confirmed] = await Promise.all([
+        Promise.all(onShort.map((shard) => post(shard.queue))),
+        Promise.all(elsewhere.map((shard) => post(shard.queue))),
+      ])
+      t.strictSame(
+        outcomes(refused),
+        onShort.map(() => '503 NOT_REPLICATED'),
+        `round ${round}: the short shard's queues are told their writes are not replicated`,
+      )
+      t.strictSame(
+        outcomes(confirmed),
+        elsewhere.map(() => '202 '),
+        `round ${round}: the other shards' queues are confirmed`,
+      )
+    }
+  },
+)
 
 t.test('SENTINEL FAILOVER under load with REDIS_WAIT_REPLICAS=1 of 1 loses no 202', async (t) => {
   const group = await RedisSentinelGroup.start()

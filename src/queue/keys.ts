@@ -31,6 +31,11 @@ export class QueueKeys {
     this.barrier = `${this.base}barrier`
   }
 
+  /** The Redis Cluster slot of every key of the queue (its hash tag is the queue's name). */
+  get slot(): number {
+    return clusterSlot(this.queue)
+  }
+
   job(id: string): string {
     return `${this.base}job:${id}`
   }
@@ -47,4 +52,16 @@ export class QueueKeys {
 /** The set of queue names: with the rate-limit counters, the only keys outside a queue's slot. */
 export function registryKey(prefix: string): string {
   return `${prefix}:queues`
+}
+
+/** Redis Cluster's slot of a hash tag: CRC16 (XMODEM) of its bytes, modulo 16384. */
+export function clusterSlot(tag: string): number {
+  let crc = 0
+  for (const byte of Buffer.from(tag)) {
+    crc ^= byte << 8
+    for (let bit = 0; bit < 8; bit++) {
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+    }
+  }
+  return crc % 16384
 }

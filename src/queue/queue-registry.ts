@@ -70,7 +70,7 @@ export class QueueRegistry {
   }
 
   /** Whether the queue is in use: its stats hash is written by its first job, deleted with it. */
-  private async exists(queue: string): Promise<boolean> {
+  async exists(queue: string): Promise<boolean> {
     const { stats } = this.runner.keys(queue)
     return (await this.runner.command(() => this.runner.client.exists(stats))) === 1
   }

@@ -93,8 +93,16 @@ export class QueueStore {
     return this.registry.names()
   }
 
-  exists(queue: string): Promise<boolean> {
-    return this.registry.has(queue)
+  /**
+   * Whether the queue is in use: registered, or holding its stats hash though the registry lost
+   * its name (the registry's shard failed over to a replica behind, or came back empty), which
+   * is then registered again rather than the queue answered as unknown until its next job.
+   */
+  async exists(queue: string): Promise<boolean> {
+    if (await this.registry.has(queue)) return true
+    if (!(await this.registry.exists(queue))) return false
+    await this.registry.add(queue)
+    return true
   }
 
   async counts(queue: string): Promise<QueueCounts> {
