@@ -1,5 +1,6 @@
 import t from 'tap'
 import { RedisBreaker } from '../src/queue/breaker.js'
+import { isUnavailableError } from '../src/queue/connection.js'
 
 t.test('40,000 calls failing at once all settle, and open the breaker', async (t) => {
   // With opossum's latency percentiles on, every failure re-sorted every latency of the window:
@@ -78,3 +79,25 @@ t.test(
     }
   },
 )
+
+t.test('which errors mean Redis cannot serve now (503), and which are bugs (500)', async (t) => {
+  const reply = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' })
+  for (const message of [
+    'LOADING Redis is loading the dataset in memory',
+    'READONLY You can not write against a read only replica.',
+    'MOVED 11958 127.0.0.1:7001',
+    'ASK 11958 127.0.0.1:7001',
+    'TRYAGAIN Multiple keys request during rehashing of slot',
+    'ERR max number of clients reached',
+  ]) {
+    t.equal(isUnavailableError(reply(message)), true, message)
+  }
+  t.equal(isUnavailableError(new Error('Connection is closed.')), true, 'no reply at all')
+  for (const message of [
+    'ERR user_script:1: oops',
+    'WRONGTYPE Operation against a key',
+    'MOVEDX',
+  ]) {
+    t.equal(isUnavailableError(reply(message)), false, message)
+  }
+})

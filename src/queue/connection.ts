@@ -198,10 +198,12 @@ function nextReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
 /**
  * Error replies that mean "cannot serve now": a failover, a dataset loading, out of memory, a
  * busy script, failing snapshots (MISCONF), a full client table, a connection not (or no
- * longer) logged in (NOAUTH); the PHP worker's list is the same.
+ * longer) logged in (NOAUTH), a slot moving (MOVED, ASK: ioredis follows them, but a pipeline
+ * only partly redirected comes back with them); the PHP worker's list is the same but for the
+ * last two, which its cluster connection follows.
  */
 const UNAVAILABLE_REPLIES =
-  /^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS|UNBLOCKED|MISCONF|NOAUTH|ERR max number of clients reached)\b/
+  /^(LOADING|CLUSTERDOWN|MASTERDOWN|READONLY|TRYAGAIN|OOM|BUSY|NOREPLICAS|UNBLOCKED|MISCONF|NOAUTH|MOVED|ASK|ERR max number of clients reached)\b/
 
 /**
  * True when an error means "Redis cannot serve this now" (connection down, timeout, failover,
