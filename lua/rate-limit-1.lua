@@ -7,7 +7,8 @@
   ARGV[2]  tokens to take (>= 1)
 
   The counter counts the tokens taken in the current window by every gateway; the window starts
-  with the first take and ends when the key expires. A gateway takes tokens in chunks and hands
+  with the first take and ends when the key expires, or sooner when a take asks for a shorter
+  window than the one left (the count stays). A gateway takes tokens in chunks and hands
   them to requests one by one: a token numbered above the limit is a refusal.
 
   Returns
@@ -22,8 +23,10 @@ local key, window, n = KEYS[1], check_integer(1, 1), check_integer(2, 1)
 local count = redis.call('INCRBY', key, n)
 local ttl = -1
 if count > n then ttl = redis.call('PTTL', key) end
--- A new window (or a counter that lost its expiry): the window starts now.
-if ttl < 0 then
+-- A new window (or a counter that lost its expiry): the window starts now. So it does after a
+-- counter left by a longer window (the limit was changed, or a gateway of a rolling deploy still
+-- has the old one): no window outlasts the length asked for; its count is kept.
+if ttl < 0 or ttl > window then
   redis.call('PEXPIRE', key, window)
   ttl = window
 end

@@ -110,6 +110,20 @@ t.test('small limits are exact; a new window starts after the old one ends', asy
   )
 })
 
+t.test('a window left by a longer limit lasts no longer than the one asked for now', async (t) => {
+  const redis = await RedisServer.start()
+  t.teardown(() => redis.destroy())
+  // A limit of 3 a day, then the gateways restarted with 10 a second.
+  const daily = await counterOn(t, redis)
+  for (let i = 0; i < 4; i++) await take(daily, 'read:key:rd', 3, 86_400_000)
+  const now = await counterOn(t, redis)
+  const first = await take(now, 'read:key:rd', 10, 1000)
+  t.ok(first.ttl <= 1000, `the window ends within a second (${first.ttl} ms)`)
+  t.ok((await redis.ask((client) => client.pttl(`${NAMESPACE}read:key:rd`))) <= 1000)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.equal((await take(now, 'read:key:rd', 10, 1000)).current, 1, 'then a new one starts')
+})
+
 t.test(
   'a take in the last millisecond of a window still says the window has time left',
   async (t) => {
