@@ -36,6 +36,19 @@ export function sha256(text: string): Buffer {
   return hash('sha256', text, 'buffer')
 }
 
+const BEYOND_ASCII = /[\u0080-\u00ff]/
+
+/**
+ * The SHA-256 of a key as a header brought it: Node reads header bytes as Latin-1, so a key
+ * with characters beyond ASCII is hashed over the bytes sent (its UTF-8, as its entry's digest
+ * was made), not over that reading of them.
+ */
+function sha256OfHeader(value: string): Buffer {
+  return BEYOND_ASCII.test(value)
+    ? hash('sha256', Buffer.from(value, 'latin1'), 'buffer')
+    : sha256(value)
+}
+
 /**
  * Parses key entries `<name>:<scope>[+<scope>…]:<sha256 hex>`, one per line or separated by
  * commas; blank lines and `#` comments are skipped. Throws a message naming the bad entry,
@@ -133,7 +146,7 @@ export class KeyRing {
   /** The key's owner, or null. Every stored hash is compared, whatever matches first. */
   identify(presented: string): Identity | null {
     if (presented === '') return null
-    const digest = sha256(presented)
+    const digest = sha256OfHeader(presented)
     let found: ApiKey | null = null
     for (const key of this.keys) {
       if (timingSafeEqual(digest, key.sha256) && found === null) found = key

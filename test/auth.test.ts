@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -197,6 +198,36 @@ t.test('no key → 401 with WWW-Authenticate; bad keys → 401; missing scope �
   t.equal((await submit(bearer(producer.key))).statusCode, 202)
   t.equal((await submit({ 'x-api-key': producer.key })).statusCode, 202, 'X-API-Key works too')
   t.equal((await submit(bearer(admin.key))).statusCode, 202, 'admin may do everything')
+})
+
+t.test('a key typed beyond ASCII matches the entry of its UTF-8 bytes', async (t) => {
+  const key = 'ключ-1-ü'
+  const entry = `cyrillic:read:${sha256(key).toString('hex')}`
+  const { url } = await startGateway(t, {
+    listen: true,
+    env: { API_KEYS: `${API_KEYS},${entry}`, RATE_LIMIT: 'off' },
+  })
+  const { port } = new URL(url)
+  // Sent as its UTF-8 bytes (fetch and node:http refuse such a header value); Node reads them
+  // as Latin-1.
+  const status = (header: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1')
+      let answer = ''
+      socket.on('data', (chunk) => {
+        answer += chunk.toString()
+      })
+      socket.on('error', reject)
+      socket.on('close', () => resolve(answer.split('\r\n')[0] ?? ''))
+      socket.write(
+        Buffer.from(
+          `GET /v1/queues HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\n${header}\r\n\r\n`,
+        ),
+      )
+    })
+  t.equal(await status(`x-api-key: ${key}`), 'HTTP/1.1 200 OK')
+  t.equal(await status(`authorization: Bearer ${key}`), 'HTTP/1.1 200 OK')
+  t.equal(await status(`x-api-key: ${key}x`), 'HTTP/1.1 401 Unauthorized')
 })
 
 t.test('two Authorization headers name no caller, whichever comes first', async (t) => {
