@@ -12,7 +12,6 @@ import {
   shuttingDown,
 } from '../src/errors.js'
 import { EventStream } from '../src/event-stream.js'
-import { accessLine } from '../src/logger.js'
 import { clientOf } from '../src/plugins/auth.js'
 import {
   compareIds,
@@ -216,14 +215,9 @@ export default async function eventsRoutes(
         })
         handedOver = true
         open.set(stream, request.identity)
-        reply.raw.once('close', () => {
-          stream.end()
-          // The access log writes its line when an answer finishes; a stream its client closed
-          // never does (the metrics plugin counts such a stream on the same condition).
-          if (reply.raw.headersSent && !reply.raw.writableFinished) {
-            request.log.info(accessLine(request, reply), 'request completed')
-          }
-        })
+        // A stream its client closed never finishes: its access line and count come from the
+        // metrics plugin's watch on the connection.
+        reply.raw.once('close', () => stream.end())
         // A finished job has nothing more to come: read all that is left before answering.
         const finished = watched !== null && isFinal(watched.state)
         await stream.open(finished)

@@ -42,7 +42,7 @@ export function loggerOptions(level: LogLevel): NonNullable<FastifyServerOptions
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics'])
 
 /** What the access log says of an answer. */
-export function accessLine(request: FastifyRequest, reply: FastifyReply) {
+function accessLine(request: FastifyRequest, reply: FastifyReply) {
   return {
     method: request.method,
     url: request.url,
@@ -62,8 +62,12 @@ export const CLIENT_CLOSED_REQUEST = 499
  * stream's watcher leaving).
  */
 export function logClientClosed(request: FastifyRequest, reply: FastifyReply, status: number) {
+  logAccess(request, reply, status, 'client closed the connection before the answer was complete')
+}
+
+/** An access line: at debug for the routes probes and scrapers poll, else at info. */
+function logAccess(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
   const line = { ...accessLine(request, reply), status }
-  const message = 'client closed the connection before the answer was complete'
   if (QUIET_ROUTES.has(request.routeOptions.url ?? '')) reply.log.debug(line, message)
   else reply.log.info(line, message)
 }
@@ -83,10 +87,7 @@ export class AccessLog extends LogController {
     request: FastifyRequest,
     reply: FastifyReply,
   ): void {
-    const line = accessLine(request, reply)
-    if (error) reply.log.error({ ...line, err: error }, 'request failed')
-    else if (QUIET_ROUTES.has(request.routeOptions.url ?? ''))
-      reply.log.debug(line, 'request completed')
-    else reply.log.info(line, 'request completed')
+    if (error) reply.log.error({ ...accessLine(request, reply), err: error }, 'request failed')
+    else logAccess(request, reply, reply.statusCode, 'request completed')
   }
 }
