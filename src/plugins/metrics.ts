@@ -58,14 +58,34 @@ export default fp(
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     })
+    /** Counts by queue so far (both counters below): the clock of their marks. */
+    let counts = 0
+    /**
+     * The registry's names, read after a mark: a queue is registered before its first job is
+     * counted, so the reading holds every queue counted up to the mark. Shared by whoever asks
+     * while it is out, with its own mark (not the scrape's queue reading, which may have
+     * started before a queue was made and counted).
+     */
+    let registryRead: Promise<{ mark: number; names: Set<string> } | null> | null = null
+    const readRegistry = () => {
+      const mark = counts
+      registryRead ??= app.store.queues
+        .names()
+        .then((names) => ({ mark, names: new Set(names) }))
+        .catch(() => null)
+        .finally(() => {
+          registryRead = null
+        })
+      return registryRead
+    }
     /**
      * A counter by queue whose scrape drops the series of queues deleted since (on any
-     * gateway): with queues made and deleted, they would pile up.
+     * gateway): with queues made and deleted, they would pile up. A queue counted after the
+     * reading's mark is left for the next scrape.
      */
     const perQueue = (name: string, help: string) => {
       /** Each counted queue, with the number of the count that last touched it. */
       const counted = new Map<string, number>()
-      let counts = 0
       const counter: Counter<'queue'> = new Counter({
         name,
         help,
@@ -73,16 +93,10 @@ export default fp(
         registers: [registry],
         async collect() {
           if (counted.size === 0) return
-          // A queue is registered before its first job is counted, so a reading sent after
-          // this mark holds every queue counted up to it; one counted later, maybe made after
-          // the reading, is left for the next scrape. (Not the scrape's shared reading: it may
-          // have started before a queue was made and counted.)
-          const mark = counts
-          const names = await app.store.queues.names().catch(() => null)
-          if (names === null) return
-          const known = new Set(names)
+          const reading = await readRegistry()
+          if (reading === null) return
           for (const [queue, count] of counted) {
-            if (count > mark || known.has(queue)) continue
+            if (count > reading.mark || reading.names.has(queue)) continue
             counter.remove({ queue })
             counted.delete(queue)
           }
